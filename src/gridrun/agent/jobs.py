@@ -1,0 +1,99 @@
+"""Turning store records into the :class:`~gridrun.backends.base.Job` a supervisor runs.
+
+The job is written to ``experiments/<name>/job.json`` before the supervisor starts, so
+the supervisor needs nothing but that file and the database (it imports no CLI code,
+which keeps its start-up fast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gridrun.backends.base import DatastoreMount, Job
+from gridrun.home import GridHome
+from gridrun.store.models import Experiment, Run
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, str]:
+    """The variables every experiment sees, on every backend."""
+    env = {
+        "GRID_RUN_NAME": run.name,
+        "GRID_EXPERIMENT_NAME": exp.name,
+        "GRID_EXPERIMENT_ID": str(exp.id),
+        # Without GPUs, an empty value hides every device (CUDA's documented behaviour).
+        "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpu_ids),
+        "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
+    }
+    threads = str(max(1, int(exp.cpus)))
+    user_env = run.spec.get("env") or {}
+    for var in THREAD_VARS:
+        # Cap numeric libraries to the CPUs asked for, unless the user chose a value.
+        if var not in os.environ and var not in user_env:
+            env[var] = threads
+    env.update(user_env)
+    return env
+
+
+def make_job(home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int]) -> Job:
+    spec = run.spec
+    exp_dir = home.experiment_dir(exp.name)
+    return Job(
+        run_name=run.name,
+        experiment_name=exp.name,
+        experiment_id=exp.id,
+        env_ref=run.env_ref or "",
+        script=spec["script"],
+        args=list(exp.argv),
+        exp_dir=exp_dir,
+        workdir=exp_dir / "workdir",
+        snapshot_manifest=Path(spec["snapshot_manifest"]),
+        objects_dir=home.objects,
+        env=experiment_env(run, exp, gpu_ids),
+        cpus=exp.cpus,
+        memory=exp.memory,
+        gpus=exp.gpus,
+        gpu_ids=gpu_ids,
+        datastores=[
+            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
+            for d in spec.get("datastores", [])
+        ],
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def save_job(job: Job, backend: str) -> Path:
+    job.exp_dir.mkdir(parents=True, exist_ok=True)
+    data = _jsonable(asdict(job))
+    data["backend"] = backend
+    path = job.exp_dir / "job.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load_job(path: Path) -> tuple[Job, str]:
+    data = json.loads(path.read_text())
+    backend = data.pop("backend")
+    for key in ("exp_dir", "workdir", "snapshot_manifest", "objects_dir"):
+        data[key] = Path(data[key])
+    data["datastores"] = [
+        DatastoreMount(d["name"], d["version"], Path(d["source"]), d["mount_dir"])
+        for d in data["datastores"]
+    ]
+    return Job(**data), backend

@@ -1,0 +1,111 @@
+"""Bringing the store back in line with reality after anyone died.
+
+Called by the agent at start-up and on every loop (it is cheap). For each experiment
+the store thinks is running, it checks the supervisor is the same live process
+(pid *and* start time, so a recycled pid does not fool it). A dead supervisor's exit
+record is applied; without one, the backend is asked whether it can tell the exit
+code (the Docker engine can); otherwise the experiment is lost: failed, or queued
+again when the run asked for ``--auto_resume``. Stale claims (an agent died between
+claiming an experiment and its supervisor starting) are released; the supervisor's
+conditional claim makes sure a late one never runs as well.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gridrun.agent.jobs import load_job
+from gridrun.agent.supervisor import apply_exit_record, process_start_time, read_exit_record
+from gridrun.backends import get_backend
+from gridrun.home import GridHome
+from gridrun.store.db import Store
+from gridrun.store.models import Experiment, Status
+
+CLAIM_TIMEOUT = 30.0
+
+
+def supervisor_alive(exp: Experiment) -> bool:
+    if not exp.supervisor_pid:
+        return False
+    started = process_start_time(exp.supervisor_pid)
+    if started is None:
+        return False
+    if exp.supervisor_started is None:
+        return True
+    return abs(started - exp.supervisor_started) < 1.0
+
+
+def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
+    """Settle one running experiment whose supervisor may be gone. Returns what happened."""
+    if supervisor_alive(exp):
+        return "alive"
+    exp_dir = home.experiment_dir(exp.name)
+    record = read_exit_record(exp_dir)
+    if record is not None:
+        apply_exit_record(store, exp.id, record)
+        return "finished"
+    code: int | None = None
+    job_path = exp_dir / "job.json"
+    if job_path.exists():
+        job, backend_name = load_job(job_path)
+        backend = get_backend(backend_name)
+        recover = getattr(backend, "recover", None)
+        if recover is not None:
+            code = recover(job)
+    now = time.time()
+    if code is not None:
+        stopped = store.get_experiment(exp.id).stop_requested
+        status = Status.STOPPED if stopped else (Status.SUCCEEDED if code == 0 else Status.FAILED)
+        store.transition(
+            exp.id,
+            where=[Status.RUNNING],
+            status=status,
+            exit_code=code,
+            finished_at=now,
+            event=f"recovered-{status.value}",
+        )
+        return "recovered"
+    run = store.get_run_by_id(exp.run_id)
+    if run.spec.get("auto_resume") and not exp.stop_requested:
+        store.transition(
+            exp.id,
+            where=[Status.RUNNING],
+            status=Status.PENDING,
+            claim_token=None,
+            claimed_at=None,
+            supervisor_pid=None,
+            supervisor_started=None,
+            started_at=None,
+            event="resumed",
+        )
+        return "requeued"
+    status = Status.STOPPED if exp.stop_requested else Status.FAILED
+    store.transition(
+        exp.id,
+        where=[Status.RUNNING],
+        status=status,
+        finished_at=now,
+        error=None
+        if exp.stop_requested
+        else "lost: its supervisor died before recording an exit code",
+        event="lost",
+    )
+    return "lost"
+
+
+def reconcile(store: Store, home: GridHome) -> None:
+    for exp in store.experiments(Status.RUNNING):
+        reconcile_experiment(store, home, exp)
+    now = time.time()
+    for exp in store.experiments(Status.PENDING):
+        if exp.claim_token and exp.claimed_at and now - exp.claimed_at > CLAIM_TIMEOUT:
+            store.transition(
+                exp.id,
+                where=[Status.PENDING],
+                extra_where="claim_token = ?",
+                extra_args=[exp.claim_token],
+                claim_token=None,
+                claimed_at=None,
+                gpu_ids=[],
+                event="claim-expired",
+            )

@@ -1,0 +1,155 @@
+"""The per-experiment supervisor: runs one experiment and records how it ended.
+
+Started detached (its own session) by the agent with a claim token. It is the only
+process that moves an experiment from claimed-pending to ``running`` and from
+``running`` to a final status, using conditional updates, so an experiment never runs
+twice even when a restarted agent reconciles at the same moment. Output goes straight
+from the backend to ``output.log``; the exit record is written to ``exit.json``
+before the database, so a crash between the two is repaired by reconciliation.
+
+Kept free of CLI imports (click, rich) so that it starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from gridrun.agent.jobs import load_job
+from gridrun.backends import get_backend
+from gridrun.config import load_machine_config
+from gridrun.home import GridHome
+from gridrun.logs import LogSink
+from gridrun.store.db import Store
+from gridrun.store.models import Status
+
+
+def process_start_time(pid: int) -> float | None:
+    """A process's start time, to tell a live supervisor from a recycled pid."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def write_exit_record(exp_dir: Path, record: dict) -> None:
+    path = exp_dir / "exit.json"
+    tmp = exp_dir / "exit.json.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def read_exit_record(exp_dir: Path) -> dict | None:
+    try:
+        return json.loads((exp_dir / "exit.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def final_status(exit_code: int, stopped: bool) -> Status:
+    if stopped:
+        return Status.STOPPED
+    return Status.SUCCEEDED if exit_code == 0 else Status.FAILED
+
+
+def apply_exit_record(store: Store, exp_id: int, record: dict) -> bool:
+    """Move a running experiment to the status its exit record says; idempotent."""
+    return store.transition(
+        exp_id,
+        where=[Status.RUNNING],
+        status=Status(record["status"]),
+        exit_code=record["exit_code"],
+        finished_at=record["finished_at"],
+        error=record.get("error"),
+        event=record["status"],
+    )
+
+
+def supervise(home: GridHome, exp_id: int, token: str) -> int:
+    store = Store(home.db_path)
+    exp_dir = home.experiment_dir(store.get_experiment(exp_id).name)
+    job, backend_name = load_job(exp_dir / "job.json")
+    me = os.getpid()
+    claimed = store.transition(
+        exp_id,
+        where=[Status.PENDING],
+        extra_where="claim_token = ?",
+        extra_args=[token],
+        status=Status.RUNNING,
+        started_at=time.time(),
+        supervisor_pid=me,
+        supervisor_started=process_start_time(me),
+        gpu_ids=job.gpu_ids,
+        event="running",
+    )
+    if not claimed:  # stopped, or the claim expired and was given to someone else
+        return 0
+    backend = get_backend(backend_name)
+    grace = load_machine_config(home.config_path).stop_grace_seconds
+    stopping = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=backend.terminate, args=(job, grace), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    error = None
+    with LogSink(job.log_path) as sink:
+        try:
+            exit_code = backend.execute(job, sink)
+        except Exception as exc:  # a backend failure is the experiment's failure
+            exit_code = -1
+            error = f"{type(exc).__name__}: {exc}"
+            sink.write("stderr", f"gridrun: {error}")
+            (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
+        try:
+            backend.collect_artifacts(job)
+        except Exception as exc:
+            sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
+        try:
+            backend.cleanup(job)
+        except Exception as exc:
+            sink.write("stderr", f"gridrun: cleanup failed: {exc}")
+
+    stopped = stopping.is_set() or store.get_experiment(exp_id).stop_requested
+    status = final_status(exit_code, stopped)
+    record = {
+        "exit_code": exit_code,
+        "status": status.value,
+        "finished_at": time.time(),
+        "error": error,
+    }
+    write_exit_record(exp_dir, record)
+    apply_exit_record(store, exp_id, record)
+    _wake_agent(home)
+    return 0
+
+
+def _wake_agent(home: GridHome) -> None:
+    """Tell the agent a slot is free so the next experiment starts at once."""
+    try:
+        pid = int(home.agent_pid.read_text())
+        os.kill(pid, signal.SIGUSR1)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    home_root, exp_id, token = argv
+    return supervise(GridHome(Path(home_root)), int(exp_id), token)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,34 @@
+"""Compute backends behind one protocol (:mod:`gridrun.backends.base`).
+
+Adding a backend touches one module here plus its tests: subclass
+:class:`~gridrun.backends.base.Backend` and register it in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from gridrun.backends.base import Backend, BuildRequest, Job
+from gridrun.errors import UsageError
+
+_REGISTRY = {
+    "local": "gridrun.backends.local:LocalBackend",
+    "docker": "gridrun.backends.docker:DockerBackend",
+}
+
+BACKENDS = tuple(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``, imported lazily so ``local`` never imports docker."""
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise UsageError(
+            f"Unknown backend '{name}'.", hint=f"Valid backends: {', '.join(BACKENDS)}."
+        ) from None
+    import importlib
+
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+__all__ = ["BACKENDS", "Backend", "BuildRequest", "Job", "get_backend"]

@@ -1,0 +1,97 @@
+"""``grid stop`` and ``grid delete``: for a run (all its experiments) or one experiment."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+
+from gridrun.cli.common import home_of, open_store, output_of
+from gridrun.errors import NotFoundError, UsageError
+from gridrun.store.db import Store
+from gridrun.store.models import Experiment, Run
+
+
+def _targets(store: Store, kind: str, names: tuple[str, ...]) -> list[tuple[Run, list[Experiment]]]:
+    out = []
+    for name in names:
+        if kind == "run":
+            run = store.get_run(name)
+            out.append((run, run.experiments))
+        else:
+            exp = store.find_experiment(name)
+            if exp is None:
+                raise NotFoundError(
+                    f"No experiment named '{name}'.",
+                    hint="`grid status RUN` lists a run's experiments.",
+                )
+            out.append((store.get_run_by_id(exp.run_id), [exp]))
+    return out
+
+
+KIND = click.Choice(["run", "experiment"])
+
+
+@click.command(short_help="Stop a run (every experiment) or one experiment.")
+@click.argument("kind", type=KIND)
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def stop(ctx: click.Context, kind: str, names: tuple[str, ...]) -> None:
+    """Stop runs or experiments: SIGTERM, then SIGKILL after the grace period.
+
+    Pending experiments of a run are stopped too, so a sweep stops as one thing.
+    """
+    from gridrun.agent.stopping import stop_experiments
+    from gridrun.cli.output import console, emit_json
+    from gridrun.config import load_machine_config
+
+    home = home_of(ctx)
+    store = open_store(ctx)
+    grace = load_machine_config(home.config_path).stop_grace_seconds
+    result = {}
+    for run, exps in _targets(store, kind, names):
+        result[run.name] = stop_experiments(home, store, exps, grace)
+    if output_of(ctx) == "json":
+        emit_json(result)
+        return
+    for run_name, stopped in result.items():
+        if stopped:
+            console.print(f"Stopped {len(stopped)} experiment(s) of {run_name}.", markup=False)
+        else:
+            console.print(f"Nothing to stop in {run_name}: it is not active.", markup=False)
+
+
+@click.command(short_help="Delete a run or an experiment with its logs and artifacts.")
+@click.argument("kind", type=KIND)
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Stop it first if it is still active.")
+@click.pass_context
+def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -> None:
+    """Delete runs or experiments: their records, logs and artifacts."""
+    from gridrun.agent.builder import build_log_path
+    from gridrun.agent.stopping import stop_experiments
+    from gridrun.cli.output import console
+    from gridrun.config import load_machine_config
+
+    home = home_of(ctx)
+    store = open_store(ctx)
+    targets = _targets(store, kind, names)
+    for _run, exps in targets:
+        active = [e.name for e in exps if e.status.active]
+        if active and not force:
+            raise UsageError(
+                f"{', '.join(active)} still active.", hint="Stop it first or pass --force."
+            )
+    grace = load_machine_config(home.config_path).stop_grace_seconds
+    for run, exps in targets:
+        stop_experiments(home, store, [e for e in exps if e.status.active], grace)
+        for e in exps:
+            shutil.rmtree(home.experiment_dir(e.name), ignore_errors=True)
+        if kind == "run" or len(run.experiments) == len(exps):
+            store.delete_run(run.id)
+            shutil.rmtree(build_log_path(home, run.name).parent, ignore_errors=True)
+            console.print(f"Deleted run {run.name}.", markup=False)
+        else:
+            for e in exps:
+                store.delete_experiment(e.id)
+                console.print(f"Deleted experiment {e.name}.", markup=False)

@@ -1,0 +1,107 @@
+"""Streaming experiment logs as they are written (``--follow``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from gridrun.agent.builder import build_log_path
+from gridrun.home import GridHome
+from gridrun.store.db import Store
+from gridrun.store.models import Experiment, Status
+
+POLL = 0.05
+
+
+class Tail:
+    """Reads the lines appended to a file since the last call (whole lines only)."""
+
+    def __init__(self, path: Path, label: str | None) -> None:
+        self.path = path
+        self.label = label
+        self.offset = 0
+        self.partial = ""
+
+    def read(self) -> list[str]:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+                self.offset = fh.tell()
+        except FileNotFoundError:
+            return []
+        if not data:
+            return []
+        data = self.partial + data
+        lines = data.split("\n")
+        self.partial = lines.pop()
+        return [f"{self.label} | {ln}" if self.label else ln for ln in lines]
+
+
+def exit_code_of(exps: list[Experiment]) -> int:
+    """0 when every experiment succeeded, else the first failure's exit code."""
+    for e in exps:
+        if e.status != Status.SUCCEEDED:
+            code = e.exit_code
+            if code is None or code == 0:
+                return 1
+            return 128 - code if code < 0 else code
+    return 0
+
+
+def follow_run(
+    home: GridHome,
+    name: str,
+    show_build: bool = True,
+    prefix: bool | None = None,
+    only: list[str] | None = None,
+    tail_lines: int | None = None,
+) -> int:
+    """Print logs until every followed experiment has finished; return the exit code."""
+    store = Store(home.db_path)
+    run = store.get_run(name)
+    exps = [e for e in run.experiments if only is None or e.name in only]
+    labelled = prefix if prefix is not None else len(exps) > 1
+    tails: list[Tail] = []
+    if show_build:
+        tails.append(Tail(build_log_path(home, run.name), "build" if labelled else None))
+    tails += [
+        Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
+    ]
+    if tail_lines is not None:
+        _skip_to_last(tails, tail_lines)
+    out = sys.stdout
+    try:
+        while True:
+            names = {e.name for e in exps}
+            current = [e for e in store.get_run(name).experiments if e.name in names]
+            done = all(e.status.finished for e in current)
+            for t in tails:
+                for line in t.read():
+                    out.write(line + "\n")
+            out.flush()
+            if done:
+                for t in tails:  # the supervisor wrote its last lines before finishing
+                    for line in t.read():
+                        out.write(line + "\n")
+                    if t.partial:
+                        out.write(t.partial + "\n")
+                out.flush()
+                return exit_code_of(current)
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        out.write(f"Stopped following; the run goes on. `grid stop run {name}` stops it.\n")
+        return 130
+    finally:
+        store.close()
+
+
+def _skip_to_last(tails: list[Tail], n: int) -> None:
+    for t in tails:
+        try:
+            lines = t.path.read_text(encoding="utf-8", errors="replace").splitlines(True)
+        except FileNotFoundError:
+            continue
+        keep = lines[-n:] if n > 0 else []
+        t.offset = len("".join(lines[: len(lines) - len(keep)]).encode("utf-8"))

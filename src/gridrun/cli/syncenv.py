@@ -1,0 +1,46 @@
+"""``grid sync-env``: write the dependencies gridrun infers to ``requirements.txt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gridrun.cli.common import home_of
+
+
+@click.command("sync-env", short_help="Write inferred, pinned dependencies to requirements.txt.")
+@click.option(
+    "-l",
+    "--localdir",
+    type=click.Path(file_okay=False),
+    default=".",
+    help="Project folder (the current directory).",
+)
+@click.option("--script", default=None, help="Entry script whose folder counts as the project's.")
+@click.option("-y", "--yes", is_flag=True, help="Overwrite an existing requirements.txt.")
+@click.pass_context
+def sync_env(ctx: click.Context, localdir: str, script: str | None, yes: bool) -> None:
+    """Scan the project's imports and write the pinned list to requirements.txt."""
+    from gridrun.cli.output import console
+    from gridrun.deps import infer_requirements, write_requirements
+    from gridrun.errors import ProjectError
+    from gridrun.project import take_snapshot
+
+    root = Path(localdir).absolute()
+    if not root.is_dir():
+        raise ProjectError(f"Project folder {root} does not exist.")
+    snapshot = take_snapshot(root, home_of(ctx).ensure())
+    reqs = infer_requirements(root, snapshot.paths(), script or "")
+    target = root / "requirements.txt"
+    if (
+        target.exists()
+        and not yes
+        and not click.confirm(f"{target} exists. Overwrite it?", default=False)
+    ):
+        console.print("Left requirements.txt unchanged.")
+        return
+    write_requirements(target, reqs)
+    console.print(f"Wrote {len(reqs)} requirement(s) to {target}:", markup=False)
+    for r in reqs:
+        console.print(f"  {r}", markup=False)

@@ -1,0 +1,171 @@
+"""Configuration files: the machine's ``GRID_HOME/config.yaml`` and a run's ``--config``.
+
+Unknown keys are errors that list the valid ones: a typo in a config file should
+never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridrun.errors import ConfigError, UsageError
+
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    """``"4G"``, ``"512Mi"``, ``"2gb"`` or a byte count -> bytes."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", str(value).lower())
+    if not m:
+        raise UsageError(f"Invalid memory '{value}'.", hint="Use a size such as 512M, 4G or 16Gi.")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""])
+
+
+def _load_yaml(path: Path, what: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc}.") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{what} {path}{where} is not valid YAML: {problem}.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a YAML mapping, not {type(data).__name__}.")
+    return data
+
+
+def _check_keys(data: dict[str, Any], valid: set[str], where: str) -> None:
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(unknown)} in {where}.",
+            hint=f"Valid keys: {', '.join(sorted(valid))}.",
+        )
+
+
+# --------------------------------------------------------------- machine config
+@dataclass
+class MachineConfig:
+    """Overrides of what the agent detects, from ``GRID_HOME/config.yaml``."""
+
+    cpus: float | None = None
+    memory: int | None = None
+    gpus: list[int] | None = None
+    stop_grace_seconds: float = 10.0
+    agent_idle_seconds: float = 60.0
+    default_backend: str = "local"
+
+
+MACHINE_KEYS = {"capacity", "stop_grace_seconds", "agent_idle_seconds", "default_backend"}
+CAPACITY_KEYS = {"cpus", "memory", "gpus"}
+
+
+def load_machine_config(path: Path) -> MachineConfig:
+    if not path.exists():
+        return MachineConfig()
+    data = _load_yaml(path, "Config file")
+    _check_keys(data, MACHINE_KEYS, str(path))
+    cfg = MachineConfig()
+    cap = data.get("capacity") or {}
+    if not isinstance(cap, dict):
+        raise ConfigError(f"'capacity' in {path} must be a mapping.")
+    _check_keys(cap, CAPACITY_KEYS, f"{path} capacity")
+    try:
+        if "cpus" in cap:
+            cfg.cpus = float(cap["cpus"])
+        if "memory" in cap:
+            cfg.memory = parse_memory(cap["memory"])
+        if "gpus" in cap:
+            g = cap["gpus"]
+            cfg.gpus = list(range(int(g))) if isinstance(g, int) else [int(x) for x in g]
+        for key in ("stop_grace_seconds", "agent_idle_seconds"):
+            if key in data:
+                setattr(cfg, key, float(data[key]))
+    except (TypeError, ValueError, UsageError) as exc:
+        raise ConfigError(f"Invalid value in {path}: {exc}.") from exc
+    if "default_backend" in data:
+        cfg.default_backend = str(data["default_backend"])
+    return cfg
+
+
+# -------------------------------------------------------------------- run config
+TRAIN_KEYS = {
+    "cpus",
+    "gpus",
+    "memory",
+    "instance",
+    "instance_type",
+    "disk_size",
+    "base_image",
+    "dockerfile",
+    "dependency_file",
+    "datastore_name",
+    "datastore_version",
+    "datastore_mount_dir",
+    "datastores",
+    "use_spot",
+    "framework",
+    "actions",
+    "environment",
+    "backend",
+    "python",
+}
+TOP_KEYS = {"compute", "hyper_params", "name", "description", "run"}
+
+
+@dataclass
+class RunConfig:
+    """What a Grid-style ``--config`` YAML asks for (``compute.train`` + ``hyper_params``)."""
+
+    train: dict[str, Any] = field(default_factory=dict)
+    hyper_params: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def load_run_config(path: Path) -> RunConfig:
+    data = _load_yaml(path, "Config file")
+    _check_keys(data, TOP_KEYS, str(path))
+    compute = data.get("compute") or {}
+    if not isinstance(compute, dict):
+        raise ConfigError(f"'compute' in {path} must be a mapping.")
+    train = compute.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"'compute.train' in {path} must be a mapping.")
+    _check_keys(train, TRAIN_KEYS, f"{path} compute.train")
+    for unsupported in ("instance", "instance_type", "use_spot", "disk_size"):
+        if train.get(unsupported):
+            raise ConfigError(
+                f"compute.train.{unsupported} in {path} is a cloud setting that gridrun "
+                "does not support.",
+                hint="Remove it; size experiments with cpus, gpus and memory.",
+            )
+    hp = data.get("hyper_params") or {}
+    if not isinstance(hp, dict):
+        raise ConfigError(f"'hyper_params' in {path} must be a mapping.")
+    return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data)

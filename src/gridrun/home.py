@@ -1,0 +1,92 @@
+"""Where gridrun keeps its state: one folder, ``GRID_HOME`` (default ``~/.grid``).
+
+Layout (every path is derived here so no other module invents one)::
+
+    GRID_HOME/
+      grid.db                 SQLite (WAL): runs, experiments, events, the source of truth
+      config.yaml             optional machine settings (capacity overrides, defaults)
+      agent.lock, agent.pid   the single detached agent of this GRID_HOME
+      agent.log               the agent's own log
+      objects/ab/cdef...      content-addressed file store (snapshots, datastores)
+      snapshots/<hash>.json   snapshot manifests
+      envs/<key>/             cached virtualenvs, one per environment key
+      runs/<run>/             per-run files (build log, requirements)
+      experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts
+      datastores/             datastore version manifests
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridrun.errors import StateError
+
+
+@dataclass(frozen=True)
+class GridHome:
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> GridHome:
+        raw = os.environ.get("GRID_HOME") or str(Path("~/.grid").expanduser())
+        return cls(Path(raw).expanduser().absolute())
+
+    def ensure(self) -> GridHome:
+        """Create the folder, with a clear error when it cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for sub in ("objects", "snapshots", "envs", "runs", "experiments", "datastores"):
+                (self.root / sub).mkdir(exist_ok=True)
+            probe = self.root / ".write-probe"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StateError(
+                f"GRID_HOME {self.root} is not writable ({exc.strerror or exc}).",
+                hint="Set GRID_HOME to a folder you can write to.",
+            ) from exc
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "grid.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def datastores(self) -> Path:
+        return self.root / "datastores"
+
+    @property
+    def agent_lock(self) -> Path:
+        return self.root / "agent.lock"
+
+    @property
+    def agent_pid(self) -> Path:
+        return self.root / "agent.pid"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.root / "agent.log"
+
+    def run_dir(self, run_name: str) -> Path:
+        return self.root / "runs" / run_name
+
+    def experiment_dir(self, experiment_name: str) -> Path:
+        return self.root / "experiments" / experiment_name

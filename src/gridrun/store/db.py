@@ -1,0 +1,285 @@
+"""The store: every state change is one transaction on one SQLite file.
+
+Why SQLite in WAL mode: the CLI reads (``grid status``) while the agent and the
+supervisors write, from separate processes, with nothing to install. Writers take
+``BEGIN IMMEDIATE`` so that check-then-set transitions (claim a pending experiment,
+record an exit) are atomic across processes; conditional ``UPDATE ... WHERE status=?``
+statements make every transition idempotent, which is what lets a restarted agent
+reconcile without running anything twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from gridrun.errors import NotFoundError, StateError
+from gridrun.store.models import ACTIVE, Experiment, Run, Status
+from gridrun.store.schema import SCHEMA, SCHEMA_VERSION
+
+_EXP_SELECT = "SELECT e.*, r.name AS run_name FROM experiments e JOIN runs r ON r.id = e.run_id"
+
+
+class Store:
+    """A connection to ``GRID_HOME/grid.db`` with the queries gridrun needs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        existed = path.exists() and path.stat().st_size > 0
+        try:
+            self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            # WAL so that status can read while the agent and supervisors write.
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if existed:
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise StateError(
+                        f"The state database {path} was written by a newer gridrun "
+                        f"(schema {version}).",
+                        hint="Upgrade gridrun, or point GRID_HOME elsewhere.",
+                    )
+            if version < SCHEMA_VERSION:
+                with self.transaction():
+                    for stmt in SCHEMA.split(";"):
+                        if stmt.strip():
+                            self.conn.execute(stmt)
+                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"The state database {path} is unreadable or corrupt ({exc}).",
+                hint=f"It was left untouched: move it aside (mv '{path}' '{path}.bak') "
+                "to start with an empty history.",
+            ) from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: one atomic state change."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # ----------------------------------------------------------------- writes
+    def create_run(
+        self,
+        *,
+        name: str,
+        backend: str,
+        spec: dict[str, Any],
+        env_key: str | None,
+        experiments: Sequence[dict[str, Any]],
+        status: Status = Status.BUILDING,
+    ) -> Run:
+        """Record a run and all its experiments at once, or nothing."""
+        now = time.time()
+        try:
+            with self.transaction() as c:
+                cur = c.execute(
+                    "INSERT INTO runs (name, created_at, backend, status, spec, env_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, now, backend, status.value, json.dumps(spec), env_key),
+                )
+                run_id = cur.lastrowid
+                c.executemany(
+                    "INSERT INTO experiments (run_id, name, idx, argv, params, status, cpus,"
+                    " gpus, memory, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            run_id,
+                            f"{name}-exp{i}",
+                            i,
+                            json.dumps(e["argv"]),
+                            json.dumps(e.get("params", {})),
+                            status.value,
+                            e.get("cpus", 1),
+                            e.get("gpus", 0),
+                            e.get("memory"),
+                            now,
+                        )
+                        for i, e in enumerate(experiments)
+                    ],
+                )
+                c.execute(
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'submitted', ?)",
+                    (now, run_id, f"{len(experiments)} experiment(s)"),
+                )
+        except sqlite3.IntegrityError as exc:
+            from gridrun.errors import UsageError
+
+            raise UsageError(
+                f"A run named '{name}' already exists.", hint="Choose another --name."
+            ) from exc
+        return self.get_run(name)
+
+    def event(
+        self, kind: str, message: str = "", run_id: int | None = None, exp_id: int | None = None
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ts, run_id, experiment_id, kind, message) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), run_id, exp_id, kind, message),
+        )
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values = [v.value if isinstance(v, Status) else v for v in fields.values()]
+        with self.transaction() as c:
+            c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))
+
+    def transition(
+        self,
+        exp_id: int,
+        *,
+        where: Sequence[Status] | None = None,
+        extra_where: str = "",
+        extra_args: Sequence[Any] = (),
+        event: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Set ``fields`` on an experiment if its status is one of ``where``.
+
+        Returns whether the row changed: the caller that gets ``False`` lost a race
+        (another process already moved the experiment) and must do nothing more.
+        """
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values: list[Any] = []
+        for v in fields.values():
+            if isinstance(v, Status):
+                v = v.value
+            elif isinstance(v, list | dict):
+                v = json.dumps(v)
+            values.append(v)
+        sql = f"UPDATE experiments SET {cols} WHERE id = ?"
+        args: list[Any] = [*values, exp_id]
+        if where:
+            sql += f" AND status IN ({', '.join('?' for _ in where)})"
+            args += [s.value for s in where]
+        if extra_where:
+            sql += f" AND {extra_where}"
+            args += list(extra_args)
+        with self.transaction() as c:
+            changed = c.execute(sql, args).rowcount == 1
+            if changed and event:
+                c.execute(
+                    "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, '')",
+                    (time.time(), exp_id, event),
+                )
+        return changed
+
+    def set_experiments_status(
+        self, run_id: int, frm: Sequence[Status], to: Status, **fields: Any
+    ) -> int:
+        cols = ", ".join(["status = ?", *[f"{k} = ?" for k in fields]])
+        with self.transaction() as c:
+            return c.execute(
+                f"UPDATE experiments SET {cols} WHERE run_id = ?"
+                f" AND status IN ({', '.join('?' for _ in frm)})",
+                (to.value, *fields.values(), run_id, *[s.value for s in frm]),
+            ).rowcount
+
+    def delete_run(self, run_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+            c.execute(
+                "DELETE FROM events WHERE experiment_id IN"
+                " (SELECT id FROM experiments WHERE run_id = ?)",
+                (run_id,),
+            )
+            c.execute("DELETE FROM experiments WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def delete_experiment(self, exp_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM events WHERE experiment_id = ?", (exp_id,))
+            c.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
+
+    # ------------------------------------------------------------------ reads
+    def _runs(self, where: str = "", args: Sequence[Any] = ()) -> list[Run]:
+        rows = self.conn.execute(
+            f"SELECT * FROM runs {where} ORDER BY created_at DESC, id DESC", args
+        ).fetchall()
+        runs = [Run.from_row(r) for r in rows]
+        if runs:
+            by_id = {r.id: r for r in runs}
+            marks = ", ".join("?" for _ in runs)
+            for row in self.conn.execute(
+                f"{_EXP_SELECT} WHERE e.run_id IN ({marks}) ORDER BY e.idx", list(by_id)
+            ):
+                by_id[row["run_id"]].experiments.append(Experiment.from_row(row))
+        return runs
+
+    def list_runs(self) -> list[Run]:
+        return self._runs()
+
+    def find_run(self, name: str) -> Run | None:
+        runs = self._runs("WHERE name = ?", (name,))
+        return runs[0] if runs else None
+
+    def get_run(self, name: str) -> Run:
+        run = self.find_run(name)
+        if run is None:
+            raise NotFoundError(f"No run named '{name}'.", hint="`grid history` lists every run.")
+        return run
+
+    def get_run_by_id(self, run_id: int) -> Run:
+        runs = self._runs("WHERE id = ?", (run_id,))
+        if not runs:
+            raise NotFoundError(f"No run with id {run_id}.")
+        return runs[0]
+
+    def find_experiment(self, name: str) -> Experiment | None:
+        row = self.conn.execute(f"{_EXP_SELECT} WHERE e.name = ?", (name,)).fetchone()
+        return Experiment.from_row(row) if row else None
+
+    def get_experiment(self, exp_id: int) -> Experiment:
+        row = self.conn.execute(f"{_EXP_SELECT} WHERE e.id = ?", (exp_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"No experiment with id {exp_id}.")
+        return Experiment.from_row(row)
+
+    def experiments(self, *statuses: Status) -> list[Experiment]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self.conn.execute(
+            f"{_EXP_SELECT} WHERE e.status IN ({marks}) ORDER BY e.queued_at, e.run_id, e.idx",
+            [s.value for s in statuses],
+        ).fetchall()
+        return [Experiment.from_row(r) for r in rows]
+
+    def runs_with_status(self, status: Status) -> list[Run]:
+        return self._runs("WHERE status = ?", (status.value,))
+
+    def has_active_work(self) -> bool:
+        marks = ", ".join("?" for _ in ACTIVE)
+        row = self.conn.execute(
+            f"SELECT 1 FROM experiments WHERE status IN ({marks}) LIMIT 1", ACTIVE
+        ).fetchone()
+        return row is not None
+
+    def events_for(self, run_id: int) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM events WHERE run_id = ? OR experiment_id IN"
+            " (SELECT id FROM experiments WHERE run_id = ?) ORDER BY ts",
+            (run_id, run_id),
+        ).fetchall()
+
+
+def open_store(home: Any) -> Store:
+    """Open the store of a :class:`~gridrun.home.GridHome`, creating it on first use."""
+    home.ensure()
+    return Store(home.db_path)

@@ -1,0 +1,334 @@
+"""The submission pipeline behind ``grid run``: project -> deps -> envs -> sweep -> store.
+
+Everything that can be wrong with the user's input is checked *before* anything is
+recorded, so a bad submission leaves no half-written run behind. The expensive part
+(building the environment) happens afterwards in the agent, so ``grid run`` returns
+at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridrun.errors import ProjectError, UsageError
+from gridrun.home import GridHome
+
+SCRIPT_KINDS = (".py", ".sh")
+LARGE_SWEEP = 1000
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for, after CLI options and ``--config`` are merged."""
+
+    script: str
+    script_args: list[str]
+    localdir: str | None = None
+    name: str | None = None
+    backend: str = "local"
+    python: str | None = None
+    cpus: float | None = None
+    gpus: int | None = None
+    memory: str | None = None
+    strategy: str | None = None
+    num_trials: int | None = None
+    seed: int | None = None
+    datastores: list[tuple[str, int | None, str | None]] = field(default_factory=list)
+    dependency_file: str | None = None
+    dockerfile: str | None = None
+    base_image: str | None = None
+    config: str | None = None
+    ignore_warnings: bool = False
+    auto_resume: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class Submission:
+    run_name: str
+    experiments: list[Any]
+    spec: dict[str, Any]
+    env_key: str
+    warnings: list[str]
+    snapshot_bytes: int
+    dependency_source: str
+
+
+Confirm = Callable[[str], bool]
+Warn = Callable[[str], None]
+
+
+def resolve_script(localdir: Path, script: str) -> str:
+    """The script's path inside the project, with a one-line error when unusable."""
+    candidates = (
+        [Path(script)] if Path(script).is_absolute() else [Path.cwd() / script, localdir / script]
+    )
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        raise ProjectError(
+            f"Script '{script}' not found in {localdir}.",
+            hint="Pass the path of a .py or .sh file inside the project.",
+        )
+    if path.is_dir():
+        raise ProjectError(f"'{script}' is a directory, not a script.")
+    if path.suffix not in SCRIPT_KINDS:
+        raise ProjectError(
+            f"Cannot run '{script}': gridrun runs Python (.py) and bash (.sh) scripts."
+        )
+    try:
+        rel = path.resolve().relative_to(localdir.resolve())
+    except ValueError:
+        raise ProjectError(
+            f"Script '{script}' is outside the project folder {localdir}.",
+            hint="Run grid from the project folder or pass it with --localdir.",
+        ) from None
+    return rel.as_posix()
+
+
+def merge_config(req: RunRequest) -> tuple[RunRequest, list[str]]:
+    """Fold a ``--config`` YAML into the request; explicit CLI options win."""
+    if not req.config:
+        return req, []
+    from gridrun.config import load_run_config
+    from gridrun.sweep import parse_config_hyper_params
+
+    cfg = load_run_config(Path(req.config))
+    t = cfg.train
+    req.cpus = req.cpus if req.cpus is not None else t.get("cpus")
+    req.gpus = req.gpus if req.gpus is not None else t.get("gpus")
+    req.memory = req.memory or t.get("memory")
+    req.base_image = req.base_image or t.get("base_image")
+    req.dockerfile = req.dockerfile or t.get("dockerfile")
+    req.dependency_file = req.dependency_file or t.get("dependency_file")
+    req.python = req.python or (str(t["python"]) if t.get("python") else None)
+    if not req.datastores and t.get("datastore_name"):
+        req.datastores = [
+            (str(t["datastore_name"]), t.get("datastore_version"), t.get("datastore_mount_dir"))
+        ]
+    for d in t.get("datastores") or []:
+        req.datastores.append((str(d["name"]), d.get("version"), d.get("mount_dir")))
+    req.name = req.name or cfg.name
+    extra, strategy, trials, seed = parse_config_hyper_params(cfg.raw)
+    req.strategy = req.strategy or strategy
+    req.num_trials = req.num_trials if req.num_trials is not None else trials
+    req.seed = req.seed if req.seed is not None else seed
+    return req, extra
+
+
+def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Submission:
+    """Validate and resolve everything; record nothing."""
+    from gridrun.backends import get_backend
+    from gridrun.sweep import count_experiments, expand
+
+    localdir = Path(req.localdir or os.getcwd()).absolute()
+    if not localdir.is_dir():
+        raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
+    script = resolve_script(localdir, req.script)
+    req, config_args = merge_config(req)
+    warnings: list[str] = []
+
+    if script.endswith(".py"):
+        from gridrun.deps import check_script_syntax
+
+        problem = check_script_syntax(localdir / script)
+        if problem:
+            if not req.ignore_warnings:
+                raise ProjectError(
+                    f"{problem}.", hint="Fix the script, or pass --ignore_warnings to submit it."
+                )
+            warn(problem)
+
+    if req.cpus is None and req.gpus is None:
+        warn(
+            "Neither a CPU or GPU number was specified. 1 CPU will be used as a default. "
+            "To use N GPUs pass in '--gpus N' flag."
+        )
+    cpus = float(req.cpus if req.cpus is not None else 1)
+    gpus = int(req.gpus or 0)
+    if cpus <= 0 or gpus < 0:
+        raise UsageError("--cpus must be positive and --gpus at least 0.")
+    from gridrun.config import parse_memory
+
+    memory = parse_memory(req.memory)
+
+    # Sweep: expand before anything is recorded; a malformed value stops here.
+    args = [*req.script_args, *config_args]
+    if args and args[0] == "--":
+        args = args[1:]
+    args = _resolve_grid_uris(home, args, req)
+    strategy = req.strategy or "grid_search"
+    n = count_experiments(args, strategy, req.num_trials)
+    large = n > LARGE_SWEEP and not req.ignore_warnings and not req.dry_run
+    if large and not confirm(f"This sweep has {n} experiments. Submit them all?"):
+        raise UsageError("Submission cancelled.")
+    experiments = expand(args, strategy, req.num_trials, req.seed)
+
+    backend = get_backend(req.backend)
+    _check_capabilities(backend, req, gpus)
+    python = req.python or f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    if req.dry_run:
+        return Submission("", experiments, {"script": script}, "", warnings, 0, "")
+
+    backend.check_available()
+    from gridrun.agent.capacity import machine_capacity
+    from gridrun.agent.scheduler import check_fits
+    from gridrun.config import load_machine_config
+
+    capacity = machine_capacity(load_machine_config(home.config_path))
+    too_big = check_fits(capacity, cpus, gpus, memory)
+    if too_big:
+        raise UsageError(
+            f"Each experiment {too_big}.",
+            hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",
+        )
+
+    mounts = [_resolve_datastore(home, *d) for d in req.datastores]
+
+    from gridrun.project import take_snapshot
+
+    snapshot = take_snapshot(localdir, home)
+    for w in snapshot.warnings:
+        warn(w)
+
+    from gridrun.deps import resolve_dependencies
+
+    deps = resolve_dependencies(localdir, snapshot.paths(), script, req.dependency_file)
+    for w in deps.warnings:
+        warn(w)
+    if req.dockerfile and not (localdir / req.dockerfile).is_file():
+        raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
+    apt = []
+    if "apt.txt" in snapshot.files:
+        apt = [
+            line.strip()
+            for line in (localdir / "apt.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    conda_file = deps.source if deps.source in ("environment.yml", "environment.yaml") else None
+
+    spec: dict[str, Any] = {
+        "script": script,
+        "script_args": args,
+        "localdir": str(localdir),
+        "project_name": localdir.name,
+        "python": python,
+        "cpus": cpus,
+        "gpus": gpus,
+        "memory": memory,
+        "strategy": strategy,
+        "num_trials": req.num_trials,
+        "seed": req.seed,
+        "snapshot_hash": snapshot.hash,
+        "snapshot_manifest": str(snapshot.manifest_path),
+        "snapshot_bytes": snapshot.total_bytes,
+        "requirements": deps.requirements,
+        "dependency_source": deps.source,
+        "dockerfile": req.dockerfile,
+        "base_image": req.base_image,
+        "apt_packages": apt,
+        "conda_file": conda_file,
+        "datastores": [
+            {
+                "name": m.name,
+                "version": m.version,
+                "source": str(m.source),
+                "mount_dir": m.mount_dir,
+            }
+            for m in mounts
+        ],
+        "auto_resume": req.auto_resume,
+    }
+    from gridrun.agent.builder import build_request
+    from gridrun.store.models import Run, Status
+
+    probe = Run(0, "", 0.0, req.backend, Status.BUILDING, spec, None, None, None, None)
+    env_key = backend.environment_key(build_request(home, probe))
+    return Submission(
+        run_name="",
+        experiments=experiments,
+        spec=spec,
+        env_key=env_key,
+        warnings=warnings,
+        snapshot_bytes=snapshot.total_bytes,
+        dependency_source=deps.source,
+    )
+
+
+def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
+    """Write the run and its experiments in one transaction and wake the agent."""
+    from gridrun.agent.control import ensure_agent
+    from gridrun.names import generate_run_name, validate_run_name
+    from gridrun.store.db import Store
+
+    store = Store(home.db_path)
+    if req.name:
+        validate_run_name(req.name)
+        name = req.name
+    else:
+        taken = {r.name for r in store.list_runs()}
+        name = generate_run_name(taken)
+    spec = sub.spec
+    run = store.create_run(
+        name=name,
+        backend=req.backend,
+        spec=spec,
+        env_key=sub.env_key,
+        experiments=[
+            {
+                "argv": e.argv,
+                "params": e.params,
+                "cpus": spec["cpus"],
+                "gpus": spec["gpus"],
+                "memory": spec["memory"],
+            }
+            for e in sub.experiments
+        ],
+    )
+    ensure_agent(home)
+    return run
+
+
+def _check_capabilities(backend: Any, req: RunRequest, gpus: int) -> None:
+    from gridrun.errors import UnsupportedError
+
+    if gpus and not backend.supports_gpus:
+        raise UnsupportedError(f"The {backend.name} backend does not support --gpus.")
+    if req.datastores and not backend.supports_datastores:
+        raise UnsupportedError(f"The {backend.name} backend does not support datastores.")
+    if (req.dockerfile or req.base_image) and not backend.supports_dockerfile:
+        raise UnsupportedError(
+            f"--dockerfile and --base_image need a container backend; the {backend.name} "
+            "backend runs in a virtualenv.",
+            hint="Pass --backend docker.",
+        )
+
+
+def _resolve_datastore(home: GridHome, name: str, version: Any, mount_dir: str | None) -> Any:
+    from gridrun.datastores import resolve
+
+    return resolve(home, name, int(version) if version is not None else None, mount_dir)
+
+
+def _resolve_grid_uris(home: GridHome, args: list[str], req: RunRequest) -> list[str]:
+    """The 2021 ``grid:NAME:VERSION`` argument form: mount it, pass its mount path."""
+    if not any(a.startswith("grid:") for a in args):
+        return args
+    from gridrun.datastores import parse_grid_uri
+
+    out = []
+    for a in args:
+        parsed = parse_grid_uri(a) if a.startswith("grid:") else None
+        if parsed is None:
+            out.append(a)
+            continue
+        name, version = parsed
+        mount_dir = f"/datastores/{name}"
+        req.datastores.append((name, version, mount_dir))
+        out.append(mount_dir)
+    return out
