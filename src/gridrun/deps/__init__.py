@@ -1,0 +1,296 @@
+"""The ``deps`` stage: which Python requirements a run's environment needs.
+
+A declared source wins, in this order: an explicit ``dependency_file``, then
+``requirements.txt``, ``environment.yml``/``environment.yaml`` (its ``- pip:``
+section), ``pyproject.toml`` ``[project] dependencies`` and PEP 723 metadata in the
+entry script. Without one, requirements are inferred from the imports of every
+``.py`` file in the snapshot and pinned to the versions installed where ``grid run``
+was invoked, as Grid.ai did, with a warning: the user's machine is the best evidence
+of what the code was last run with. Imports are always read, so that a declared file
+missing a package the code imports is reported before the build, not after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import warnings as _warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from gridrun.deps.imports import scan_project
+from gridrun.deps.installed import Environment
+from gridrun.deps.pep508 import canonicalize_name, parse_requirement
+from gridrun.deps.reqfile import Line, LineReader, normalize
+from gridrun.deps.sources import (
+    Declared,
+    read_environment_yml,
+    read_pep723,
+    read_pyproject,
+)
+from gridrun.errors import DependencyError
+
+__all__ = [
+    "INFERRED_WARNING",
+    "DependencyReport",
+    "check_script_syntax",
+    "infer_requirements",
+    "resolve_dependencies",
+    "write_requirements",
+]
+
+INFERRED_WARNING = (
+    "No requirements.txt or environment.yml found but we identified below dependencies "
+    "from your source. Your build could crash or not start."
+)
+
+
+@dataclass
+class DependencyReport:
+    requirements: list[str]  # normalised requirement lines (options first)
+    source: str  # 'dependency_file:<path>' | 'requirements.txt' | 'environment.yml' | ...
+    warnings: list[str] = field(default_factory=list)
+    inferred: list[str] = field(default_factory=list)
+    optional: list[str] = field(default_factory=list)
+    conda_only: list[str] = field(default_factory=list)
+    python_version: str | None = None
+
+
+@dataclass
+class _Inference:
+    lines: list[str]  # pinned where installed; optional ones only when installed
+    required: dict[str, str]  # PEP 503 name -> distribution name, required imports only
+    optional: list[str]  # distributions imported only under try/except ImportError
+    optional_missing: list[str]
+    skipped: list[str]
+
+
+def _posix(path: str) -> str:
+    text = PurePosixPath(str(path).replace("\\", "/")).as_posix()
+    return text[2:] if text.startswith("./") else text
+
+
+def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) -> _Inference:
+    scan = scan_project(root, files, script, cache_dir)
+    env = Environment.current(cache_dir)
+    required: dict[str, str] = {}
+    optional: dict[str, str] = {}
+    for module, is_required in scan.imports.items():
+        dist = env.distribution_for(module)
+        target = required if is_required else optional
+        target.setdefault(canonicalize_name(dist), dist)
+    optional = {k: v for k, v in optional.items() if k not in required}
+    lines: list[Line] = []
+    missing: list[str] = []
+    for key, dist in [*required.items(), *optional.items()]:
+        pinned = env.pinned(dist)
+        if pinned is None and key in optional:
+            missing.append(dist)
+            continue
+        lines.append(Line(pinned or dist, "requirement", pinned.split("==")[0] if pinned else dist))
+    env.save()
+    return _Inference(
+        lines=normalize(lines, "", []),
+        required=required,
+        optional=sorted(optional.values(), key=canonicalize_name),
+        optional_missing=sorted(missing, key=canonicalize_name),
+        skipped=scan.skipped,
+    )
+
+
+def infer_requirements(
+    project_root: Path, files: Sequence[str], script: str, *, cache_dir: Path | None = None
+) -> list[str]:
+    """The requirement lines inferred from imports, pinned to this environment.
+
+    What ``grid sync-env`` writes. Optional imports are included only when installed
+    here (an unresolvable optional package would make the build fail for nothing).
+    """
+    root = Path(project_root)
+    return _infer(root, [_posix(f) for f in files], _posix(script), cache_dir).lines
+
+
+def _declared(
+    root: Path, files: list[str], script: str, dependency_file: str | None, reader: LineReader
+) -> tuple[Declared | None, str, str]:
+    """The declared source in priority order: (contents, source tag, label for messages)."""
+    if dependency_file:
+        rel = _posix(dependency_file)
+        path = root / rel
+        if not path.is_file():
+            raise DependencyError(
+                f"Dependency file {rel} does not exist in {root}.",
+                hint="Give a path relative to the project folder.",
+            )
+        name = path.name.lower()
+        if name.endswith((".yml", ".yaml")):
+            declared = read_environment_yml(path, reader)
+        elif name.endswith(".toml"):
+            declared = read_pyproject(path, reader, explicit=True) or Declared()
+        else:
+            declared = Declared(lines=reader.read_file(path))
+        return declared, f"dependency_file:{rel}", rel
+    present = set(files)
+    if "requirements.txt" in present:
+        lines = reader.read_file(root / "requirements.txt")
+        return Declared(lines=lines), "requirements.txt", "requirements.txt"
+    for name in ("environment.yml", "environment.yaml"):
+        if name in present:
+            return read_environment_yml(root / name, reader), "environment.yml", name
+    if "pyproject.toml" in present:
+        found = read_pyproject(root / "pyproject.toml", reader, explicit=False)
+        if found is not None:
+            return found, "pyproject.toml", "pyproject.toml"
+    if script.endswith(".py") and (root / script).is_file():
+        found = read_pep723(root / script, reader)
+        if found is not None:
+            return found, "pep723", script
+    return None, "inferred", ""
+
+
+def _declared_names(lines: list[Line]) -> list[tuple[str, tuple[str, ...]]]:
+    out = []
+    for line in lines:
+        if line.kind == "option" or not line.name:
+            continue
+        extras: tuple[str, ...] = ()
+        with contextlib.suppress(ValueError):
+            extras = parse_requirement(line.text).extras
+        out.append((line.name, extras))
+    return out
+
+
+def resolve_dependencies(
+    project_root: Path,
+    files: Sequence[str],
+    script: str,
+    dependency_file: str | None = None,
+    *,
+    cache_dir: Path | None = None,
+) -> DependencyReport:
+    """Find the run's requirements; raise :class:`DependencyError` for a broken source.
+
+    ``files`` are the snapshot's paths relative to ``project_root``; ``script`` is the
+    entry script's. ``cache_dir`` (e.g. ``GRID_HOME/cache``) keeps parsed imports and
+    the environment index between processes.
+    """
+    root = Path(project_root)
+    rel_files = [_posix(f) for f in files]
+    script = _posix(script)
+    warnings: list[str] = []
+    reader = LineReader(root, warnings)
+    declared, source, label = _declared(root, rel_files, script, dependency_file, reader)
+    inference = _infer(root, rel_files, script, cache_dir)
+    report = DependencyReport(
+        requirements=[],
+        source=source,
+        inferred=inference.lines,
+        optional=inference.optional,
+    )
+    if declared is None:
+        report.requirements = list(inference.lines)
+        if inference.lines:
+            listing = "\n".join(f"  {line}" for line in inference.lines)
+            warnings.insert(0, f"{INFERRED_WARNING}\n{listing}")
+        if inference.optional_missing:
+            warnings.append(
+                "Optional imports (inside try/except ImportError) that are not installed "
+                f"here were left out: {', '.join(inference.optional_missing)}."
+            )
+    else:
+        report.requirements = normalize(declared.lines, label, warnings)
+        report.conda_only = list(declared.conda_only)
+        report.python_version = declared.python_version
+        if declared.conda_only:
+            warnings.append(
+                f"{label} lists conda packages that gridrun does not install (only its "
+                f"'- pip:' section is used): {', '.join(declared.conda_only)}. Add the ones "
+                "your code needs to the pip section or to requirements.txt."
+            )
+        _warn_missing(label, declared, inference, cache_dir, warnings)
+    if inference.skipped:
+        shown = ", ".join(inference.skipped[:5])
+        more = f" and {len(inference.skipped) - 5} more" if len(inference.skipped) > 5 else ""
+        warnings.append(
+            f"Skipped files that Python cannot parse while reading imports: {shown}{more}."
+        )
+    report.warnings = warnings
+    return report
+
+
+def _warn_missing(
+    label: str,
+    declared: Declared,
+    inference: _Inference,
+    cache_dir: Path | None,
+    warnings: list[str],
+) -> None:
+    """Warn about imported distributions the declared source does not list."""
+    if not inference.required:
+        return
+    env = Environment.current(cache_dir)
+    covered = env.closure(_declared_names(declared.lines))
+    for spec in declared.conda_only:
+        name = re.match(r"[A-Za-z0-9_.-]*", spec.split("::")[-1].strip())
+        if name and name.group(0):
+            covered.add(canonicalize_name(name.group(0)))
+    missing = [dist for key, dist in inference.required.items() if key not in covered]
+    env.save()
+    if missing:
+        names = ", ".join(sorted(missing, key=canonicalize_name))
+        warnings.append(
+            f"{label} does not list packages your code imports: {names}. Add them, or the "
+            "run may stop with ModuleNotFoundError."
+        )
+
+
+def check_script_syntax(path: Path, display: str | None = None) -> str | None:
+    """``train.py:3: invalid syntax`` when the script would not compile, else None."""
+    path = Path(path)
+    name = display or _display(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{name}: cannot be read ({exc.strerror or exc})"
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        try:
+            compile(data, name, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            return f"{name}:{exc.lineno or 0}: {exc.msg}"
+        except ValueError as exc:  # source with null bytes
+            return f"{name}: {exc}"
+    return None
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.absolute().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def write_requirements(path: Path, requirements: Sequence[str]) -> None:
+    """Write a requirements.txt atomically (for ``grid sync-env``); one line each."""
+    path = Path(path)
+    body = "".join(f"{line}\n" for line in requirements)
+    text = "# Written by `grid sync-env`: imports of this project, pinned to your environment.\n"
+    tmp: str | None = None
+    try:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + body)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise DependencyError(
+            f"Cannot write {path}: {exc.strerror or exc}.",
+            hint="Check that the folder exists and is writable.",
+        ) from exc

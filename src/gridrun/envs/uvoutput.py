@@ -1,0 +1,114 @@
+"""Turning uv's failure output into the one line a user needs.
+
+uv explains a failed resolution at length; the run's status line should instead say
+which package could not be installed and why, so the user can fix the requirement.
+Anything not recognised falls back to the last meaningful line uv printed, which is
+usually the root cause (the build backend's exception, the HTTP error).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_NAME = r"([A-Za-z0-9][A-Za-z0-9._-]*)"
+_NOT_FOUND = re.compile(
+    rf"Because {_NAME} was not found in the (?:package registry|provided package locations)"
+)
+_NO_VERSIONS = re.compile(rf"Because there are no versions of {_NAME}")
+_ONLY = re.compile(rf"Because only (\S+?) (?:is|are) available and you require {_NAME}(\S*?),? ")
+_NO_VERSION_OF = re.compile(rf"there is no version of {_NAME}(\S*?)(?: and| ,|,|$)")
+_BUILD = re.compile(r"Failed to (?:build|prepare distributions|download and build)[: ]*`([^`]+)`")
+_DOWNLOAD = re.compile(r"Failed to (?:download|fetch)[: ]*`([^`]+)`")
+_TREE = "×│├╰─▶ \t"
+_NOISE = ("hint:", "help:", "[stderr]", "[stdout]", "--- stderr", "--- stdout")
+
+
+def clean(line: str) -> str:
+    """A uv line without its tree drawing and ``error:``/``cause:`` prefix."""
+    text = line.strip().lstrip(_TREE).strip()
+    for prefix in ("error:", "cause:", "Caused by:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :].strip()
+    return text
+
+
+def last_meaningful(lines: Sequence[str]) -> str:
+    """The last line that says something (not a hint, a caret marker or framing)."""
+    for line in reversed(lines):
+        text = clean(line)
+        if not text or text.startswith(_NOISE) or not text.strip("^~|-. "):
+            continue
+        return _shorten(text)
+    return "uv failed without output"
+
+
+def requirement_name(requirement: str) -> str:
+    """``foo[bar]>=1 @ url`` -> ``foo``; a URL or path is returned as given."""
+    m = re.match(_NAME, requirement.strip())
+    if m and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", requirement.strip()):
+        return m.group(1)
+    return requirement.strip()
+
+
+def failure_message(lines: Sequence[str]) -> str:
+    """The one-line reason a ``uv pip install`` failed, naming the package if it can."""
+    text = "\n".join(clean(line) for line in lines)
+    if m := _NOT_FOUND.search(text):
+        return f"Could not install '{m.group(1)}': not found in the package index."
+    if m := _NO_VERSIONS.search(text):
+        return f"Could not install '{m.group(1)}': no version of it can be installed here."
+    if m := _ONLY.search(text):
+        available, name, spec = m.groups()
+        return (
+            f"Could not install '{name}': no version satisfies {name}{spec} "
+            f"(only {available} is available)."
+        )
+    if m := _NO_VERSION_OF.search(text):
+        name, spec = m.groups()
+        return f"Could not install '{name}': there is no version {name}{spec}."
+    if m := _BUILD.search(text):
+        why = last_meaningful(lines)
+        return _sentence(f"Could not install '{requirement_name(m.group(1))}': build failed: {why}")
+    if m := _DOWNLOAD.search(text):
+        why = last_meaningful(lines)
+        return _sentence(
+            f"Could not install '{requirement_name(m.group(1))}': download failed: {why}"
+        )
+    return _sentence(_generic(lines))
+
+
+def _generic(lines: Sequence[str]) -> str:
+    """uv's first error line with its root cause; else the last meaningful line.
+
+    The root cause is uv's last ``cause:`` line, unless a subprocess's own output
+    (``[stderr]`` or ``--- stderr``) follows it: then that output's last line, which
+    names the actual problem (``fatal: could not resolve host``).
+    """
+    causes = [i for i, line in enumerate(lines) if _is_error(line) or _is_cause(line)]
+    if not causes:
+        return last_meaningful(lines)
+    first = _shorten(clean(lines[causes[0]]))
+    after = lines[causes[-1] + 1 :]
+    if any(clean(line).startswith(("[stderr]", "--- stderr")) for line in after):
+        reason = last_meaningful(after)
+    else:
+        reason = _shorten(clean(lines[causes[-1]]))
+    return first if reason == first else _shorten(f"{first.rstrip(':')}: {reason}")
+
+
+def _is_error(line: str) -> bool:
+    return line.startswith("error:") or line.strip().startswith("×")
+
+
+def _is_cause(line: str) -> bool:
+    text = line.strip()
+    return text.startswith(("cause:", "Caused by:", "╰─▶", "├─▶"))
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

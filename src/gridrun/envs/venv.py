@@ -1,0 +1,402 @@
+"""Cached, content-addressed virtualenvs built with uv: ``GRID_HOME/envs/<key>/``.
+
+An environment is built once per key and then shared by every run and experiment
+that asks for the same key, so the rules are about never using a broken one:
+
+* the build happens in ``envs/.tmp-<key>-<random>`` and is published with one
+  ``os.rename``; the completion marker (``.grid-complete``, JSON metadata) is written
+  before that rename, so a folder named ``<key>`` without it is a leftover from
+  something else and is replaced, never used;
+* ``envs/<key>.lock`` (``fcntl.flock``, released by the kernel when a builder dies)
+  makes a second builder of the same key wait and then reuse the first one's result;
+* a cached environment is found with one ``stat``: no lock, no subprocess.
+
+uv is the one shipped in the ``uv`` Python package (``uv.find_uv_bin()``); it never
+downloads interpreters (``UV_PYTHON_DOWNLOADS=never``) and keeps its own default
+cache (``UV_CACHE_DIR`` is respected), which is shared with the user's other uv use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from gridrun.envs.key import count_packages, python_minor
+from gridrun.envs.pipconf import PipConfig
+from gridrun.envs.uvoutput import failure_message, last_meaningful
+from gridrun.errors import BuildError, NotFoundError, StateError
+
+MARKER = ".grid-complete"
+LAST_USED = ".grid-last-used"
+REQUIREMENTS_FILE = ".grid-requirements.txt"
+TMP_PREFIX = ".tmp-"
+
+Log = Callable[[str], None]
+
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NO_PYTHON = re.compile(
+    r"No interpreter found|Failed to inspect Python interpreter|No Python found|"
+    r"not found in managed installations|Python downloads are not allowed"
+)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """One cached environment, as ``grid`` lists it."""
+
+    key: str
+    path: Path
+    size: int  # bytes on disk (files counted once per environment)
+    created: float  # epoch seconds
+    last_used: float
+    python: str  # the interpreter version inside, e.g. "3.11.7"
+    requirements: tuple[str, ...]
+
+
+def venv_python(env_path: Path) -> Path:
+    """The interpreter of an environment built here."""
+    return env_path / "bin" / "python"
+
+
+def build_venv(
+    envs_dir: Path,
+    key: str,
+    python: str,
+    requirements: Sequence[str],
+    log: Log,
+    pip: PipConfig | None = None,
+) -> Path:
+    """Return ``envs_dir/<key>``, building it first unless a complete one exists.
+
+    ``python`` is what ``uv venv --python`` accepts ("3.11", a path); ``requirements``
+    are requirements-file lines, option lines included. ``pip`` is the user's pip
+    configuration to honour (None: uv's own defaults). Raises :class:`BuildError`.
+    """
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"invalid environment key {key!r}")
+    final = envs_dir / key
+    if (final / MARKER).is_file():
+        return _reuse(final, key, log)
+    try:
+        envs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(
+            f"Cannot create the environments folder {envs_dir} ({exc.strerror or exc}).",
+            hint="Set GRID_HOME to a folder you can write to.",
+        ) from exc
+    with _key_lock(envs_dir, key, log):
+        if (final / MARKER).is_file():  # built by the process we waited for
+            return _reuse(final, key, log)
+        _clean_leftovers(envs_dir, key, log)
+        return _build(envs_dir, key, python, list(requirements), log, pip)
+
+
+def list_envs(envs_dir: Path) -> list[EnvInfo]:
+    """Every complete environment, most recently used first."""
+    if not envs_dir.is_dir():
+        return []
+    out = []
+    for entry in envs_dir.iterdir():
+        marker = entry / MARKER
+        if entry.name.startswith(".") or not marker.is_file():
+            continue
+        try:
+            meta = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        created = float(meta.get("created") or marker.stat().st_mtime)
+        used = entry / LAST_USED
+        out.append(
+            EnvInfo(
+                key=entry.name,
+                path=entry,
+                size=_disk_usage(entry),
+                created=created,
+                last_used=used.stat().st_mtime if used.exists() else created,
+                python=str(meta.get("python_version", "")),
+                requirements=tuple(meta.get("requirements", ())),
+            )
+        )
+    return sorted(out, key=lambda e: e.last_used, reverse=True)
+
+
+def remove_env(envs_dir: Path, key: str) -> None:
+    """Delete one environment; waits for a build of the same key to finish first."""
+    final = envs_dir / key
+    if not _KEY.fullmatch(key) or not final.is_dir():
+        raise NotFoundError(f"No cached environment {key!r}.", hint="See `grid envs` for keys.")
+    with _key_lock(envs_dir, key, lambda _line: None):
+        if final.is_dir():
+            _discard(final, envs_dir, key)
+
+
+# ---------------------------------------------------------------------- internals
+def _reuse(final: Path, key: str, log: Log) -> Path:
+    log(f"Reusing cached environment {key}")
+    used = final / LAST_USED
+    try:
+        os.utime(used)
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            used.touch()
+    except OSError:
+        pass  # a read-only cache is still usable
+    return final
+
+
+@contextlib.contextmanager
+def _key_lock(envs_dir: Path, key: str, log: Log) -> Iterator[None]:
+    """Hold ``envs_dir/<key>.lock`` exclusively (the kernel drops it if we die)."""
+    fd = os.open(envs_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"Waiting for another process that is building environment {key}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _clean_leftovers(envs_dir: Path, key: str, log: Log) -> None:
+    """Remove what interrupted builds left: ours now, others' when nobody holds them."""
+    final = envs_dir / key
+    if final.exists():
+        log(f"Replacing incomplete environment {key} (no completion marker)")
+        _discard(final, envs_dir, key)
+    for entry in envs_dir.iterdir():
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        owner = entry.name[len(TMP_PREFIX) :].rsplit("-", 1)[0].removesuffix("-rm")
+        if owner == key:
+            log(f"Removing unfinished build {entry.name} left by an interrupted build")
+            shutil.rmtree(entry, ignore_errors=True)
+        elif _KEY.fullmatch(owner) and _unlocked(envs_dir / f"{owner}.lock"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _unlocked(lock: Path) -> bool:
+    """True when no process is building that key (checked without waiting)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _discard(path: Path, envs_dir: Path, key: str) -> None:
+    """Unpublish atomically (rename), then delete at leisure."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+        return
+    doomed = envs_dir / f"{TMP_PREFIX}{key}-rm-{secrets.token_hex(4)}"
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _build(
+    envs_dir: Path,
+    key: str,
+    python: str,
+    requirements: list[str],
+    log: Log,
+    pip: PipConfig | None,
+) -> Path:
+    from uv import find_uv_bin
+
+    uv = find_uv_bin()
+    count = count_packages(requirements)
+    log(
+        f"Building environment {key} with Python {python_minor(python)}: "
+        f"{count} package{'' if count == 1 else 's'}"
+    )
+    env = dict(os.environ)
+    if pip is not None:
+        if pip.sources:
+            log(f"Using pip configuration from {', '.join(pip.sources)}")
+        for note in pip.missing():
+            log(note)
+        env.update(pip.uv_env())
+    env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
+    started = time.time()
+    tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
+    try:
+        _create_venv(uv, python, tmp, env, envs_dir, log)
+        req_file = tmp / REQUIREMENTS_FILE
+        req_file.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
+        if count:
+            extra = pip.uv_args() if pip is not None else []
+            argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
+            rc, lines = _run([*argv, "-r", str(req_file)], env, envs_dir, log)
+            if rc != 0:
+                raise BuildError(
+                    failure_message(lines),
+                    hint="Fix the requirement (see the build log for uv's output).",
+                )
+        _write_marker(tmp, key, python, requirements, pip, started)
+        os.rename(tmp, envs_dir / key)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(envs_dir)
+    return envs_dir / key
+
+
+def _create_venv(uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path, log: Log) -> None:
+    argv = [uv, "venv", "--python", python, "--relocatable", str(tmp)]
+    rc, lines = _run(argv, env, cwd, log)
+    if rc != 0 and _NO_PYTHON.search("\n".join(lines)):
+        # uv stops at the first ``pythonX.Y`` on PATH; a pyenv shim for a version
+        # that is installed but not selected fails there, so try pyenv's copy.
+        alt = _pyenv_python(python)
+        if alt is not None:
+            log(f"Using {alt} instead")
+            shutil.rmtree(tmp, ignore_errors=True)
+            argv[3] = str(alt)
+            rc, lines = _run(argv, env, cwd, log)
+    if rc == 0:
+        return
+    minor = python_minor(python)
+    if _NO_PYTHON.search("\n".join(lines)):
+        raise BuildError(
+            f"Python {python} was not found on this machine.",
+            hint=f"To fix: install Python {minor} or pass --python with an installed version.",
+        )
+    raise BuildError(f"Could not create a virtualenv: {last_meaningful(lines)}")
+
+
+def _pyenv_python(python: str) -> Path | None:
+    minor = python_minor(python)
+    if not re.fullmatch(r"\d+\.\d+", minor):
+        return None
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            exe = entry / "bin" / f"python{minor}"
+            if re.fullmatch(rf"{re.escape(minor)}\.\d+", entry.name) and exe.exists():
+                found.append((int(entry.name.rsplit(".", 1)[1]), exe))
+    return max(found)[1] if found else None
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int, list[str]]:
+    """Run uv, logging every stdout and stderr line the moment it arrives."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump(stream: IO[str]) -> None:
+        for line in stream:
+            lines.put(line.rstrip("\r\n"))
+        lines.put(None)
+
+    seen: list[str] = []
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    ) as proc:  # closes both pipes and waits, whatever happens
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=pump, args=(stream,), daemon=True)
+            for stream in (proc.stdout, proc.stderr)
+        ]
+        for t in pumps:
+            t.start()
+        try:
+            open_streams = len(pumps)
+            while open_streams:
+                line = lines.get()
+                if line is None:
+                    open_streams -= 1
+                    continue
+                seen.append(line)
+                log(line)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            for t in pumps:
+                t.join(timeout=5)
+    return proc.returncode, seen
+
+
+def _write_marker(
+    tmp: Path,
+    key: str,
+    python: str,
+    requirements: list[str],
+    pip: PipConfig | None,
+    started: float,
+) -> None:
+    meta = {
+        "key": key,
+        "python": python,
+        "python_version": _pyvenv_value(tmp, "version_info"),
+        "uv": _pyvenv_value(tmp, "uv"),
+        "requirements": requirements,
+        "pip_fingerprint": pip.fingerprint() if pip is not None else None,
+        "created": time.time(),
+        "build_seconds": round(time.time() - started, 3),
+    }
+    (tmp / LAST_USED).touch()
+    with open(tmp / MARKER, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _pyvenv_value(env_path: Path, name: str) -> str:
+    with contextlib.suppress(OSError):
+        for line in (env_path / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
+            k, _, v = line.partition("=")
+            if k.strip() == name:
+                return v.strip()
+    return ""
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _disk_usage(path: Path) -> int:
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(root, name))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
+    return total
