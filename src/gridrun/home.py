@@ -13,6 +13,7 @@ Layout (every path is derived here so no other module invents one)::
       runs/<run>/             per-run files (build log, requirements)
       experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts
       datastores/             datastore version manifests
+      cache/                  caches that only save time (parsed imports, installed dists)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class GridHome:
             self.root.mkdir(parents=True, exist_ok=True)
             for sub in ("objects", "snapshots", "envs", "runs", "experiments", "datastores"):
                 (self.root / sub).mkdir(exist_ok=True)
-            probe = self.root / ".write-probe"
+            probe = self.root / f".write-probe-{os.getpid()}"
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
@@ -68,6 +69,10 @@ class GridHome:
     @property
     def envs(self) -> Path:
         return self.root / "envs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
 
     @property
     def datastores(self) -> Path:

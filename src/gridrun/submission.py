@@ -198,7 +198,9 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
 
     from gridrun.deps import resolve_dependencies
 
-    deps = resolve_dependencies(localdir, snapshot.paths(), script, req.dependency_file)
+    deps = resolve_dependencies(
+        localdir, snapshot.paths(), script, req.dependency_file, cache_dir=home.cache
+    )
     for w in deps.warnings:
         warn(w)
     if req.dockerfile and not (localdir / req.dockerfile).is_file():

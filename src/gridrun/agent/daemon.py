@@ -41,14 +41,32 @@ class Agent:
         self.capacity = machine_capacity(self.config)
         self.builders: dict[int, threading.Thread] = {}
         self.exiting = False
+        self.wake_fd: int | None = None
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def wake(self) -> None:
+        """Interrupt the loop's wait (a build finished, an experiment can start)."""
+        if self.wake_fd is not None:
+            try:
+                os.write(self.wake_fd, b"w")
+            except OSError:
+                pass
+
+    def _build(self, run_id: int) -> None:
+        try:
+            build_run(self.home, run_id)
+        finally:
+            self.wake()
 
     # ------------------------------------------------------------ one step
     def step(self) -> None:
+        # Reap supervisors that ended, so a dead one is never mistaken for a live zombie.
+        self.children = [c for c in self.children if c.poll() is None]
         reconcile(self.store, self.home)
         for run in self.store.runs_with_status(Status.BUILDING):
             t = self.builders.get(run.id)
             if t is None or not t.is_alive():
-                t = threading.Thread(target=build_run, args=(self.home, run.id), daemon=True)
+                t = threading.Thread(target=self._build, args=(run.id,), daemon=True)
                 self.builders[run.id] = t
                 t.start()
         self.schedule()
@@ -76,7 +94,7 @@ class Agent:
         job = make_job(self.home, run, exp, gpu_ids)
         save_job(job, run.backend)
         with open(job.exp_dir / "supervisor.log", "ab") as out:
-            subprocess.Popen(
+            child = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -91,6 +109,7 @@ class Agent:
                 start_new_session=True,
                 close_fds=True,
             )
+        self.children.append(child)
         log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
 
     def idle(self) -> bool:
@@ -121,6 +140,7 @@ def run_agent(home: GridHome) -> int:
     rfd, wfd = os.pipe()
     os.set_blocking(wfd, False)
     signal.set_wakeup_fd(wfd)
+    agent.wake_fd = wfd
     signal.signal(signal.SIGUSR1, lambda *_: None)
 
     def on_term(*_: object) -> None:

@@ -30,8 +30,9 @@ def sync_env(ctx: click.Context, localdir: str, script: str | None, yes: bool) -
     root = Path(localdir).absolute()
     if not root.is_dir():
         raise ProjectError(f"Project folder {root} does not exist.")
-    snapshot = take_snapshot(root, home_of(ctx).ensure())
-    reqs = infer_requirements(root, snapshot.paths(), script or "")
+    home = home_of(ctx).ensure()
+    snapshot = take_snapshot(root, home)
+    reqs = infer_requirements(root, snapshot.paths(), script or "", cache_dir=home.cache)
     target = root / "requirements.txt"
     if (
         target.exists()

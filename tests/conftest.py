@@ -1,0 +1,118 @@
+"""Fixtures shared by every test: a private GRID_HOME and a real ``grid`` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class GridCLI:
+    """Runs the real ``grid`` command line in a subprocess against one GRID_HOME."""
+
+    home: Path
+    env: dict[str, str]
+
+    def __call__(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 180,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gridrun", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"grid {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, cwd: Path | None = None) -> object:
+        return json.loads(self("-o", "json", *args, cwd=cwd).stdout)
+
+    def wait(self, name: str, timeout: float = 120) -> dict:
+        """Poll ``grid -o json status NAME`` until nothing in it is active."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.json("status", name)
+            assert isinstance(data, dict)
+            if all(
+                e["status"] not in ("building", "pending", "running") for e in data["experiments"]
+            ):
+                return data
+            if time.monotonic() > deadline:
+                log = self.home / "agent.log"
+                raise AssertionError(
+                    f"{name} still active after {timeout}s: {data}\nagent log:\n"
+                    + (log.read_text() if log.exists() else "-")
+                )
+            time.sleep(0.2)
+
+    def shutdown(self) -> None:
+        """Stop the agent and any supervisor or experiment left behind by a test."""
+        pid_file = self.home / "agent.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+        import psutil
+
+        for proc in psutil.process_iter(["pid", "environ", "cmdline"]):
+            try:
+                env = proc.info["environ"] or {}
+                cmd = " ".join(proc.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            ours = env.get("GRID_HOME") == str(self.home) or str(self.home) in cmd
+            if ours and proc.pid != os.getpid():
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+
+
+@pytest.fixture
+def grid_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "grid home"
+    home.mkdir()
+    (home / "config.yaml").write_text("stop_grace_seconds: 3\nagent_idle_seconds: 5\n")
+    monkeypatch.setenv("GRID_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def grid(grid_home: Path) -> Iterator[GridCLI]:
+    env = dict(os.environ, GRID_HOME=str(grid_home), PYTHONUNBUFFERED="1")
+    env.pop("COLUMNS", None)
+    env["COLUMNS"] = "250"  # wide tables, so assertions see whole cells
+    cli = GridCLI(grid_home, env)
+    yield cli
+    cli.shutdown()
+
+
+@pytest.fixture
+def weird_tmp_path(tmp_path: Path) -> Path:
+    """A folder whose path has spaces, quotes and unicode: catches quoting bugs."""
+    p = tmp_path / "we ird 'quo\"ted' ünï©ode"
+    p.mkdir()
+    return p
