@@ -1,0 +1,198 @@
+"""``grid datastore``: create, list, delete and resume versioned datastores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gridrun.cli.common import home_of, open_store, output_of
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    from rich.filesize import decimal
+
+    return decimal(size)
+
+
+class _RichProgress:
+    """Bytes and files while downloading, hashing and storing, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        from gridrun.cli.output import err_console
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[files]}"),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.task: Any = None
+        self.files_done = 0
+        self.files_total: int | None = None
+
+    def __enter__(self) -> _RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def _files(self) -> str:
+        if self.files_total is None:
+            return ""
+        return f"{self.files_done}/{self.files_total} files"
+
+    def phase(self, description: str, total_bytes: int | None, total_files: int | None) -> None:
+        self.files_done, self.files_total = 0, total_files
+        self.task = self.bar.add_task(description, total=total_bytes, files=self._files())
+
+    def advance(self, nbytes: int = 0, nfiles: int = 0) -> None:
+        if self.task is None:
+            return
+        self.files_done += nfiles
+        self.bar.update(self.task, advance=nbytes, files=self._files())
+
+
+def _version_json(v: Any) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "size": v.size,
+        "files": v.files,
+        "status": v.status,
+        "created_at": v.created_at,
+        "source": v.source,
+        "error": v.error,
+    }
+
+
+def _list(ctx: click.Context) -> None:
+    from gridrun.cli.output import console, emit_json, status_text, table, when
+    from gridrun.datastores import list_datastores
+
+    versions = list_datastores(home_of(ctx))
+    if output_of(ctx) == "json":
+        emit_json([_version_json(v) for v in versions])
+        return
+    if not versions:
+        console.print("No datastores yet. Create one with `grid datastore create SOURCE`.")
+        return
+    rows = [
+        (
+            v.name,
+            v.version,
+            _human(v.size),
+            "-" if v.files is None else v.files,
+            status_text(v.status),
+            when(v.created_at),
+        )
+        for v in versions
+    ]
+    console.print(table(["Name", "Version", "Size", "Files", "Status", "Created"], rows))
+    for v in versions:
+        if v.status == "failed":
+            console.print(
+                f"[red]{v.name} v{v.version}[/red]: {v.error} "
+                f"(`grid datastore resume --name {v.name}` finishes it)",
+                soft_wrap=True,
+            )
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def datastore(ctx: click.Context) -> None:
+    """Versioned, deduplicated, read-only data to mount into experiments."""
+    if ctx.invoked_subcommand is None:
+        _list(ctx)
+
+
+@datastore.command("list")
+@click.pass_context
+def list_cmd(ctx: click.Context) -> None:
+    """List every version of every datastore."""
+    _list(ctx)
+
+
+def _report(ctx: click.Context, v: Any, verb: str) -> None:
+    from gridrun.cli.output import console, emit_json
+
+    if output_of(ctx) == "json":
+        emit_json(_version_json(v))
+    else:
+        console.print(
+            f"Datastore [bold]{v.name}[/bold] version {v.version} {verb}: {v.files} files, "
+            f"{_human(v.size)}. Mount it with `grid run --datastore_name {v.name} "
+            f"--datastore_version {v.version} ...`.",
+            soft_wrap=True,
+        )
+
+
+@datastore.command("create")
+@click.argument("source", required=False)
+@click.option("--source", "source_opt", help="Same as SOURCE (the 2021 spelling).")
+@click.option("--name", help="Datastore name (default: from SOURCE).")
+@click.pass_context
+def create_cmd(
+    ctx: click.Context, source: str | None, source_opt: str | None, name: str | None
+) -> None:
+    """Create a new version from a folder, a .zip/.tar/.tar.gz archive or an http(s) URL."""
+    from gridrun.datastores import create_datastore
+
+    src = source or source_opt
+    if not src:
+        raise click.UsageError("Missing SOURCE (a folder, an archive or an http(s) URL).")
+    with _RichProgress() as progress:
+        v = create_datastore(home_of(ctx), src, name=name, progress=progress)
+    _report(ctx, v, "created")
+
+
+@datastore.command("resume")
+@click.option("--name", required=True, help="Datastore whose unfinished version to finish.")
+@click.option("--version", "version", type=int, help="Version (default: the latest unfinished).")
+@click.pass_context
+def resume_cmd(ctx: click.Context, name: str, version: int | None) -> None:
+    """Finish a version whose creation was interrupted."""
+    from gridrun.datastores import resume
+
+    with _RichProgress() as progress:
+        v = resume(home_of(ctx), name, version, progress=progress)
+    _report(ctx, v, "completed")
+
+
+@datastore.command("delete")
+@click.option("--name", required=True, help="Datastore name.")
+@click.option("--version", "version", type=int, required=True, help="Version to delete.")
+@click.pass_context
+def delete_cmd(ctx: click.Context, name: str, version: int) -> None:
+    """Delete one version (refused while an active run uses it)."""
+    from gridrun.cli.output import console, emit_json
+    from gridrun.datastores import delete_version
+
+    store = open_store(ctx)
+    try:
+        count, freed = delete_version(home_of(ctx), store, name, version)
+    finally:
+        store.close()
+    if output_of(ctx) == "json":
+        emit_json({"name": name, "version": version, "objects_freed": count, "bytes_freed": freed})
+    else:
+        console.print(
+            f"Deleted datastore {name} version {version} "
+            f"({count} unshared files, {_human(freed)} freed)."
+        )

@@ -1,0 +1,152 @@
+"""Showing datastores to a local-backend experiment, read-only, without copying them.
+
+:func:`local_mount_command` wraps the experiment's command in ``nsexec.py`` (see
+there) when a private mount namespace can be made, and otherwise falls back to a
+symlink to the version's tree, whose files are 0444 and folders 0555: that stops
+every user but root. The mode is probed once per process, end to end (namespace,
+bind, read-only remount, a write that must fail with EROFS), and can be forced with
+``GRIDRUN_DATASTORE_ISOLATION=root|user|none``.
+
+Where the experiment sees a datastore: at its mount dir when that folder can be
+created (``/datastores/NAME`` needs root or a writable ``/datastores``), else at
+``<workdir>/datastores/NAME``; ``GRID_DATASTORE_<NAME>_DIR`` names the place in
+both cases. A mount dir made on the host is left there, empty, after the run:
+removing it while another experiment's namespace has a datastore mounted on it would
+detach that mount (Linux >= 3.18 lazily unmounts on rmdir), and Docker leaves its
+bind-mount targets the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from gridrun.backends.base import DatastoreMount
+from gridrun.datastores.names import env_var
+from gridrun.errors import DatastoreError
+
+NSEXEC = Path(__file__).with_name("nsexec.py")
+MODES = ("root", "user", "none")
+
+
+@functools.lru_cache(maxsize=1)
+def isolation_mode() -> str:
+    """``root``, ``user`` (a private mount namespace works) or ``none``."""
+    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
+    if forced in MODES:
+        return forced
+    candidates = ["root", "user"] if os.geteuid() == 0 else ["user"]
+    for mode in candidates:
+        folder = tempfile.mkdtemp(prefix="gridrun-probe-")
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-I", str(NSEXEC), "--probe", mode, folder],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+            if proc.returncode == 0 and proc.stdout.strip() == "ok":
+                return mode
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return "none"
+
+
+def _make_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return path.is_dir() and not path.is_symlink()
+
+
+def _wanted(m: DatastoreMount, workdir: Path) -> Path:
+    target = Path(m.mount_dir)
+    return target if target.is_absolute() else workdir / target
+
+
+def local_mount_command(
+    argv: list[str],
+    mounts: list[DatastoreMount],
+    workdir: Path,
+    *,
+    mode: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The command to exec (wrapped when needed) and the ``GRID_DATASTORE_*`` variables."""
+    mode = mode or isolation_mode()
+    if mode not in MODES:
+        raise ValueError(f"unknown isolation mode {mode!r}")
+    env: dict[str, str] = {}
+    plan: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+    for m in sorted(mounts, key=lambda m: len(Path(m.mount_dir).parts)):
+        source = Path(m.source)
+        if not source.is_dir():
+            raise DatastoreError(
+                f"Datastore {m.name} version {m.version} is gone from {source}.",
+                hint="It was deleted after submission; recreate it and run again.",
+            )
+        target = _link(m, source, workdir) if mode == "none" else _mount_point(m, workdir)
+        if str(target) in seen:
+            raise DatastoreError(
+                f"Datastores {seen[str(target)]} and {m.name} would be mounted at the same "
+                f"folder {target}.",
+                hint="Give one of them another --datastore_mount_dir.",
+            )
+        seen[str(target)] = m.name
+        env[env_var(m.name)] = str(target)
+        plan.append({"name": m.name, "src": str(source), "dst": str(target)})
+    if mode == "none" or not plan:
+        return list(argv), env
+    spec = json.dumps({"mode": mode, "mounts": plan})
+    return [sys.executable, "-I", str(NSEXEC), spec, "--", *argv], env
+
+
+def _fallback(m: DatastoreMount, workdir: Path) -> Path:
+    return workdir / "datastores" / m.name
+
+
+def _mount_point(m: DatastoreMount, workdir: Path) -> Path:
+    """An (empty, on the host) folder to bind-mount on inside the namespace."""
+    wanted = _wanted(m, workdir)
+    if _make_dir(wanted):
+        return wanted
+    fallback = _fallback(m, workdir)
+    if not _make_dir(fallback):
+        raise DatastoreError(f"Cannot create a mount point for datastore {m.name} in {workdir}.")
+    return fallback
+
+
+def _link(m: DatastoreMount, source: Path, workdir: Path) -> Path:
+    """No namespace: a symlink to the shared read-only tree (no copy either)."""
+    wanted, fallback = _wanted(m, workdir), _fallback(m, workdir)
+    if fallback.is_dir() and not fallback.is_symlink():
+        try:
+            fallback.rmdir()  # an empty mount point of an earlier namespaced run: ours
+        except OSError:
+            pass
+    for place in (wanted, fallback):
+        if place.is_symlink():
+            current = os.readlink(place)
+            if current == str(source):
+                return place  # another experiment of the same version made it
+            if current.endswith("/files") and not place.exists():
+                place.unlink()  # left by a run of a version deleted since
+        if place.exists() or place.is_symlink():
+            continue
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+            place.symlink_to(source, target_is_directory=True)
+            return place
+        except OSError:
+            continue
+    raise DatastoreError(f"Cannot show datastore {m.name} to the experiment in {workdir}.")
