@@ -71,16 +71,12 @@ def test_lost_supervisor_is_recorded_not_rerun(grid, tmp_path: Path) -> None:
             break
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    import psutil
+    import sqlite3
 
-    sup = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if "gridrun.agent.supervisor" in " ".join(p.info["cmdline"] or [])
-        and str(grid.home) in " ".join(p.info["cmdline"] or [])
-    ]
-    assert len(sup) == 1
-    sup[0].kill()
+    conn = sqlite3.connect(grid.home / "grid.db")
+    (pid,) = conn.execute("SELECT supervisor_pid FROM experiments").fetchone()
+    conn.close()
+    os.kill(pid, signal.SIGKILL)
     data = grid.wait("orphan", timeout=30)
     exp = data["experiments"][0]
     assert exp["status"] == "failed" and "lost" in exp["error"]

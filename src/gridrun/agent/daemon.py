@@ -12,7 +12,6 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from gridrun.agent.builder import build_run
 from gridrun.agent.capacity import machine_capacity
 from gridrun.agent.jobs import make_job, save_job
+from gridrun.agent.launcher import Launcher
 from gridrun.agent.reconcile import reconcile
 from gridrun.agent.scheduler import place
 from gridrun.config import load_machine_config
@@ -42,7 +42,7 @@ class Agent:
         self.builders: dict[int, threading.Thread] = {}
         self.exiting = False
         self.wake_fd: int | None = None
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.launcher = Launcher(home)
 
     def wake(self) -> None:
         """Interrupt the loop's wait (a build finished, an experiment can start)."""
@@ -60,8 +60,6 @@ class Agent:
 
     # ------------------------------------------------------------ one step
     def step(self) -> None:
-        # Reap supervisors that ended, so a dead one is never mistaken for a live zombie.
-        self.children = [c for c in self.children if c.poll() is None]
         reconcile(self.store, self.home)
         for run in self.store.runs_with_status(Status.BUILDING):
             t = self.builders.get(run.id)
@@ -90,26 +88,10 @@ class Agent:
             gpu_ids=gpu_ids,
         ):
             return
-        run = self.store.get_run_by_id(exp.run_id)
-        job = make_job(self.home, run, exp, gpu_ids)
+        run = self.store.get_run_by_id(exp.run_id, with_experiments=False)
+        job = make_job(self.home, run, exp, gpu_ids, self.config.stop_grace_seconds)
         save_job(job, run.backend)
-        with open(job.exp_dir / "supervisor.log", "ab") as out:
-            child = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gridrun.agent.supervisor",
-                    str(self.home.root),
-                    str(exp.id),
-                    token,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                close_fds=True,
-            )
-        self.children.append(child)
+        self.launcher.launch(exp.id, token, job.exp_dir / "supervisor.log")
         log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
 
     def idle(self) -> bool:
@@ -165,6 +147,7 @@ def run_agent(home: GridHome) -> int:
         lock_fd = _take_lock(home)
         if lock_fd is None:
             break  # a new agent took over
+    agent.launcher.close()
     log.info("agent %d exiting", os.getpid())
     return 0
 

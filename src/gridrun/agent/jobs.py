@@ -40,7 +40,9 @@ def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, s
     return env
 
 
-def make_job(home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int]) -> Job:
+def make_job(
+    home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int], stop_grace: float = 10.0
+) -> Job:
     spec = run.spec
     exp_dir = home.experiment_dir(exp.name)
     return Job(
@@ -63,6 +65,7 @@ def make_job(home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int]) -> J
             DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
             for d in spec.get("datastores", [])
         ],
+        stop_grace=stop_grace,
     )
 
 

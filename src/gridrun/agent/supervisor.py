@@ -23,7 +23,6 @@ from pathlib import Path
 
 from gridrun.agent.jobs import load_job
 from gridrun.backends import get_backend
-from gridrun.config import load_machine_config
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.store.db import Store
@@ -96,7 +95,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     if not claimed:  # stopped, or the claim expired and was given to someone else
         return 0
     backend = get_backend(backend_name)
-    grace = load_machine_config(home.config_path).stop_grace_seconds
+    grace = job.stop_grace
     stopping = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:

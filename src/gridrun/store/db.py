@@ -210,12 +210,14 @@ class Store:
             c.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
 
     # ------------------------------------------------------------------ reads
-    def _runs(self, where: str = "", args: Sequence[Any] = ()) -> list[Run]:
+    def _runs(
+        self, where: str = "", args: Sequence[Any] = (), with_experiments: bool = True
+    ) -> list[Run]:
         rows = self.conn.execute(
             f"SELECT * FROM runs {where} ORDER BY created_at DESC, id DESC", args
         ).fetchall()
         runs = [Run.from_row(r) for r in rows]
-        if runs:
+        if runs and with_experiments:
             by_id = {r.id: r for r in runs}
             marks = ", ".join("?" for _ in runs)
             for row in self.conn.execute(
@@ -237,8 +239,8 @@ class Store:
             raise NotFoundError(f"No run named '{name}'.", hint="`grid history` lists every run.")
         return run
 
-    def get_run_by_id(self, run_id: int) -> Run:
-        runs = self._runs("WHERE id = ?", (run_id,))
+    def get_run_by_id(self, run_id: int, with_experiments: bool = True) -> Run:
+        runs = self._runs("WHERE id = ?", (run_id,), with_experiments)
         if not runs:
             raise NotFoundError(f"No run with id {run_id}.")
         return runs[0]
@@ -262,7 +264,7 @@ class Store:
         return [Experiment.from_row(r) for r in rows]
 
     def runs_with_status(self, status: Status) -> list[Run]:
-        return self._runs("WHERE status = ?", (status.value,))
+        return self._runs("WHERE status = ?", (status.value,), with_experiments=False)
 
     def has_active_work(self) -> bool:
         marks = ", ".join("?" for _ in ACTIVE)

@@ -1,0 +1,121 @@
+"""Starting supervisors fast: forked from a single-threaded, pre-imported process.
+
+Starting each supervisor as a fresh interpreter costs about 100 ms (interpreter
+start-up, imports, compiling) per experiment, which dominates a sweep of short
+experiments. The agent itself cannot fork safely (it runs build threads), so it keeps
+one small single-threaded helper, this module, that imports the supervisor's code once
+and forks a detached supervisor per request. A forked supervisor is an ordinary
+process in its own session: it survives the helper and the agent alike. When the
+agent dies the helper reads end-of-file and exits; the next agent starts a new one.
+
+Protocol: one line per experiment on stdin, ``<experiment id> <claim token> <log path>``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import IO
+
+from gridrun.home import GridHome
+
+
+class Launcher:
+    """The agent's handle on the helper; falls back to a fresh interpreter if it fails."""
+
+    def __init__(self, home: GridHome) -> None:
+        self.home = home
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _helper(self) -> IO[bytes]:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gridrun.agent.launcher", str(self.home.root)],
+                stdin=subprocess.PIPE,
+                close_fds=True,
+            )
+        assert self.proc.stdin is not None
+        return self.proc.stdin
+
+    def launch(self, exp_id: int, token: str, log_path: Path) -> None:
+        line = f"{exp_id} {token} {log_path}\n".encode()
+        for _ in range(2):
+            try:
+                pipe = self._helper()
+                pipe.write(line)
+                pipe.flush()
+                return
+            except (BrokenPipeError, OSError):
+                self.proc = None
+        spawn_supervisor(self.home, exp_id, token, log_path)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+
+
+def spawn_supervisor(home: GridHome, exp_id: int, token: str, log_path: Path) -> None:
+    """The slow, always-safe way: a new interpreter."""
+    with open(log_path, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "gridrun.agent.supervisor", str(home.root), str(exp_id), token],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _fork_supervisor(home: GridHome, exp_id: int, token: str, log_path: str) -> None:
+    if os.fork() != 0:
+        return
+    # In the child: a detached supervisor with its own session and output file.
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # it waits for its experiment
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.closerange(3, 256)
+        from gridrun.agent.supervisor import supervise
+
+        code = supervise(home, exp_id, token)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    home = GridHome(Path(argv[0]))
+    # Pre-import what every supervisor needs, once.
+    import psutil  # noqa: F401
+
+    import gridrun.agent.supervisor
+    import gridrun.backends.local
+    import gridrun.project
+    import gridrun.project.artifacts
+    import gridrun.project.materialize  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for raw in sys.stdin.buffer:
+        parts = raw.decode().rstrip("\n").split(" ", 2)
+        if len(parts) != 3:
+            continue
+        _fork_supervisor(home, int(parts[0]), parts[1], parts[2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
