@@ -57,6 +57,7 @@ class Submission:
     warnings: list[str]
     snapshot_bytes: int
     dependency_source: str
+    snapshot_files: list[str] = field(default_factory=list)
 
 
 Confirm = Callable[[str], bool]
@@ -259,6 +260,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         warnings=warnings,
         snapshot_bytes=snapshot.total_bytes,
         dependency_source=deps.source,
+        snapshot_files=snapshot.paths(),
     )
 
 

@@ -23,6 +23,7 @@ gpus:                    {gpus}
 memory:                  {memory}
 grid_name:               {name}
 experiments:             {n}
+snapshot:                {snapshot}
 datastore_name:          {ds_name}
 datastore_version:       {ds_version}
 datastore_mount_dir:     {ds_mount}
@@ -181,6 +182,7 @@ def run(ctx: click.Context, **opts: object) -> None:
                 cpus=f"{spec['cpus']:g}",
                 gpus=spec["gpus"],
                 memory=req.memory or "-",
+                snapshot=f"{len(sub.snapshot_files)} files, {_size(sub.snapshot_bytes)}",
                 n=len(sub.experiments),
                 ds_name=", ".join(d["name"] for d in ds) or None,
                 ds_version=", ".join(str(d["version"]) for d in ds) or None,
@@ -196,6 +198,14 @@ def run(ctx: click.Context, **opts: object) -> None:
         from gridrun.cli.follow import follow_run
 
         sys.exit(follow_run(home, run_record.name, show_build=True, prefix=None))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
 
 
 def _command_line(script: str, argv: list[str]) -> str:
