@@ -108,7 +108,7 @@ def main() -> None:
                 f"venv + pip {pip_time:6.1f} s, ratio {ours / pip_time:.2f}   (target <= 0.33)"
             )
             print(
-                f"(d) cached rebuild of (c)                  median {cached * 1000:8.1f} ms"
+                f"(d) cached rebuild of (c)                  median {cached * 1000:8.3f} ms"
                 "   (target < 50 ms)"
             )
     finally:
