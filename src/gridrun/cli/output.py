@@ -30,7 +30,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
     t = Table(box=box.HEAVY_HEAD, title=title, show_lines=False)
     for i, col in enumerate(columns):
         # Names are what users copy into the next command: never cut or wrap them.
-        t.add_column(col, no_wrap=i == 0, overflow="fold" if i else "ellipsis", min_width=None)
+        t.add_column(col, no_wrap=i == 0, overflow="fold" if i else "ellipsis")
     for row in rows:
         t.add_row(*[str(c) if not hasattr(c, "__rich__") else c for c in row])
     return t
