@@ -1,0 +1,532 @@
+"""The Docker backend: one cached image per run, one container per experiment.
+
+Images come from :mod:`gridrun.envs.image`. Each experiment is a container labelled
+with its run, experiment and GRID_HOME (so it is found again by labels after any
+process died), with the job's CPU, memory and GPU limits, env vars and read-only
+datastore mounts, running ``python <script> <args>`` (or ``bash``) in
+``/gridai/project`` exactly as the local backend does. Output comes from the engine
+with its timestamps, stdout and stderr each in their own thread. When the experiment
+ends, ``/gridai/project`` is copied out and compared with the snapshot to save the
+artifacts, then the container is removed.
+
+The engine may restart under a running experiment: every blocking call then breaks,
+:meth:`DockerBackend.execute` waits (at most ``ENGINE_GRACE`` seconds) for the engine
+to answer again and returns the exit code it recorded for the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
+from gridrun.envs.dockerfile import PROJECT_DIR
+from gridrun.errors import BackendError
+from gridrun.logs import LogSink
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+ENGINE_GRACE = 60.0  # seconds to wait for a restarting engine
+API_TIMEOUT = 60  # seconds for one control call (not for log streams or wait)
+API_VERSION = "1.41"  # Docker 20.10 (Debian's docker.io) and every later engine speak it
+
+
+def engine_url() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+
+
+def connect(timeout: int | None = API_TIMEOUT) -> Any:
+    """A low-level client for the engine at DOCKER_HOST (TLS settings from the env)."""
+    import docker
+
+    try:
+        return docker.APIClient(
+            **docker.utils.kwargs_from_env(), version=API_VERSION, timeout=timeout
+        )
+    except docker.errors.DockerException as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> BackendError:
+    url = engine_url()
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return BackendError(
+            f"Permission denied on the Docker engine at {url}.",
+            hint="Add your user to the 'docker' group (then log in again) or pass --backend local.",
+        )
+    return BackendError(
+        f"No Docker engine answers at {url}. Start one (sudo systemctl start docker, "
+        "or dockerd &) or pass --backend local."
+    )
+
+
+def _probe_socket() -> None:
+    """Fail fast, and without leaking a socket (the SDK does), on a dead unix socket."""
+    import socket
+
+    url = engine_url()
+    if not url.startswith("unix://"):
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(3)
+    try:
+        sock.connect(url[len("unix://") :])
+    except OSError as exc:
+        raise _unavailable(exc) from exc
+    finally:
+        sock.close()
+
+
+def home_label(home_root: Path) -> str:
+    """A short hash of GRID_HOME: containers of two homes never meet."""
+    return hashlib.sha256(str(Path(home_root).absolute()).encode()).hexdigest()[:12]
+
+
+def job_home(job: Job) -> Path:
+    return job.exp_dir.parent.parent  # GRID_HOME/experiments/<name>
+
+
+def container_name(job: Job) -> str:
+    raw = f"gridrun-{home_label(job_home(job))[:8]}-{job.experiment_name}"
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
+
+
+def job_labels(job: Job) -> dict[str, str]:
+    return {
+        "gridrun": "1",
+        "gridrun.run": job.run_name,
+        "gridrun.experiment": job.experiment_name,
+        "gridrun.experiment_id": str(job.experiment_id),
+        "gridrun.home": home_label(job_home(job)),
+    }
+
+
+def parse_timestamp(stamp: str) -> float | None:
+    """Epoch seconds of the engine's RFC 3339 (nanosecond) log timestamps."""
+    try:
+        head, _, frac = stamp.partition(".")
+        frac = frac.rstrip("Z")
+        when = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        return when.timestamp() + (float(f"0.{frac}") if frac.isdigit() else 0.0)
+    except ValueError:
+        return None
+
+
+def _transient(exc: BaseException) -> bool:
+    """An error that means the engine went away (as opposed to a refusal)."""
+    import docker.errors
+    import requests.exceptions
+
+    if isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError):
+        return True
+    if isinstance(exc, docker.errors.APIError) and not isinstance(exc, docker.errors.NotFound):
+        return exc.is_server_error()
+    return False
+
+
+class DockerBackend(Backend):
+    name = "docker"
+    supports_gpus = True
+    supports_datastores = True
+    supports_dockerfile = True
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._api: Any = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = connect()
+        return self._api
+
+    def close(self) -> None:
+        """Close the engine connection (reopened on the next call)."""
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def check_available(self) -> None:
+        _probe_socket()
+        client = connect(timeout=5)
+        try:
+            client.ping()
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            client.close()
+
+    def engine_answers(self) -> bool:
+        try:
+            _probe_socket()
+            client = connect(timeout=3)
+        except BackendError:
+            return False
+        try:
+            client.ping()
+            return True
+        except Exception:
+            return False
+        finally:
+            client.close()
+
+    def wait_for_engine(
+        self, limit: float = ENGINE_GRACE, give_up: threading.Event | None = None
+    ) -> bool:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and not (give_up and give_up.is_set()):
+            if self.engine_answers():
+                return True
+            time.sleep(1.0)
+        return False
+
+    # ------------------------------------------------------------------ build
+    def environment_key(self, req: BuildRequest) -> str:
+        """The image tag: ``<project>-<cpu|gpu>:<snapshot hash>-<dependency hash>``."""
+        from gridrun.envs.image import container_pip, image_tag
+        from gridrun.envs.pipconf import load_pip_config
+
+        return image_tag(req, container_pip(load_pip_config()))
+
+    def build(self, req: BuildRequest, log: BuildLog) -> str:
+        from gridrun.envs.image import build_image
+
+        self.check_available()
+        try:
+            return build_image(self.api, req, log)
+        finally:
+            self.close()
+
+    # -------------------------------------------------------------------- run
+    def find_container(self, job: Job) -> dict | None:
+        """This experiment's container (any state), found by its labels."""
+        labels = job_labels(job)
+        found = self.api.containers(
+            all=True,
+            filters={"label": [f"{k}={labels[k]}" for k in ("gridrun.home", "gridrun.experiment")]},
+        )
+        return found[0] if found else None
+
+    def _create(self, job: Job) -> str:
+        from docker.types import DeviceRequest
+
+        from gridrun.backends.local import script_command
+
+        api = self.api
+        name = container_name(job)
+        with contextlib.suppress(Exception):  # a leftover of an earlier attempt
+            api.remove_container(name, force=True)
+        env = dict(job.env)
+        device_requests = None
+        if job.gpus > 0:
+            ids = [str(g) for g in job.gpu_ids]
+            device_requests = [
+                DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+                if ids
+                else DeviceRequest(count=job.gpus, capabilities=[["gpu"]])
+            ]
+            # Inside the container the granted GPUs are numbered from 0.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(ids) or job.gpus))
+        binds = {
+            str(Path(d.source).absolute()): {
+                "bind": d.mount_dir
+                if d.mount_dir.startswith("/")
+                else f"{PROJECT_DIR}/{d.mount_dir}",
+                "mode": "ro",
+            }
+            for d in job.datastores
+        }
+        host_config = api.create_host_config(
+            nano_cpus=int(job.cpus * 1e9) if job.cpus else None,
+            mem_limit=job.memory or None,
+            device_requests=device_requests,
+            binds=binds or None,
+            init=True,  # tini as PID 1: SIGTERM reaches the script, zombies are reaped
+        )
+        created = api.create_container(
+            image=job.env_ref,
+            command=[*script_command(job.script, "python"), *job.args],
+            working_dir=PROJECT_DIR,
+            environment=env,
+            labels=job_labels(job),
+            host_config=host_config,
+            name=name,
+            stdin_open=False,
+            tty=False,
+        )
+        return created["Id"]
+
+    def execute(self, job: Job, sink: LogSink) -> int:
+        import docker.errors
+
+        from gridrun.envs.image import record_use
+
+        try:
+            cid = self._create(job)
+        except docker.errors.ImageNotFound as exc:
+            raise BackendError(
+                f"Image {job.env_ref} is not in the engine any more.",
+                hint="It was pruned: submit the run again to rebuild it.",
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise BackendError(f"Docker refused the container: {exc.explanation}") from exc
+        record_use(job_home(job), job.env_ref)
+        if self._stop.is_set():  # stopped before it started
+            return 143
+        self.api.start(cid)
+        if self._stop.is_set():
+            self.terminate(job, 0)
+        done = threading.Event()
+        pumps = [
+            threading.Thread(target=self._pump, args=(cid, s, sink, done), daemon=True)
+            for s in ("stdout", "stderr")
+        ]
+        for t in pumps:
+            t.start()
+        try:
+            code = self._wait(cid, sink)
+        finally:
+            for t in pumps:
+                t.join(timeout=10.0)
+            done.set()  # a pump still waiting for the engine gives up
+            for t in pumps:
+                t.join(timeout=5.0)
+        self._report_oom(cid, job, sink)
+        return code
+
+    def _wait(self, cid: str, sink: LogSink) -> int:
+        """The container's exit code; survives an engine restart, never waits forever."""
+        while True:
+            waiter = connect(timeout=None)
+            try:
+                return int(waiter.wait(cid)["StatusCode"])
+            except Exception as exc:
+                if not _transient(exc):
+                    raise BackendError(f"Lost the experiment's container: {exc}") from exc
+                sink.write(
+                    "stderr",
+                    f"gridrun: lost the Docker engine ({type(exc).__name__});"
+                    f" waiting up to {ENGINE_GRACE:.0f}s for it to come back",
+                )
+            finally:
+                waiter.close()
+            if not self.wait_for_engine():
+                raise BackendError(
+                    f"The Docker engine at {engine_url()} did not come back within "
+                    f"{ENGINE_GRACE:.0f}s; the experiment's exit code is unknown."
+                )
+            state = self._state(cid)
+            if state is None:
+                raise BackendError("The experiment's container is gone after an engine restart.")
+            if not state.get("Running") and state.get("Status") != "created":
+                code = int(state.get("ExitCode", -1))
+                sink.write(
+                    "stderr",
+                    f"gridrun: the engine came back; the container ended with exit code {code}",
+                )
+                return code
+
+    def _state(self, cid: str) -> dict | None:
+        import docker.errors
+
+        for attempt in range(2):
+            try:
+                return self.api.inspect_container(cid)["State"]
+            except docker.errors.NotFound:
+                return None
+            except Exception as exc:  # a pooled connection from before an engine restart
+                self.close()
+                if attempt or not _transient(exc):
+                    raise
+        return None
+
+    def _report_oom(self, cid: str, job: Job, sink: LogSink) -> None:
+        with contextlib.suppress(Exception):
+            state = self._state(cid) or {}
+            if state.get("OOMKilled"):
+                sink.write(
+                    "stderr",
+                    f"gridrun: the container was killed for using more than "
+                    f"its memory limit ({job.memory} bytes)",
+                )
+
+    def _pump(self, cid: str, stream: str, sink: LogSink, done: threading.Event) -> None:
+        """Copy one of the container's streams to the sink with the engine's timestamps.
+
+        After a broken connection it waits for the engine and follows again from the
+        last timestamp seen, skipping lines already written.
+        """
+        last = ""
+        for _attempt in range(10):
+            if done.is_set():
+                return
+            client = None
+            logs = None
+            try:
+                client = connect(timeout=None)
+                since = int(parse_timestamp(last) or 0) if last else None
+                logs = client.logs(
+                    cid,
+                    stream=True,
+                    follow=True,
+                    timestamps=True,
+                    stdout=stream == "stdout",
+                    stderr=stream == "stderr",
+                    since=since,
+                )
+                for chunk in logs:
+                    for raw in chunk.decode("utf-8", errors="replace").splitlines():
+                        stamp, _, text = raw.partition(" ")
+                        if last and stamp <= last:
+                            continue
+                        sink.write(stream, text, ts=parse_timestamp(stamp))
+                        last = stamp
+                state = self._state(cid)
+                if state is None or not state.get("Running"):
+                    return
+            except Exception as exc:
+                if not _transient(exc) or not self.wait_for_engine(give_up=done):
+                    return
+            finally:
+                # Close the stream's own socket too: the client does not own it.
+                if logs is not None:
+                    with contextlib.suppress(Exception):
+                        logs.close()
+                if client is not None:
+                    client.close()
+
+    def terminate(self, job: Job, grace: float) -> None:
+        """SIGTERM the container's script (tini forwards it), SIGKILL after ``grace``."""
+        self._stop.set()
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound):
+            found = self.find_container(job)
+            if found is not None:
+                self.api.stop(found["Id"], timeout=max(0, math.ceil(grace)))
+
+    # -------------------------------------------------------------- artifacts
+    def collect_artifacts(self, job: Job) -> list[str]:
+        """Copy /gridai/project out and keep what differs from the snapshot."""
+        from gridrun.project import collect_artifacts
+
+        found = self.find_container(job)
+        if found is None:
+            return []
+        copy_project_out(self.api, found["Id"], job)
+        return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
+
+    def cleanup(self, job: Job) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound):
+            found = self.find_container(job)
+            if found is not None:
+                self.api.remove_container(found["Id"], force=True, v=True)
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        self.close()
+
+    def recover(self, job: Job) -> int | None:
+        """The exit code of a container whose supervisor died, if it has finished.
+
+        Finished: its artifacts are saved, it is removed, and its exit code returned.
+        Returns None when the container is still running (or was created but never
+        started), when there is none, or when no engine answers to tell.
+        """
+        try:
+            found = self.find_container(job)
+            if found is None:
+                return None
+            state = self._state(found["Id"]) or {}
+            if state.get("Running") or state.get("Restarting"):
+                return None
+            if state.get("Status") == "created":
+                self.cleanup(job)
+                return None
+            code = int(state.get("ExitCode", -1))
+        except Exception:
+            self.close()
+            return None
+        with contextlib.suppress(Exception):
+            self.collect_artifacts(job)
+        with contextlib.suppress(Exception):
+            self.cleanup(job)
+        self.close()
+        return code
+
+    def is_running(self, job: Job) -> bool:
+        """Whether the experiment's container is still running (for reconciliation)."""
+        try:
+            found = self.find_container(job)
+            return found is not None and bool((self._state(found["Id"]) or {}).get("Running"))
+        except Exception:
+            return False
+        finally:
+            self.close()
+
+
+def _mount_points(job: Job) -> list[str]:
+    """Datastore mount dirs inside the project, relative to it: not artifacts."""
+    out = []
+    for d in job.datastores:
+        path = d.mount_dir if d.mount_dir.startswith("/") else f"{PROJECT_DIR}/{d.mount_dir}"
+        if path.startswith(PROJECT_DIR + "/"):
+            out.append(path[len(PROJECT_DIR) + 1 :].strip("/"))
+    return out
+
+
+def copy_project_out(api: Any, cid: str, job: Job) -> None:
+    """Extract the container's /gridai/project into ``job.workdir``, safely.
+
+    Regular files keep their mode and mtime; symlinks are recreated last (never
+    followed while extracting); devices, fifos and paths that would escape are skipped.
+    """
+    dest = job.workdir
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    skip = _mount_points(job)
+    stream, _stat = api.get_archive(cid, PROJECT_DIR)
+    links: list[tuple[Path, str]] = []
+    with tempfile.TemporaryFile(dir=job.exp_dir) as tmp:
+        for chunk in stream:
+            tmp.write(chunk)
+        tmp.seek(0)
+        with tarfile.open(fileobj=tmp, mode="r:") as tar:
+            for member in tar:
+                parts = member.name.split("/")[1:]  # drop the leading "project/"
+                rel = "/".join(p for p in parts if p not in ("", "."))
+                if (
+                    not rel
+                    or ".." in parts
+                    or any(rel == s or rel.startswith(s + "/") for s in skip)
+                ):
+                    continue
+                target = dest / rel
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isreg() or member.islnk():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    if src is None:
+                        continue
+                    with src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    os.chmod(target, member.mode & 0o777)
+                    os.utime(target, (member.mtime, member.mtime))
+                elif member.issym():
+                    links.append((target, member.linkname))
+    for target, linkname in links:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.symlink(linkname, target)

@@ -1,0 +1,461 @@
+"""Docker images for the docker backend: naming, caching, building, last use.
+
+An image is named ``<project>-<cpu|gpu>:<snapshot hash>-<dependency hash>`` (12 hex
+digits each). The tag is computed before anything is built, so a run whose code and
+dependencies are unchanged finds its image and builds nothing. The Dockerfile
+(:mod:`gridrun.envs.dockerfile`) puts the dependency layers before the project, so a
+code-only change reuses them from the engine's layer cache and only re-copies the code.
+
+Builds use the low-level API (``APIClient.build(decode=True)``) to stream every line of
+output to the run's build log as it comes.
+
+Last use is recorded in ``GRID_HOME/images/last-used.json`` (tag -> epoch seconds),
+written on every build or reuse and every experiment start, under a file lock: image
+labels are immutable, and the engine's ``LastTagTime`` only moves when an image is
+tagged, so neither can say when an image was last used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gridrun.backends.base import BuildLog, BuildRequest
+from gridrun.envs import dockerfile as df
+from gridrun.envs.pipconf import PipConfig, load_pip_config
+from gridrun.errors import BuildError, ProjectError
+
+LABEL = "gridrun"
+SHORT = 12
+BUILD_READ_TIMEOUT = 3600  # seconds one build step may stay silent
+
+
+# ------------------------------------------------------------------ last use
+def images_dir(home_root: Path) -> Path:
+    return Path(home_root) / "images"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_last_used(home_root: Path) -> dict[str, float]:
+    try:
+        data = json.loads((images_dir(home_root) / "last-used.json").read_text())
+        return {str(k): float(v) for k, v in data.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_use(home_root: Path, tag: str, when: float | None = None) -> None:
+    """Remember that ``tag`` was just used (best effort: a read-only home is not fatal)."""
+    folder = images_dir(home_root)
+    try:
+        with _locked(folder / ".lock"):
+            data = read_last_used(home_root)
+            data[tag] = when if when is not None else time.time()
+            tmp = folder / "last-used.json.tmp"
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, folder / "last-used.json")
+    except OSError:
+        pass
+
+
+def forget_use(home_root: Path, tags: list[str]) -> None:
+    folder = images_dir(home_root)
+    with contextlib.suppress(OSError), _locked(folder / ".lock"):
+        data = read_last_used(home_root)
+        for tag in tags:
+            data.pop(tag, None)
+        tmp = folder / "last-used.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, folder / "last-used.json")
+
+
+# -------------------------------------------------------------------- naming
+def sanitize_repo(name: str) -> str:
+    """A Docker repository name component: lowercase alphanumerics and single ``-``."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return (cleaned or "project")[:100]
+
+
+def _sha(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogateescape"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class ContainerPip:
+    """The pip configuration as a build container sees it.
+
+    ``files`` maps a name under ``gridrun/pip/`` of the build context to its bytes:
+    the CA bundle, a client certificate, constraint files. Host-only sources
+    (``file://`` indexes, local ``find-links``) cannot be seen inside a build, so they
+    are dropped, each with a note for the build log.
+    """
+
+    conf_text: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_cert(self) -> bool:
+        return "ca.crt" in self.files
+
+    def fingerprint(self) -> str:
+        parts = [self.conf_text]
+        for name, data in sorted(self.files.items()):
+            parts += [name, hashlib.sha256(data).hexdigest()]
+        return _sha(*parts)
+
+
+def container_pip(pip: PipConfig) -> ContainerPip:
+    """Translate the user's pip configuration for a build container."""
+    from dataclasses import replace
+
+    eff = pip.effective()
+    notes: list[str] = []
+    index = eff.index_url
+    if index and not _remote(index):
+        notes.append(f"pip: index-url {index} is on this machine; the build uses PyPI.")
+        index = None
+    extras = []
+    for url in eff.extra_index_urls:
+        if _remote(url):
+            extras.append(url)
+        else:
+            notes.append(f"pip: dropped extra-index-url {url} (a build cannot see host paths).")
+    for link in eff.find_links:
+        if _remote(link):
+            continue
+        notes.append(f"pip: dropped find-links {link} (a build cannot see host paths).")
+    if eff.no_index and not (index or extras or any(_remote(f) for f in eff.find_links)):
+        notes.append("pip: no-index is set and no remote source is left; installs will fail.")
+    wanted = {"ca.crt": eff.cert, "client.pem": eff.client_cert}
+    wanted |= {f"constraint-{i}.txt": c for i, c in enumerate(eff.constraints)}
+    files: dict[str, bytes] = {}
+    path_map: dict[str, str] = {}
+    for name, source in wanted.items():
+        if not source or _remote(source):
+            continue
+        local = source[len("file://") :] if source.startswith("file://") else source
+        try:
+            files[name] = Path(local).read_bytes()
+        except OSError as exc:
+            raise BuildError(
+                f"The pip configuration names {source}, which cannot be read "
+                f"({exc.strerror or exc})."
+            ) from exc
+        path_map[source] = f"{df.STAGE_TMP}/pip/{name}"
+    seen = replace(
+        eff,
+        index_url=index,
+        extra_index_urls=tuple(extras),
+        find_links=tuple(f for f in eff.find_links if _remote(f)),
+    )
+    return ContainerPip(seen.pip_conf_text(path_map), files, notes)
+
+
+def _remote(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
+    """Everything the dependency layers depend on, besides files of the snapshot.
+
+    The contents of ``apt.txt``, ``environment.yml`` and a user Dockerfile are covered
+    by the snapshot hash, which is the other half of the tag.
+    """
+    return _sha(
+        df.GENERATOR_VERSION,
+        req.python,
+        req.base_image or "",
+        "gpu" if req.gpu else "cpu",
+        "\n".join(req.apt_packages),
+        "\n".join(req.requirements),
+        req.conda_file or "",
+        req.dockerfile or "",
+        pip.fingerprint(),
+    )
+
+
+def image_tag(req: BuildRequest, pip: ContainerPip) -> str:
+    repo = f"{sanitize_repo(req.project_name)}-{'gpu' if req.gpu else 'cpu'}"
+    snap = re.sub(r"[^a-z0-9]", "", req.snapshot_hash.lower())[:SHORT] or "nosnapshot"
+    return f"{repo}:{snap}-{dependency_hash(req, pip)[:SHORT]}"
+
+
+# ------------------------------------------------------------------- context
+@dataclass
+class BuildPlan:
+    tag: str
+    context: Path  # a folder: Dockerfile, gridrun/, project/
+    dockerfile: str  # path of the Dockerfile inside the context
+    dockerfile_text: str
+    base_image: str | None  # None when the user's Dockerfile chooses
+    notes: list[str]
+
+
+def _snapshot_file(req: BuildRequest, rel: str) -> str | None:
+    from gridrun.project.manifest import load_manifest, object_path
+
+    entry = load_manifest(req.snapshot_manifest).get(rel)
+    if entry is None or entry.sha256 is None:
+        return None
+    return object_path(req.objects_dir, entry.sha256).read_text(encoding="utf-8")
+
+
+def dockerfile_spec(req: BuildRequest, pip: ContainerPip) -> DockerfileSpecResult:
+    """The generated Dockerfile's inputs, read from the request and the snapshot."""
+    if req.base_image:
+        base, install_python = req.base_image, False
+    else:
+        base, install_python = df.default_base_image(req.python, req.gpu)
+    apt = list(req.apt_packages)
+    apt_txt = _snapshot_file(req, "apt.txt")
+    if apt_txt is not None:
+        apt += df.parse_apt_txt(apt_txt)
+    conda_text = None
+    if req.conda_file:
+        conda_text = _snapshot_file(req, req.conda_file)
+        if conda_text is None:
+            raise ProjectError(f"The conda file {req.conda_file} is not in the project.")
+    spec = df.DockerfileSpec(
+        base_image=base,
+        python=req.python,
+        apt_packages=df.validate_apt_packages(apt),
+        has_requirements=bool(req.requirements),
+        conda=conda_text is not None,
+        conda_adds_python=conda_text is not None and not df.conda_names_python(conda_text),
+        has_cert=pip.has_cert,
+        install_python=install_python,
+        deps_hash=dependency_hash(req, pip)[:SHORT],
+    )
+    return DockerfileSpecResult(spec, conda_text)
+
+
+@dataclass
+class DockerfileSpecResult:
+    spec: df.DockerfileSpec
+    conda_text: str | None
+
+
+def prepare_context(req: BuildRequest, pip: ContainerPip, dest: Path) -> BuildPlan:
+    """Lay out a build context in ``dest``: the snapshot, requirements, pip config."""
+    from gridrun.project import materialize
+
+    tag = image_tag(req, pip)
+    if req.dockerfile:
+        text = _snapshot_file(req, req.dockerfile)
+        if text is None:
+            raise ProjectError(f"The Dockerfile {req.dockerfile} is not in the project.")
+        df.check_user_dockerfile(text, req.dockerfile)
+        materialize(req.snapshot_manifest, req.objects_dir, dest)
+        return BuildPlan(tag, dest, req.dockerfile, text, None, pip.notes)
+    result = dockerfile_spec(req, pip)
+    text = df.render(result.spec, build_labels(req, tag))
+    materialize(req.snapshot_manifest, req.objects_dir, dest / df.CTX_PROJECT)
+    (dest / df.CTX_PIP_DIR).mkdir(parents=True)
+    (dest / df.CTX_PIP_CONF).write_text(pip.conf_text)
+    for name, data in pip.files.items():
+        (dest / df.CTX_PIP_DIR / name).write_bytes(data)
+    if req.requirements:
+        (dest / df.CTX_REQUIREMENTS).write_text("\n".join(req.requirements) + "\n")
+    if result.conda_text is not None:
+        (dest / df.CTX_CONDA).write_text(result.conda_text)
+    (dest / df.CTX_DOCKERFILE).write_text(text)
+    return BuildPlan(tag, dest, df.CTX_DOCKERFILE, text, result.spec.base_image, pip.notes)
+
+
+def _tar_context(folder: Path, out: Path) -> None:
+    """A context tarball with fixed owners, so that COPY gives root-owned files."""
+
+    def reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    with tarfile.open(out, "w") as tar:
+        for entry in sorted(folder.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=reset)
+
+
+# --------------------------------------------------------------------- build
+_PIP_MISSING = (
+    re.compile(r"No matching distribution found for ([^\s;]+)"),
+    re.compile(r"Could not find a version that satisfies the requirement ([^\s;(]+)"),
+)
+_APT_MISSING = re.compile(r"E: Unable to locate package (\S+)")
+
+
+def explain_failure(error: str, recent: list[str]) -> str:
+    """One line naming what broke: the package pip or apt could not find, if any."""
+    for line in reversed(recent):
+        for pattern in _PIP_MISSING:
+            match = pattern.search(line)
+            if match:
+                return f"no matching distribution found for '{match.group(1)}' (pip)"
+        match = _APT_MISSING.search(line)
+        if match:
+            return f"system package '{match.group(1)}' not found (apt)"
+    pip_errors = [ln for ln in recent if ln.startswith("ERROR:")]
+    if pip_errors:
+        return f"{error.strip()}: {pip_errors[-1][len('ERROR:') :].strip()}"
+    return error.strip()
+
+
+def find_image(api: Any, tag: str) -> dict | None:
+    import docker.errors
+
+    try:
+        return api.inspect_image(tag)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def ensure_base_image(api: Any, image: str, log: BuildLog) -> None:
+    """Pull the base image when the engine lacks it; name it when that fails.
+
+    Checked before the build so the error says which image is missing rather than
+    passing on the engine's registry error.
+    """
+    import docker.errors
+
+    if find_image(api, image) is not None:
+        return
+    log(f"Pulling base image {image}")
+    repo, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    try:
+        api.pull(repo or image, tag=tag or None)
+    except docker.errors.APIError as exc:
+        reason = str(exc.explanation or exc).splitlines()[0]
+        raise BuildError(
+            f"Base image {image} is not in the Docker engine and could not be pulled ({reason}).",
+            hint="Pull or load it (docker pull / docker load), or pass --base_image with one "
+            "that `docker images` lists.",
+        ) from exc
+
+
+def build_image(api: Any, req: BuildRequest, log: BuildLog, pip: PipConfig | None = None) -> str:
+    """Build (or reuse) the run's image; return its tag. Raises BuildError on failure."""
+    cpip = container_pip(pip if pip is not None else load_pip_config())
+    tag = image_tag(req, cpip)
+    home_root = Path(req.objects_dir).parent
+    lock = images_dir(home_root) / "locks" / (re.sub(r"[^a-z0-9.-]", "_", tag) + ".lock")
+    with _locked(lock):  # two runs of the same code build once
+        if find_image(api, tag) is not None:
+            log(f"Reusing cached image {tag}")
+            record_use(home_root, tag)
+            return tag
+        with tempfile.TemporaryDirectory(prefix="gridrun-build-") as tmp:
+            context = Path(tmp) / "context"
+            context.mkdir()
+            plan = prepare_context(req, cpip, context)
+            for note in plan.notes:
+                log(note)
+            tarball = Path(tmp) / "context.tar"
+            _tar_context(context, tarball)
+            log(f"Building image {tag} (base {plan.base_image or 'from ' + plan.dockerfile})")
+            if plan.base_image:
+                ensure_base_image(api, plan.base_image, log)
+            _stream_build(api, plan, tarball, req, log)
+    record_use(home_root, tag)
+    return tag
+
+
+def build_labels(req: BuildRequest, tag: str) -> dict[str, str]:
+    return {
+        LABEL: "1",
+        "gridrun.project": req.project_name,
+        "gridrun.snapshot": req.snapshot_hash,
+        "gridrun.python": req.python,
+        "gridrun.gpu": "1" if req.gpu else "0",
+        "gridrun.deps": tag.rsplit("-", 1)[-1],
+        "gridrun.built_by": req.run_name,
+    }
+
+
+def _stream_build(
+    api: Any, plan: BuildPlan, tarball: Path, req: BuildRequest, log: BuildLog
+) -> None:
+    import docker.errors
+    import requests.exceptions
+
+    recent: list[str] = []
+    try:
+        with open(tarball, "rb") as fh:
+            stream = api.build(
+                fileobj=fh,
+                custom_context=True,
+                tag=plan.tag,
+                dockerfile=plan.dockerfile,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                labels=build_labels(req, plan.tag) if req.dockerfile else None,
+                timeout=BUILD_READ_TIMEOUT,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    reason = explain_failure(str(chunk["error"]), recent)
+                    log(str(chunk["error"]).strip())
+                    for _rest in stream:  # drain, so the connection goes back to the pool
+                        pass
+                    raise BuildError(
+                        f"Image build failed: {reason}.",
+                        hint="See the [build] lines of `grid logs` for the full output.",
+                    )
+                for line in _chunk_lines(chunk):
+                    log(line)
+                    recent = [*recent[-79:], line]
+    except docker.errors.APIError as exc:
+        raise BuildError(
+            f"Image build failed: {exc.explanation or exc}.",
+            hint=_base_hint(plan, str(exc.explanation or exc)),
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        raise BuildError(f"Image build failed: lost the Docker engine ({exc}).") from exc
+
+
+def _base_hint(plan: BuildPlan, message: str) -> str | None:
+    if plan.base_image and ("pull access denied" in message or "not found" in message):
+        return (
+            f"The base image {plan.base_image} is neither in the engine nor pullable: "
+            "pull it, or pass --base_image with one that `docker images` lists."
+        )
+    return None
+
+
+def _chunk_lines(chunk: dict) -> list[str]:
+    """Printable lines of one build message; pull progress bars are left out."""
+    if "stream" in chunk:
+        return [ln.rstrip() for ln in str(chunk["stream"]).splitlines() if ln.strip()]
+    if "status" in chunk and "progress" not in chunk and "progressDetail" not in chunk:
+        ident = f"{chunk['id']}: " if chunk.get("id") else ""
+        return [f"{ident}{chunk['status']}"]
+    if "status" in chunk and not chunk.get("progressDetail"):
+        ident = f"{chunk['id']}: " if chunk.get("id") else ""
+        return [f"{ident}{chunk['status']}"]
+    return []

@@ -1,0 +1,190 @@
+"""Fixtures for the docker backend's tests: a real engine, the offline base image.
+
+Tests marked ``docker`` are skipped when no engine answers, unless ``CI`` is set: CI
+starts one (``.ci/docker-engine.sh``), so there a missing engine fails every docker
+test loudly instead of skipping it. They build on ``gridrun-test-base:bookworm``
+(debootstrapped by that script) because no registry is reachable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridrun.backends.base import BuildRequest, Job
+from gridrun.home import GridHome
+
+BASE_IMAGE = "gridrun-test-base:bookworm"
+PROJECT_PREFIX = "gridrun-test"
+HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _engine_error() -> str | None:
+    import docker
+    from gridrun.backends.docker import _probe_socket
+    from gridrun.errors import BackendError
+
+    try:
+        _probe_socket()  # the SDK leaks a socket when the engine is not there
+    except BackendError as exc:
+        return exc.message
+
+    client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=5)
+    try:
+        client.ping()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+
+
+ENGINE_ERROR = _engine_error()
+WHERE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if ENGINE_ERROR is None or os.environ.get("CI"):
+        return  # with CI set, _require_engine fails them instead
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.skip(reason=f"no Docker engine answers at {WHERE}"))
+
+
+@pytest.fixture(autouse=True)
+def _require_engine(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("docker") is not None and ENGINE_ERROR is not None:
+        pytest.fail(f"CI is set but no Docker engine answers at {WHERE}: {ENGINE_ERROR}")
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[Any]:
+    import docker
+
+    client = docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41", timeout=120)
+    try:
+        client.inspect_image(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"{BASE_IMAGE} is not in the engine: run .ci/docker-engine.sh first.")
+    yield client
+    _remove_test_images(client)
+    client.close()
+
+
+def _remove_test_images(client: Any) -> None:
+    """Remove what the tests built: tagged test images, then their dependency stages."""
+    import docker
+
+    for img in client.images(filters={"label": "gridrun=1"}):
+        if (img.get("Labels") or {}).get("gridrun.project", "").startswith(PROJECT_PREFIX):
+            for tag in img.get("RepoTags") or []:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.remove_image(tag, force=True)
+    for img in client.images(filters={"label": ["gridrun=1", "gridrun.stage=deps"]}):
+        if not [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]:
+            with contextlib.suppress(docker.errors.APIError):
+                client.remove_image(img["Id"])
+
+
+@pytest.fixture
+def home(grid_home: Path) -> GridHome:
+    return GridHome(grid_home).ensure()
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    def make(files: dict[str, str], name: str = "proj") -> Path:
+        root = tmp_path / name
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def make_request(home: GridHome) -> Callable[..., BuildRequest]:
+    """A BuildRequest for a project folder, snapshotted into ``home`` now."""
+    from gridrun.project import take_snapshot
+
+    def make(root: Path, requirements: list[str] | None = None, **kw: Any) -> BuildRequest:
+        snap = take_snapshot(root, home)
+        fields: dict[str, Any] = {
+            "run_name": "run-1",
+            "project_name": f"{PROJECT_PREFIX}-{root.name}",
+            "python": "3.11",
+            "requirements": requirements or [],
+            "snapshot_hash": snap.hash,
+            "snapshot_manifest": snap.manifest_path,
+            "objects_dir": home.objects,
+            "base_image": BASE_IMAGE,
+        }
+        fields.update(kw)
+        return BuildRequest(**fields)
+
+    return make
+
+
+@pytest.fixture
+def make_job(home: GridHome) -> Callable[..., Job]:
+    def make(req: BuildRequest, tag: str, script: str, args: list[str], **kw: Any) -> Job:
+        name = kw.pop("name", f"exp-{uuid.uuid4().hex[:8]}")
+        exp_dir = home.experiment_dir(name)
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        fields: dict[str, Any] = {
+            "run_name": req.run_name,
+            "experiment_name": name,
+            "experiment_id": 1,
+            "env_ref": tag,
+            "script": script,
+            "args": args,
+            "exp_dir": exp_dir,
+            "workdir": exp_dir / "workdir",
+            "snapshot_manifest": req.snapshot_manifest,
+            "objects_dir": req.objects_dir,
+            "env": {"GRID_EXPERIMENT_NAME": name, "CUDA_VISIBLE_DEVICES": ""},
+        }
+        fields.update(kw)
+        return Job(**fields)
+
+    return make
+
+
+@pytest.fixture
+def marker_cert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """The host CA bundle plus a unique comment line, as the pip ``cert`` setting.
+
+    OpenSSL ignores text between certificates, so pip still works; the marker is how
+    a test finds copies of the bundle, and it makes the dependency layers new (cold).
+    """
+    marker = f"gridrun-test-marker-{uuid.uuid4().hex}"
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(HOST_BUNDLE.read_bytes() + f"\n# {marker}\n".encode())
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    return bundle, marker
+
+
+class BuildLog:
+    """Collects [build] lines, with the time each arrived."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def build_log() -> Callable[[], BuildLog]:
+    return BuildLog

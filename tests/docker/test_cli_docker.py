@@ -1,0 +1,209 @@
+"""``grid run --backend docker`` end to end through the real CLI and a real engine."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+BASE = "gridrun-test-base:bookworm"
+TARBALL = Path(os.environ.get("GRIDRUN_CI_CACHE", "/var/cache/gridrun-ci")) / (
+    "gridrun-test-base-bookworm.tar"
+)
+
+
+def docker_run(grid, project: Path, *args: str, check: bool = True):
+    return grid(
+        "run",
+        "--backend",
+        "docker",
+        "--base_image",
+        BASE,
+        *args,
+        cwd=project,
+        check=check,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    p = tmp_path / "dproj"
+    p.mkdir()
+    (p / "app.py").write_text(  # unique code: the first build in each test is cold
+        f"# {uuid.uuid4().hex}\nimport sys, six\nprint(repr(sys.argv), flush=True)\n"
+        "open('result.txt', 'w').write('made in a container')\n"
+    )
+    return p
+
+
+def argv_line(text: str) -> list[str]:
+    for line in text.splitlines():
+        if "[stdout]" in line and "['app.py'" in line:
+            return ast.literal_eval(line.split("] ", 2)[2])
+    raise AssertionError(text)
+
+
+def test_inferred_dependency_sweep_reuse_artifacts(grid, project: Path, tmp_path: Path) -> None:
+    out = docker_run(
+        grid, project, "--name", "dk", "--cpus", "1", "--follow", "app.py", "--x", "[1, 2]"
+    )
+    assert "six" in " ".join(out.stderr.split())  # inferred, with the seed's warning
+    data = grid.json("status", "dk")
+    assert [e["status"] for e in data["experiments"]] == ["succeeded", "succeeded"]
+    assert argv_line(grid("logs", "dk-exp0").stdout) == ["app.py", "--x", "1"]
+    assert argv_line(grid("logs", "dk-exp1").stdout) == ["app.py", "--x", "2"]
+    build = grid("logs", "dk-exp0", "--show-build-logs").stdout
+    assert "[build]" in build and "Successfully tagged" in build
+    dest = tmp_path / "arts"
+    grid("artifacts", "dk", "--download_dir", str(dest))
+    assert (dest / "dk-exp1" / "result.txt").read_text() == "made in a container"
+    assert not (dest / "dk-exp0" / "app.py").exists()
+
+    # The same code again: the image is reused, nothing is built.
+    docker_run(grid, project, "--name", "dk-again", "--follow", "app.py")
+    again = grid("logs", "dk-again", "--show-build-logs").stdout
+    assert "Reusing cached image" in again and "Step " not in again
+    assert data["env_ref"] == grid.json("status", "dk-again")["env_ref"]
+
+    # A code-only change keeps the dependency layers: only the code layer is new.
+    (project / "app.py").write_text((project / "app.py").read_text() + "print('v2')\n")
+    start = time.monotonic()
+    docker_run(grid, project, "--name", "dk-code", "--follow", "app.py")
+    elapsed = time.monotonic() - start
+    code = grid("logs", "dk-code", "--show-build-logs").stdout
+    assert "pip install" not in code.split("Step")[-1]
+    assert "Using cache" in code and "v2" in code
+    print(f"code-only rebuild and run through grid: {elapsed:.1f}s")
+    images = grid.json("images")
+    assert any(i["tag"] == grid.json("status", "dk-code")["env_ref"] for i in images)
+
+
+def test_stop_a_container_and_build_failure(grid, project: Path) -> None:
+    (project / "sleepy.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    )
+    (project / "requirements.txt").write_text("six\n")
+    docker_run(grid, project, "--name", "dk-stop", "sleepy.py")
+    deadline = time.monotonic() + 300
+    while "started" not in grid("logs", "dk-stop-exp0").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    grid("stop", "run", "dk-stop")
+    exp = grid.json("status", "dk-stop")["experiments"][0]
+    assert exp["status"] == "stopped"
+    import docker
+
+    client = docker.from_env()
+    try:
+        left = client.containers.list(all=True, filters={"label": "gridrun.run=dk-stop"})
+        assert left == []
+    finally:
+        client.close()
+
+    (project / "requirements.txt").write_text("gridrun-no-such-package-4b1d==1.0\n")
+    proc = docker_run(grid, project, "--name", "dk-bad", "--follow", "app.py", check=False)
+    assert proc.returncode != 0
+    data = grid.json("status", "dk-bad")
+    assert data["status"] == "failed" and "gridrun-no-such-package-4b1d" in data["error"]
+
+
+def test_no_engine_is_a_one_line_error(grid, project: Path, tmp_path: Path) -> None:
+    grid.env["DOCKER_HOST"] = f"unix://{tmp_path}/nothing.sock"
+    proc = docker_run(grid, project, "app.py", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--backend local" in " ".join(proc.stderr.split())
+    assert grid.json("history") == []
+
+
+@pytest.fixture
+def second_engine(tmp_path: Path):
+    """A private dockerd of this test's own, so restarting it disturbs no other test."""
+    if not TARBALL.exists() or shutil.which("dockerd") is None:
+        pytest.fail(f"{TARBALL} or dockerd missing: run .ci/docker-engine.sh first")
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.fail("unshare --net does not work here; the engine-restart test needs it")
+    root = Path("/tmp") / f"grd-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    sock = root / "d.sock"
+    host = f"unix://{sock}"
+    # Its own network namespace: two engines on one host must not fight over docker0.
+    pidfile = root / "d.pid"
+    args = [
+        "unshare",
+        "--net",
+        "--fork",
+        "dockerd",
+        "--host",
+        host,
+        "--data-root",
+        str(tmp_path / "data"),
+        "--exec-root",
+        str(root / "exec"),
+        "--pidfile",
+        str(pidfile),
+        "--bridge",
+        "none",
+        "--iptables=false",
+    ]
+    env = dict(os.environ, DOCKER_HOST=host)
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        for _ in range(60):
+            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
+                return proc
+            time.sleep(0.5)
+        raise AssertionError("second dockerd did not start")
+
+    proc = start()
+    subprocess.run(
+        f"docker import '{TARBALL}' {BASE}", shell=True, env=env, check=True, capture_output=True
+    )
+    state = {"proc": proc}
+
+    def stop() -> None:
+        # unshare does not forward signals: stop dockerd itself, unshare then exits.
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        state["proc"].wait(timeout=60)
+
+    def restart() -> None:
+        stop()
+        state["proc"] = start()
+
+    yield host, restart
+    stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_engine_restarted_mid_experiment(grid, project: Path, second_engine) -> None:
+    host, restart = second_engine
+    grid.env["DOCKER_HOST"] = host
+    (project / "sleepy.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    )
+    (project / "requirements.txt").write_text("")
+    docker_run(grid, project, "--name", "dk-restart", "sleepy.py")
+    deadline = time.monotonic() + 300
+    while "started" not in grid("logs", "dk-restart-exp0").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    restart()  # the engine stops every container: the experiment ends with the engine
+    data = grid.wait("dk-restart", timeout=180)
+    exp = data["experiments"][0]
+    assert exp["status"] == "failed" and exp["exit_code"] not in (None, 0)
+    # And the agent still serves this engine afterwards.
+    (project / "quick.py").write_text("print('after restart')\n")
+    docker_run(grid, project, "--name", "dk-after", "--follow", "quick.py")
+    assert "after restart" in grid("logs", "dk-after").stdout
