@@ -49,6 +49,11 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     if job_path.exists():
         job, backend_name = load_job(job_path)
         backend = get_backend(backend_name)
+        is_running = getattr(backend, "is_running", None)
+        if is_running is not None and is_running(job):
+            # The engine still runs it (a container outlives its supervisor): keep it
+            # running; a later pass records its exit code from the engine.
+            return "alive"
         recover = getattr(backend, "recover", None)
         if recover is not None:
             code = recover(job)

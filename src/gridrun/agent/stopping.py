@@ -19,6 +19,21 @@ from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
 
 
+def _terminate_orphan(home: GridHome, exp: Experiment, grace: float) -> None:
+    """Stop an experiment whose supervisor is gone, through its backend (a container)."""
+    from gridrun.agent.jobs import load_job
+    from gridrun.backends import get_backend
+
+    job_path = home.experiment_dir(exp.name) / "job.json"
+    if not job_path.exists():
+        return
+    job, backend_name = load_job(job_path)
+    backend = get_backend(backend_name)
+    is_running = getattr(backend, "is_running", None)
+    if is_running is not None and is_running(job):
+        backend.terminate(job, grace)
+
+
 def stop_experiments(
     home: GridHome, store: Store, exps: Iterable[Experiment], grace: float, wait: bool = True
 ) -> list[str]:
@@ -67,6 +82,7 @@ def stop_experiments(
                 break
             for x in left:
                 if not supervisor_alive(x):
+                    _terminate_orphan(home, x, grace)
                     reconcile_experiment(store, home, x)
             time.sleep(0.1)
     return stopped
