@@ -130,17 +130,22 @@ def second_engine(tmp_path: Path):
     """A private dockerd of this test's own, so restarting it disturbs no other test."""
     if not TARBALL.exists() or shutil.which("dockerd") is None:
         pytest.fail(f"{TARBALL} or dockerd missing: run .ci/docker-engine.sh first")
-    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
-        pytest.fail("unshare --net does not work here; the engine-restart test needs it")
+    probe = ["unshare", "--net", "--mount", "true"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.fail("unshare --net --mount does not work here; the engine-restart test needs it")
     root = Path("/tmp") / f"grd-{os.getpid()}"
     root.mkdir(exist_ok=True)
     sock = root / "d.sock"
     host = f"unix://{sock}"
-    # Its own network namespace: two engines on one host must not fight over docker0.
+    # Its own network and mount namespaces: two engines on one host must not fight over
+    # docker0, and every mount it makes vanishes with it.
     pidfile = root / "d.pid"
     args = [
         "unshare",
         "--net",
+        "--mount",
+        "--propagation",
+        "private",
         "--fork",
         "dockerd",
         "--host",
