@@ -60,60 +60,16 @@ def test_four_experiments_with_exact_argv(grid, project: Path) -> None:
 
 def test_random_search_with_seed_is_reproducible(grid, project: Path) -> None:
     args = ["hello.py", "--lr", "[0.1, 0.01, 0.001, 0.0001]", "--layers", "[1, 2, 3]"]
-    for name in ("rs-a", "rs-b"):
-        grid(
-            "run",
-            "--name",
-            name,
-            "--strategy",
-            "random_search",
-            "--num_trials",
-            "5",
-            "--seed",
-            "7",
-            "--dry_run",
-            *args,
-            cwd=project,
-        )
-    a = grid(
-        "run",
-        "--strategy",
-        "random_search",
-        "--num_trials",
-        "5",
-        "--seed",
-        "7",
-        "--dry_run",
-        *args,
-        cwd=project,
-    ).stdout
-    b = grid(
-        "run",
-        "--strategy",
-        "random_search",
-        "--num_trials",
-        "5",
-        "--seed",
-        "7",
-        "--dry_run",
-        *args,
-        cwd=project,
-    ).stdout
+    search = ["--strategy", "random_search", "--num_trials", "5", "--seed", "7"]
+
+    def dry() -> str:
+        return grid("run", *search, "--dry_run", *args, cwd=project).stdout
+
+    a, b = dry(), dry()
     assert a == b and len(a.strip().splitlines()) == 5
-    grid(
-        "run",
-        "--name",
-        "rs-run",
-        "--strategy",
-        "random_search",
-        "--num_trials",
-        "5",
-        "--seed",
-        "7",
-        "--follow",
-        *args,
-        cwd=project,
-    )
+    other = grid("run", *search[:-1], "8", "--dry_run", *args, cwd=project).stdout
+    assert other != a
+    grid("run", "--name", "rs-run", *search, "--follow", *args, cwd=project)
     recorded = [e["argv"] for e in grid.json("status", "rs-run")["experiments"]]
     printed = [line.split(": python hello.py ")[1].split() for line in a.strip().splitlines()]
     assert recorded == printed
