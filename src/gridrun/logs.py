@@ -8,12 +8,9 @@ the agent or the CLI dies. Readers (``grid logs``) only parse these files.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
-
-STREAMS = ("build", "stdout", "stderr")
 
 
 def timestamp(ts: float | None = None) -> str:
@@ -63,10 +60,3 @@ def parse_line(line: str) -> tuple[str, str, str] | None:
     except ValueError:
         return None
     return stream, ts, text.rstrip("\n")
-
-
-def read_lines(path: Path) -> Iterator[str]:
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        yield from fh

@@ -136,12 +136,6 @@ class Store:
             (time.time(), run_id, exp_id, kind, message),
         )
 
-    def update_run(self, run_id: int, **fields: Any) -> None:
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        values = [v.value if isinstance(v, Status) else v for v in fields.values()]
-        with self.transaction() as c:
-            c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values, run_id))
-
     def transition(
         self,
         exp_id: int,
@@ -272,16 +266,3 @@ class Store:
             f"SELECT 1 FROM experiments WHERE status IN ({marks}) LIMIT 1", ACTIVE
         ).fetchone()
         return row is not None
-
-    def events_for(self, run_id: int) -> list[sqlite3.Row]:
-        return self.conn.execute(
-            "SELECT * FROM events WHERE run_id = ? OR experiment_id IN"
-            " (SELECT id FROM experiments WHERE run_id = ?) ORDER BY ts",
-            (run_id, run_id),
-        ).fetchall()
-
-
-def open_store(home: Any) -> Store:
-    """Open the store of a :class:`~gridrun.home.GridHome`, creating it on first use."""
-    home.ensure()
-    return Store(home.db_path)
