@@ -13,6 +13,7 @@ Layout (every path is derived here so no other module invents one)::
       runs/<run>/             per-run files (build log, requirements)
       experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts
       datastores/             datastore version manifests
+      images/                 Docker images' last use (last-used.json) and build locks
       cache/                  caches that only save time (parsed imports, installed dists)
 """
 
@@ -69,6 +70,10 @@ class GridHome:
     @property
     def envs(self) -> Path:
         return self.root / "envs"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
 
     @property
     def cache(self) -> Path:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +27,9 @@ from gridrun.home import GridHome
 BASE_IMAGE = "gridrun-test-base:bookworm"
 PROJECT_PREFIX = "gridrun-test"
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+TARBALL = Path(os.environ.get("GRIDRUN_CI_CACHE", "/var/cache/gridrun-ci")) / (
+    "gridrun-test-base-bookworm.tar"
+)
 
 
 def _engine_error() -> str | None:
@@ -188,3 +195,86 @@ class BuildLog:
 @pytest.fixture
 def build_log() -> Callable[[], BuildLog]:
     return BuildLog
+
+
+@pytest.fixture
+def second_engine(tmp_path: Path):
+    """A private dockerd of this test's own, so restarting it disturbs no other test."""
+    if not TARBALL.exists() or shutil.which("dockerd") is None:
+        pytest.fail(f"{TARBALL} or dockerd missing: run .ci/docker-engine.sh first")
+    probe = ["unshare", "--net", "--mount", "true"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.fail("unshare --net --mount does not work here; the engine-restart test needs it")
+    root = Path("/tmp") / f"grd-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    sock = root / "d.sock"
+    host = f"unix://{sock}"
+    # Its own network and mount namespaces: two engines on one host must not fight over
+    # docker0, and every mount it makes vanishes with it.
+    pidfile = root / "d.pid"
+    args = [
+        "unshare",
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "--fork",
+        "dockerd",
+        "--host",
+        host,
+        "--data-root",
+        str(tmp_path / "data"),
+        "--exec-root",
+        str(root / "exec"),
+        "--pidfile",
+        str(pidfile),
+        "--bridge",
+        "none",
+        "--iptables=false",
+    ]
+    env = dict(os.environ, DOCKER_HOST=host)
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        for _ in range(60):
+            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
+                return proc
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError("second dockerd did not start")
+
+    proc = start()
+    subprocess.run(
+        f"docker import '{TARBALL}' {BASE_IMAGE}",
+        shell=True,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    state = {"proc": proc}
+
+    def stop() -> None:
+        # unshare does not forward signals: stop dockerd itself, unshare then exits.
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        try:
+            state["proc"].wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(state["proc"].pid, signal.SIGKILL)
+            state["proc"].wait()
+
+    def restart(kill: bool = False) -> None:
+        """Stop the engine (SIGTERM: it stops its containers; SIGKILL: it just dies)."""
+        if kill:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            state["proc"].wait(timeout=60)
+        else:
+            stop()
+        state["proc"] = start()
+
+    yield host, restart
+    stop()
+    shutil.rmtree(root, ignore_errors=True)

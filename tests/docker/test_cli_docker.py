@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import ast
-import os
-import shutil
-import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -16,9 +12,6 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 BASE = "gridrun-test-base:bookworm"
-TARBALL = Path(os.environ.get("GRIDRUN_CI_CACHE", "/var/cache/gridrun-ci")) / (
-    "gridrun-test-base-bookworm.tar"
-)
 
 
 def docker_run(grid, project: Path, *args: str, check: bool = True):
@@ -123,73 +116,6 @@ def test_no_engine_is_a_one_line_error(grid, project: Path, tmp_path: Path) -> N
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--backend local" in " ".join(proc.stderr.split())
     assert grid.json("history") == []
-
-
-@pytest.fixture
-def second_engine(tmp_path: Path):
-    """A private dockerd of this test's own, so restarting it disturbs no other test."""
-    if not TARBALL.exists() or shutil.which("dockerd") is None:
-        pytest.fail(f"{TARBALL} or dockerd missing: run .ci/docker-engine.sh first")
-    probe = ["unshare", "--net", "--mount", "true"]
-    if subprocess.run(probe, capture_output=True).returncode != 0:
-        pytest.fail("unshare --net --mount does not work here; the engine-restart test needs it")
-    root = Path("/tmp") / f"grd-{os.getpid()}"
-    root.mkdir(exist_ok=True)
-    sock = root / "d.sock"
-    host = f"unix://{sock}"
-    # Its own network and mount namespaces: two engines on one host must not fight over
-    # docker0, and every mount it makes vanishes with it.
-    pidfile = root / "d.pid"
-    args = [
-        "unshare",
-        "--net",
-        "--mount",
-        "--propagation",
-        "private",
-        "--fork",
-        "dockerd",
-        "--host",
-        host,
-        "--data-root",
-        str(tmp_path / "data"),
-        "--exec-root",
-        str(root / "exec"),
-        "--pidfile",
-        str(pidfile),
-        "--bridge",
-        "none",
-        "--iptables=false",
-    ]
-    env = dict(os.environ, DOCKER_HOST=host)
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        for _ in range(60):
-            if subprocess.run(["docker", "version"], env=env, capture_output=True).returncode == 0:
-                return proc
-            time.sleep(0.5)
-        raise AssertionError("second dockerd did not start")
-
-    proc = start()
-    subprocess.run(
-        f"docker import '{TARBALL}' {BASE}", shell=True, env=env, check=True, capture_output=True
-    )
-    state = {"proc": proc}
-
-    def stop() -> None:
-        # unshare does not forward signals: stop dockerd itself, unshare then exits.
-        os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        state["proc"].wait(timeout=60)
-
-    def restart() -> None:
-        stop()
-        state["proc"] = start()
-
-    yield host, restart
-    stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_engine_restarted_mid_experiment(grid, project: Path, second_engine) -> None:

@@ -130,6 +130,8 @@ def _transient(exc: BaseException) -> bool:
 
     if isinstance(exc, requests.exceptions.RequestException | ConnectionError | OSError):
         return True
+    if isinstance(exc, BackendError):  # from _probe_socket: nothing listens (yet)
+        return True
     if isinstance(exc, docker.errors.APIError) and not isinstance(exc, docker.errors.NotFound):
         return exc.is_server_error()
     return False
@@ -143,19 +145,22 @@ class DockerBackend(Backend):
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._api: Any = None
 
     @property
     def api(self) -> Any:
-        if self._api is None:
-            self._api = connect()
-        return self._api
+        with self._lock:  # terminate() runs in another thread than execute()
+            if self._api is None:
+                self._api = connect()
+            return self._api
 
     def close(self) -> None:
         """Close the engine connection (reopened on the next call)."""
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        with self._lock:
+            if self._api is not None:
+                self._api.close()
+                self._api = None
 
     def check_available(self) -> None:
         _probe_socket()
@@ -303,6 +308,7 @@ class DockerBackend(Backend):
             for t in pumps:
                 t.join(timeout=5.0)
         self._report_oom(cid, job, sink)
+        self.close()  # its connections may predate an engine restart; reopened on demand
         return code
 
     def _wait(self, cid: str, sink: LogSink) -> int:
@@ -338,18 +344,17 @@ class DockerBackend(Backend):
                 return code
 
     def _state(self, cid: str) -> dict | None:
+        """The container's State, on a fresh connection (pooled ones may predate a restart)."""
         import docker.errors
 
-        for attempt in range(2):
-            try:
-                return self.api.inspect_container(cid)["State"]
-            except docker.errors.NotFound:
-                return None
-            except Exception as exc:  # a pooled connection from before an engine restart
-                self.close()
-                if attempt or not _transient(exc):
-                    raise
-        return None
+        _probe_socket()  # the SDK leaks a socket when it cannot connect
+        client = connect()
+        try:
+            return client.inspect_container(cid)["State"]
+        except docker.errors.NotFound:
+            return None
+        finally:
+            client.close()
 
     def _report_oom(self, cid: str, job: Job, sink: LogSink) -> None:
         with contextlib.suppress(Exception):
@@ -374,6 +379,7 @@ class DockerBackend(Backend):
             client = None
             logs = None
             try:
+                _probe_socket()
                 client = connect(timeout=None)
                 since = int(parse_timestamp(last) or 0) if last else None
                 logs = client.logs(
@@ -392,8 +398,8 @@ class DockerBackend(Backend):
                             continue
                         sink.write(stream, text, ts=parse_timestamp(stamp))
                         last = stamp
-                state = self._state(cid)
-                if state is None or not state.get("Running"):
+                # Its own client: self.api belongs to the thread running execute.
+                if not client.inspect_container(cid)["State"].get("Running"):
                     return
             except Exception as exc:
                 if not _transient(exc) or not self.wait_for_engine(give_up=done):
@@ -430,12 +436,14 @@ class DockerBackend(Backend):
     def cleanup(self, job: Job) -> None:
         import docker.errors
 
-        with contextlib.suppress(docker.errors.NotFound):
-            found = self.find_container(job)
-            if found is not None:
-                self.api.remove_container(found["Id"], force=True, v=True)
-        shutil.rmtree(job.workdir, ignore_errors=True)
-        self.close()
+        try:
+            with contextlib.suppress(docker.errors.NotFound):
+                found = self.find_container(job)
+                if found is not None:
+                    self.api.remove_container(found["Id"], force=True, v=True)
+        finally:
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            self.close()
 
     def recover(self, job: Job) -> int | None:
         """The exit code of a container whose supervisor died, if it has finished.

@@ -90,11 +90,13 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _engine() -> Any:
+def _engine(ctx: click.Context) -> Any:
     from gridrun.backends.docker import DockerBackend, connect
 
     DockerBackend().check_available()
-    return connect()
+    api = connect()
+    ctx.call_on_close(api.close)
+    return api
 
 
 @click.group(invoke_without_command=True)
@@ -105,7 +107,7 @@ def images(ctx: click.Context) -> None:
         return
     from gridrun.cli.output import console, emit_json, table, when
 
-    found = cached_images(ctx, _engine())
+    found = cached_images(ctx, _engine(ctx))
     if output_of(ctx) == "json":
         emit_json([asdict(i) for i in found])
         return
@@ -147,9 +149,10 @@ def _days(value: str | None) -> float | None:
     metavar="DAYS",
     help="Only images not used for this many days (e.g. 7d). Default: every unused one.",
 )
+@click.option("--project", help="Only the images of this project.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def prune(ctx: click.Context, older_than: str | None, yes: bool) -> None:
+def prune(ctx: click.Context, older_than: str | None, project: str | None, yes: bool) -> None:
     """Remove cached images that no active run or container uses."""
     import docker.errors
 
@@ -157,11 +160,15 @@ def prune(ctx: click.Context, older_than: str | None, yes: bool) -> None:
     from gridrun.envs.image import forget_use
 
     days = _days(older_than)
-    api = _engine()
+    api = _engine(ctx)
     found = cached_images(ctx, api)
     cutoff = time.time() - days * 86400 if days is not None else None
     doomed = [
-        i for i in found if not i.in_use and (cutoff is None or (i.last_used or i.created) < cutoff)
+        i
+        for i in found
+        if not i.in_use
+        and (cutoff is None or (i.last_used or i.created) < cutoff)
+        and (project is None or i.project == project)
     ]
     as_json = output_of(ctx) == "json"
     if not doomed:

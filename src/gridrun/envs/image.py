@@ -43,7 +43,9 @@ BUILD_READ_TIMEOUT = 3600  # seconds one build step may stay silent
 
 # ------------------------------------------------------------------ last use
 def images_dir(home_root: Path) -> Path:
-    return Path(home_root) / "images"
+    from gridrun.home import GridHome
+
+    return GridHome(Path(home_root)).images
 
 
 @contextlib.contextmanager
