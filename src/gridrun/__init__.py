@@ -1,4 +1,4 @@
-"""gridrun: run any script with zero modifications on local, Docker or Ray compute.
+"""gridrun: run any script with zero modifications on local or Docker compute.
 
 The public API is the ``grid`` command line; the modules below are laid out in the
 order data flows through them: cli -> project -> deps -> envs -> sweep -> store ->

@@ -80,7 +80,7 @@ class GridGroup(click.Group):
 @click.version_option(__version__, prog_name="gridrun")
 @click.pass_context
 def cli(ctx: click.Context, output: str, debug: bool) -> None:
-    """Run any script on local, Docker or Ray compute, with zero modifications."""
+    """Run any script on local or Docker compute, with zero modifications."""
     from gridrun.home import GridHome
 
     ctx.obj = {"output": output, "debug": debug, "home": GridHome.from_env()}

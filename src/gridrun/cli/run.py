@@ -34,7 +34,7 @@ environment hash:        {env_key}
 
 @click.command(
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-    short_help="Run a script, or a sweep of it, on local, Docker or Ray compute.",
+    short_help="Run a script, or a sweep of it, on local or Docker compute.",
 )
 @click.option("--name", help="Run name (lowercase letters, digits, '-'); generated if omitted.")
 @click.option("--cpus", "--grid_cpus", "cpus", type=float, help="CPUs per experiment (1).")
