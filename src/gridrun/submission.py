@@ -54,7 +54,6 @@ class Submission:
     experiments: list[Any]
     spec: dict[str, Any]
     env_key: str
-    warnings: list[str]
     snapshot_bytes: int
     dependency_source: str
     snapshot_files: list[str] = field(default_factory=list)
@@ -131,7 +130,6 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
     script = resolve_script(localdir, req.script)
     req, config_args = merge_config(req)
-    warnings: list[str] = []
 
     if script.endswith(".py"):
         from gridrun.deps import check_script_syntax
@@ -174,7 +172,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     python = req.python or f"{sys.version_info.major}.{sys.version_info.minor}"
 
     if req.dry_run:
-        return Submission("", experiments, {"script": script}, "", warnings, 0, "")
+        return Submission("", experiments, {"script": script}, "", 0, "")
 
     backend.check_available()
     from gridrun.agent.capacity import machine_capacity
@@ -257,7 +255,6 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         experiments=experiments,
         spec=spec,
         env_key=env_key,
-        warnings=warnings,
         snapshot_bytes=snapshot.total_bytes,
         dependency_source=deps.source,
         snapshot_files=snapshot.paths(),
@@ -275,8 +272,7 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
         validate_run_name(req.name)
         name = req.name
     else:
-        taken = {r.name for r in store.list_runs()}
-        name = generate_run_name(taken)
+        name = generate_run_name(store.run_names())
     spec = sub.spec
     run = store.create_run(
         name=name,

@@ -220,6 +220,9 @@ class Store:
                 by_id[row["run_id"]].experiments.append(Experiment.from_row(row))
         return runs
 
+    def run_names(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT name FROM runs")}
+
     def list_runs(self) -> list[Run]:
         return self._runs()
 
