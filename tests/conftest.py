@@ -67,6 +67,14 @@ class GridCLI:
                 )
             time.sleep(0.2)
 
+    def wait_for_line(self, name: str, text: str, timeout: float = 60) -> None:
+        """Poll ``grid logs NAME`` until ``text`` appears in it."""
+        deadline = time.monotonic() + timeout
+        while text not in self("logs", name).stdout:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} never printed {text!r} in {timeout}s")
+            time.sleep(0.1)
+
     def shutdown(self) -> None:
         """Stop the agent and any supervisor or experiment left behind by a test."""
         pid_file = self.home / "agent.pid"

@@ -149,7 +149,7 @@ def test_stop_a_running_experiment(grid, project: Path) -> None:
     """,
     )
     grid("run", "--name", "sleepy", "sleepy.py", cwd=project)
-    _wait_for_line(grid, "sleepy-exp0", "started")
+    grid.wait_for_line("sleepy-exp0", "started")
     out = grid("stop", "run", "sleepy")
     assert "Stopped 1 experiment(s) of sleepy" in out.stdout
     exp = grid.json("status", "sleepy")["experiments"][0]
@@ -170,7 +170,7 @@ def test_stop_escalates_to_sigkill_after_grace(grid, project: Path) -> None:
     """,
     )
     grid("run", "--name", "stubborn", "stubborn.py", cwd=project)
-    _wait_for_line(grid, "stubborn-exp0", "started")
+    grid.wait_for_line("stubborn-exp0", "started")
     grid("stop", "experiment", "stubborn-exp0")
     exp = grid.json("status", "stubborn")["experiments"][0]
     assert exp["status"] == "stopped" and exp["exit_code"] == -9
@@ -213,7 +213,7 @@ def test_logs_of_pending_experiment(grid, project: Path) -> None:
     )
     grid("run", "--name", "hog", "sleepy.py", cwd=project)
     grid("run", "--name", "waits", "sleepy.py", cwd=project)
-    _wait_for_line(grid, "hog-exp0", "started")
+    grid.wait_for_line("hog-exp0", "started")
     out = grid("logs", "waits-exp0").stdout
     assert "Experiment is pending. Logs will be available when experiment starts." in out
     grid("stop", "run", "hog", "waits")
@@ -226,14 +226,3 @@ def test_tail_lines(grid, project: Path) -> None:
     assert len(out) == 2 and out[-1].endswith("line 9")
     built = grid("logs", "counts", "--show-build-logs").stdout
     assert "[build]" in built
-
-
-def _wait_for_line(grid, name: str, text: str, timeout: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in grid("logs", name).stdout:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{name} never printed {text!r}")

@@ -87,10 +87,7 @@ def test_stop_a_container_and_build_failure(grid, project: Path) -> None:
     )
     (project / "requirements.txt").write_text("six\n")
     docker_run(grid, project, "--name", "dk-stop", "sleepy.py")
-    deadline = time.monotonic() + 300
-    while "started" not in grid("logs", "dk-stop-exp0").stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    grid.wait_for_line("dk-stop-exp0", "started", timeout=300)
     grid("stop", "run", "dk-stop")
     exp = grid.json("status", "dk-stop")["experiments"][0]
     assert exp["status"] == "stopped"
@@ -126,10 +123,7 @@ def test_engine_restarted_mid_experiment(grid, project: Path, second_engine) -> 
     )
     (project / "requirements.txt").write_text("")
     docker_run(grid, project, "--name", "dk-restart", "sleepy.py")
-    deadline = time.monotonic() + 300
-    while "started" not in grid("logs", "dk-restart-exp0").stdout:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    grid.wait_for_line("dk-restart-exp0", "started", timeout=300)
     restart()  # the engine stops every container: the experiment ends with the engine
     data = grid.wait("dk-restart", timeout=180)
     exp = data["experiments"][0]
