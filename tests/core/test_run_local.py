@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -100,17 +101,28 @@ def test_bash_script_gets_the_runs_python_first_on_path(grid, project: Path) -> 
 
 
 def test_inferred_third_party_dependency_is_installed(grid, project: Path) -> None:
+    """An import found in the source is pinned to the invoking environment's version.
+
+    ``coolname`` is one of gridrun's own dependencies, so every environment that can run
+    these tests has it: the test does not depend on what else the machine has installed.
+    """
     import importlib.metadata as md
 
-    version = md.version("six")
-    write(project, "uses_six.py", "import six\nprint('six', six.__version__)\n")
-    out = grid("run", "--name", "infer", "--follow", "uses_six.py", cwd=project)
+    version = md.version("coolname")
+    write(project, "uses_coolname.py", "import coolname\nprint('coolname', coolname.__name__)\n")
+    out = grid("run", "--name", "infer", "--follow", "uses_coolname.py", cwd=project)
     err = " ".join(out.stderr.split())
     assert (
         "No requirements.txt or environment.yml found but we identified below dependencies" in err
     )
-    assert f"six=={version}" in err
-    assert f"six {version}" in grid("logs", "infer").stdout
+    assert f"coolname=={version}" in err
+    assert "coolname coolname" in grid("logs", "infer").stdout
+    env_python = next((grid.home / "envs").glob("*/bin/python"))
+    installed = subprocess.run(
+        [str(env_python), "-c", "import importlib.metadata as m; print(m.version('coolname'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert installed == version
 
 
 def test_artifacts_are_saved_and_downloaded(grid, project: Path, tmp_path: Path) -> None:

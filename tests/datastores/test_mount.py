@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from datastore_helpers import make_tree
 
+import gridrun
 from gridrun.datastores import create_datastore, isolation_mode, local_mount_command, resolve
 from gridrun.errors import DatastoreError
 from gridrun.home import GridHome
@@ -211,7 +212,16 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
         work = base / "work"
         work.mkdir(mode=0o777)
         os.chmod(work, 0o777)
-        src_dir = Path(__file__).resolve().parents[2] / "src"
+        # The checkout may live in a private folder (mode 0700, as mktemp -d or a home
+        # directory makes) that nobody cannot read: give nobody its own copy of gridrun.
+        src_dir = base / "src"
+        shutil.copytree(
+            Path(gridrun.__file__).resolve().parent,
+            src_dir / "gridrun",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        for p in [src_dir, *src_dir.rglob("*")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
         driver = (
             "import os, sys, pathlib\n"
             "from gridrun.home import GridHome\n"
