@@ -22,6 +22,14 @@ from gridrun.errors import NotFoundError, StateError
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
 from gridrun.store.schema import SCHEMA, SCHEMA_VERSION
 
+OPEN_TIMEOUT = 30.0  # seconds a busy database is retried on open
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 _EXP_SELECT = "SELECT e.*, r.name AS run_name FROM experiments e JOIN runs r ON r.id = e.run_id"
 
 
@@ -30,36 +38,59 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Two processes opening a brand-new database at once (two `grid run`s, or a
+        # run and the agent it starts) race to switch it to WAL and create the schema.
+        # SQLite answers the loser's journal-mode change with SQLITE_BUSY without
+        # calling the busy handler, so the open is retried: a locked database is busy,
+        # never corrupt.
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while True:
+            try:
+                self._open(path)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise self._unreadable(exc) from exc
+                if getattr(self, "conn", None) is not None:
+                    self.conn.close()
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as exc:
+                raise self._unreadable(exc) from exc
+
+    def _open(self, path: Path) -> None:
         existed = path.exists() and path.stat().st_size > 0
-        try:
-            self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA busy_timeout = 30000")
-            # WAL so that status can read while the agent and supervisors write.
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA synchronous = NORMAL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if existed:
-                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                if version > SCHEMA_VERSION:
-                    raise StateError(
-                        f"The state database {path} was written by a newer gridrun "
-                        f"(schema {version}).",
-                        hint="Upgrade gridrun, or point GRID_HOME elsewhere.",
-                    )
-            if version < SCHEMA_VERSION:
-                with self.transaction():
+        self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        # WAL so that status can read while the agent and supervisors write.
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if existed:
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if version > SCHEMA_VERSION:
+                self.conn.close()
+                raise StateError(
+                    f"The state database {path} was written by a newer gridrun (schema {version}).",
+                    hint="Upgrade gridrun, or point GRID_HOME elsewhere.",
+                )
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                # Re-read under the write lock: another process may have just done it.
+                if self.conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     for stmt in SCHEMA.split(";"):
                         if stmt.strip():
                             self.conn.execute(stmt)
                     self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise StateError(
-                f"The state database {path} is unreadable or corrupt ({exc}).",
-                hint=f"It was left untouched: move it aside (mv '{path}' '{path}.bak') "
-                "to start with an empty history.",
-            ) from exc
+
+    def _unreadable(self, exc: sqlite3.DatabaseError) -> StateError:
+        path = self.path
+        return StateError(
+            f"The state database {path} is unreadable or corrupt ({exc}).",
+            hint=f"It was left untouched: move it aside (mv '{path}' '{path}.bak') "
+            "to start with an empty history.",
+        )
 
     def close(self) -> None:
         self.conn.close()
