@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from gridrun.agent.detach import detached_popen_kwargs
 from gridrun.home import GridHome
 
 
@@ -46,12 +47,10 @@ def start_agent(home: GridHome) -> None:
     with open(home.agent_log, "ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "gridrun.agent.daemon", str(home.root)],
-            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             env=env,
-            start_new_session=True,
-            close_fds=True,
+            **detached_popen_kwargs(home.root),
         )
 
 

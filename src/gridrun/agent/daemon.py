@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gridrun.agent.builder import build_run
 from gridrun.agent.capacity import machine_capacity
+from gridrun.agent.detach import settle_daemon
 from gridrun.agent.jobs import make_job, save_job
 from gridrun.agent.launcher import Launcher
 from gridrun.agent.reconcile import reconcile
@@ -112,6 +113,7 @@ def _take_lock(home: GridHome) -> int | None:
 
 
 def run_agent(home: GridHome) -> int:
+    settle_daemon(home.root)
     lock_fd = _take_lock(home)
     if lock_fd is None:
         return 0  # another agent serves this GRID_HOME

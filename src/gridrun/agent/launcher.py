@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import IO
 
+from gridrun.agent.detach import close_other_fds, detached_popen_kwargs, settle_daemon
 from gridrun.home import GridHome
 
 
@@ -36,6 +37,7 @@ class Launcher:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gridrun.agent.launcher", str(self.home.root)],
                 stdin=subprocess.PIPE,
+                cwd=str(self.home.root),
                 close_fds=True,
             )
         assert self.proc.stdin is not None
@@ -63,11 +65,9 @@ def spawn_supervisor(home: GridHome, exp_id: int, token: str, log_path: Path) ->
     with open(log_path, "ab") as out:
         subprocess.Popen(
             [sys.executable, "-m", "gridrun.agent.supervisor", str(home.root), str(exp_id), token],
-            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-            start_new_session=True,
-            close_fds=True,
+            **detached_popen_kwargs(home.root),
         )
 
 
@@ -78,13 +78,14 @@ def _fork_supervisor(home: GridHome, exp_id: int, token: str, log_path: str) -> 
     code = 1
     try:
         os.setsid()
+        settle_daemon(home.root)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # it waits for its experiment
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        os.closerange(3, 256)
+        close_other_fds()  # devnull and out too: they are 0, 1 and 2 now
         from gridrun.agent.supervisor import supervise
 
         code = supervise(home, exp_id, token)
