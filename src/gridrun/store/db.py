@@ -20,7 +20,7 @@ from typing import Any
 
 from gridrun.errors import NotFoundError, StateError
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
-from gridrun.store.schema import SCHEMA, SCHEMA_VERSION
+from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 OPEN_TIMEOUT = 30.0  # seconds a busy database is retried on open
 
@@ -78,11 +78,13 @@ class Store:
         if version < SCHEMA_VERSION:
             with self.transaction():
                 # Re-read under the write lock: another process may have just done it.
-                if self.conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    for stmt in SCHEMA.split(";"):
+                # A step (an ALTER TABLE) must never run twice.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                for step in MIGRATIONS[version:]:
+                    for stmt in step.split(";"):
                         if stmt.strip():
                             self.conn.execute(stmt)
-                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _unreadable(self, exc: sqlite3.DatabaseError) -> StateError:
         path = self.path

@@ -1,8 +1,11 @@
-"""The database schema, versioned with ``PRAGMA user_version``."""
+"""The database schema, versioned with ``PRAGMA user_version``.
+
+``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``; a new change is
+a new step at the end, never an edit of an old one, so every existing ``grid.db``
+upgrades in order on open.
+"""
 
 from __future__ import annotations
-
-SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,3 +57,47 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
 """
+
+# Metrics (issue 11). A series is one (experiment, key); its points live in chunks
+# of packed little-endian float64 triples (step, wall time, value), so reading a
+# thousand points is one row and one ``array.frombytes``, not a thousand rows. The
+# series row carries the summary (count, last, min, max) kept up to date on every
+# append. A source is one thing read incrementally (the experiment's output.log, one
+# TensorBoard or CSV file): its byte offset and parser state are committed in the
+# same transaction as the points read up to it, so a reader that dies re-reads
+# nothing twice and loses nothing.
+METRICS = """
+CREATE TABLE IF NOT EXISTS metric_series (
+    id            INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    key           TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    count         INTEGER NOT NULL DEFAULT 0,
+    last_step     REAL,
+    last_wall     REAL,
+    last_value    REAL,
+    min_value     REAL,
+    max_value     REAL,
+    sorted        INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (experiment_id, key)
+);
+CREATE TABLE IF NOT EXISTS metric_chunks (
+    series_id  INTEGER NOT NULL REFERENCES metric_series(id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    n          INTEGER NOT NULL,
+    first_step REAL NOT NULL,
+    last_step  REAL NOT NULL,
+    points     BLOB NOT NULL,
+    PRIMARY KEY (series_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS metric_sources (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    source        TEXT NOT NULL,
+    offset        INTEGER NOT NULL DEFAULT 0,
+    state         TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (experiment_id, source)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, METRICS]
+SCHEMA_VERSION = len(MIGRATIONS)

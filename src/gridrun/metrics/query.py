@@ -1,0 +1,118 @@
+"""Reading metrics: the API that ``grid metrics`` and the dashboard share.
+
+Three functions over plain data, the contract agreed with the dashboard, so that
+callers need nothing from the storage format. Values may be NaN or +-inf (a diverged
+loss is a result too): JSON writers must map them (``grid metrics -o json`` writes
+them as the strings ``"nan"``, ``"inf"``, ``"-inf"``).
+Reading a series is one indexed range scan returning a few packed chunks; summaries
+come from the series rows alone and never touch the points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from gridrun.metrics.storage import Point, unpack
+from gridrun.store.db import Store
+
+# SQLite's default limit on bound parameters is 999 on old builds; stay well below.
+_BATCH = 500
+
+
+def _batches(ids: Sequence[int]) -> list[list[int]]:
+    unique = list(dict.fromkeys(ids))
+    return [unique[i : i + _BATCH] for i in range(0, len(unique), _BATCH)]
+
+
+def series(
+    store: Store,
+    experiment_ids: list[int],
+    keys: list[str] | None = None,
+    max_points: int | None = None,
+) -> dict[int, dict[str, list[Point]]]:
+    """experiment id -> key -> [(step, wall time, value)], sorted by step.
+
+    ``max_points`` keeps at most that many points per series, evenly spaced and always
+    including the last one (what a chart of a live experiment must show). Experiments
+    without metrics map to an empty dict.
+    """
+    out: dict[int, dict[str, list[Point]]] = {i: {} for i in experiment_ids}
+    key_filter = ""
+    key_args: list[str] = []
+    if keys is not None:
+        if not keys:
+            return out
+        key_filter = f" AND s.key IN ({', '.join('?' for _ in keys)})"
+        key_args = list(keys)
+    for batch in _batches(experiment_ids):
+        marks = ", ".join("?" for _ in batch)
+        rows = store.conn.execute(
+            "SELECT s.experiment_id, s.key, s.sorted, c.points FROM metric_series s"
+            " JOIN metric_chunks c ON c.series_id = s.id"
+            f" WHERE s.experiment_id IN ({marks}){key_filter}"
+            " ORDER BY s.experiment_id, s.key, c.seq",
+            [*batch, *key_args],
+        ).fetchall()
+        blobs: dict[tuple[int, str], list[bytes]] = {}
+        unsorted: set[tuple[int, str]] = set()
+        for exp_id, key, ordered, blob in rows:
+            blobs.setdefault((exp_id, key), []).append(blob)
+            if not ordered:
+                unsorted.add((exp_id, key))
+        for (exp_id, key), parts in blobs.items():
+            flat = unpack(b"".join(parts))
+            pts = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+            if (exp_id, key) in unsorted:
+                pts.sort(key=lambda p: p[0])  # stable: equal steps keep arrival order
+            if max_points is not None:
+                pts = downsample(pts, max_points)
+            out[exp_id][key] = pts
+    return out
+
+
+def downsample(points: list[Point], max_points: int) -> list[Point]:
+    """At most ``max_points`` points, evenly spaced, the first and last always kept."""
+    n = len(points)
+    if max_points <= 0:
+        return []
+    if n <= max_points:
+        return points
+    if max_points == 1:
+        return [points[-1]]
+    stride = (n - 1) / (max_points - 1)
+    return [points[round(i * stride)] for i in range(max_points)]
+
+
+def summary(store: Store, experiment_ids: list[int]) -> dict[int, dict[str, dict[str, float]]]:
+    """experiment id -> key -> {"last", "min", "max", "count"}.
+
+    ``min`` and ``max`` ignore NaN (a diverged loss stays visible as ``last``); a
+    series of NaN only has NaN for both.
+    """
+    out: dict[int, dict[str, dict[str, float]]] = {i: {} for i in experiment_ids}
+    for batch in _batches(experiment_ids):
+        marks = ", ".join("?" for _ in batch)
+        for exp_id, key, count, last, lo, hi in store.conn.execute(
+            "SELECT experiment_id, key, count, last_value, min_value, max_value"
+            f" FROM metric_series WHERE experiment_id IN ({marks}) AND count > 0"
+            " ORDER BY experiment_id, key",
+            batch,
+        ):
+            out[exp_id][key] = {
+                "last": math.nan if last is None else last,
+                "min": math.nan if lo is None else lo,
+                "max": math.nan if hi is None else hi,
+                "count": float(count),
+            }
+    return out
+
+
+def keys(store: Store, run_id: int) -> list[str]:
+    """Every metric key recorded by any experiment of the run, sorted."""
+    rows = store.conn.execute(
+        "SELECT DISTINCT s.key FROM metric_series s JOIN experiments e"
+        " ON e.id = s.experiment_id WHERE e.run_id = ? ORDER BY s.key",
+        (run_id,),
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,219 @@
+"""Metrics scraped from what an unmodified script prints.
+
+Anchored on Guild's output scalars and Katib's stdout collector: a metric is
+``key: value`` or ``key=value``, several may share a line
+(``epoch: 3 loss: 0.31 acc: 0.9``), a printed dict counts too
+(``{'loss': 0.31, 'epoch': 0.5}``, as Hugging Face's Trainer prints), and values are ints, floats, exponents, ``nan``
+and ``inf``. A key named like a step (``step``, ``global_step``, ``iteration``,
+``iter``, ``epoch``) on the same line is the x value of the others; a line holding
+only such a key sets the step for the lines that follow (Guild's ``step`` scalar);
+otherwise each key counts its own values (0, 1, 2, ...).
+
+A key must start a word and a value must end one, so timestamps (``12:30:45``), URLs
+(``localhost:8080/x``) and ratios do not become metrics. For a progress bar redrawn
+with carriage returns, only the last drawing of the line counts.
+
+Users add patterns (or turn the built-in one off) under ``metrics:`` in
+``GRID_HOME/config.yaml`` or a run's ``--config``; see :func:`load_patterns`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gridrun.errors import ConfigError
+
+KEY = r"[A-Za-z_][\w.\-/]*"
+VALUE = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[Ii]nf(?:inity)?)"
+DEFAULT_PATTERN = re.compile(
+    rf"(?<![\w.\-/:=@])(?P<q>[\"']?)(?P<key>{KEY})(?P=q)\s*[:=]\s*(?P<value>{VALUE})"
+    r"(?=$|[\s,;|)\]}])"
+)
+# In precedence order: the first present on a line is its x value.
+STEP_KEYS = ("step", "global_step", "iteration", "iter", "epoch")
+_STREAM_PREFIXES = ("[stdout] [", "[stderr] [")
+
+
+@dataclass
+class Patterns:
+    """The regular expressions one experiment's output is read with."""
+
+    user: list[tuple[re.Pattern[str], str | None]] = field(default_factory=list)
+    defaults: bool = True
+    step_keys: tuple[str, ...] = STEP_KEYS
+
+    def fingerprint(self) -> list[Any]:
+        return [[p.pattern, k] for p, k in self.user] + [self.defaults, list(self.step_keys)]
+
+
+def _compile(raw: str, fixed_key: str | None, where: str) -> re.Pattern[str]:
+    text = raw.replace(r"\key", f"(?P<key>{KEY})").replace(r"\value", f"(?P<value>{VALUE})")
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"Invalid metrics pattern {raw!r} in {where}: {exc}.") from exc
+    groups = set(pattern.groupindex)
+    if fixed_key is None and not ({"key", "value"} <= groups or pattern.groups == 2):
+        raise ConfigError(
+            f"Metrics pattern {raw!r} in {where} must capture a key and a value.",
+            hint=r"Use two groups, named groups (?P<key>...) (?P<value>...), or \key and \value.",
+        )
+    if fixed_key is not None and not ("value" in groups or pattern.groups == 1):
+        raise ConfigError(
+            f"Metrics pattern {raw!r} for '{fixed_key}' in {where} must capture one value.",
+            hint=r"Use one group, (?P<value>...), or \value.",
+        )
+    return pattern
+
+
+def load_patterns(configs: Iterable[tuple[Mapping[str, Any] | None, str]]) -> Patterns:
+    """Patterns from ``metrics:`` sections, most specific (the run's ``--config``) first.
+
+    Each section may hold ``patterns`` (a list of regexes capturing a key and a value,
+    or a mapping ``key: regex`` capturing a value; ``\\key`` and ``\\value`` stand for
+    the built-in forms), ``default_patterns: false`` to use only those, and
+    ``step_keys`` to say which keys are x values. User patterns are tried before the
+    built-in one, and a key they found on a line is not read again from that line.
+    """
+    out = Patterns()
+    seen_defaults = seen_steps = False
+    for section, where in configs:
+        if not section:
+            continue
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"'metrics' in {where} must be a mapping.")
+        unknown = set(section) - {"patterns", "default_patterns", "step_keys"}
+        if unknown:
+            raise ConfigError(
+                f"Unknown key(s) {', '.join(sorted(unknown))} in {where} metrics.",
+                hint="Valid keys: default_patterns, patterns, step_keys.",
+            )
+        raw = section.get("patterns") or []
+        items: list[tuple[str, str | None]] = []
+        if isinstance(raw, Mapping):
+            items = [(str(v), str(k)) for k, v in raw.items()]
+        elif isinstance(raw, list):
+            for item in raw:
+                if isinstance(item, str):
+                    items.append((item, None))
+                elif isinstance(item, Mapping):
+                    items += [(str(v), str(k)) for k, v in item.items()]
+                else:
+                    raise ConfigError(f"A metrics pattern in {where} must be a string.")
+        else:
+            raise ConfigError(f"'metrics.patterns' in {where} must be a list or a mapping.")
+        out.user += [(_compile(p, k, where), k) for p, k in items]
+        if "default_patterns" in section and not seen_defaults:
+            out.defaults, seen_defaults = bool(section["default_patterns"]), True
+        if "step_keys" in section and not seen_steps:
+            steps = section["step_keys"]
+            if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+                raise ConfigError(f"'metrics.step_keys' in {where} must be a list of names.")
+            out.step_keys, seen_steps = tuple(s.lower() for s in steps), True
+    return out
+
+
+def _number(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+class StdoutParser:
+    """Turns ``output.log`` lines into points; its state survives in the store.
+
+    ``state`` holds the per-key counters and the current (Guild-style) step, and is
+    committed with the byte offset it belongs to.
+    """
+
+    def __init__(self, patterns: Patterns, state: dict[str, Any] | None = None) -> None:
+        self.patterns = patterns
+        state = state or {}
+        self.counters: dict[str, int] = dict(state.get("n", {}))
+        self.step: float | None = state.get("step")
+        self._rank = {k: i for i, k in enumerate(patterns.step_keys)}
+        self._quick = patterns.defaults and not patterns.user
+        self._ts_cache: tuple[str, float] = ("", 0.0)
+
+    def state(self) -> dict[str, Any]:
+        return {"n": self.counters, "step": self.step}
+
+    def pairs(self, text: str) -> list[tuple[str, float]]:
+        """The (key, value) pairs on one line of script output, in order."""
+        if "\r" in text:
+            parts = [p for p in text.split("\r") if p.strip()]
+            text = parts[-1] if parts else ""
+        found: list[tuple[str, float]] = []
+        keys: set[str] = set()
+        for pattern, fixed in self.patterns.user:
+            for m in pattern.finditer(text):
+                groups = m.groupdict()
+                if fixed is not None:
+                    key, raw = fixed, groups.get("value") or m.group(1)
+                elif "key" in groups:
+                    key, raw = groups["key"], groups["value"]
+                else:
+                    key, raw = m.group(1), m.group(2)
+                value = _number(raw or "")
+                if key and value is not None and key not in keys:
+                    found.append((key, value))
+                    keys.add(key)
+        if self.patterns.defaults:
+            for m in DEFAULT_PATTERN.finditer(text):
+                key = m.group("key")
+                if key not in keys:
+                    found.append((key, float(m.group("value"))))
+                    keys.add(key)
+        return found
+
+    def feed(
+        self, text: str, wall: float, out: dict[str, list[tuple[float, float, float]]]
+    ) -> None:
+        """Parse one line of script output written at ``wall``, appending to ``out``."""
+        if self._quick and ":" not in text and "=" not in text:
+            return
+        found = self.pairs(text)
+        if not found:
+            return
+        x_key: str | None = None
+        x_rank = len(self._rank)
+        for key, value in found:
+            rank = self._rank.get(key.lower())
+            if rank is not None and rank < x_rank and math.isfinite(value):
+                x_key, x_rank = key, rank
+        if x_key is not None and all(k.lower() in self._rank for k, _ in found):
+            self.step = dict(found)[x_key]  # a step line: it sets the step of later lines
+            return
+        x = dict(found)[x_key] if x_key is not None else self.step
+        for key, value in found:
+            if key == x_key:
+                continue
+            if x is None:
+                n = self.counters.get(key, 0)
+                self.counters[key] = n + 1
+                out.setdefault(key, []).append((float(n), wall, value))
+            else:
+                out.setdefault(key, []).append((x, wall, value))
+
+    def feed_log_line(self, line: str, out: dict[str, list[tuple[float, float, float]]]) -> None:
+        """One line of ``output.log`` (``[stdout] [timestamp] text``); others are ignored."""
+        if not line.startswith(_STREAM_PREFIXES):
+            return
+        end = line.find("] ", 10)
+        if end < 0 or line.startswith("gridrun: ", end + 2):  # gridrun's own notes
+            return
+        ts = line[10:end]
+        cached_ts, wall = self._ts_cache
+        if ts != cached_ts:
+            try:
+                wall = datetime.fromisoformat(ts).timestamp()
+            except ValueError:
+                return
+            self._ts_cache = (ts, wall)
+        self.feed(line[end + 2 :], wall, out)

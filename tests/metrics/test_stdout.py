@@ -1,0 +1,172 @@
+"""The stdout/stderr scraper: forms, x values, counters, malformed lines, NaN/inf."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gridrun.errors import ConfigError
+from gridrun.metrics.stdout import Patterns, StdoutParser, load_patterns
+
+
+def parse(*lines: str, patterns: Patterns | None = None) -> dict[str, list[tuple[float, float]]]:
+    parser = StdoutParser(patterns or Patterns())
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for i, line in enumerate(lines):
+        parser.feed(line, float(i), out)
+    return {k: [(s, v) for s, _w, v in pts] for k, pts in out.items()}
+
+
+def test_colon_equals_and_several_per_line() -> None:
+    got = parse("loss: 0.31", "loss=0.25", "epoch: 3 loss: 0.2 acc: 0.9")
+    assert got["loss"] == [(0, 0.31), (1, 0.25), (3, 0.2)]
+    assert got["acc"] == [(3, 0.9)]
+    assert "epoch" not in got
+
+
+def test_step_precedence_and_non_x_step_keys_are_metrics() -> None:
+    got = parse("epoch=2 step=200 loss=1e-3")
+    assert got["loss"] == [(200, 0.001)]
+    assert got["epoch"] == [(200, 2.0)]
+
+
+def test_per_key_counters_are_independent() -> None:
+    got = parse("loss: 1", "acc: 0.5", "loss: 2", "acc: 0.6 loss: 3")
+    assert got["loss"] == [(0, 1), (1, 2), (2, 3)]
+    assert got["acc"] == [(0, 0.5), (1, 0.6)]
+
+
+def test_a_step_only_line_sets_the_step_of_later_lines() -> None:
+    got = parse("step: 10", "loss: 0.5", "val_loss: 0.7", "step: 20", "loss: 0.4")
+    assert got["loss"] == [(10, 0.5), (20, 0.4)]
+    assert got["val_loss"] == [(10, 0.7)]
+
+
+def test_nan_and_inf_are_values() -> None:
+    got = parse("loss: nan", "loss: inf", "loss=-inf", "loss: NaN", "loss: -Infinity")
+    vals = [v for _, v in got["loss"]]
+    assert math.isnan(vals[0]) and vals[1] == math.inf and vals[2] == -math.inf
+    assert math.isnan(vals[3]) and vals[4] == -math.inf
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-12-01 10:12:30 starting",
+        "listening on http://localhost:8080/path",
+        "ratio 3/4 done",
+        "loss: abc",
+        "loss:",
+        "=0.5",
+        ": 0.5",
+        "loss: 0.5.6.7",
+        "accuracy: 93%",
+        "x:1:2",
+        "\x00\xff garbage \ufffd",
+        "",
+        "key = 12ms",
+        "user@host:22",
+    ],
+)
+def test_malformed_lines_give_nothing(line: str) -> None:
+    assert parse(line) == {}
+
+
+def test_progress_bar_redraws_count_once() -> None:
+    line = "10%|#  | 1/10 [00:01<00:09, loss=0.9]\r50%|##### | 5/10 [00:05<00:05, loss=0.5]\r"
+    assert parse(line) == {"loss": [(0, 0.5)]}
+
+
+def test_brackets_commas_and_signs() -> None:
+    got = parse("Epoch [3/10], Loss: -0.25, lr=+1.5E-04; val/acc=.5 | grad_norm: 12")
+    assert got == {
+        "Loss": [(0, -0.25)],
+        "lr": [(0, 1.5e-4)],
+        "val/acc": [(0, 0.5)],
+        "grad_norm": [(0, 12.0)],
+    }
+
+
+def test_log_lines_take_their_wall_time_and_skip_other_streams() -> None:
+    parser = StdoutParser(Patterns())
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    parser.feed_log_line("[stdout] [2026-12-01T10:00:00.500000+00:00] loss: 1", out)
+    parser.feed_log_line("[stderr] [2026-12-01T10:00:01+00:00] loss: 2", out)
+    parser.feed_log_line("[build] [2026-12-01T10:00:01+00:00] loss: 3", out)
+    parser.feed_log_line("[stderr] [2026-12-01T10:00:01+00:00] gridrun: code: 3", out)
+    parser.feed_log_line("[stdout] [not a time] loss: 4", out)
+    parser.feed_log_line("[stdout] no timestamp loss: 4", out)
+    assert [(s, v) for s, _, v in out["loss"]] == [(0, 1.0), (1, 2.0)]
+    assert out["loss"][0][1] == pytest.approx(1796119200.5)
+
+
+def test_state_round_trips_counters_and_step() -> None:
+    a = StdoutParser(Patterns())
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    a.feed("loss: 1", 0, out)
+    a.feed("loss: 2", 0, out)
+    b = StdoutParser(Patterns(), a.state())
+    b.feed("loss: 3", 0, out)
+    assert [p[0] for p in out["loss"]] == [0, 1, 2]
+    a.feed("step: 7", 0, out)
+    c = StdoutParser(Patterns(), a.state())
+    c.feed("acc: 1", 0, out)
+    assert out["acc"] == [(7, 0, 1.0)]
+
+
+def test_user_patterns_run_first_and_can_replace_the_defaults() -> None:
+    pats = load_patterns(
+        [
+            (
+                {
+                    "patterns": [
+                        {"val_acc": r"Validation accuracy (?P<value>\S+)"},
+                        {"bleu": r"BLEU = (\value)"},
+                        r"(\key) -> (\value)",
+                    ]
+                },
+                "run.yaml",
+            ),
+            ({"default_patterns": False}, "config.yaml"),
+        ]
+    )
+    assert pats.defaults is False
+    assert parse(
+        "BLEU = 27.5, loss: 3", "throughput -> 120", "Validation accuracy 0.5", patterns=pats
+    ) == {"bleu": [(0, 27.5)], "throughput": [(0, 120.0)], "val_acc": [(0, 0.5)]}
+
+
+def test_user_pattern_overrides_a_default_key_on_its_line() -> None:
+    pats = load_patterns([({"patterns": {"loss": r"loss: (\S+) \(smoothed\)"}}, "c")])
+    assert parse("loss: 5 (smoothed) loss: 9", patterns=pats) == {"loss": [(0, 5.0)]}
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"patterns": ["(unclosed"]}, "Invalid metrics pattern"),
+        ({"patterns": ["no groups"]}, "must capture a key and a value"),
+        ({"patterns": {"loss": "no group"}}, "must capture one value"),
+        ({"patern": []}, "Unknown key(s) patern"),
+        ({"patterns": 3}, "must be a list or a mapping"),
+        ({"step_keys": "epoch"}, "must be a list of names"),
+        ("text", "must be a mapping"),
+    ],
+)
+def test_bad_pattern_config_is_one_clear_error(section: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_patterns([(section, "cfg.yaml")])  # type: ignore[list-item]
+
+
+def test_custom_step_keys() -> None:
+    pats = load_patterns([({"step_keys": ["batch"]}, "c")])
+    assert parse("batch: 4 loss: 1 epoch: 2", patterns=pats) == {
+        "loss": [(4, 1.0)],
+        "epoch": [(4, 2.0)],
+    }
+
+
+def test_printed_dicts_count() -> None:
+    got = parse("{'loss': 0.31, 'learning_rate': 5e-05, 'epoch': 0.5}", '{"acc": 0.9}')
+    assert got == {"loss": [(0.5, 0.31)], "learning_rate": [(0.5, 5e-05)], "acc": [(0, 0.9)]}
