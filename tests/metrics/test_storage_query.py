@@ -32,11 +32,9 @@ def test_appends_fill_chunks_and_stay_sorted(store: Store, exp_ids: list[int]) -
     src = SourceState()
     total = CHUNK_POINTS * 2 + 7
     step = 0
-    offset = 0
-    for size in (1, 3, CHUNK_POINTS + 1, 5, CHUNK_POINTS - 3):
+    for offset, size in enumerate((1, 3, CHUNK_POINTS + 1, 5, CHUNK_POINTS - 3), start=1):
         pts = [(float(step + i), 0.0, float(step + i)) for i in range(size)]
         step += size
-        offset += 1
         assert commit_batch(store, a, "log", src, offset, {}, {"x": pts})
     assert step == total
     got = query.series(store, [a])[a]["x"]

@@ -3,9 +3,9 @@
 Anchored on Guild's output scalars and Katib's stdout collector: a metric is
 ``key: value`` or ``key=value``, several may share a line
 (``epoch: 3 loss: 0.31 acc: 0.9``), a printed dict counts too
-(``{'loss': 0.31, 'epoch': 0.5}``, as Hugging Face's Trainer prints), and values are ints, floats, exponents, ``nan``
-and ``inf``. A key named like a step (``step``, ``global_step``, ``iteration``,
-``iter``, ``epoch``) on the same line is the x value of the others; a line holding
+(``{'loss': 0.31, 'epoch': 0.5}``, as Hugging Face's Trainer prints), and values
+are ints, floats, exponents, ``nan`` and ``inf``. A key named like a step
+(``step``, ``global_step``, ``iteration``, ``iter``, ``epoch``) on the same line is the x value of the others; a line holding
 only such a key sets the step for the lines that follow (Guild's ``step`` scalar);
 otherwise each key counts its own values (0, 1, 2, ...).
 

@@ -135,10 +135,13 @@ def _append(
     ).fetchone()
     series_id: int
     if row is None:
-        series_id = c.execute(
-            "INSERT INTO metric_series (experiment_id, key, source) VALUES (?, ?, ?)",
-            (experiment_id, key, source),
-        ).lastrowid or 0
+        series_id = (
+            c.execute(
+                "INSERT INTO metric_series (experiment_id, key, source) VALUES (?, ?, ?)",
+                (experiment_id, key, source),
+            ).lastrowid
+            or 0
+        )
         count, last_step, lo, hi, ordered = 0, None, None, None, True
     else:
         series_id, owner, count, last_step, lo, hi, ordered = row
