@@ -5,9 +5,10 @@ Anchored on Guild's output scalars and Katib's stdout collector: a metric is
 (``epoch: 3 loss: 0.31 acc: 0.9``), a printed dict counts too
 (``{'loss': 0.31, 'epoch': 0.5}``, as Hugging Face's Trainer prints), and values
 are ints, floats, exponents, ``nan`` and ``inf``. A key named like a step
-(``step``, ``global_step``, ``iteration``, ``iter``, ``epoch``) on the same line is the x value of the others; a line holding
-only such a key sets the step for the lines that follow (Guild's ``step`` scalar);
-otherwise each key counts its own values (0, 1, 2, ...).
+(``step``, ``global_step``, ``iteration``, ``iter``, ``epoch``) on the same line is
+the x value of the others; a line holding only such a key sets the step for the
+lines that follow (Guild's ``step`` scalar); otherwise each key counts its own
+values (0, 1, 2, ...).
 
 A key must start a word and a value must end one, so timestamps (``12:30:45``), URLs
 (``localhost:8080/x``) and ratios do not become metrics. For a progress bar redrawn
