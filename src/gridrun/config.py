@@ -79,9 +79,16 @@ class MachineConfig:
     stop_grace_seconds: float = 10.0
     agent_idle_seconds: float = 60.0
     default_backend: str = "local"
+    metrics: dict[str, Any] | None = None  # patterns for scraping metrics (gridrun.metrics)
 
 
-MACHINE_KEYS = {"capacity", "stop_grace_seconds", "agent_idle_seconds", "default_backend"}
+MACHINE_KEYS = {
+    "capacity",
+    "stop_grace_seconds",
+    "agent_idle_seconds",
+    "default_backend",
+    "metrics",
+}
 CAPACITY_KEYS = {"cpus", "memory", "gpus"}
 
 
@@ -110,6 +117,11 @@ def load_machine_config(path: Path) -> MachineConfig:
         raise ConfigError(f"Invalid value in {path}: {exc}.") from exc
     if "default_backend" in data:
         cfg.default_backend = str(data["default_backend"])
+    if data.get("metrics") is not None:
+        from gridrun.metrics.stdout import load_patterns
+
+        load_patterns([(data["metrics"], str(path))])  # a bad pattern fails here, in one line
+        cfg.metrics = data["metrics"]
     return cfg
 
 
@@ -135,7 +147,7 @@ TRAIN_KEYS = {
     "backend",
     "python",
 }
-TOP_KEYS = {"compute", "hyper_params", "name", "description", "run"}
+TOP_KEYS = {"compute", "hyper_params", "name", "description", "run", "metrics"}
 
 
 @dataclass
@@ -168,4 +180,8 @@ def load_run_config(path: Path) -> RunConfig:
     hp = data.get("hyper_params") or {}
     if not isinstance(hp, dict):
         raise ConfigError(f"'hyper_params' in {path} must be a mapping.")
+    if data.get("metrics") is not None:
+        from gridrun.metrics.stdout import load_patterns
+
+        load_patterns([(data["metrics"], str(path))])
     return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data)

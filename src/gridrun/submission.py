@@ -46,6 +46,7 @@ class RunRequest:
     ignore_warnings: bool = False
     auto_resume: bool = False
     dry_run: bool = False
+    metrics: dict[str, Any] | None = None  # the --config's ``metrics:`` section
 
 
 @dataclass
@@ -113,6 +114,7 @@ def merge_config(req: RunRequest) -> tuple[RunRequest, list[str]]:
     for d in t.get("datastores") or []:
         req.datastores.append((str(d["name"]), d.get("version"), d.get("mount_dir")))
     req.name = req.name or cfg.name
+    req.metrics = cfg.raw.get("metrics")
     extra, strategy, trials, seed = parse_config_hyper_params(cfg.raw)
     req.strategy = req.strategy or strategy
     req.num_trials = req.num_trials if req.num_trials is not None else trials
@@ -244,6 +246,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             for m in mounts
         ],
         "auto_resume": req.auto_resume,
+        "metrics": req.metrics,
     }
     from gridrun.agent.builder import build_request
     from gridrun.store.models import Run, Status

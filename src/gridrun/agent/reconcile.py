@@ -98,9 +98,22 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     return "lost"
 
 
+def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> None:
+    """Its supervisor died: read what it had not read yet of the experiment's metrics."""
+    from gridrun.metrics.ingest import final_ingest, target_for
+
+    job_path = home.experiment_dir(exp.name) / "job.json"
+    if not job_path.exists():
+        return
+    job, _backend = load_job(job_path)
+    run = store.get_run_by_id(exp.run_id, with_experiments=False)
+    final_ingest(store, target_for(home, job, run.spec))
+
+
 def reconcile(store: Store, home: GridHome) -> None:
     for exp in store.experiments(Status.RUNNING):
-        reconcile_experiment(store, home, exp)
+        if reconcile_experiment(store, home, exp) != "alive":
+            ingest_leftover_metrics(store, home, exp)
     now = time.time()
     for exp in store.experiments(Status.PENDING):
         if exp.claim_token and exp.claimed_at and now - exp.claimed_at > CLAIM_TIMEOUT:

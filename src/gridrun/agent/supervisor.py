@@ -3,7 +3,9 @@
 Started detached (its own session) by the agent with a claim token. It is the only
 process that moves an experiment from claimed-pending to ``running`` and from
 ``running`` to a final status, using conditional updates, so an experiment never runs
-twice even when a restarted agent reconciles at the same moment. Output goes straight
+twice even when a restarted agent reconciles at the same moment. It also reads the
+experiment's metrics as they are written (:mod:`gridrun.metrics.ingest`), so they keep
+flowing when the agent dies. Output goes straight
 from the backend to ``output.log``; the exit record is written to ``exit.json``
 before the database, so a crash between the two is repaired by reconciliation.
 
@@ -107,6 +109,12 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    from gridrun.metrics.ingest import LiveIngest, final_ingest, target_for
+
+    run = store.get_run_by_id(store.get_experiment(exp_id).run_id, with_experiments=False)
+    metrics = target_for(home, job, run.spec)
+    live = LiveIngest(home.db_path, metrics).start()
+
     error = None
     with LogSink(job.log_path) as sink:
         try:
@@ -120,6 +128,11 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             backend.collect_artifacts(job)
         except Exception as exc:
             sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
+        # The last metrics pass: after the files were copied out of a container, before
+        # the working copy is removed, and before the exit is recorded, so that a
+        # finished experiment's metrics are complete the moment its status says so.
+        live.stop()
+        final_ingest(store, metrics)
         try:
             backend.cleanup(job)
         except Exception as exc:

@@ -21,6 +21,7 @@ COMMANDS = {
     "status": "gridrun.cli.status:status",
     "history": "gridrun.cli.status:history",
     "logs": "gridrun.cli.logs:logs",
+    "metrics": "gridrun.cli.metrics:metrics",
     "stop": "gridrun.cli.control:stop",
     "delete": "gridrun.cli.control:delete",
     "artifacts": "gridrun.cli.artifacts:artifacts",

@@ -28,13 +28,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from gridrun.metrics.stdout import Patterns, StdoutParser
+from gridrun.metrics.stdout import Patterns, StdoutParser, load_patterns
 from gridrun.metrics.storage import Point, SourceState, commit_batch, load_sources
 from gridrun.store.db import Store
+
+if TYPE_CHECKING:
+    from gridrun.backends.base import Job
+    from gridrun.home import GridHome
 
 log = logging.getLogger("gridrun.metrics")
 
@@ -67,20 +74,105 @@ class IngestTarget:
     patterns: Patterns = field(default_factory=Patterns)
 
 
-def ingest_experiment(store: Store, target: IngestTarget, final: bool = False) -> int:
+def target_for(home: GridHome, job: Job, run_spec: dict[str, Any]) -> IngestTarget:
+    """The sources of a job: its log, its working copy, its saved artifacts.
+
+    Patterns come from the run's ``--config`` first, then ``GRID_HOME/config.yaml``;
+    both were checked at submission, so a file broken since then only costs its
+    patterns (with a note in the supervisor's log), never the experiment.
+    """
+    from gridrun.config import load_machine_config
+    from gridrun.errors import GridError
+
+    sections: list[tuple[Any, str]] = [(run_spec.get("metrics"), "the run's --config")]
+    try:
+        sections.append((load_machine_config(home.config_path).metrics, str(home.config_path)))
+        patterns = load_patterns(sections)
+    except GridError as exc:
+        print(f"gridrun: metrics patterns ignored: {exc}", file=sys.stderr)
+        patterns = Patterns()
+    skip = []
+    for d in job.datastores:
+        mount = d.mount_dir.strip("/")
+        if not d.mount_dir.startswith("/"):
+            skip.append(mount)
+        elif d.mount_dir.startswith(str(job.workdir) + "/"):
+            skip.append(d.mount_dir[len(str(job.workdir)) + 1 :].strip("/"))
+    return IngestTarget(
+        experiment_id=job.experiment_id,
+        log_path=job.log_path,
+        roots=[job.workdir, job.artifacts_dir],
+        skip=skip,
+        patterns=patterns,
+    )
+
+
+def ingest_experiment(
+    store: Store, target: IngestTarget, final: bool = False, files: bool = True
+) -> int:
     """Read every source of one experiment up to its end; returns points committed.
 
     ``final`` is for after the experiment ended: a last line without its newline is
-    taken too, since nothing will complete it.
+    taken too, since nothing will complete it. ``files=False`` reads the log only.
     """
     sources = load_sources(store, target.experiment_id)
     total = 0
-    # Files first: when a key is both logged to a file and printed, the file (exact
-    # steps, full precision) is the one that owns it.
-    for name, path in discover_files(target):
-        total += _ingest_file(store, target, name, path, sources, final)
+    if files:
+        # Files first: when a key is both logged to a file and printed, the file (exact
+        # steps, full precision) is the one that owns it.
+        for name, path in discover_files(target):
+            total += _ingest_file(store, target, name, path, sources, final)
     total += ingest_log(store, target, sources, final)
     return total
+
+
+class LiveIngest:
+    """Ingests one experiment every ``interval`` seconds in a thread, while it runs.
+
+    Owned by the experiment's supervisor. The thread has its own connection (SQLite
+    connections stay in their thread) and survives any error of a pass: metrics are
+    never worth failing an experiment for. Files are walked every ``file_every``
+    passes, since a walk costs more than reading the end of one log.
+    """
+
+    def __init__(
+        self, db_path: Path, target: IngestTarget, interval: float = 1.0, file_every: int = 3
+    ) -> None:
+        self.db_path = db_path
+        self.target = target
+        self.interval = interval
+        self.file_every = file_every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics", daemon=True)
+
+    def start(self) -> LiveIngest:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        store: Store | None = None
+        passes = 0
+        while not self._stop.wait(self.interval):
+            try:
+                store = store or Store(self.db_path)
+                ingest_experiment(store, self.target, files=passes % self.file_every == 0)
+            except Exception as exc:  # reported; the next pass retries
+                print(f"gridrun: metrics pass failed: {exc}", file=sys.stderr)
+            passes += 1
+        if store is not None:
+            store.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def final_ingest(store: Store, target: IngestTarget) -> None:
+    """The last pass over an experiment that ended; an error is reported, not raised."""
+    try:
+        ingest_experiment(store, target, final=True)
+    except Exception as exc:  # the exit record comes first
+        print(f"gridrun: could not read metrics: {exc}", file=sys.stderr)
 
 
 def ingest_log(
