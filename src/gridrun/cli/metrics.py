@@ -136,17 +136,8 @@ def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) ->
             ]
         )
         return
-    header = ["experiment", "status", *params, *[f"{k} {s}" for k in keys for s in STATS]]
-    rows = [
-        [
-            e.name,
-            e.status.value,
-            *[e.params.get(p, "") for p in params],
-            *[_cell(stats[e.id].get(k, {}).get(s)) for k in keys for s in STATS],
-        ]
-        for e in exps
-    ]
     if fmt == "csv":
+        header = ["experiment", "status", *params, *[f"{k} {s}" for k in keys for s in STATS]]
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(
@@ -167,10 +158,21 @@ def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) ->
         return
     from gridrun.cli.output import console, status_text, table
 
-    for row in rows:
-        row[1] = status_text(row[1])
-    console.print(table(["Experiment", "Status", *params, *header[2 + len(params) :]], rows))
-    if not keys:
+    rows = []
+    for e in exps:
+        cells = []
+        for k in keys:
+            st = stats[e.id].get(k)
+            cells.append(
+                f"{_cell(st['last'])} [{_cell(st['min'])}, {_cell(st['max'])}]" if st else "-"
+            )
+        rows.append(
+            [e.name, status_text(e.status.value), *[e.params.get(p, "-") for p in params], *cells]
+        )
+    console.print(table(["Experiment", "Status", *params, *keys], rows))
+    if keys:
+        console.print("Each metric: last [min, max].", markup=False)
+    else:
         console.print(
             "No metrics recorded yet. gridrun reads `key: value` or `key=value` lines, "
             "TensorBoard event files and metrics.csv files.",

@@ -1,0 +1,189 @@
+"""Incremental ingestion: offsets, restarts, racing readers, files found in the workdir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+
+from gridrun.logs import LogSink
+from gridrun.metrics import query
+from gridrun.metrics.ingest import IngestTarget, discover_files, ingest_experiment, ingest_log
+from gridrun.metrics.storage import load_sources
+from gridrun.store.db import Store
+
+
+def target(tmp_path: Path, exp_id: int, **kw) -> IngestTarget:  # type: ignore[no-untyped-def]
+    return IngestTarget(experiment_id=exp_id, log_path=tmp_path / "output.log", **kw)
+
+
+def steps(store: Store, exp_id: int, key: str) -> list[float]:
+    return [p[0] for p in query.series(store, [exp_id])[exp_id].get(key, [])]
+
+
+def test_log_is_read_incrementally_and_never_twice(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    t = target(tmp_path, a)
+    with LogSink(t.log_path) as sink:
+        for i in range(5):
+            sink.write("stdout", f"loss: {i}")
+        assert ingest_experiment(store, t) == 5
+        assert ingest_experiment(store, t) == 0
+        sink.write("stderr", "epoch: 9 loss: 0.5")
+        sink.write("stdout", "no metric here")
+    assert ingest_experiment(store, t) == 1
+    # A new process (a restarted agent) with a new connection reads nothing again.
+    assert ingest_experiment(Store(store.path), t) == 0
+    assert steps(store, a, "loss") == [0, 1, 2, 3, 4, 9]
+    assert load_sources(store, a)["log"].offset == t.log_path.stat().st_size
+
+
+def test_a_line_being_written_waits_for_its_newline(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    t = target(tmp_path, a)
+    t.log_path.write_text("[stdout] [2026-12-01T10:00:00+00:00] loss: 1\n[stdout] [2026-12-01T1")
+    assert ingest_experiment(store, t) == 1
+    with open(t.log_path, "a") as fh:
+        fh.write("0:00:01+00:00] loss: 2\n[stdout] [2026-12-01T10:00:02+00:00] loss: 3")
+    assert ingest_experiment(store, t) == 1
+    assert ingest_experiment(store, t, final=True) == 1
+    assert steps(store, a, "loss") == [0, 1, 2]
+
+
+def test_a_reader_with_stale_offsets_loses_the_race_and_catches_up(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    t = target(tmp_path, a)
+    with LogSink(t.log_path) as sink:
+        for i in range(3):
+            sink.write("stdout", f"loss: {i}")
+    stale = load_sources(store, a)  # read before the other reader commits
+    assert ingest_experiment(Store(store.path), t) == 3
+    with LogSink(t.log_path) as sink:
+        sink.write("stdout", "loss: 3")
+    assert ingest_log(store, t, stale, final=False) == 1
+    assert steps(store, a, "loss") == [0, 1, 2, 3]
+
+
+KILLED_READER = """
+import sys
+from pathlib import Path
+from gridrun.metrics.ingest import IngestTarget, ingest_experiment
+from gridrun.store.db import Store
+import gridrun.metrics.ingest as ingest
+ingest.BATCH_BYTES = 64 << 10  # many small commits, so kills land between and inside them
+store = Store(Path(sys.argv[1]))
+ingest_experiment(store, IngestTarget(int(sys.argv[2]), Path(sys.argv[3])), final=True)
+print("done", flush=True)
+"""
+
+
+def test_killed_readers_lose_nothing_and_count_nothing_twice(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    t = target(tmp_path, a)
+    n = 60_000
+    with open(t.log_path, "w") as fh:
+        for i in range(n):
+            fh.write(f"[stdout] [2026-12-01T10:00:00.{i % 1000000:06d}+00:00] step={i} loss={i}\n")
+    script = tmp_path / "reader.py"
+    script.write_text(KILLED_READER)
+    kills = 0
+    for attempt in range(200):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(store.path), str(a), str(t.log_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if attempt < 6:
+            time.sleep(0.4 + 0.15 * attempt)
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+        out, _ = proc.communicate(timeout=120)
+        if "done" in out:
+            break
+    assert kills >= 1
+    got = steps(store, a, "loss")
+    assert got == [float(i) for i in range(n)]
+
+
+def test_metric_files_are_found_once_across_workdir_and_artifacts(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    work, arts = tmp_path / "work", tmp_path / "artifacts"
+    for root in (work, arts):
+        w = SummaryWriter(str(root / "runs" / "exp"), filename_suffix=".x")
+        for s in range(3):
+            w.add_scalar("tb_loss", 1 / (s + 1), s)
+        w.close()
+    (work / "runs" / "exp").rename(work / "runs" / "same")
+    (arts / "runs" / "exp").rename(arts / "runs" / "same")
+    for root in (work, arts):
+        (root / "lightning_logs" / "version_0").mkdir(parents=True)
+        (root / "lightning_logs" / "version_0" / "metrics.csv").write_text(
+            "epoch,step,val_acc\n0,10,0.5\n1,20,0.6\n"
+        )
+    (work / "data").mkdir()
+    (work / "data" / "metrics.csv").write_text("step,ignored\n1,1\n")  # a datastore mount
+    (work / ".venv").mkdir()
+    (work / ".venv" / "metrics.csv").write_text("step,ignored\n1,1\n")
+    t = target(tmp_path, a, roots=[work, arts], skip=["data"])
+    found = [name for name, _ in discover_files(t)]
+    assert sorted(found) == ["csv:lightning_logs/version_0/metrics.csv", f"tb:{_tb_name(work)}"]
+    ingest_experiment(store, t)
+    ingest_experiment(store, t, final=True)
+    got = query.series(store, [a])[a]
+    assert [p[0] for p in got["tb_loss"]] == [0, 1, 2]
+    assert [(p[0], p[2]) for p in got["val_acc"]] == [(10, 0.5), (20, 0.6)]
+    assert "ignored" not in got
+
+
+def _tb_name(work: Path) -> str:
+    (path,) = (work / "runs" / "same").glob("events.out.tfevents.*")
+    return f"runs/same/{path.name}"
+
+
+def test_a_key_written_to_a_file_and_printed_is_one_series(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    work = tmp_path / "work"
+    w = SummaryWriter(str(work), flush_secs=3600)
+    w.add_scalar("loss", 0.5, 100)
+    w.close()
+    with LogSink(tmp_path / "output.log") as sink:
+        sink.write("stdout", "step: 100 loss: 0.5")
+        sink.write("stdout", "acc: 0.5")
+    ingest_experiment(store, target(tmp_path, a, roots=[work]))
+    got = query.series(store, [a])[a]
+    assert len(got["loss"]) == 1 and len(got["acc"]) == 1
+
+
+def test_a_tensorboard_file_written_while_ingesting(
+    store: Store, exp_ids: list[int], tmp_path: Path
+) -> None:
+    a = exp_ids[0]
+    work = tmp_path / "work"
+    w = SummaryWriter(str(work), flush_secs=3600)
+    t = target(tmp_path, a, roots=[work])
+    for s in range(20):
+        w.add_scalar("loss", float(s), s)
+        w.flush()
+        if s % 3 == 0:
+            ingest_experiment(store, t)
+    w.close()
+    ingest_experiment(store, t, final=True)
+    assert steps(store, a, "loss") == [float(s) for s in range(20)]
