@@ -104,7 +104,9 @@ def test_google_protobuf_maps_through_the_table(project) -> None:
     root, files = project(
         {"train.py": "from google import protobuf\nimport google.cloud.storage\n"}
     )
-    assert infer_requirements(root, files, "train.py") == ["google-cloud-storage", "protobuf"]
+    reqs = infer_requirements(root, files, "train.py")
+    # protobuf is pinned when this interpreter has it (tensorboardX, a dev tool, brings it).
+    assert [r.split("==")[0] for r in reqs] == ["google-cloud-storage", "protobuf"]
 
 
 def test_weird_paths_with_spaces_and_unicode(tmp_path) -> None:

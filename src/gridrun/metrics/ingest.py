@@ -197,10 +197,7 @@ def ingest_log(
                 cut = len(data)
             parser = StdoutParser(target.patterns, before.state)
             points: dict[str, list[Point]] = {}
-            feed = parser.feed_log_line
-            for line in data[:cut].decode("utf-8", errors="replace").split("\n"):
-                if line:
-                    feed(line, points)
+            parser.feed_log(data[:cut].decode("utf-8", errors="replace"), points)
             if not commit_batch(
                 store,
                 target.experiment_id,

@@ -22,6 +22,8 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import le
 from typing import Any
 
 from gridrun.store.db import Store
@@ -32,9 +34,7 @@ _BIG_ENDIAN = sys.byteorder == "big"
 
 
 def pack(points: Iterable[Point]) -> bytes:
-    flat = array("d")
-    for p in points:
-        flat.extend(p)
+    flat = array("d", chain.from_iterable(points))
     if _BIG_ENDIAN:
         flat.byteswap()
     return flat.tobytes()
@@ -148,13 +148,13 @@ def _append(
         if owner != source:
             return
         ordered = bool(ordered)
-    for step, _wall, value in pts:
-        if last_step is not None and step < last_step:
-            ordered = False
-        last_step = step
-        if not math.isnan(value):  # NaN is kept as a point, never as a min or max
-            lo = value if lo is None or value < lo else lo
-            hi = value if hi is None or value > hi else hi
+    steps = [p[0] for p in pts]
+    if ordered:
+        ordered = (last_step is None or steps[0] >= last_step) and all(map(le, steps, steps[1:]))
+    values = [p[2] for p in pts if not math.isnan(p[2])]  # NaN: a point, never a min or max
+    if values:
+        lo = min(values) if lo is None else min(lo, *values)
+        hi = max(values) if hi is None else max(hi, *values)
     last = pts[-1]
     c.execute(
         "UPDATE metric_series SET count = ?, last_step = ?, last_wall = ?, last_value = ?,"
