@@ -104,6 +104,9 @@ def main(argv: list[str]) -> int:
 
     import gridrun.agent.supervisor
     import gridrun.backends.local
+    import gridrun.metrics.csvlog
+    import gridrun.metrics.ingest
+    import gridrun.metrics.tfevents
     import gridrun.project
     import gridrun.project.artifacts
     import gridrun.project.materialize  # noqa: F401
