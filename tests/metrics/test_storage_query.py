@@ -118,3 +118,19 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store.get_run("old-run").name == "old-run"
     assert query.summary(store, []) == {}
+
+
+def test_max_points_on_unsorted_series_sorts_first(store: Store, exp_ids: list[int]) -> None:
+    a = exp_ids[0]
+    pts = [(float(s), 0.0, float(s)) for s in (9, 1, 5, 3, 7, 0, 2, 8, 4, 6)]
+    commit_batch(store, a, "log", SourceState(), 1, {}, {"x": pts})
+    got = query.series(store, [a], max_points=4)[a]["x"]
+    assert [p[0] for p in got] == [0, 3, 6, 9]
+
+
+def test_max_points_edge_cases(store: Store, exp_ids: list[int]) -> None:
+    a = exp_ids[0]
+    pts = [(float(s), 0.0, float(s)) for s in range(10)]
+    commit_batch(store, a, "log", SourceState(), 1, {}, {"x": pts})
+    for m, want in ((0, []), (1, [9.0]), (2, [0.0, 9.0]), (10, [float(s) for s in range(10)])):
+        assert [p[0] for p in query.series(store, [a], max_points=m)[a]["x"]] == want

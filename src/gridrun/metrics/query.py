@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
+from operator import itemgetter
 
 from gridrun.metrics.storage import Point, unpack
 from gridrun.store.db import Store
@@ -62,26 +64,36 @@ def series(
                 unsorted.add((exp_id, key))
         for (exp_id, key), parts in blobs.items():
             flat = unpack(b"".join(parts))
-            pts = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
-            if (exp_id, key) in unsorted:
-                pts.sort(key=lambda p: p[0])  # stable: equal steps keep arrival order
-            if max_points is not None:
-                pts = downsample(pts, max_points)
+            n = len(flat) // 3
+            if (exp_id, key) in unsorted or max_points is None or not 2 <= max_points < n:
+                pts = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+                if (exp_id, key) in unsorted:
+                    pts.sort(key=lambda p: p[0])  # stable: equal steps keep arrival order
+                if max_points is not None:
+                    pts = downsample(pts, max_points)
+            else:  # sorted already: build only the points kept, all in C
+                kept = itemgetter(*_kept(n, max_points))
+                pts = list(zip(kept(flat[0::3]), kept(flat[1::3]), kept(flat[2::3]), strict=True))
             out[exp_id][key] = pts
     return out
 
 
+@lru_cache(maxsize=256)
+def _kept(n: int, max_points: int) -> tuple[int, ...]:
+    """Indices :func:`downsample` keeps of ``n`` points."""
+    if max_points <= 0:
+        return ()
+    if n <= max_points:
+        return tuple(range(n))
+    if max_points == 1:
+        return (n - 1,)
+    stride = (n - 1) / (max_points - 1)
+    return tuple(round(i * stride) for i in range(max_points))
+
+
 def downsample(points: list[Point], max_points: int) -> list[Point]:
     """At most ``max_points`` points, evenly spaced, the first and last always kept."""
-    n = len(points)
-    if max_points <= 0:
-        return []
-    if n <= max_points:
-        return points
-    if max_points == 1:
-        return [points[-1]]
-    stride = (n - 1) / (max_points - 1)
-    return [points[round(i * stride)] for i in range(max_points)]
+    return [points[i] for i in _kept(len(points), max_points)]
 
 
 def summary(store: Store, experiment_ids: list[int]) -> dict[int, dict[str, dict[str, float]]]:
