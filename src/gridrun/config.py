@@ -80,6 +80,8 @@ class MachineConfig:
     agent_idle_seconds: float = 60.0
     default_backend: str = "local"
     metrics: dict[str, Any] | None = None  # patterns for scraping metrics (gridrun.metrics)
+    #: A sweep with more experiments is refused before any is built.
+    max_experiments: int = 10_000
 
 
 MACHINE_KEYS = {
@@ -88,6 +90,7 @@ MACHINE_KEYS = {
     "agent_idle_seconds",
     "default_backend",
     "metrics",
+    "max_experiments",
 }
 CAPACITY_KEYS = {"cpus", "memory", "gpus"}
 
@@ -122,6 +125,13 @@ def load_machine_config(path: Path) -> MachineConfig:
 
         load_patterns([(data["metrics"], str(path))])  # a bad pattern fails here, in one line
         cfg.metrics = data["metrics"]
+    if "max_experiments" in data:
+        value = data["max_experiments"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"max_experiments in {path} must be a positive integer, got {value!r}."
+            )
+        cfg.max_experiments = value
     return cfg
 
 
@@ -146,8 +156,21 @@ TRAIN_KEYS = {
     "environment",
     "backend",
     "python",
+    "scratch_size",
+    "scratch_mount_path",
 }
-TOP_KEYS = {"compute", "hyper_params", "name", "description", "run", "metrics"}
+TOP_KEYS = {"compute", "hyper_params", "name", "description", "metrics"}
+COMPUTE_KEYS = {"train", "provider"}
+
+#: Grid's compute.train keys gridrun cannot honour: refused, never dropped.
+REFUSED_TRAIN_KEYS = {
+    "actions": "gridrun runs no build or training hooks; put the commands in a .sh script "
+    "that runs before your training, or in a --dockerfile",
+    "environment": "set the variables in a .sh script that starts your training",
+    "scratch_size": "experiments write to their own folder on this machine's disk",
+    "scratch_mount_path": "experiments write to their own folder on this machine's disk",
+    "backend": "pass --backend on the command line",
+}
 
 
 @dataclass
@@ -158,6 +181,7 @@ class RunConfig:
     hyper_params: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -166,17 +190,22 @@ def load_run_config(path: Path) -> RunConfig:
     compute = data.get("compute") or {}
     if not isinstance(compute, dict):
         raise ConfigError(f"'compute' in {path} must be a mapping.")
+    _check_keys(compute, COMPUTE_KEYS, f"{path} compute")
+    notes = []
+    if compute.get("provider"):
+        notes.append(
+            "compute.provider: gridrun runs on this machine (or --backend); no cloud "
+            "credentials or region are used."
+        )
     train = compute.get("train") or {}
     if not isinstance(train, dict):
         raise ConfigError(f"'compute.train' in {path} must be a mapping.")
     _check_keys(train, TRAIN_KEYS, f"{path} compute.train")
-    for unsupported in ("instance", "instance_type", "use_spot", "disk_size"):
-        if train.get(unsupported):
-            raise ConfigError(
-                f"compute.train.{unsupported} in {path} is a cloud setting that gridrun "
-                "does not support.",
-                hint="Remove it; size experiments with cpus, gpus and memory.",
-            )
+    for key, why in REFUSED_TRAIN_KEYS.items():
+        if train.get(key) not in (None, "", [], {}):
+            raise ConfigError(f"compute.train.{key} in {path} is not supported: {why}.")
+    if train.get("instance") and train.get("instance_type"):
+        raise ConfigError(f"compute.train has both instance and instance_type in {path}.")
     hp = data.get("hyper_params") or {}
     if not isinstance(hp, dict):
         raise ConfigError(f"'hyper_params' in {path} must be a mapping.")
@@ -184,4 +213,7 @@ def load_run_config(path: Path) -> RunConfig:
         from gridrun.metrics.stdout import load_patterns
 
         load_patterns([(data["metrics"], str(path))])
-    return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data)
+    desc = data.get("description")
+    if desc is not None and not isinstance(desc, str):
+        raise ConfigError(f"'description' in {path} must be text.")
+    return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data, notes=notes)

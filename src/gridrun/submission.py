@@ -8,6 +8,7 @@ at once.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -34,7 +35,7 @@ class RunRequest:
     python: str | None = None
     cpus: float | None = None
     gpus: int | None = None
-    memory: str | None = None
+    memory: str | int | None = None  # "4G", or bytes from an --instance_type
     strategy: str | None = None
     num_trials: int | None = None
     seed: int | None = None
@@ -47,6 +48,12 @@ class RunRequest:
     auto_resume: bool = False
     dry_run: bool = False
     metrics: dict[str, Any] | None = None  # the --config's ``metrics:`` section
+    # Grid's machine flags, read by gridrun.gridflags.
+    instance_type: str | None = None
+    use_spot: bool = False
+    framework: str | None = None
+    disk_size: int | None = None
+    description: str | None = None  # a --config YAML's description, kept in the spec
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Submission:
     snapshot_bytes: int
     dependency_source: str
     snapshot_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what Grid's flags mean here
 
 
 Confirm = Callable[[str], bool]
@@ -91,10 +99,14 @@ def resolve_script(localdir: Path, script: str) -> str:
     return rel.as_posix()
 
 
-def merge_config(req: RunRequest) -> tuple[RunRequest, list[str]]:
-    """Fold a ``--config`` YAML into the request; explicit CLI options win."""
+def merge_config(req: RunRequest) -> tuple[RunRequest, list[str], list[str]]:
+    """Fold a ``--config`` YAML into the request; explicit CLI options win.
+
+    Returns the request, the script arguments the YAML's ``hyper_params`` add, and
+    notes on keys that mean something else here (``compute.provider``).
+    """
     if not req.config:
-        return req, []
+        return req, [], []
     from gridrun.config import load_run_config
     from gridrun.sweep import parse_config_hyper_params
 
@@ -113,13 +125,18 @@ def merge_config(req: RunRequest) -> tuple[RunRequest, list[str]]:
         ]
     for d in t.get("datastores") or []:
         req.datastores.append((str(d["name"]), d.get("version"), d.get("mount_dir")))
+    req.instance_type = req.instance_type or t.get("instance_type") or t.get("instance")
+    req.use_spot = req.use_spot or bool(t.get("use_spot"))
+    req.framework = req.framework or t.get("framework")
+    req.disk_size = req.disk_size if req.disk_size is not None else t.get("disk_size")
     req.name = req.name or cfg.name
     req.metrics = cfg.raw.get("metrics")
     extra, strategy, trials, seed = parse_config_hyper_params(cfg.raw)
     req.strategy = req.strategy or strategy
     req.num_trials = req.num_trials if req.num_trials is not None else trials
     req.seed = req.seed if req.seed is not None else seed
-    return req, extra
+    req.description = req.description or cfg.raw.get("description")
+    return req, extra, cfg.notes
 
 
 def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Submission:
@@ -131,7 +148,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     if not localdir.is_dir():
         raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
     script = resolve_script(localdir, req.script)
-    req, config_args = merge_config(req)
+    req, config_args, config_notes = merge_config(req)
 
     if script.endswith(".py"):
         from gridrun.deps import check_script_syntax
@@ -144,18 +161,16 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
                 )
             warn(problem)
 
+    backend = get_backend(req.backend)
+    notes = config_notes + _read_grid_flags(req, backend)
     if req.cpus is None and req.gpus is None:
         warn(
             "Neither a CPU or GPU number was specified. 1 CPU will be used as a default. "
             "To use N GPUs pass in '--gpus N' flag."
         )
-    cpus = float(req.cpus if req.cpus is not None else 1)
-    gpus = int(req.gpus or 0)
-    if cpus <= 0 or gpus < 0:
-        raise UsageError("--cpus must be positive and --gpus at least 0.")
-    from gridrun.config import parse_memory
-
-    memory = parse_memory(req.memory)
+    cpus, gpus, memory = _check_resources(req)
+    if req.name:
+        _check_name(home, req.name)
 
     # Sweep: expand before anything is recorded; a malformed value stops here.
     args = [*req.script_args, *config_args]
@@ -163,29 +178,43 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         args = args[1:]
     args = _resolve_grid_uris(home, args, req)
     strategy = req.strategy or "grid_search"
+    from gridrun.config import load_machine_config
+
+    machine = load_machine_config(home.config_path)
+    # Counted, never built, before the bound is checked: range(10**12) costs nothing.
     n = count_experiments(args, strategy, req.num_trials)
+    if n > machine.max_experiments:
+        raise UsageError(
+            f"This sweep has {n:,} experiments, more than max_experiments "
+            f"({machine.max_experiments:,}).",
+            hint="Sweep fewer values, use --strategy random_search with --num_trials, or "
+            "raise max_experiments in GRID_HOME/config.yaml.",
+        )
     large = n > LARGE_SWEEP and not req.ignore_warnings and not req.dry_run
     if large and not confirm(f"This sweep has {n} experiments. Submit them all?"):
         raise UsageError("Submission cancelled.")
     experiments = expand(args, strategy, req.num_trials, req.seed)
 
-    backend = get_backend(req.backend)
     _check_capabilities(backend, req, gpus)
     python = req.python or f"{sys.version_info.major}.{sys.version_info.minor}"
 
-    if req.dry_run:
-        return Submission("", experiments, {"script": script}, "", 0, "")
-
+    # A dry run goes on through every check below: it refuses what a submission refuses.
     backend.check_available()
     from gridrun.agent.capacity import machine_capacity
     from gridrun.agent.scheduler import check_fits
-    from gridrun.config import load_machine_config
 
-    capacity = machine_capacity(load_machine_config(home.config_path))
+    capacity = machine_capacity(machine)
     too_big = check_fits(capacity, cpus, gpus, memory)
     if too_big:
+        sized = ""
+        if req.instance_type:
+            from gridrun.instances import lookup
+
+            sized = (
+                f" (--instance_type {req.instance_type}: {lookup(req.instance_type).describe()})"
+            )
         raise UsageError(
-            f"Each experiment {too_big}.",
+            f"Each experiment{sized} {too_big}.",
             hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",
         )
 
@@ -220,6 +249,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         "script_args": args,
         "localdir": str(localdir),
         "project_name": localdir.name,
+        "project": _project_label(localdir),
         "python": python,
         "cpus": cpus,
         "gpus": gpus,
@@ -247,6 +277,11 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         ],
         "auto_resume": req.auto_resume,
         "metrics": req.metrics,
+        "use_spot": req.use_spot,
+        "instance_type": req.instance_type,
+        "framework": req.framework,
+        "disk_size": req.disk_size,
+        "description": req.description,
     }
     from gridrun.agent.builder import build_request
     from gridrun.store.models import Run, Status
@@ -261,6 +296,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_bytes=snapshot.total_bytes,
         dependency_source=deps.source,
         snapshot_files=snapshot.paths(),
+        notes=notes,
     )
 
 
@@ -274,6 +310,7 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
     if req.name:
         validate_run_name(req.name)
         name = req.name
+        _check_name(home, name)
     else:
         name = generate_run_name(store.run_names())
     spec = sub.spec
@@ -295,6 +332,74 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
     )
     ensure_agent(home)
     return run
+
+
+def _read_grid_flags(req: RunRequest, backend: Any) -> list[str]:
+    """Fold --instance_type, --use_spot, --framework and --disk_size into the request."""
+    from gridrun.gridflags import read_grid_flags
+
+    ask = read_grid_flags(
+        instance_type=req.instance_type,
+        use_spot=req.use_spot,
+        framework=req.framework,
+        disk_size=req.disk_size,
+        cpus=req.cpus,
+        gpus=req.gpus,
+        memory=req.memory,
+        base_image=req.base_image,
+        dockerfile=req.dockerfile,
+        auto_resume=req.auto_resume,
+        container_backend=bool(backend.supports_dockerfile),
+        backend=backend.name,
+    )
+    req.cpus, req.gpus = ask.cpus, ask.gpus
+    req.memory = ask.memory
+    req.base_image, req.auto_resume = ask.base_image, ask.auto_resume
+    return ask.notes
+
+
+def _check_resources(req: RunRequest) -> tuple[float, int, int | None]:
+    """(cpus, gpus, memory bytes); nan, inf, zero or negative is an error naming the option."""
+    from gridrun.config import parse_memory
+
+    def bad(option: str, value: object, want: str) -> UsageError:
+        return UsageError(f"Invalid value for '{option}': must be {want}, got {value}.")
+
+    raw_cpus = req.cpus if req.cpus is not None else 1
+    try:
+        cpus = float(raw_cpus)
+    except (TypeError, ValueError):
+        raise bad("--cpus", raw_cpus, "a positive number") from None
+    if not math.isfinite(cpus) or cpus <= 0:
+        raise bad("--cpus", raw_cpus, "a positive number")
+    raw_gpus: object = req.gpus if req.gpus is not None else 0
+    if isinstance(raw_gpus, float) and raw_gpus.is_integer():
+        raw_gpus = int(raw_gpus)
+    if isinstance(raw_gpus, bool) or not isinstance(raw_gpus, int) or raw_gpus < 0:
+        raise bad("--gpus", raw_gpus, "a whole number of at least 0")
+    try:
+        memory = parse_memory(req.memory)
+    except UsageError as exc:
+        raise bad("--memory", req.memory, "a size such as 512M, 4G or 16Gi") from exc
+    if memory is not None and memory <= 0:
+        raise bad("--memory", req.memory, "more than 0")
+    return cpus, raw_gpus, memory
+
+
+def _project_label(localdir: Path) -> str:
+    from gridrun.project.origin import project_label
+
+    return project_label(localdir)
+
+
+def _check_name(home: GridHome, name: str) -> None:
+    """A valid --name that no run has yet (checked before anything is recorded)."""
+    from gridrun.names import validate_run_name
+    from gridrun.store.db import Store
+
+    validate_run_name(name)
+    if home.db_path.exists() and name in Store(home.db_path).run_names():
+        raise UsageError(f"A run named '{name}' already exists.", hint="Choose another --name.")
 
 
 def _check_capabilities(backend: Any, req: RunRequest, gpus: int) -> None:

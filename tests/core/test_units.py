@@ -161,8 +161,8 @@ def test_run_config(tmp_path: Path) -> None:
     )
     cfg = load_run_config(p)
     assert cfg.train["cpus"] == 2 and cfg.hyper_params["settings"]["strategy"] == "random_search"
-    p.write_text("compute:\n  train:\n    instance_type: p3.2xlarge\n")
-    with pytest.raises(ConfigError, match="instance_type"):
+    p.write_text("compute:\n  train:\n    actions:\n      on_image_build: [make]\n")
+    with pytest.raises(ConfigError, match="actions"):
         load_run_config(p)
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):

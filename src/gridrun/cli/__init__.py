@@ -3,7 +3,9 @@
 Every command is a thin layer: it parses options, calls into the pipeline
 (:mod:`gridrun.submission`) or reads the store, and prints. ``GridError`` is caught
 here, once, and printed as one line with a non-zero exit; ``--debug`` shows the
-traceback instead.
+traceback instead. Click's own usage errors (an unknown option, a value of the wrong
+type) are printed the same way, in Grid's wording: ``Error: No such option '--cpu'.
+Did you mean '--cpus'?``, without click's multi-line usage banner.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class GridGroup(click.Group):
 
             error(str(exc))
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _usage_error(exc)
         except KeyboardInterrupt:
             from gridrun.cli.output import error
 
@@ -78,7 +84,7 @@ class GridGroup(click.Group):
     help="Print listings as tables (console) or JSON.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(__version__, prog_name="gridrun")
+@click.version_option(__version__, prog_name="gridrun", message="%(prog)s, version %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, output: str, debug: bool) -> None:
     """Run any script on local or Docker compute, with zero modifications."""
@@ -87,8 +93,37 @@ def cli(ctx: click.Context, output: str, debug: bool) -> None:
     ctx.obj = {"output": output, "debug": debug, "home": GridHome.from_env()}
 
 
+def usage_message(exc: click.UsageError) -> str:
+    """One line for a click usage error; unknown options get Grid's wording."""
+    if isinstance(exc, click.NoSuchOption):
+        message = f"No such option '{exc.option_name}'."
+        if exc.possibilities:
+            message += " Did you mean " + " or ".join(f"'{p}'" for p in exc.possibilities) + "?"
+        else:
+            command = exc.ctx.command_path if exc.ctx else "grid"
+            message += f" `{command} --help` lists the options."
+        return message
+    return " ".join(exc.format_message().split())
+
+
+def _usage_error(exc: click.UsageError) -> None:
+    from gridrun.cli.output import error
+
+    error(usage_message(exc))
+    sys.exit(exc.exit_code)
+
+
 def main() -> None:
-    cli(prog_name="grid")
+    try:
+        code = cli.main(prog_name="grid", standalone_mode=False)
+    except click.UsageError as exc:  # raised before any command runs: `grid --verson`
+        _usage_error(exc)
+    except click.Abort:
+        from gridrun.cli.output import error
+
+        error("Aborted.")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["cli", "main"]

@@ -1,4 +1,13 @@
-"""Streaming experiment logs as they are written (``--follow``)."""
+"""Streaming experiment logs as they are written (``--follow``).
+
+Following ends with one summary line, so a user who walked away from a long sweep
+sees at a glance how it went and where its files are::
+
+    Run spiffy-sunfish-821 ended: 3 succeeded, 1 failed, 0 stopped in 0d-00:12:41.
+    Artifacts: `grid artifacts spiffy-sunfish-821`
+
+(one line on the terminal; wrapped here).
+"""
 
 from __future__ import annotations
 
@@ -87,6 +96,7 @@ def follow_run(
                         out.write(line + "\n")
                     if t.partial:
                         out.write(t.partial + "\n")
+                out.write(summary_line(name, current, only) + "\n")
                 out.flush()
                 return exit_code_of(current)
             time.sleep(POLL)
@@ -95,6 +105,24 @@ def follow_run(
         return 130
     finally:
         store.close()
+
+
+def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None = None) -> str:
+    """``Run NAME ended: 3 succeeded, 1 failed, 0 stopped in 0d-00:12:41. Artifacts: ...``."""
+    from gridrun.cli.output import duration
+
+    succeeded = sum(e.status == Status.SUCCEEDED for e in exps)
+    failed = sum(e.status == Status.FAILED for e in exps)
+    stopped = sum(e.status == Status.STOPPED for e in exps)
+    starts = [e.queued_at for e in exps if e.queued_at]
+    ends = [e.finished_at for e in exps if e.finished_at]
+    took = duration(max(ends) - min(starts)) if starts and ends else "-"
+    target = exps[0].name if only is not None and len(exps) == 1 else run_name
+    what = f"Experiment {target}" if target != run_name else f"Run {run_name}"
+    return (
+        f"{what} ended: {succeeded} succeeded, {failed} failed, {stopped} stopped in {took}. "
+        f"Artifacts: `grid artifacts {target}`"
+    )
 
 
 def _skip_to_last(tails: list[Tail], n: int) -> None:

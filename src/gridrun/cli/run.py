@@ -1,7 +1,14 @@
-"""``grid run [OPTIONS] SCRIPT [SCRIPT_ARGS]...``: submit a run and return at once."""
+"""``grid run [OPTIONS] SCRIPT [SCRIPT_ARGS]...``: submit a run and return at once.
+
+Everything before the script is grid's; everything after it is the script's, passed
+through untouched. Click's ``ignore_unknown_options`` would take a mistyped grid option
+(``grid run --cpu 2 main.py``) for the script, so :class:`RunCommand` reads the tokens
+before the script itself and refuses an unknown option with the nearest known one.
+"""
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 import click
@@ -21,6 +28,8 @@ backend:                 {backend}
 cpus:                    {cpus}
 gpus:                    {gpus}
 memory:                  {memory}
+instance_type:           {instance_type}
+use_spot:                {use_spot}
 grid_name:               {name}
 experiments:             {n}
 snapshot:                {snapshot}
@@ -32,13 +41,91 @@ environment hash:        {env_key}
 """
 
 
+class RunCommand(click.Command):
+    """``grid run``: options before the script must be grid's own."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        check_grid_options(self.get_params(ctx), args, ctx)
+        return super().parse_args(ctx, args)
+
+
+def check_grid_options(params: list[click.Parameter], args: list[str], ctx: click.Context) -> None:
+    """Raise ``NoSuchOption`` for the first unknown option before the script."""
+    takes_value: dict[str, bool] = {}
+    for p in params:
+        if isinstance(p, click.Option):
+            for opt in (*p.opts, *p.secondary_opts):
+                takes_value[opt] = not p.is_flag and not p.count
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--" or not token.startswith("-") or token == "-":
+            return  # the script (or grid's `--`): the rest is the script's
+        name, eq, _ = token.partition("=")
+        if name in takes_value:
+            i += 2 if takes_value[name] and not eq else 1
+            continue
+        if not token.startswith("--") and takes_value.get(token[:2]):
+            i += 1  # a short option with its value attached: -l../proj
+            continue
+        raise click.NoSuchOption(name, possibilities=suggest_option(name, takes_value), ctx=ctx)
+
+
+def suggest_option(name: str, known: dict[str, bool] | list[str]) -> list[str]:
+    """The nearest option name; Grid's 2021 ``--grid_`` spelling only when typed so."""
+    candidates = [o for o in known if o.startswith("--")]
+    if not name.startswith("--grid_"):
+        candidates = [o for o in candidates if not o.startswith("--grid_")]
+    wanted = name.replace("-", "_").lstrip("_")
+    by_key = {o.replace("-", "_").lstrip("_"): o for o in candidates}
+    close = difflib.get_close_matches(wanted, list(by_key), n=1, cutoff=0.6)
+    return [by_key[c] for c in close]
+
+
+def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-def]
+    """A click callback refusing nan, inf and values below (or at) zero, naming the option."""
+    import math
+
+    def check(ctx: click.Context, param: click.Parameter, value: object) -> object:
+        if value is None:
+            return None
+        number = float(value)  # type: ignore[arg-type]
+        bad = not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero)
+        if bad:
+            what = "at least 0" if allow_zero else "a positive number"
+            raise click.BadParameter(f"must be {what}, got {value}.")
+        return kind(value)
+
+    return check
+
+
 @click.command(
+    cls=RunCommand,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     short_help="Run a script, or a sweep of it, on local or Docker compute.",
 )
-@click.option("--name", help="Run name (lowercase letters, digits, '-'); generated if omitted.")
-@click.option("--cpus", "--grid_cpus", "cpus", type=float, help="CPUs per experiment (1).")
-@click.option("--gpus", "--grid_gpus", "gpus", type=int, help="GPUs per experiment (0).")
+@click.option(
+    "--name",
+    "--grid_name",
+    "name",
+    help="Run name (lowercase letters, digits, '-'); generated if omitted.",
+)
+@click.option(
+    "--cpus",
+    "--grid_cpus",
+    "cpus",
+    type=float,
+    callback=_positive(float),
+    help="CPUs per experiment (1).",
+)
+@click.option(
+    "--gpus",
+    "--grid_gpus",
+    "gpus",
+    type=int,
+    callback=_positive(int, allow_zero=True),
+    help="GPUs per experiment (0).",
+)
 @click.option("--memory", "--grid_memory", "memory", help="Memory per experiment, e.g. 4G.")
 @click.option(
     "--strategy",
@@ -108,7 +195,41 @@ environment hash:        {env_key}
 @click.option("--backend", default=None, help="local (default) or docker.")
 @click.option("--python", "python_version", help="Python version of the environment.")
 @click.option("--follow", is_flag=True, help="Stream logs; exit with the experiments' code.")
-@click.option("--dry_run", is_flag=True, help="Print the experiments' commands; record nothing.")
+@click.option(
+    "--dry_run",
+    is_flag=True,
+    help="Check everything a submission checks, print the experiments; record nothing.",
+)
+# Grid's machine flags: each is read for a machine gridrun does not provision, with a
+# one-line note saying what it means here (gridrun.gridflags).
+@click.option(
+    "--instance_type",
+    "--grid_instance_type",
+    "instance_type",
+    help="A cloud machine type (t2.medium, p3.2xlarge...): its CPUs, memory and GPUs.",
+)
+@click.option(
+    "--use_spot",
+    "--grid_use_spot",
+    "use_spot",
+    is_flag=True,
+    help="Preemptible: experiments resume after preemption (as --auto_resume).",
+)
+@click.option(
+    "--framework",
+    "--grid_framework",
+    "framework",
+    type=click.Choice(["lightning", "torch", "tensorflow", "julia"]),
+    help="Docker: the framework's base image; elsewhere only noted.",
+)
+@click.option(
+    "--disk_size",
+    "--grid_disk_size",
+    "disk_size",
+    type=int,
+    callback=_positive(int),
+    help="Disk in GB (noted: experiments use this machine's disk).",
+)
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -118,7 +239,7 @@ def run(ctx: click.Context, **opts: object) -> None:
     A script argument such as --lr "[0.1, 0.01]" becomes a sweep of experiments.
     Use -- to separate script arguments that clash with grid's options.
     """
-    from gridrun.cli.output import console, emit_json, warn
+    from gridrun.cli.output import console, emit_json, note, warn
     from gridrun.config import load_machine_config
     from gridrun.submission import RunRequest, prepare, record
 
@@ -152,9 +273,15 @@ def run(ctx: click.Context, **opts: object) -> None:
         ignore_warnings=bool(opts["ignore_warnings"]),
         auto_resume=bool(opts["auto_resume"]),
         dry_run=bool(opts["dry_run"]),
+        instance_type=opts["instance_type"],  # type: ignore[arg-type]
+        use_spot=bool(opts["use_spot"]),
+        framework=opts["framework"],  # type: ignore[arg-type]
+        disk_size=opts["disk_size"],  # type: ignore[arg-type]
     )
     as_json = output_of(ctx) == "json"
     sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))
+    for line in sub.notes:
+        note(line)
     if req.dry_run:
         commands = [_command_line(sub.spec["script"], e.argv) for e in sub.experiments]
         if as_json:
@@ -181,7 +308,9 @@ def run(ctx: click.Context, **opts: object) -> None:
                 backend=run_record.backend,
                 cpus=f"{spec['cpus']:g}",
                 gpus=spec["gpus"],
-                memory=req.memory or "-",
+                memory=_memory(req.memory, spec["memory"]),
+                instance_type=req.instance_type or None,
+                use_spot=req.use_spot,
                 snapshot=f"{len(sub.snapshot_files)} files, {_size(sub.snapshot_bytes)}",
                 n=len(sub.experiments),
                 ds_name=", ".join(d["name"] for d in ds) or None,
@@ -206,6 +335,12 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
+def _memory(asked: object, memory: int | None) -> str:
+    if not memory:
+        return "-"
+    return asked if isinstance(asked, str) else f"{memory / 2**30:g} GiB"
 
 
 def _command_line(script: str, argv: list[str]) -> str:

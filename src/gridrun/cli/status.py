@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 import click
+from rich.table import Table
 
 from gridrun.cli.common import find_target, home_of, open_store, output_of
 from gridrun.store.models import Experiment, Run, Status
@@ -43,9 +44,18 @@ def run_json(run: Run) -> dict[str, Any]:
         "env_key": run.env_key,
         "env_ref": run.env_ref,
         "script": run.spec.get("script"),
+        "project": project_of(run),
+        "instance_type": run.spec.get("instance_type"),
+        "use_spot": bool(run.spec.get("use_spot")),
+        "framework": run.spec.get("framework"),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
     }
+
+
+def project_of(run: Run) -> str:
+    """The Project column: the git remote's owner/repo, else the folder name."""
+    return str(run.spec.get("project") or run.spec.get("project_name") or "-")
 
 
 def command_of(run: Run, exp: Experiment) -> str:
@@ -54,12 +64,12 @@ def command_of(run: Run, exp: Experiment) -> str:
     return shlex.join([interpreter, script, *exp.argv])
 
 
-def _run_duration(run: Run) -> float | None:
+def _run_duration(run: Run, now: float | None = None) -> float | None:
     from gridrun.cli.output import span
 
     ends = [e.finished_at for e in run.experiments if e.finished_at]
     end = None if run.active else (max(ends) if ends else run.finished_at)
-    return span(run.created_at, end)
+    return span(run.created_at, end, now)
 
 
 def _heal(ctx: click.Context, store: Any) -> None:
@@ -72,12 +82,136 @@ def _heal(ctx: click.Context, store: Any) -> None:
             start_agent(home)
 
 
+RUN_COLUMNS = (
+    "Run",
+    "Project",
+    "Status",
+    "Duration",
+    "Experiments",
+    "Running",
+    "Queued",
+    "Completed",
+    "Failed",
+    "Stopped",
+)
+
+
+def runs_table(active: list[Run], width: int, now: float | None = None) -> Table:
+    """Grid's ``grid status`` table; a five-column layout where ten do not fit.
+
+    Grid's ten columns need about 110 terminal columns. Rather than split headers
+    mid-word (``Durati``/``on``), a narrower terminal gets the counts in one
+    ``Experiments`` cell (``4: 1 running, 3 queued``) that wraps between words.
+    """
+    from gridrun.cli.output import Col, duration, fits, status_text, table
+
+    right = {"Project", "Duration"}
+    columns = [Col(c, "right" if c in right else None) for c in RUN_COLUMNS]
+    rows: list[list[Any]] = []
+    for r in active:
+        c = r.counts()
+        rows.append(
+            [
+                r.name,
+                project_of(r),
+                status_text(r.derived_status().value),
+                duration(_run_duration(r, now)),
+                len(r.experiments),
+                c[Status.RUNNING],
+                c[Status.PENDING] + c[Status.BUILDING],
+                c[Status.SUCCEEDED],
+                c[Status.FAILED],
+                c[Status.STOPPED],
+            ]
+        )
+    if not rows:
+        rows = [["None Active.", *[""] * (len(columns) - 1)]]
+        columns = [Col(c.header, c.justify or "right") for c in columns]
+        columns[0] = Col("Run", "left")
+        columns[2] = Col("Status", "left")
+    if fits(columns, rows, width):
+        return table(columns, rows)
+    compact = [*columns[:4], Col("Experiments", "left")]
+    short_rows = []
+    for row in rows:
+        project = str(row[1]).replace("/", "/\n")  # wrap owner/repo at its slash
+        short_rows.append([row[0], project, row[2], row[3], _counts_text(row[4:])])
+    return table(compact, short_rows)
+
+
+def _counts_text(counts: list[Any]) -> str:
+    if counts[0] == "":
+        return ""
+    words = ("running", "queued", "completed", "failed", "stopped")
+    parts = [f"{n} {w}" for n, w in zip(counts[1:], words, strict=True) if n]
+    return f"{counts[0]}: {', '.join(parts)}" if parts else str(counts[0])
+
+
+def history_table(runs: list[Run], width: int) -> Table:
+    """Grid's ``grid history`` table; ``Exps`` for ``Experiments`` where space is short."""
+    from gridrun.cli.output import Col, fits, table, when
+
+    rows: list[list[Any]] = []
+    for r in runs:
+        c = r.counts()
+        rows.append(
+            [
+                r.name,
+                when(r.created_at),
+                len(r.experiments),
+                c[Status.FAILED],
+                c[Status.STOPPED],
+                c[Status.SUCCEEDED],
+            ]
+        )
+    columns = [
+        Col("Run"),
+        Col("Created At", "right"),
+        Col("Experiments", "right"),
+        Col("Failed", "right"),
+        Col("Stopped", "right"),
+        Col("Completed", "right"),
+    ]
+    if not fits(columns, rows, width):
+        columns[2] = Col("Exps", "right")
+    return table(columns, rows)
+
+
+def experiments_table(run: Run, exps: list[Experiment], now: float | None = None) -> Table:
+    """``grid status RUN``: one row per experiment, swept values that differ as columns."""
+    from gridrun.cli.output import Col, duration, span, status_text, table
+
+    varying = _varying_params(exps)
+    rows = []
+    for e in exps:
+        queued_end = e.started_at or (e.finished_at if not e.status.active else None)
+        rows.append(
+            [
+                e.name,
+                status_text(e.status.value),
+                duration(span(e.queued_at, queued_end, now)),
+                duration(span(e.started_at, e.finished_at, now)) if e.started_at else "-",
+                *[e.params.get(p, "-") for p in varying],
+                command_of(run, e),
+            ]
+        )
+    columns = [
+        Col("Experiment"),
+        Col("Status"),
+        Col("Queued Duration", "right"),
+        Col("Run Duration", "right"),
+        *[Col(p) for p in varying],
+        Col("Command"),
+    ]
+    return table(columns, rows)
+
+
 @click.command(short_help="Show active runs, or the experiments of one run.")
 @click.argument("name", required=False)
 @click.pass_context
 def status(ctx: click.Context, name: str | None) -> None:
     """Show active runs; with NAME, the experiments of that run (or one experiment)."""
-    from gridrun.cli.output import console, duration, emit_json, span, status_text, table
+    from gridrun.cli.output import console, emit_json
 
     store = open_store(ctx)
     _heal(ctx, store)
@@ -89,26 +223,7 @@ def status(ctx: click.Context, name: str | None) -> None:
             data["experiments"] = [experiment_json(e, run) for e in exps]
             emit_json(data)
             return
-        varying = _varying_params(exps)
-        rows = []
-        for e in exps:
-            queued_end = e.started_at or (e.finished_at if not e.status.active else None)
-            rows.append(
-                [
-                    e.name,
-                    status_text(e.status.value),
-                    duration(span(e.queued_at, queued_end)),
-                    duration(span(e.started_at, e.finished_at)) if e.started_at else "-",
-                    *[e.params.get(p, "-") for p in varying],
-                    command_of(run, e),
-                ]
-            )
-        console.print(
-            table(
-                ["Experiment", "Status", "Queued Duration", "Run Duration", *varying, "Command"],
-                rows,
-            )
-        )
+        console.print(experiments_table(run, exps))
         _print_errors(run, exps)
         return
     runs = store.list_runs()
@@ -116,41 +231,10 @@ def status(ctx: click.Context, name: str | None) -> None:
     if as_json:
         emit_json([run_json(r) for r in active])
         return
-    rows = []
-    for r in active:
-        c = r.counts()
-        rows.append(
-            [
-                r.name,
-                status_text(r.derived_status().value),
-                duration(_run_duration(r)),
-                len(r.experiments),
-                c[Status.RUNNING],
-                c[Status.PENDING] + c[Status.BUILDING],
-                c[Status.SUCCEEDED],
-                c[Status.FAILED],
-                c[Status.STOPPED],
-            ]
-        )
-    console.print(
-        table(
-            [
-                "Run",
-                "Status",
-                "Duration",
-                "Experiments",
-                "Running",
-                "Queued",
-                "Completed",
-                "Failed",
-                "Stopped",
-            ],
-            rows,
-        )
-    )
+    console.print(runs_table(active, console.width))
     inactive = len(runs) - len(active)
     console.print(
-        f"{inactive} Run(s) are not active. Use `grid history` to view your Run history.",
+        f"\n{inactive} Run(s) are not active. Use `grid history` to view your Run history.",
         markup=False,
     )
 
@@ -181,26 +265,11 @@ def _print_errors(run: Run, exps: list[Experiment]) -> None:
 @click.pass_context
 def history(ctx: click.Context) -> None:
     """Every run, newest first."""
-    from gridrun.cli.output import console, emit_json, table, when
+    from gridrun.cli.output import console, emit_json
 
     store = open_store(ctx)
     runs = store.list_runs()
     if output_of(ctx) == "json":
         emit_json([run_json(r) for r in runs])
         return
-    rows = []
-    for r in runs:
-        c = r.counts()
-        rows.append(
-            [
-                r.name,
-                when(r.created_at),
-                len(r.experiments),
-                c[Status.FAILED],
-                c[Status.STOPPED],
-                c[Status.SUCCEEDED],
-            ]
-        )
-    console.print(
-        table(["Run", "Created At", "Experiments", "Failed", "Stopped", "Completed"], rows)
-    )
+    console.print(history_table(runs, console.width))

@@ -154,11 +154,15 @@ class Store:
                     (now, run_id, f"{len(experiments)} experiment(s)"),
                 )
         except sqlite3.IntegrityError as exc:
-            from gridrun.errors import UsageError
+            from gridrun.errors import StateError, UsageError
 
-            raise UsageError(
-                f"A run named '{name}' already exists.", hint="Choose another --name."
-            ) from exc
+            # Only the unique run name is a name clash; any other constraint (a CHECK on
+            # cpus, say) is a bug upstream and must say what it is.
+            if "runs.name" in str(exc):
+                raise UsageError(
+                    f"A run named '{name}' already exists.", hint="Choose another --name."
+                ) from exc
+            raise StateError(f"Could not record run '{name}': {exc}.") from exc
         return self.get_run(name)
 
     def event(

@@ -23,8 +23,10 @@ Value syntax:
   ``poisson(lam, n)``...), all parameters required and positional.
 
 Anything else passes through unchanged, including calls of unknown functions. A value
-that clearly meant a sweep but is malformed (``[1, 2`` or ``range(1, 10, 0)``) raises
-``SweepSyntaxError`` naming the argument, before anything is recorded.
+that clearly meant a sweep but is malformed (``[1, 2``, ``[0.1 0.01]``, ``[]``, a dict,
+``range(1, 10, 0)``) raises ``SweepSyntaxError`` naming the argument, before anything
+is recorded (see ``syntax`` for the exact rules). A leading backslash passes a value
+literally: ``'\\[a-z]+'`` reaches the script as ``[a-z]+``.
 
 Strategies (``STRATEGIES``):
 
@@ -53,7 +55,7 @@ from gridrun.sweep import strategies
 from gridrun.sweep.argv import Slot, find_slots, unique_names
 from gridrun.sweep.config import STRATEGIES, normalize_strategy, parse_config_hyper_params
 from gridrun.sweep.functions import Dimension, ValueProblem
-from gridrun.sweep.syntax import parse_value
+from gridrun.sweep.syntax import parse_value, unescape
 
 __all__ = [
     "CONFIRM_THRESHOLD",
@@ -70,7 +72,7 @@ CONFIRM_THRESHOLD = 1000
 
 _HINT = (
     'Sweep values look like "[1, 2, 3]", "range(1, 10, 2)" or "uniform(1e-5, 1e-1, 3)"; '
-    "use the strategy none to pass values through unexpanded."
+    "to pass a value literally, start it with a backslash ('\\[a b]')."
 )
 
 
@@ -149,8 +151,13 @@ def expand(
     strategy = normalize_strategy(strategy)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise UsageError(f"seed must be a non-negative integer, got {seed!r}.")
+    base = list(args)
+    for slot in find_slots(args):  # escaped values reach the script without the backslash
+        literal = unescape(slot.value)
+        if literal is not None:
+            base[slot.index] = slot.prefix + literal
     if strategy == "none":
-        return [ExperimentArgs(list(args), {})]
+        return [ExperimentArgs(base, {})]
     plan = _plan(args)
     slots = [slot for slot, _ in plan]
     dims = [dim for _, dim in plan]
@@ -163,7 +170,6 @@ def expand(
 
     names = unique_names(slots)
     experiments: list[ExperimentArgs] = []
-    base = list(args)
     for row in rows:
         argv = base.copy()
         for slot, value in zip(slots, row, strict=True):

@@ -53,8 +53,15 @@ def parse_config_hyper_params(
     if hyper is None:
         return [], None, None, None
     hyper = _mapping(hyper, "hyper_params")
+    _known(hyper, "hyper_params", ("settings", "params"))
     settings = _mapping(hyper.get("settings"), "hyper_params.settings")
+    _known(
+        settings,
+        "hyper_params.settings",
+        ("strategy", "strategy_options", "num_trials", "trials", "seed"),
+    )
     options = _mapping(settings.get("strategy_options"), "hyper_params.settings.strategy_options")
+    _known(options, "hyper_params.settings.strategy_options", ("num_trials", "trials", "seed"))
 
     strategy = settings.get("strategy")
     if strategy is not None:
@@ -83,6 +90,16 @@ def parse_config_hyper_params(
         flag = key if key.startswith("-") else f"--{key}"
         extra += [flag, _render(value, f"hyper_params.params.{key}")]
     return extra, strategy, num_trials, seed
+
+
+def _known(mapping: Mapping[str, Any], where: str, valid: tuple[str, ...]) -> None:
+    """Every key of Grid's YAML is read or refused; none is dropped silently."""
+    unknown = [str(k) for k in mapping if k not in valid]
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(sorted(unknown))} in {where}.",
+            hint=f"Valid keys: {', '.join(valid)}.",
+        )
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -1,4 +1,4 @@
-"""Recognise sweep syntax in one argument value, without ``eval``.
+r"""Recognise sweep syntax in one argument value, without ``eval``.
 
 Three outcomes for a value:
 
@@ -12,15 +12,26 @@ must reach the script *as written*: ``[1e-3, 0.10]`` gives ``1e-3`` and ``0.10``
 elements are unescaped with ``ast.literal_eval`` on the string literal alone, which
 evaluates nothing.
 
-The line between "malformed sweep" and "not a sweep" for text starting with ``[``:
-a comma means the user wrote a list, so any defect is an error (``[1, 2`` is an
-unclosed list); without a comma, text that does not parse passes through unchanged
-(``[not closed``, ``[a] [b]``, ``[]``), because it is more likely a pattern than a
-list, while text that does parse is a one-value list (``[32]`` gives ``32``).
+The line between "malformed sweep" and "not a sweep" is drawn so that a typo never
+becomes one experiment whose argument is the literal text, failing later inside the
+script:
+
+- text in ``[...]`` must be a list: ``[]``, ``[0.1 0.01]`` (no comma) and ``[a] [b]``
+  are errors; ``[32]`` is a one-value list;
+- text starting with ``[`` with a comma, or with unbalanced brackets (``[1, 2``,
+  ``[[1]``), is an error; balanced text that merely starts with a bracket class
+  (``[abc]*.txt``) passes through;
+- ``{...}`` is an error: a dict is no sweep;
+- a call of a sweep function must parse (``range(1, 10``, ``uniform(0, 1)``), and a
+  near-miss of one (``rnage(1, 5)``) is an error naming the function meant.
+
+A value that should reach the script literally is escaped with one leading backslash:
+``--pattern '\[a-z]+'`` passes ``[a-z]+`` (``unescape``); ``\\[`` gives ``\[``.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from gridrun.sweep.functions import FUNCTION_NAMES, Dimension, Finite, Number, ValueProblem, build
@@ -32,25 +43,53 @@ _OPEN = "[({"
 _CLOSE = {"]": "[", ")": "(", "}": "{"}
 
 
+_CALL_LIKE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(.*\)\s*\Z", re.DOTALL)
+_PLAIN_WORDS = re.compile(r"[^\s\[\]{}()'\"]+(?:\s+[^\s\[\]{}()'\"]+)+\Z")
+
+
+def unescape(value: str) -> str | None:
+    """The literal text of a backslash-escaped value, ``None`` when not escaped."""
+    if not value.startswith("\\"):
+        return None
+    rest = value[1:]
+    core = rest.lstrip("\\")  # \\[ gives \[: escaping the escape, for that one case
+    if core[:1] in ("[", "{") or _CALL.match(core):
+        return rest
+    return None
+
+
 def parse_value(value: str) -> Dimension | None:
     """The sweep dimension ``value`` describes, ``None`` when it is not a sweep."""
+    if unescape(value) is not None:
+        return None
     text = value.strip()
     if text.startswith("["):
-        if "," not in text:
-            try:
-                return Finite(tuple(parse_list(text)))
-            except ValueProblem:
-                return None
-        return Finite(tuple(parse_list(text)))
+        if text.endswith("]") or "," in text or not _balanced(text):
+            return Finite(tuple(parse_list(text)))
+        return None  # a pattern such as [abc]*.txt
+    if text.startswith("{") and text.endswith("}"):
+        raise ValueProblem("a dict is not a sweep value; sweep a list such as [1, 2]")
+    if text.startswith("{") and not _balanced(text):
+        raise ValueProblem("unbalanced braces")
     match = _CALL.match(text)
     if match and match.group(1) in FUNCTION_NAMES:
         return _parse_call(match.group(1), text[match.end() :])
+    call = _CALL_LIKE.match(text)
+    if call:
+        meant = difflib.get_close_matches(call.group(1), sorted(FUNCTION_NAMES), n=1, cutoff=0.8)
+        if meant:
+            raise ValueProblem(f"unknown sweep function {call.group(1)}() (not {meant[0]}())")
     return None
+
+
+def _balanced(text: str) -> bool:
+    return all(text.count(o) == text.count(c) for c, o in _CLOSE.items())
 
 
 def parse_list(text: str) -> list[str]:
     """Elements of the list literal ``text`` (starting with ``[``), rendered as written."""
     items: list[str] = []
+    bare: list[str] = []
     i, n = 1, len(text)
     while True:
         i = _skip_space(text, i)
@@ -66,6 +105,7 @@ def parse_list(text: str) -> list[str]:
             item, i = _quoted(text, i)
         else:
             item, i = _bare(text, i)
+            bare.append(item)
         items.append(item)
         i = _skip_space(text, i)
         if i >= n:
@@ -77,6 +117,8 @@ def parse_list(text: str) -> list[str]:
         i += 1
     if i != n - 1:
         raise ValueProblem(f"unexpected text after the closing ']': {text[i + 1 :]!r}")
+    for item in bare:
+        _check_commas(item, only=len(items) == 1)
     return items
 
 
@@ -135,6 +177,22 @@ def _bare(text: str, i: int) -> tuple[str, int]:
     return text[start:i].strip(), i
 
 
+def _check_commas(item: str, only: bool) -> None:
+    """``[0.1 0.01]`` is two values with the comma forgotten, not one value with a space.
+
+    Bare words with spaces are kept where the commas show the user meant them
+    (``[hot dog, pizza]``); numbers separated by spaces never are.
+    """
+    if not _PLAIN_WORDS.match(item):
+        return
+    words = item.split()
+    if only or all(_FLOAT.match(w) for w in words):
+        raise ValueProblem(
+            f"missing comma between {words[0]!r} and {words[1]!r}; write "
+            f"[{', '.join(words)}], or quote a value that has spaces"
+        )
+
+
 def _parse_call(name: str, rest: str) -> Dimension:
     """``rest`` is everything after ``name(``."""
     rest = rest.rstrip()
@@ -142,7 +200,7 @@ def _parse_call(name: str, rest: str) -> Dimension:
         raise ValueProblem(f"unclosed call (expected ')' to end {name}(...))")
     inner = rest[:-1]
     if any(ch in inner for ch in "()[]{}"):
-        raise ValueProblem(f"{name}() arguments must be plain numbers")
+        raise ValueProblem(f"{name}() arguments must be numbers (10**6 and 1e-3 work)")
     parts = [p.strip() for p in inner.split(",")]
     if parts == [""]:
         parts = []
@@ -165,4 +223,47 @@ def _number(name: str, position: int, text: str) -> Number:
         return int(text)
     if _FLOAT.match(text):
         return float(text)
-    raise ValueProblem(f"{name}() argument {position} is not a number: {text!r}")
+    value = _arithmetic(text)
+    if value is None:
+        raise ValueProblem(f"{name}() argument {position} is not a number: {text!r}")
+    return value
+
+
+def _arithmetic(text: str) -> Number | None:
+    """``10**12``, ``2*3``, ``1/8``: constant arithmetic, evaluated on the syntax tree only.
+
+    Exponents are bounded so that no value (``9**9**9``) can take long to compute.
+    """
+    import ast
+    import operator
+
+    ops = {
+        ast.Add: operator.add,
+        ast.Sub: operator.sub,
+        ast.Mult: operator.mul,
+        ast.Div: operator.truediv,
+        ast.FloorDiv: operator.floordiv,
+        ast.Mod: operator.mod,
+        ast.Pow: operator.pow,
+    }
+
+    def value(node: ast.AST) -> Number:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            if isinstance(node.value, bool):
+                raise ValueError("not a number")
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+            operand = value(node.operand)
+            return operand if isinstance(node.op, ast.UAdd) else -operand
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Pow) and (abs(right) > 128 or abs(left) > 10**6):
+                raise ValueError("exponent too large")
+            return ops[type(node.op)](left, right)  # type: ignore[no-any-return]
+        raise ValueError("not arithmetic")
+
+    try:
+        result = value(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, TypeError):
+        return None
+    return result if isinstance(result, (int, float)) else None
