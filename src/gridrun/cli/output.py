@@ -41,6 +41,7 @@ class Col:
 
     header: str
     justify: Literal["left", "right"] | None = None
+    keep: bool = False  # cells never wrap (a status, a duration); the header still may
 
 
 def _col(c: str | Col) -> Col:
@@ -70,13 +71,17 @@ def _longest_word(text: str) -> int:
     return max((len(w) for line in text.splitlines() for w in line.split()), default=0)
 
 
+def _widest_line(cells: Sequence[str]) -> int:
+    return max((len(line) for c in cells for line in c.splitlines()), default=0)
+
+
 def fits(columns: Sequence[str | Col], rows: Sequence[Sequence[Any]], width: int) -> bool:
     """Whether the table fits ``width`` with no header and no name split inside a word."""
     needed = 1  # the left border
     for i, col in enumerate(map(_col, columns)):
         cells = [_plain(row[i]) for row in rows]
-        if i == 0:  # the name column is never wrapped
-            cell_min = max((len(line) for c in cells for line in c.splitlines()), default=0)
+        if i == 0 or col.keep:  # the name column is never wrapped
+            cell_min = _widest_line(cells)
         else:
             cell_min = max((_longest_word(c) for c in cells), default=0)
         needed += max(_longest_word(col.header), cell_min) + 3  # padding and border
@@ -98,7 +103,10 @@ def table(
             # Names are what users copy into the next command: never cut or wrap them.
             no_wrap=i == 0,
             overflow="fold" if i else "ellipsis",
-            min_width=_longest_word(col.header),
+            min_width=max(
+                _longest_word(col.header),
+                _widest_line([_plain(r[i]) for r in rows]) if col.keep else 0,
+            ),
         )
     for row in rows:
         t.add_row(*[str(c) if not hasattr(c, "__rich__") else c for c in row])

@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 import click
+from rich.console import RenderableType
 from rich.table import Table
 
 from gridrun.cli.common import find_target, home_of, open_store, output_of
@@ -131,7 +132,13 @@ def runs_table(active: list[Run], width: int, now: float | None = None) -> Table
         columns[2] = Col("Status", "left")
     if fits(columns, rows, width):
         return table(columns, rows)
-    compact = [*columns[:4], Col("Experiments", "left")]
+    compact = [
+        columns[0],
+        columns[1],
+        Col("Status", "left", keep=True),
+        Col("Duration", "right", keep=True),
+        Col("Experiments", "left"),
+    ]
     short_rows = []
     for row in rows:
         project = str(row[1]).replace("/", "/\n")  # wrap owner/repo at its slash
@@ -164,22 +171,34 @@ def history_table(runs: list[Run], width: int) -> Table:
                 c[Status.SUCCEEDED],
             ]
         )
-    columns = [
-        Col("Run"),
-        Col("Created At", "right"),
-        Col("Experiments", "right"),
-        Col("Failed", "right"),
-        Col("Stopped", "right"),
-        Col("Completed", "right"),
+    full = ["Run", "Created At", "Experiments", "Failed", "Stopped", "Completed"]
+    # Narrower and narrower forms, each used only when the one before does not fit.
+    layouts = [
+        (full, False),
+        (["Run", "Created At", "Exps", "Failed", "Stopped", "Completed"], False),
+        (["Run", "Created At", "Exps", "Failed", "Stopped", "Completed"], True),
+        (["Run", "Created At", "Exps", "Fail", "Stop", "Done"], True),
     ]
-    if not fits(columns, rows, width):
-        columns[2] = Col("Exps", "right")
-    return table(columns, rows)
+    for headers, two_lines in layouts:
+        columns = [Col(h, "right", keep=h == "Created At") for h in headers]
+        columns[0] = Col("Run")
+        shown = [[r[0], r[1].replace(" ", "\n", 1) if two_lines else r[1], *r[2:]] for r in rows]
+        if fits(columns, shown, width):
+            break
+    return table(columns, shown)
 
 
-def experiments_table(run: Run, exps: list[Experiment], now: float | None = None) -> Table:
-    """``grid status RUN``: one row per experiment, swept values that differ as columns."""
-    from gridrun.cli.output import Col, duration, span, status_text, table
+def experiments_table(
+    run: Run, exps: list[Experiment], width: int = 200, now: float | None = None
+) -> RenderableType:
+    """``grid status RUN``: one row per experiment, swept values that differ as columns.
+
+    Where the Command column cannot fit, the commands follow the table, one a line.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    from gridrun.cli.output import Col, duration, fits, span, status_text, table
 
     varying = _varying_params(exps)
     rows = []
@@ -197,13 +216,16 @@ def experiments_table(run: Run, exps: list[Experiment], now: float | None = None
         )
     columns = [
         Col("Experiment"),
-        Col("Status"),
-        Col("Queued Duration", "right"),
-        Col("Run Duration", "right"),
+        Col("Status", keep=True),
+        Col("Queued Duration", "right", keep=True),
+        Col("Run Duration", "right", keep=True),
         *[Col(p) for p in varying],
         Col("Command"),
     ]
-    return table(columns, rows)
+    if fits(columns, rows, width):
+        return table(columns, rows)
+    lines = [Text(f"{row[0]}: {row[-1]}") for row in rows]
+    return Group(table(columns[:-1], [row[:-1] for row in rows]), Text(""), *lines)
 
 
 @click.command(short_help="Show active runs, or the experiments of one run.")
@@ -223,7 +245,7 @@ def status(ctx: click.Context, name: str | None) -> None:
             data["experiments"] = [experiment_json(e, run) for e in exps]
             emit_json(data)
             return
-        console.print(experiments_table(run, exps))
+        console.print(experiments_table(run, exps, console.width), soft_wrap=False)
         _print_errors(run, exps)
         return
     runs = store.list_runs()
