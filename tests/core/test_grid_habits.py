@@ -9,6 +9,7 @@ uses the ``grid`` subprocess fixture.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -506,3 +507,36 @@ def _spec(grid, name: str) -> dict:
     finally:
         conn.close()
     return json.loads(spec)
+
+
+# ------------------------------------------------------------------ --follow summary
+def test_follow_ends_with_one_summary_line(grid, project: Path) -> None:
+    (project / "exits.py").write_text(
+        "import sys\nprint('code', sys.argv[2])\nsys.exit(int(sys.argv[2]))\n"
+    )
+    proc = grid(
+        "run",
+        "--cpus",
+        "1",
+        "--name",
+        "two-ways",
+        "--follow",
+        "exits.py",
+        "--code",
+        "[0, 3]",
+        cwd=project,
+        check=False,
+    )
+    assert proc.returncode == 3
+    last = proc.stdout.rstrip("\n").splitlines()[-1]
+    assert re.fullmatch(
+        r"Run two-ways ended: 1 succeeded, 1 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
+        r"Artifacts: `grid artifacts two-ways`",
+        last,
+    ), proc.stdout
+    proc = grid("logs", "--follow", "two-ways-exp0")
+    assert re.fullmatch(
+        r"Experiment two-ways-exp0 ended: 1 succeeded, 0 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
+        r"Artifacts: `grid artifacts two-ways-exp0`",
+        proc.stdout.rstrip("\n").splitlines()[-1],
+    )
