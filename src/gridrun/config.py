@@ -204,6 +204,8 @@ def load_run_config(path: Path) -> RunConfig:
     for key, why in REFUSED_TRAIN_KEYS.items():
         if train.get(key) not in (None, "", [], {}):
             raise ConfigError(f"compute.train.{key} in {path} is not supported: {why}.")
+    if "use_spot" in train and not isinstance(train["use_spot"], bool):
+        raise ConfigError(f"compute.train.use_spot in {path} must be true or false.")
     if train.get("instance") and train.get("instance_type"):
         raise ConfigError(f"compute.train has both instance and instance_type in {path}.")
     hp = data.get("hyper_params") or {}

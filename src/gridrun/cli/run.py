@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from typing import Any
 
 import click
 
@@ -233,7 +234,7 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, **opts: object) -> None:
+def run(ctx: click.Context, **opts: Any) -> None:
     """Run SCRIPT with SCRIPT_ARGS passed through untouched.
 
     A script argument such as --lr "[0.1, 0.01]" becomes a sweep of experiments.
@@ -244,9 +245,9 @@ def run(ctx: click.Context, **opts: object) -> None:
     from gridrun.submission import RunRequest, prepare, record
 
     home = home_of(ctx).ensure()
-    names = list(opts["datastore_name"])  # type: ignore[arg-type]
-    versions = list(opts["datastore_version"])  # type: ignore[arg-type]
-    mounts = list(opts["datastore_mount_dir"])  # type: ignore[arg-type]
+    names = list(opts["datastore_name"])
+    versions = list(opts["datastore_version"])
+    mounts = list(opts["datastore_mount_dir"])
     datastores = [
         (n, versions[i] if i < len(versions) else None, mounts[i] if i < len(mounts) else None)
         for i, n in enumerate(names)
@@ -254,29 +255,29 @@ def run(ctx: click.Context, **opts: object) -> None:
     backend = opts["backend"] or load_machine_config(home.config_path).default_backend
     req = RunRequest(
         script=str(opts["script"]),
-        script_args=list(opts["script_args"]),  # type: ignore[arg-type]
-        localdir=opts["localdir"],  # type: ignore[arg-type]
-        name=opts["name"],  # type: ignore[arg-type]
+        script_args=list(opts["script_args"]),
+        localdir=opts["localdir"],
+        name=opts["name"],
         backend=str(backend),
-        python=opts["python_version"],  # type: ignore[arg-type]
-        cpus=opts["cpus"],  # type: ignore[arg-type]
-        gpus=opts["gpus"],  # type: ignore[arg-type]
-        memory=opts["memory"],  # type: ignore[arg-type]
-        strategy=opts["strategy"],  # type: ignore[arg-type]
-        num_trials=opts["num_trials"],  # type: ignore[arg-type]
-        seed=opts["seed"],  # type: ignore[arg-type]
+        python=opts["python_version"],
+        cpus=opts["cpus"],
+        gpus=opts["gpus"],
+        memory=opts["memory"],
+        strategy=opts["strategy"],
+        num_trials=opts["num_trials"],
+        seed=opts["seed"],
         datastores=datastores,
-        dependency_file=opts["dependency_file"],  # type: ignore[arg-type]
-        dockerfile=opts["dockerfile"],  # type: ignore[arg-type]
-        base_image=opts["base_image"],  # type: ignore[arg-type]
-        config=opts["config"],  # type: ignore[arg-type]
+        dependency_file=opts["dependency_file"],
+        dockerfile=opts["dockerfile"],
+        base_image=opts["base_image"],
+        config=opts["config"],
         ignore_warnings=bool(opts["ignore_warnings"]),
         auto_resume=bool(opts["auto_resume"]),
         dry_run=bool(opts["dry_run"]),
-        instance_type=opts["instance_type"],  # type: ignore[arg-type]
+        instance_type=opts["instance_type"],
         use_spot=bool(opts["use_spot"]),
-        framework=opts["framework"],  # type: ignore[arg-type]
-        disk_size=opts["disk_size"],  # type: ignore[arg-type]
+        framework=opts["framework"],
+        disk_size=opts["disk_size"],
     )
     as_json = output_of(ctx) == "json"
     sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))

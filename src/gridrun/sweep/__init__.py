@@ -47,7 +47,7 @@ random choices differ from call to call. numpy is imported only when a value nee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gridrun.errors import SweepSyntaxError, UsageError
@@ -164,7 +164,7 @@ def expand(
     if strategy == "random_search":
         trials = _check_trials(strategy, num_trials)
         _check_random_space(dims, trials)
-        rows = strategies.random_search(dims, trials, seed)
+        rows: Iterable[tuple[str, ...]] = strategies.random_search(dims, trials, seed)
     else:
         rows = strategies.grid(dims, seed)
 

@@ -222,6 +222,9 @@ def _arange(args: list[Number]) -> Finite:
     Integer arguments give integers, exactly like ``range``.
     """
     _check_count("arange", args, (1, 2, 3), "(start, stop, step)")
+    start: Number
+    stop: Number
+    step: Number
     if len(args) == 1:
         start, stop, step = 0, args[0], 1
     elif len(args) == 2:

@@ -154,7 +154,7 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
 
 def _bare(text: str, i: int) -> tuple[str, int]:
     """A bare element: up to a top-level ``,`` or ``]``; nested brackets kept as written."""
-    start, stack = i, []
+    start, stack = i, list[str]()
     while i < len(text):
         ch = text[i]
         if stack and ch in "'\"":
