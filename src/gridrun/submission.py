@@ -398,7 +398,14 @@ def _check_name(home: GridHome, name: str) -> None:
     from gridrun.store.db import Store
 
     validate_run_name(name)
-    if home.db_path.exists() and name in Store(home.db_path).run_names():
+    if not home.db_path.exists():
+        return
+    store = Store(home.db_path)
+    try:
+        taken = name in store.run_names()
+    finally:
+        store.close()
+    if taken:
         raise UsageError(f"A run named '{name}' already exists.", hint="Choose another --name.")
 
 
