@@ -540,3 +540,11 @@ def test_follow_ends_with_one_summary_line(grid, project: Path) -> None:
         r"Artifacts: `grid artifacts two-ways-exp0`",
         proc.stdout.rstrip("\n").splitlines()[-1],
     )
+
+
+def test_run_help_lists_grids_flags(cli: CLI) -> None:
+    out = cli("run", "--help").stdout
+    for opt in ("--instance_type", "--use_spot", "--framework", "--disk_size", "--grid_name"):
+        assert opt in out
+    proc = cli("run", "--cpus", "1")
+    assert proc.returncode == 2 and proc.stderr == "Error: Missing argument 'SCRIPT'.\n"
