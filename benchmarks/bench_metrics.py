@@ -60,16 +60,19 @@ def bench_stdout(tmp: Path, lines: int) -> None:
     write_log(log, lines)
     store, ids = make_store(tmp / "stdout.db", 1)
     target = IngestTarget(ids[0], log)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     points = ingest_experiment(store, target, final=True)
-    ours = time.perf_counter() - t0
+    ours, cpu = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
     grep = subprocess.run(
         ["grep", "-oE", "loss: [0-9.e+-]+", str(log)], capture_output=True, check=True
     )
     by_hand = time.perf_counter() - t0
     print(f"stdout: {lines:,} lines, {log.stat().st_size / 1e6:.0f} MB")
-    print(f"  gridrun ingest into the store   {ours:6.2f} s  ({points:,} points, all keys)")
+    print(
+        f"  gridrun ingest into the store   {ours:6.2f} s  ({points:,} points, all keys; "
+        f"{cpu:.2f} s of CPU)"
+    )
     print(
         f"  grep -oE 'loss: ...' (no store) {by_hand:6.2f} s  "
         f"({grep.stdout.count(b'loss'):,} matches, one key)"
@@ -147,6 +150,18 @@ def bench_query(tmp: Path, experiments: int, points: int) -> None:
     print(f"  summary()                       {timed(lambda: query.summary(reader, ids)):6.1f} ms")
 
 
+def calibrate() -> None:
+    """How fast this machine runs Python right now: shared machines vary by 5x or more."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(2000):
+        sum(range(1000))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(
+        f"machine: sum(range(1000)) takes {wall / 2000 * 1e6:.1f} us "
+        f"({cpu / 2000 * 1e6:.1f} us of CPU); about 8 us on an idle 2020s core"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -154,6 +169,7 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-metrics-"))
     try:
+        calibrate()
         bench_stdout(tmp, args.lines)
         bench_tensorboard(tmp, args.events)
         bench_query(tmp, 200, 1000)
