@@ -158,7 +158,7 @@ def calibrate() -> None:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
         f"machine: sum(range(1000)) takes {wall / 2000 * 1e6:.1f} us "
-        f"({cpu / 2000 * 1e6:.1f} us of CPU); about 8 us on an idle 2020s core"
+        f"({cpu / 2000 * 1e6:.1f} us of CPU), to compare figures across machines"
     )
 
 
