@@ -85,7 +85,11 @@ def fields(buf: bytes) -> list[tuple[int, int, Any]]:
     out: list[tuple[int, int, Any]] = []
     pos, end = 0, len(buf)
     while pos < end:
-        tag, pos = _varint(buf, pos)
+        tag = buf[pos]
+        if tag < 0x80:  # one-byte varints (almost every tag and length): no call
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos)
         num, wire = tag >> 3, tag & 7
         value: Any
         if wire == 0:
@@ -93,7 +97,11 @@ def fields(buf: bytes) -> list[tuple[int, int, Any]]:
         elif wire == 1:
             value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
-            n, pos = _varint(buf, pos)
+            n = buf[pos] if pos < end else 0x80
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos)
             value, pos = buf[pos : pos + n], pos + n
         elif wire == 5:
             value, pos = buf[pos : pos + 4], pos + 4
