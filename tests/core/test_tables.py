@@ -158,3 +158,13 @@ def test_the_real_commands_print_the_same_tables(grid, store: Store, tmp_path: P
         ).stdout
     )
     assert {r["name"]: r["project"] for r in data}["spiffy-sunfish-821"] == "argecho"
+
+
+def test_status_table_with_a_long_name_at_80_columns(tmp_path: Path) -> None:
+    s = Store(tmp_path / "long.db")
+    _add(s, "a-very-long-run-name-chosen-with-name-for-this-sweep", "org/repo", T0, ["running"])
+    active = [r for r in s.list_runs() if r.active]
+    text = render(runs_table(active, 80, now=NOW), 80)
+    check("status-long-name-80.txt", text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "a-very-long-run-name-chosen-with-name-for-this-sweep" in text

@@ -143,7 +143,14 @@ def runs_table(active: list[Run], width: int, now: float | None = None) -> Table
     for row in rows:
         project = str(row[1]).replace("/", "/\n")  # wrap owner/repo at its slash
         short_rows.append([row[0], project, row[2], row[3], _counts_text(row[4:])])
-    return table(compact, short_rows)
+    if fits(compact, short_rows, width):
+        return table(compact, short_rows)
+    # Long --name values: everything but the name in one cell that wraps between words.
+    details = [
+        [row[0], "  ".join(str(c) for c in (row[1], row[2], row[3], _counts_text(row[4:])) if c)]
+        for row in rows
+    ]
+    return table([Col("Run"), Col("Project, Status, Duration, Experiments", "left")], details)
 
 
 def _counts_text(counts: list[Any]) -> str:
