@@ -1,10 +1,10 @@
-"""Import scanning: every form, stdlib and project-local filtering, optional imports."""
+"""Import scanning: every form, optional imports, and the script's import closure."""
 
 from __future__ import annotations
 
 import json
 
-from gridrun.deps.imports import local_names, scan_project, scan_source
+from gridrun.deps.imports import scan_project, scan_source
 
 FORMS = """\
 import alpha
@@ -68,10 +68,13 @@ lazy = lambda: import_module("phi")
 
 
 def test_every_import_form() -> None:
-    imports, error = scan_source(FORMS.encode())
+    imports, error, _, _ = scan_source(FORMS.encode())
     assert error is None
     found = dict(imports)
     assert found == {
+        ".sibling": False,
+        ".pkg.other": False,
+        "..up.third": False,
         "alpha": False,
         "beta.sub": False,
         "gamma": False,
@@ -85,7 +88,7 @@ def test_every_import_form() -> None:
         "lam": False,
         "mu": False,
         "nu": True,  # optional
-        "xi": False,
+        "xi": True,  # the fallback of an optional import is optional too
         "omicron": False,
         "pi": True,
         "rho": True,
@@ -97,37 +100,18 @@ def test_every_import_form() -> None:
 
 def test_required_anywhere_wins_over_optional() -> None:
     source = b"try:\n    import yaml\nexcept ImportError:\n    yaml = None\nimport yaml\n"
-    assert scan_source(source) == ([("yaml", False)], None)
+    assert scan_source(source).imports == [("yaml", False)]
 
 
 def test_syntax_error_is_reported_not_raised() -> None:
-    imports, error = scan_source(b"import a\ndef f(:\n")
+    imports, error, _, _ = scan_source(b"import a\ndef f(:\n")
     assert imports == []
     assert error is not None and error.startswith("line 2:")
 
 
 def test_invalid_escape_does_not_warn_as_error() -> None:
     # pytest runs with filterwarnings=error: a DeprecationWarning would fail the scan.
-    assert scan_source(b'import numpy\nx = "\\d"\n') == ([("numpy", False)], None)
-
-
-def test_local_names_at_any_depth() -> None:
-    files = [
-        "train.py",
-        "utils.py",
-        "models/resnet/blocks.py",
-        "data/loaders/__init__.py",
-        "scripts/run.py",
-        "scripts/helpers.py",
-        "src/mylib/core.py",
-        "native/fast.cpython-311-x86_64-linux-gnu.so",
-        "configs/base.yaml",
-    ]
-    common, children = local_names(files, "scripts/run.py")
-    assert {"train", "utils", "models", "data", "scripts", "run", "helpers", "mylib"} <= common
-    assert "configs" not in common  # a folder without Python files is not a package
-    assert "fast" in children["native"]
-    assert children["models/resnet"] == {"blocks"}
+    assert scan_source(b'import numpy\nx = "\\d"\n').imports == [("numpy", False)]
 
 
 def test_scan_project_filters_stdlib_and_local_modules(project) -> None:
@@ -135,7 +119,7 @@ def test_scan_project_filters_stdlib_and_local_modules(project) -> None:
         {
             "train.py": (
                 "import os, numpy\n"
-                "import models.resnet\n"
+                "from models.resnet import blocks\n"
                 "from data.loaders import get\n"
                 "import utils\n"
                 "from mylib import core\n"
@@ -168,21 +152,23 @@ def test_script_folder_modules_are_local(project) -> None:
 
 
 def test_syntax_errors_are_skipped(project) -> None:
-    root, files = project({"train.py": "import click\n", "legacy/old.py": "print 'python 2'\n"})
+    root, files = project(
+        {"train.py": "import click\nimport old\n", "old.py": "print 'python 2'\n"}
+    )
     result = scan_project(root, files, "train.py")
     assert result.imports == {"click": True}
-    assert len(result.skipped) == 1 and result.skipped[0].startswith("legacy/old.py (line 1:")
+    assert len(result.skipped) == 1 and result.skipped[0].startswith("old.py (line 1:")
 
 
 def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     cache = tmp_path / "cache"
-    root, files = project({"train.py": "import click\n", "b.py": "import rich\n"})
+    root, files = project({"train.py": "import click\nimport b\n", "b.py": "import rich\n"})
     assert scan_project(root, files, "train.py", cache).imports == {"click": True, "rich": True}
     [cache_file] = cache.glob("imports-*.json")
     data = json.loads(cache_file.read_text())
     # Tamper with the cached entry: an unchanged file is read from the cache, not parsed.
     digest = data["files"]["b.py"][0]
-    data["files"]["b.py"] = [digest, [["from_cache", 0]], None]
+    data["files"]["b.py"] = [digest, [["from_cache", 0]], None, [], []]
     cache_file.write_text(json.dumps(data))
     from gridrun.deps import imports
 
@@ -199,3 +185,81 @@ def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     imports._MEMORY.clear()
     assert scan_project(root, files, "train.py", cache).imports == {"click": True, "numpy": True}
     assert json.loads(cache_file.read_text())["files"]["b.py"][1] == [["numpy", 0]]
+
+
+def test_closure_follows_only_what_the_script_imports(project) -> None:
+    root, files = project(
+        {
+            "dcgan/main.py": "import torch\nfrom models import Generator\nimport utils\n",
+            "dcgan/models.py": "from .layers import conv\nimport torchvision\n",
+            "dcgan/layers.py": "import numpy\n",
+            "utils.py": "import tqdm\n",  # the project root comes after the script folder
+            "mnist/main.py": "import pandas\n",  # another example: never read
+            "docs/conf.py": "import sphinx\n",
+            "compat.py": "try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n",
+        }
+    )
+    result = scan_project(root, files, "dcgan/main.py")
+    assert result.imports == {"torch": True, "torchvision": True, "numpy": True, "tqdm": True}
+    assert sorted(result.files) == [
+        "dcgan/layers.py",
+        "dcgan/main.py",
+        "dcgan/models.py",
+        "utils.py",
+    ]
+
+
+def test_script_folder_shadows_project_root(project) -> None:
+    root, files = project(
+        {
+            "ex/run.py": "import helpers\n",
+            "ex/helpers.py": "import click\n",
+            "helpers.py": "import rich\n",
+        }
+    )
+    assert scan_project(root, files, "ex/run.py").imports == {"click": True}
+
+
+def test_python2_names_and_version_branches_are_never_required() -> None:
+    source = b"""\
+import sys
+import urllib2, cPickle, StringIO, ConfigParser, commands, Queue
+if sys.version_info < (3, 0):
+    import py2only
+else:
+    import py3pkg
+if sys.version_info[0] == 2:
+    import also_py2
+if six.PY2:
+    import six_py2
+try:
+    import json
+except ImportError:
+    import simplejson as json
+from typing import TYPE_CHECKING
+if TYPE_CHECKING:
+    import typed_only
+"""
+    scan = scan_source(source)
+    assert dict(scan.imports) == {
+        "py2only": True,
+        "py3pkg": False,
+        "also_py2": True,
+        "six_py2": True,
+        "simplejson": True,
+    }
+    stdlib = dict(scan.stdlib)
+    assert stdlib["urllib2"] is False and stdlib["cPickle"] is False  # evidence, not packages
+
+
+def test_attribute_paths_and_removed_stdlib_names_are_recorded() -> None:
+    scan = scan_source(b"import collections, flask\nclass S(collections.Set): pass\nflask.ext\n")
+    assert "collections.Set" in scan.uses and "flask.ext" in scan.uses
+    assert scan.imports == [("flask", False)]
+
+
+def test_entry_script_without_python_reads_every_file(project) -> None:
+    root, files = project(
+        {"run.sh": "python a.py\n", "a.py": "import click\n", "b/c.py": "import rich\n"}
+    )
+    assert scan_project(root, files, "run.sh").imports == {"click": True, "rich": True}

@@ -52,7 +52,7 @@ def test_environment_yaml_spelling_and_conda_packages_count_as_listed(project) -
         }
     )
     report = resolve_dependencies(root, files, "train.py")
-    assert report.source == "environment.yml"
+    assert report.source == "environment.yaml"
     assert report.requirements == []
     assert report.python_version is None  # a range is not a pin
     assert report.conda_only == ["numpy>=1.24"]

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from gridrun.deps.imports import scan_project
+from gridrun.deps.imports import ScanResult, scan_project
 from gridrun.deps.installed import Environment
+from gridrun.deps.mapping import IMPORT_REQUIREMENT
 from gridrun.deps.pep508 import canonicalize_name, parse_requirement
-from gridrun.deps.reqfile import Line, LineReader, normalize
+from gridrun.deps.reqfile import Line, LineReader, map_import_names, normalize
 from gridrun.deps.sources import (
     Declared,
     read_environment_yml,
@@ -66,6 +67,9 @@ class _Inference:
     optional: list[str]  # distributions imported only under try/except ImportError
     optional_missing: list[str]
     skipped: list[str]
+    listing: list[str] = field(default_factory=list)  # lines with the import they serve
+    notes: list[str] = field(default_factory=list)
+    scan: ScanResult | None = None
 
 
 def _posix(path: str) -> str:
@@ -78,27 +82,49 @@ def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) ->
     env = Environment.current(cache_dir)
     required: dict[str, str] = {}
     optional: dict[str, str] = {}
-    for module, is_required in scan.imports.items():
+    origin: dict[str, str] = {}  # PEP 503 name -> the import that brought it in
+    for module, is_required in sorted(scan.imports.items()):
         dist = env.distribution_for(module)
         target = required if is_required else optional
         target.setdefault(canonicalize_name(dist), dist)
+        origin.setdefault(canonicalize_name(dist), module.split(".")[0])
     optional = {k: v for k, v in optional.items() if k not in required}
     lines: list[Line] = []
     missing: list[str] = []
+    shown: dict[str, str] = {}
     for key, dist in [*required.items(), *optional.items()]:
         pinned = env.pinned(dist)
         if pinned is None and key in optional:
             missing.append(dist)
             continue
-        lines.append(Line(pinned or dist, "requirement", pinned.split("==")[0] if pinned else dist))
+        text = pinned or dist
+        held = IMPORT_REQUIREMENT.get(origin[key])
+        if held is not None and not _satisfies(pinned, held):
+            text = held  # e.g. pkg_resources: a setuptools that still ships it
+        lines.append(Line(text, "requirement", pinned.split("==")[0] if pinned else dist))
+        if canonicalize_name(origin[key]) != key:
+            shown[text] = origin[key]
     env.save()
+    normalized = normalize(lines, "", [])
     return _Inference(
-        lines=normalize(lines, "", []),
+        lines=normalized,
         required=required,
         optional=sorted(optional.values(), key=canonicalize_name),
         optional_missing=sorted(missing, key=canonicalize_name),
         skipped=scan.skipped,
+        listing=[f"{ln}  (import {shown[ln]})" if ln in shown else ln for ln in normalized],
+        notes=list(env.notes),
+        scan=scan,
     )
+
+
+def _satisfies(pinned: str | None, held: str) -> bool:
+    """Whether ``Name==X.Y`` meets an upper bound like ``setuptools<82``."""
+    match = re.fullmatch(r"[^<]+<(\d+)", held)
+    if pinned is None or match is None:
+        return False
+    major = re.match(r"\d+", pinned.split("==", 1)[-1])
+    return bool(major) and int(major.group(0)) < int(match.group(1))  # type: ignore[union-attr]
 
 
 def infer_requirements(
@@ -134,21 +160,33 @@ def _declared(
             declared = Declared(lines=reader.read_file(path))
         return declared, f"dependency_file:{rel}", rel
     present = set(files)
-    if "requirements.txt" in present:
-        lines = reader.read_file(root / "requirements.txt")
-        return Declared(lines=lines), "requirements.txt", "requirements.txt"
-    for name in ("environment.yml", "environment.yaml"):
-        if name in present:
-            return read_environment_yml(root / name, reader), "environment.yml", name
-    if "pyproject.toml" in present:
-        found = read_pyproject(root / "pyproject.toml", reader, explicit=False)
-        if found is not None:
-            return found, "pyproject.toml", "pyproject.toml"
+    # The nearest declared file wins: an examples repository has one requirements.txt
+    # per example, and the one beside the script describes what the script needs.
+    for folder in _folders_up(script):
+        prefix = f"{folder}/" if folder else ""
+        rel = f"{prefix}requirements.txt"
+        if rel in present:
+            return Declared(lines=reader.read_file(root / rel)), rel, rel
+        for name in ("environment.yml", "environment.yaml"):
+            rel = prefix + name
+            if rel in present:
+                return read_environment_yml(root / rel, reader), rel, rel
+        rel = f"{prefix}pyproject.toml"
+        if rel in present:
+            found = read_pyproject(root / rel, reader, explicit=False)
+            if found is not None:
+                return found, rel, rel
     if script.endswith(".py") and (root / script).is_file():
         found = read_pep723(root / script, reader)
         if found is not None:
             return found, "pep723", script
     return None, "inferred", ""
+
+
+def _folders_up(script: str) -> list[str]:
+    """The script's folder, then each parent up to the project root (``""``)."""
+    parts = PurePosixPath(script).parts[:-1]
+    return ["/".join(parts[:n]) for n in range(len(parts), -1, -1)]
 
 
 def _declared_names(lines: list[Line]) -> list[tuple[str, tuple[str, ...]]]:
@@ -193,7 +231,7 @@ def resolve_dependencies(
     if declared is None:
         report.requirements = list(inference.lines)
         if inference.lines:
-            listing = "\n".join(f"  {line}" for line in inference.lines)
+            listing = "\n".join(f"  {line}" for line in inference.listing)
             warnings.insert(0, f"{INFERRED_WARNING}\n{listing}")
         if inference.optional_missing:
             warnings.append(
@@ -201,6 +239,7 @@ def resolve_dependencies(
                 f"here were left out: {', '.join(inference.optional_missing)}."
             )
     else:
+        declared.lines = map_import_names(declared.lines, label, warnings)
         report.requirements = normalize(declared.lines, label, warnings)
         report.conda_only = list(declared.conda_only)
         report.python_version = declared.python_version
@@ -211,6 +250,7 @@ def resolve_dependencies(
                 "your code needs to the pip section or to requirements.txt."
             )
         _warn_missing(label, declared, inference, cache_dir, warnings)
+    warnings.extend(inference.notes)
     if inference.skipped:
         shown = ", ".join(inference.skipped[:5])
         more = f" and {len(inference.skipped) - 5} more" if len(inference.skipped) > 5 else ""

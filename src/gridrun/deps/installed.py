@@ -25,7 +25,7 @@ from typing import Any
 from gridrun.deps.mapping import IMPORT_TO_DIST
 from gridrun.deps.pep508 import InvalidRequirement, canonicalize_name, parse_requirement
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _ENVIRONMENTS: dict[str, Environment] = {}
 _EXTRA_RE = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
@@ -41,7 +41,10 @@ def table_lookup(module: str) -> str | None:
 
 
 def _signature() -> list[list[Any]]:
-    cwd = os.getcwd()
+    try:
+        cwd = os.getcwd()
+    except OSError:  # run from a folder that was deleted: sys.path's '' means nothing
+        cwd = ""
     out: list[list[Any]] = [[sys.executable, sys.version]]
     for entry in sys.path:
         if not entry or entry == cwd:
@@ -64,6 +67,7 @@ class Environment:
         self._dirty = False
         self._files: dict[str, set[str]] = {}
         self._namespaces: dict[str, bool] = {}
+        self.notes: list[str] = []  # problems worth a warning (the module index offline)
         self._load()
 
     @classmethod
@@ -141,7 +145,16 @@ class Environment:
                     return owner
             if not namespace:
                 return self._preferred(top, candidates)
-        return table_lookup(module) or top
+        return table_lookup(module) or self._from_index(module) or top
+
+    def _from_index(self, module: str) -> str | None:
+        """pigar's database: the longest dotted prefix it knows (top-level names only)."""
+        from gridrun.deps.pypimodules import module_index
+
+        index = module_index(self.notes)
+        if index is None:
+            return None
+        return index.distribution(module.split(".")[0])
 
     def _preferred(self, top: str, candidates: list[str]) -> str:
         if len(candidates) == 1:

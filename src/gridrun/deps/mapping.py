@@ -14,6 +14,12 @@ PEP 508 names, no standard-library keys). Add entries only when sure of both sid
 
 from __future__ import annotations
 
+# Imports whose distribution must also be held back: setuptools 82 removed
+# ``pkg_resources``, which old code (and old requirements files) still import.
+IMPORT_REQUIREMENT: dict[str, str] = {
+    "pkg_resources": "setuptools<82",
+}
+
 IMPORT_TO_DIST: dict[str, str] = {
     # --- scientific Python, data, ML -------------------------------------------------
     "sklearn": "scikit-learn",
@@ -181,6 +187,7 @@ IMPORT_TO_DIST: dict[str, str] = {
     "memcache": "python-memcached",
     "consul": "python-consul",
     "MySQLdb": "mysqlclient",
+    "psycopg2": "psycopg2-binary",  # the sdist needs PostgreSQL's headers to build
     "bson": "pymongo",
     "gridfs": "pymongo",
     "cassandra": "cassandra-driver",

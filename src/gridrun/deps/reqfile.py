@@ -216,6 +216,50 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def map_import_names(lines: list[Line], label: str, warnings: list[str]) -> list[Line]:
+    """Requirement lines that name an import rather than its distribution, mapped.
+
+    Real requirements files list ``sklearn``, ``cv2`` or ``pkg_resources``: names of what
+    the code imports, which the index either lacks or serves as a placeholder that refuses
+    to install. Only bare names are mapped (a line with a version specifier pins a real
+    distribution's release, so its author meant that distribution).
+    """
+    from gridrun.deps.mapping import IMPORT_REQUIREMENT, IMPORT_TO_DIST
+
+    by_key = {canonicalize_name(k): k for k in IMPORT_TO_DIST if "." not in k}
+    out: list[Line] = []
+    mapped: list[str] = []
+    for line in lines:
+        name = line.name or ""
+        module = by_key.get(canonicalize_name(name)) if line.kind == "requirement" else None
+        dist = IMPORT_TO_DIST.get(module or "")
+        try:
+            req = parse_requirement(line.text) if module else None
+        except InvalidRequirement:
+            req = None
+        if (
+            module is None
+            or dist is None
+            or req is None
+            or req.specifier
+            or canonicalize_name(dist) == canonicalize_name(name)
+        ):
+            out.append(line)
+            continue
+        target = IMPORT_REQUIREMENT.get(module, dist)
+        extras = f"[{','.join(req.extras)}]" if req.extras else ""
+        marker = f"; {req.marker}" if req.marker else ""
+        text = str(parse_requirement(f"{target}{extras}{marker}"))
+        out.append(Line(text, "requirement", dist))
+        mapped.append(f"{name} -> {target}")
+    if mapped:
+        warnings.append(
+            f"{label} lists import names, not distribution names; installing their "
+            f"distributions instead: {', '.join(mapped)}."
+        )
+    return out
+
+
 def normalize(lines: list[Line], label: str, warnings: list[str]) -> list[str]:
     """Options first (as given), then requirements by PEP 503 name; stdlib names dropped."""
     options: list[str] = []

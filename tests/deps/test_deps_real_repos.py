@@ -1,0 +1,95 @@
+"""Repositories as people write them: nested examples, import names, pkg_resources."""
+
+from __future__ import annotations
+
+from gridrun.deps import resolve_dependencies
+from gridrun.deps.pypimodules import choose, module_index
+
+EXAMPLES = {
+    "README.md": "# examples\n",
+    "docs/conf.py": "import sphinx_rtd_theme\n",
+    "compat.py": "try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n",
+    "dcgan/main.py": "import argparse\nimport six\nfrom helpers import seed\n",
+    "dcgan/helpers.py": "try:\n    import cPickle as pickle\nexcept ImportError:\n    import pickle\n",
+    "dcgan/requirements.txt": "six\n",
+    "mnist/main.py": "import click\n",
+    "mnist/requirements.txt": "click\n",
+    "requirements.txt": "sphinx\n",
+}
+
+
+def test_the_requirements_file_beside_the_script_wins(project) -> None:
+    root, files = project(EXAMPLES)
+    report = resolve_dependencies(root, files, "dcgan/main.py")
+    assert report.source == "dcgan/requirements.txt"
+    assert report.requirements == ["six"]
+    assert not [w for w in report.warnings if "does not list" in w]
+    # A script with no file of its own gets the nearest one above it.
+    (root / "tools").mkdir()
+    (root / "tools" / "run.py").write_text("import sphinx\n")
+    report = resolve_dependencies(root, [*files, "tools/run.py"], "tools/run.py")
+    assert report.source == "requirements.txt" and report.requirements == ["sphinx"]
+
+
+def test_inference_reads_only_the_closure(project) -> None:
+    files = {k: v for k, v in EXAMPLES.items() if not k.endswith("requirements.txt")}
+    root, snap = project(files)
+    report = resolve_dependencies(root, snap, "dcgan/main.py")
+    assert report.source == "inferred"
+    names = [line.split("==")[0].lower() for line in report.requirements]
+    assert names == ["six"]  # not urllib2, cPickle, sphinx_rtd_theme, click
+
+
+def test_requirements_file_of_import_names(project) -> None:
+    root, files = project(
+        {
+            "train.py": "import yaml\n",
+            "requirements.txt": "sys\nos\nyaml\nsklearn\nPIL\nbs4\ncv2\npkg_resources\nattr>=19\n",
+        }
+    )
+    report = resolve_dependencies(root, files, "train.py")
+    assert report.requirements == [
+        "attr>=19",  # pinned: the author meant the distribution named attr
+        "beautifulsoup4",
+        "opencv-python",
+        "Pillow",
+        "PyYAML",
+        "scikit-learn",
+        "setuptools<82",
+    ]
+    [mapped] = [w for w in report.warnings if "import names" in w]
+    for pair in ("yaml -> PyYAML", "sklearn -> scikit-learn", "pkg_resources -> setuptools<82"):
+        assert pair in mapped
+    assert any("standard-library" in w and "os, sys" in w for w in report.warnings)
+
+
+def test_inferred_pkg_resources_gets_a_setuptools_that_has_it(project) -> None:
+    root, files = project({"train.py": "import pkg_resources\n"})
+    report = resolve_dependencies(root, files, "train.py")
+    [line] = report.requirements
+    assert line == "setuptools<82" or (
+        line.startswith("setuptools==") and int(line.split("==")[1].split(".")[0]) < 82
+    )
+
+
+def test_choice_among_candidates_is_deterministic() -> None:
+    rows = [("cronyo", 2, "0.4.5"), ("lazyaml", 1, "6.0.4"), ("PyYAML", 2, "6.0.3")]
+    assert choose("yaml", rows) == "PyYAML"  # the pyX binding convention
+    assert choose("yaml", list(reversed(rows))) == "PyYAML"
+    rows = [("zmq", 1, "0.0.0"), ("pyzmq", 1, "27.1.0")]
+    assert choose("zmq", rows) == "pyzmq"  # a reserved placeholder loses
+    rows = [("py-dateutil", 1, "2.2"), ("python-dateutil", 1, "2.9.0")]
+    assert choose("dateutil", rows) == "python-dateutil"
+    rows = [("lgjs-crypto-v2", 1, "0.1"), ("pycryptodome", 1, "3.23.0")]
+    assert choose("Crypto", rows) == "pycryptodome"
+    assert choose("nothing", []) is None
+
+
+def test_pigar_database_knows_the_long_tail() -> None:
+    notes: list[str] = []
+    index = module_index(notes)
+    assert index is not None, notes
+    assert index.distribution("wx") == "wxPython"
+    assert index.distribution("Levenshtein") == "Levenshtein"
+    assert index.distribution("googleapiclient") == "google-api-python-client"
+    assert index.distribution("no_such_module_anywhere_xyz") is None
