@@ -242,7 +242,9 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             for line in (localdir / "apt.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")
         ]
-    conda_file = deps.source if deps.source.endswith(("environment.yml", "environment.yaml")) else None
+    conda_file = (
+        deps.source if deps.source.endswith(("environment.yml", "environment.yaml")) else None
+    )
     if deps.source.startswith("dependency_file:"):
         conda_file = None
 

@@ -196,7 +196,9 @@ def test_closure_follows_only_what_the_script_imports(project) -> None:
             "utils.py": "import tqdm\n",  # the project root comes after the script folder
             "mnist/main.py": "import pandas\n",  # another example: never read
             "docs/conf.py": "import sphinx\n",
-            "compat.py": "try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n",
+            "compat.py": (
+                "try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n"
+            ),
         }
     )
     result = scan_project(root, files, "dcgan/main.py")

@@ -8,9 +8,11 @@ from gridrun.deps.pypimodules import choose, module_index
 EXAMPLES = {
     "README.md": "# examples\n",
     "docs/conf.py": "import sphinx_rtd_theme\n",
-    "compat.py": "try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n",
+    "compat.py": ("try:\n    import urllib2\nexcept ImportError:\n    import urllib.request\n"),
     "dcgan/main.py": "import argparse\nimport six\nfrom helpers import seed\n",
-    "dcgan/helpers.py": "try:\n    import cPickle as pickle\nexcept ImportError:\n    import pickle\n",
+    "dcgan/helpers.py": (
+        "try:\n    import cPickle as pickle\nexcept ImportError:\n    import pickle\n"
+    ),
     "dcgan/requirements.txt": "six\n",
     "mnist/main.py": "import click\n",
     "mnist/requirements.txt": "click\n",

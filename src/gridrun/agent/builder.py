@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +18,26 @@ from gridrun.store.models import Run, Status
 
 def build_log_path(home: GridHome, run_name: str) -> Path:
     return home.run_dir(run_name) / "build.log"
+
+
+def build_warnings_path(home: GridHome, run_name: str) -> Path:
+    return home.run_dir(run_name) / "build-warnings.json"
+
+
+def save_build_warnings(home: GridHome, run_name: str, warnings: list[str]) -> None:
+    """What the build dropped or changed, for ``grid status RUN`` long after the build."""
+    path = build_warnings_path(home, run_name)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(list(dict.fromkeys(warnings))), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_build_warnings(home: GridHome, run_name: str) -> list[str]:
+    try:
+        data = json.loads(build_warnings_path(home, run_name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(w) for w in data] if isinstance(data, list) else []
 
 
 def build_request(home: GridHome, run: Run) -> BuildRequest:
@@ -33,6 +55,7 @@ def build_request(home: GridHome, run: Run) -> BuildRequest:
         base_image=spec.get("base_image"),
         apt_packages=list(spec.get("apt_packages", [])),
         conda_file=spec.get("conda_file"),
+        best_effort=spec.get("dependency_source") == "inferred",
     )
 
 
@@ -48,8 +71,11 @@ def build_run(home: GridHome, run_id: int) -> None:
         if run.status != Status.BUILDING:
             return
         with LogSink(build_log_path(home, run.name)) as sink:
+            warnings: list[str] = []
 
             def log(line: str) -> None:
+                if line.startswith("Warning: "):
+                    warnings.append(line[len("Warning: ") :])
                 sink.write("build", line)
 
             started = time.monotonic()
@@ -65,6 +91,7 @@ def build_run(home: GridHome, run_id: int) -> None:
                 _fail(store, run, f"internal error while building: {exc}")
                 return
             log(f"Environment ready in {time.monotonic() - started:.1f}s: {env_ref}")
+            save_build_warnings(home, run.name, warnings)
         with store.transaction() as c:
             c.execute(
                 "UPDATE runs SET status = ?, env_ref = ? WHERE id = ? AND status = ?",

@@ -45,6 +45,7 @@ class BuildRequest:
     base_image: str | None = None
     apt_packages: list[str] = field(default_factory=list)
     conda_file: str | None = None  # environment.yml inside the project
+    best_effort: bool = False  # inferred requirements: drop what cannot be installed
 
 
 @dataclass

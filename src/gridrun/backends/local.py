@@ -41,7 +41,8 @@ class LocalBackend(Backend):
         from gridrun.envs.key import environment_key
         from gridrun.envs.pipconf import load_pip_config
 
-        return environment_key(req.python, req.requirements, load_pip_config().fingerprint())
+        extra = load_pip_config().fingerprint() + ("|best-effort" if req.best_effort else "")
+        return environment_key(req.python, req.requirements, extra)
 
     def build(self, req: BuildRequest, log: BuildLog) -> str:
         from gridrun.envs.pipconf import load_pip_config
@@ -50,7 +51,15 @@ class LocalBackend(Backend):
 
         pip = load_pip_config()
         key = self.environment_key(req)
-        env = build_venv(GridHome.from_env().envs, key, req.python, req.requirements, log, pip=pip)
+        env = build_venv(
+            GridHome.from_env().envs,
+            key,
+            req.python,
+            req.requirements,
+            log,
+            pip=pip,
+            best_effort=req.best_effort,
+        )
         return str(env)
 
     # -------------------------------------------------------------------- run

@@ -250,10 +250,13 @@ def status(ctx: click.Context, name: str | None) -> None:
         if as_json:
             data = run_json(run)
             data["experiments"] = [experiment_json(e, run) for e in exps]
+            data["build_warnings"] = _build_warnings(ctx, run)
             emit_json(data)
             return
         console.print(experiments_table(run, exps, console.width), soft_wrap=False)
         _print_errors(run, exps)
+        for warning in _build_warnings(ctx, run):
+            console.print(f"[yellow]Build:[/yellow] {warning}", soft_wrap=True, highlight=False)
         return
     runs = store.list_runs()
     active = [r for r in runs if r.active]
@@ -266,6 +269,13 @@ def status(ctx: click.Context, name: str | None) -> None:
         f"\n{inactive} Run(s) are not active. Use `grid history` to view your Run history.",
         markup=False,
     )
+
+
+def _build_warnings(ctx: click.Context, run: Run) -> list[str]:
+    """What the build dropped or pinned (inferred requirements are best effort)."""
+    from gridrun.agent.builder import load_build_warnings
+
+    return load_build_warnings(home_of(ctx), run.name)
 
 
 def _varying_params(exps: list[Experiment]) -> list[str]:

@@ -15,7 +15,9 @@ import re
 import sys
 from collections.abc import Sequence
 
-KEY_SCHEME = 1  # bump when the normalisation below changes: old keys must not be reused
+# Bump when the normalisation below or the build recipe changes: old keys must not be
+# reused. 2: environments have their own pip.
+KEY_SCHEME = 2
 _ARCHIVES = (".whl", ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _NAME = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(\[[^\]]*\])?\s*(.*)$", re.S)

@@ -51,6 +51,38 @@ def requirement_name(requirement: str) -> str:
     return requirement.strip()
 
 
+def failing_name(lines: Sequence[str]) -> str | None:
+    """The package a failed ``uv pip install`` names as the cause, if any."""
+    text = "\n".join(clean(line) for line in lines)
+    for pattern, group in (
+        (_NOT_FOUND, 1),
+        (_NO_VERSIONS, 1),
+        (_ONLY, 2),
+        (_NO_VERSION_OF, 1),
+        (_BUILD, 1),
+        (_DOWNLOAD, 1),
+    ):
+        if m := pattern.search(text):
+            return requirement_name(m.group(group))
+    return None
+
+
+def failing_line(lines: Sequence[str], requirements: Sequence[str]) -> str | None:
+    """The requirement line (of ``requirements``) that the failure names, if any."""
+    name = failing_name(lines)
+    if name is None:
+        return None
+    key = _canonical(name)
+    for line in requirements:
+        if not line.startswith("-") and _canonical(requirement_name(line)) == key:
+            return line
+    return None
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def failure_message(lines: Sequence[str]) -> str:
     """The one-line reason a ``uv pip install`` failed, naming the package if it can."""
     text = "\n".join(clean(line) for line in lines)

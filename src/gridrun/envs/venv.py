@@ -36,7 +36,12 @@ from typing import IO
 
 from gridrun.envs.key import count_packages, python_minor
 from gridrun.envs.pipconf import PipConfig
-from gridrun.envs.uvoutput import failure_message, last_meaningful
+from gridrun.envs.uvoutput import (
+    failing_line,
+    failure_message,
+    last_meaningful,
+    requirement_name,
+)
 from gridrun.errors import BuildError, NotFoundError, StateError
 
 MARKER = ".grid-complete"
@@ -78,12 +83,16 @@ def build_venv(
     requirements: Sequence[str],
     log: Log,
     pip: PipConfig | None = None,
+    best_effort: bool = False,
 ) -> Path:
     """Return ``envs_dir/<key>``, building it first unless a complete one exists.
 
     ``python`` is what ``uv venv --python`` accepts ("3.11", a path); ``requirements``
     are requirements-file lines, option lines included. ``pip`` is the user's pip
-    configuration to honour (None: uv's own defaults). Raises :class:`BuildError`.
+    configuration to honour (None: uv's own defaults). ``best_effort`` (requirements
+    inferred from imports, never declared ones): a line that cannot be installed is
+    relaxed, then dropped with a warning, and the build goes on with the rest.
+    Raises :class:`BuildError`.
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
@@ -101,7 +110,7 @@ def build_venv(
         if (final / MARKER).is_file():  # built by the process we waited for
             return _reuse(final, key, log)
         _clean_leftovers(envs_dir, key, log)
-        return _build(envs_dir, key, python, list(requirements), log, pip)
+        return _build(envs_dir, key, python, list(requirements), log, pip, best_effort)
 
 
 def list_envs(envs_dir: Path) -> list[EnvInfo]:
@@ -146,6 +155,8 @@ def remove_env(envs_dir: Path, key: str) -> None:
 # ---------------------------------------------------------------------- internals
 def _reuse(final: Path, key: str, log: Log) -> Path:
     log(f"Reusing cached environment {key}")
+    for warning in build_warnings(final):
+        log(warning)  # what the build dropped or pinned holds for every run using it
     used = final / LAST_USED
     try:
         os.utime(used)
@@ -221,6 +232,7 @@ def _build(
     requirements: list[str],
     log: Log,
     pip: PipConfig | None,
+    best_effort: bool = False,
 ) -> Path:
     from uv import find_uv_bin
 
@@ -242,18 +254,15 @@ def _build(
     tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
     try:
         _create_venv(uv, python, tmp, env, envs_dir, log)
-        req_file = tmp / REQUIREMENTS_FILE
-        req_file.write_text("".join(f"{line}\n" for line in requirements), encoding="utf-8")
+        warnings: list[str] = []
         if count:
             extra = pip.uv_args() if pip is not None else []
             argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
-            rc, lines = _run([*argv, "-r", str(req_file)], env, envs_dir, log)
-            if rc != 0:
-                raise BuildError(
-                    failure_message(lines),
-                    hint="Fix the requirement (see the build log for uv's output).",
-                )
-        _write_marker(tmp, key, python, requirements, pip, started)
+            installer = _Installer(argv, tmp / REQUIREMENTS_FILE, env, envs_dir, log)
+            installer.install(requirements, best_effort, warnings)
+        else:
+            (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
+        _write_marker(tmp, key, python, requirements, pip, started, warnings)
         os.rename(tmp, envs_dir / key)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -263,7 +272,9 @@ def _build(
 
 
 def _create_venv(uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path, log: Log) -> None:
-    argv = [uv, "venv", "--python", python, "--relocatable", str(tmp)]
+    # --seed: the run's environment has its own pip, so `pip install x` in a run's
+    # script (or `python -m pip`, `pip freeze`) acts on that environment, not on ours.
+    argv = [uv, "venv", "--python", python, "--relocatable", "--seed", str(tmp)]
     rc, lines = _run(argv, env, cwd, log)
     if rc != 0 and _NO_PYTHON.search("\n".join(lines)):
         # uv stops at the first ``pythonX.Y`` on PATH; a pyenv shim for a version
@@ -353,8 +364,10 @@ def _write_marker(
     requirements: list[str],
     pip: PipConfig | None,
     started: float,
+    warnings: list[str] | None = None,
 ) -> None:
     meta = {
+        "warnings": warnings or [],
         "key": key,
         "python": python,
         "python_version": _pyvenv_value(tmp, "version_info"),
@@ -369,6 +382,93 @@ def _write_marker(
         json.dump(meta, fh, indent=2)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def build_warnings(env_path: Path) -> list[str]:
+    """The warnings its build recorded (requirements dropped, pins relaxed or repaired)."""
+    try:
+        meta = json.loads((env_path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    found = meta.get("warnings") if isinstance(meta, dict) else None
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+
+class _Installer:
+    """``uv pip install -r`` of the requirement lines, best effort where asked."""
+
+    def __init__(self, argv: list[str], req_file: Path, env: dict[str, str], cwd: Path, log: Log):
+        self.argv = argv
+        self.req_file = req_file
+        self.env = env
+        self.cwd = cwd
+        self.log = log
+
+    def run(self, lines: list[str]) -> tuple[int, list[str]]:
+        self.req_file.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return _run([*self.argv, "-r", str(self.req_file)], self.env, self.cwd, self.log)
+
+    def install(self, requirements: list[str], best_effort: bool, warnings: list[str]) -> None:
+        lines = list(requirements)
+        # Each round removes or relaxes one line, so this ends; the bound is a safeguard.
+        for _ in range(2 * len(lines) + 2):
+            rc, output = self.run(lines)
+            if rc == 0:
+                return
+            message = failure_message(output)
+            culprit = failing_line(output, lines)
+            if not best_effort:
+                named = culprit and requirement_name(culprit) != culprit
+                raise BuildError(
+                    f"{message} (requirement {culprit!r})" if named else message,
+                    hint=_STRICT_HINT,
+                )
+            if culprit is None:
+                pinned = [ln for ln in lines if "==" in ln and not ln.startswith("-")]
+                if not pinned:
+                    culprit = self.first_failing_alone(lines)
+                if culprit is None and not pinned:
+                    raise BuildError(message, hint=_STRICT_HINT)
+            if culprit is None:
+                # A conflict among pins copied from this machine: let the resolver choose.
+                lines = [ln.split("==")[0] if ln in pinned else ln for ln in lines]
+                self._warn(warnings, f"relaxed the pins {', '.join(pinned)}: {message}")
+                continue
+            name = requirement_name(culprit)
+            message = re.sub(r"^Could not install '[^']*': ", "", message)
+            if "==" in culprit and not culprit.startswith("-"):
+                lines[lines.index(culprit)] = name
+                self._warn(warnings, f"relaxed {culprit} to {name}: {message}")
+                continue
+            lines.remove(culprit)
+            self._warn(warnings, f"dropped {name}: {message}")
+            if not any(not ln.startswith("-") for ln in lines):
+                return
+        raise BuildError("Too many failed attempts to install the inferred requirements.")
+
+    def first_failing_alone(self, lines: list[str]) -> str | None:
+        """The first line that fails on its own (the cause named was a dependency of it)."""
+        options = [ln for ln in lines if ln.startswith("-")]
+        for line in lines:
+            if line.startswith("-"):
+                continue
+            probe = self.req_file.with_name(".grid-probe.txt")
+            probe.write_text("".join(f"{x}\n" for x in [*options, line]), encoding="utf-8")
+            rc, _ = _run(
+                [*self.argv, "--dry-run", "-r", str(probe)], self.env, self.cwd, lambda _l: None
+            )
+            probe.unlink(missing_ok=True)
+            if rc != 0:
+                return line
+        return None
+
+    def _warn(self, warnings: list[str], text: str) -> None:
+        line = f"Warning: inferred requirement {text}"
+        warnings.append(line)
+        self.log(line)
+
+
+_STRICT_HINT = "Fix the requirement (see the build log for uv's output)."
 
 
 def _pyvenv_value(env_path: Path, name: str) -> str:
