@@ -50,6 +50,12 @@ if not DEFAULT_CORPUS.is_dir():
     DEFAULT_CORPUS = Path("/work/shared/corpus/hard-gists")
 PIPREQS = "pipreqs==0.5.0"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# pipreqs asks PyPI's JSON API for each package's latest version; its default host,
+# pypi.python.org, is only a redirect (and unreachable from some networks).
+PYPI_SERVER = ["--pypi-server", "https://pypi.org/pypi/"]
+# Both arms run as a user's shell would: with bytecode caching (some CI images turn it
+# off, which would charge every interpreter start for recompiling its imports).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 # Modules that exist only inside another program's embedded Python: no index has them.
 ELSEWHERE = frozenset(
@@ -138,6 +144,7 @@ class Result:
     cause: str | None
     infer_s: float | None
     detail: str
+    wall_s: float = 0.0
 
 
 def classify(
@@ -190,7 +197,7 @@ def run_gridrun(snippet: Path, work: Path, home: Path, index: int, limit: float)
     project = work / "gridrun" / snippet.name
     project.mkdir(parents=True)
     shutil.copy(snippet / "snippet.py", project / "snippet.py")
-    env = dict(os.environ, GRID_HOME=str(home), COLUMNS="250", PYTHONUNBUFFERED="1")
+    env = dict(ENV, GRID_HOME=str(home), COLUMNS="250", PYTHONUNBUFFERED="1")
     name = f"bench-{index}"
     argv = [sys.executable, "-m", "gridrun", "run", "--name", name, "--cpus", "1"]
     argv += ["--ignore_warnings", "--follow", "snippet.py"]
@@ -264,12 +271,13 @@ def run_pipreqs(snippet: Path, work: Path, pipreqs: Path, limit: float) -> Resul
     reqs = work / "pipreqs" / f"{snippet.name}.txt"
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(pipreqs), "--savepath", str(reqs), "--force", str(project)],
+        [str(pipreqs), "--savepath", str(reqs), "--force", *PYPI_SERVER, str(project)],
         capture_output=True,
         text=True,
         errors="replace",
         stdin=subprocess.DEVNULL,
         timeout=300,
+        env=ENV,
     )
     infer_s = time.perf_counter() - start
     if proc.returncode != 0 or not reqs.exists():
@@ -386,6 +394,7 @@ def main() -> int:
 
     def one(task: tuple[int, Path, str]) -> None:
         i, snippet, arm = task
+        begun = time.monotonic()
         try:
             if arm == "gridrun":
                 result = run_gridrun(snippet, work, home, i, args.timeout)
@@ -394,6 +403,7 @@ def main() -> int:
                 result = run_pipreqs(snippet, work, pipreqs, args.timeout)
         except Exception as exc:  # a harness problem is recorded, not fatal
             result = Result(snippet.name, arm, False, "build failure", None, repr(exc))
+        result.wall_s = time.monotonic() - begun
         with lock:
             results.append(result)
             mark = "ok  " if result.ok else f"FAIL {result.cause}"

@@ -154,6 +154,8 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         from gridrun.deps import check_script_syntax
 
         problem = check_script_syntax(localdir / script)
+        if problem and _python2_source(localdir / script):
+            problem = None  # Python 2 code: the run gets a Python 2.7 if one is installed
         if problem:
             if not req.ignore_warnings:
                 raise ProjectError(
@@ -233,6 +235,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     )
     for w in deps.warnings:
         warn(w)
+    python = _fitting_python(req, python, deps, warn)
     if req.dockerfile and not (localdir / req.dockerfile).is_file():
         raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
     apt = []
@@ -266,6 +269,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         "snapshot_bytes": snapshot.total_bytes,
         "requirements": deps.requirements,
         "dependency_source": deps.source,
+        "import_checks": deps.checks,
         "dockerfile": req.dockerfile,
         "base_image": req.base_image,
         "apt_packages": apt,
@@ -302,6 +306,33 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_files=snapshot.paths(),
         notes=notes,
     )
+
+
+def _python2_source(path: Path) -> bool:
+    from gridrun.deps.py2scan import python2_imports
+
+    return python2_imports(path) is not None
+
+
+def _fitting_python(req: RunRequest, python: str, deps: Any, warn: Warn) -> str:
+    """An installed Python the code can run on, when the default one cannot run it."""
+    newest = deps.python_max
+    if req.python or newest is None or tuple(sys.version_info[:2]) <= newest:
+        return python
+    from gridrun.envs.pyselect import choose_python
+
+    needed = f"{newest[0]}.{newest[1]}"
+    why = f"it uses {deps.python_reason}, which Python {needed} is the last to have"
+    if newest[0] == 2:
+        why = f"it imports {deps.python_reason}, which only Python 2 has"
+        if deps.python_reason.startswith("Python 2 syntax"):
+            why = f"it has {deps.python_reason}"
+    chosen = choose_python(newest)
+    if chosen is None:
+        warn(f"The code needs Python {needed} or older ({why}); none is installed here.")
+        return python
+    warn(f"Using Python {chosen}: {why}. Pass --python to choose another.")
+    return chosen
 
 
 def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:

@@ -135,3 +135,46 @@ def test_shell_script_pip_installs_into_the_runs_environment(grid, tmp_path: Pat
     assert envs in pip_line  # python -m pip is the environment's own pip
     assert "six==1.16.0" in logs
     assert "click==" not in logs  # gridrun's own packages are not in the run's freeze
+
+
+def test_version_repair_steps_back_to_a_release_with_the_name(grid, tmp_path: Path) -> None:
+    # MarkupSafe 2.1 removed soft_unicode; old code still imports it.
+    project = tmp_path / "oldapi"
+    write(
+        project,
+        {"render.py": "from markupsafe import soft_unicode\nprint('soft', soft_unicode('x'))\n"},
+    )
+    out = grid("run", "--name", "repair", "--follow", "render.py", cwd=project, timeout=600)
+    build = one_line(out.stdout + out.stderr)
+    assert "version repair pinned MarkupSafe==1." in build
+    assert "soft x" in grid("logs", "repair-exp0").stdout
+    assert any("pinned MarkupSafe" in w for w in grid.json("status", "repair")["build_warnings"])  # type: ignore[index]
+
+
+def test_removed_stdlib_name_selects_an_older_installed_python(grid, tmp_path: Path) -> None:
+    from gridrun.envs.pyselect import choose_python
+
+    chosen = choose_python((3, 9))
+    assert chosen is not None, "CI has Python 3.6-3.13 under ~/.pyenv/versions"
+    project = tmp_path / "abcs"
+    write(
+        project,
+        {
+            "abcs.py": "import sys\nfrom collections import Mapping\nprint('py', sys.version_info[:2])\n"
+        },
+    )
+    out = grid("run", "--name", "abcs", "--follow", "abcs.py", cwd=project)
+    assert f"Using Python {chosen}" in one_line(out.stderr)
+    major, minor = chosen.split(".")
+    assert f"py ({major}, {minor})" in grid("logs", "abcs-exp0").stdout
+
+
+def test_python2_code_runs_on_python2(grid, tmp_path: Path) -> None:
+    from gridrun.envs.pyselect import choose_python
+
+    assert choose_python((2, 7)) == "2.7", "CI has Python 2.7 under ~/.pyenv/versions"
+    project = tmp_path / "old"
+    write(project, {"old.py": "import urllib2\nimport sys\nprint 'py', sys.version_info[0]\n"})
+    out = grid("run", "--name", "old", "--follow", "old.py", cwd=project, timeout=600)
+    assert "Using Python 2.7" in one_line(out.stderr)
+    assert "py 2" in grid("logs", "old-exp0").stdout

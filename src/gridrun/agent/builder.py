@@ -56,6 +56,7 @@ def build_request(home: GridHome, run: Run) -> BuildRequest:
         apt_packages=list(spec.get("apt_packages", [])),
         conda_file=spec.get("conda_file"),
         best_effort=spec.get("dependency_source") == "inferred",
+        checks=list(spec.get("import_checks", [])),
     )
 
 

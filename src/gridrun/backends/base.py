@@ -46,6 +46,7 @@ class BuildRequest:
     apt_packages: list[str] = field(default_factory=list)
     conda_file: str | None = None  # environment.yml inside the project
     best_effort: bool = False  # inferred requirements: drop what cannot be installed
+    checks: list[str] = field(default_factory=list)  # names version repair makes resolve
 
 
 @dataclass

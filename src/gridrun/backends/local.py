@@ -41,7 +41,9 @@ class LocalBackend(Backend):
         from gridrun.envs.key import environment_key
         from gridrun.envs.pipconf import load_pip_config
 
-        extra = load_pip_config().fingerprint() + ("|best-effort" if req.best_effort else "")
+        extra = load_pip_config().fingerprint()
+        if req.best_effort:  # what gets dropped or repaired depends on what the code uses
+            extra += "|best-effort|" + "\n".join(sorted(req.checks))
         return environment_key(req.python, req.requirements, extra)
 
     def build(self, req: BuildRequest, log: BuildLog) -> str:
@@ -59,6 +61,7 @@ class LocalBackend(Backend):
             log,
             pip=pip,
             best_effort=req.best_effort,
+            checks=req.checks if req.best_effort else [],
         )
         return str(env)
 

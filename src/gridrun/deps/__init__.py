@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from gridrun.deps.imports import ScanResult, scan_project
+from gridrun.deps.imports import ScanResult, is_stdlib, scan_project
 from gridrun.deps.installed import Environment
 from gridrun.deps.mapping import IMPORT_REQUIREMENT
 from gridrun.deps.pep508 import canonicalize_name, parse_requirement
@@ -32,6 +32,7 @@ from gridrun.deps.sources import (
     read_pep723,
     read_pyproject,
 )
+from gridrun.deps.stdlib import PY2_STDLIB, REMOVED_NAMES, REMOVED_STDLIB
 from gridrun.errors import DependencyError
 
 __all__ = [
@@ -58,6 +59,12 @@ class DependencyReport:
     optional: list[str] = field(default_factory=list)
     conda_only: list[str] = field(default_factory=list)
     python_version: str | None = None
+    # Names the code takes from packages (`from X import y`, `X.attr`), checked in the
+    # built environment by version repair.
+    checks: list[str] = field(default_factory=list)
+    # The newest Python the code can run on, and why (a removed stdlib name), or None.
+    python_max: tuple[int, int] | None = None
+    python_reason: str = ""
 
 
 @dataclass
@@ -183,6 +190,34 @@ def _declared(
     return None, "inferred", ""
 
 
+def _checks(scan: ScanResult) -> list[str]:
+    """Dotted names the code needs from third-party packages, required ones only."""
+    names = {n for n, required in scan.imports.items() if required and "." in n}
+    names |= {u for u in scan.uses if not is_stdlib(u)}
+    tops = {n.split(".")[0] for n, required in scan.imports.items() if required}
+    return sorted(n for n in names if n.split(".")[0] in tops)[:500]
+
+
+def python_evidence(scan: ScanResult) -> tuple[tuple[int, int] | None, str]:
+    """The newest Python the code runs on, from the standard-library names it needs."""
+    if scan.python2:
+        return (2, 7), f"Python 2 syntax in {scan.python2[0]}"
+    newest: tuple[int, int] | None = None
+    reason = ""
+    required = {n for n, req in scan.stdlib.items() if req} | {u for u in scan.uses if is_stdlib(u)}
+    for name in sorted(required):
+        top = name.split(".")[0]
+        if top in PY2_STDLIB:
+            found: tuple[int, int] | None = (2, 7)
+        elif top in REMOVED_STDLIB:
+            found = REMOVED_STDLIB[top]
+        else:
+            found = REMOVED_NAMES.get(name)
+        if found is not None and (newest is None or found < newest):
+            newest, reason = found, name
+    return newest, reason
+
+
 def _folders_up(script: str) -> list[str]:
     """The script's folder, then each parent up to the project root (``""``)."""
     parts = PurePosixPath(script).parts[:-1]
@@ -228,6 +263,9 @@ def resolve_dependencies(
         inferred=inference.lines,
         optional=inference.optional,
     )
+    if inference.scan is not None:
+        report.checks = _checks(inference.scan)
+        report.python_max, report.python_reason = python_evidence(inference.scan)
     if declared is None:
         report.requirements = list(inference.lines)
         if inference.lines:

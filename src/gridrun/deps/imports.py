@@ -62,6 +62,7 @@ class ScanResult:
     stdlib: dict[str, bool] = field(default_factory=dict)  # stdlib names -> required
     uses: set[str] = field(default_factory=set)  # attribute paths on third-party modules
     files: list[str] = field(default_factory=list)  # the files read (the closure)
+    python2: list[str] = field(default_factory=list)  # files only Python 2 can parse
 
 
 def scan_source(data: bytes, filename: str = "<file>") -> FileScan:
@@ -416,8 +417,17 @@ def _scan_file(
         list(scan.uses),
     ]
     if scan.error is not None:
-        result.skipped.append(f"{rel} ({scan.error})")
-        return None
+        from gridrun.deps.py2scan import python2_imports
+
+        old = python2_imports(root / rel)
+        if old is None:
+            result.skipped.append(f"{rel} ({scan.error})")
+            return None
+        # Python 2 source: its imports still count, and it is evidence for Python 2.
+        result.python2.append(rel)
+        imports = [(n, o) for n, o in old if not is_stdlib(n)]
+        stdlib = [(n, o) for n, o in old if is_stdlib(n)]
+        return FileScan(imports, None, stdlib, [])
     return scan
 
 

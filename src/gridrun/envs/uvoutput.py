@@ -20,6 +20,9 @@ _ONLY = re.compile(rf"Because only (\S+?) (?:is|are) available and you require {
 _NO_VERSION_OF = re.compile(rf"there is no version of {_NAME}(\S*?)(?: and| ,|,|$)")
 _BUILD = re.compile(r"Failed to (?:build|prepare distributions|download and build)[: ]*`([^`]+)`")
 _DOWNLOAD = re.compile(r"Failed to (?:download|fetch)[: ]*`([^`]+)`")
+# pip's own wording (Python 2 environments are installed by pip, not uv).
+_PIP_NOT_FOUND = re.compile(rf"No matching distribution found for {_NAME}")
+_PIP_BUILD = re.compile(rf"Failed building wheel for {_NAME}|Running setup.py install for {_NAME}")
 _TREE = "×│├╰─▶ \t"
 _NOISE = ("hint:", "help:", "[stderr]", "[stdout]", "--- stderr", "--- stdout")
 
@@ -61,9 +64,14 @@ def failing_name(lines: Sequence[str]) -> str | None:
         (_NO_VERSION_OF, 1),
         (_BUILD, 1),
         (_DOWNLOAD, 1),
+        (_PIP_NOT_FOUND, 1),
     ):
         if m := pattern.search(text):
             return requirement_name(m.group(group))
+    if m := _PIP_BUILD.search(text):
+        return requirement_name(m.group(1) or m.group(2))
+    if "ERROR:" in text and (found := re.findall(rf"Collecting {_NAME}", text)):
+        return requirement_name(found[-1])  # pip failed on what it was collecting last
     return None
 
 
@@ -86,7 +94,7 @@ def _canonical(name: str) -> str:
 def failure_message(lines: Sequence[str]) -> str:
     """The one-line reason a ``uv pip install`` failed, naming the package if it can."""
     text = "\n".join(clean(line) for line in lines)
-    if m := _NOT_FOUND.search(text):
+    if m := _NOT_FOUND.search(text) or _PIP_NOT_FOUND.search(text):
         return f"Could not install '{m.group(1)}': not found in the package index."
     if m := _NO_VERSIONS.search(text):
         return f"Could not install '{m.group(1)}': no version of it can be installed here."

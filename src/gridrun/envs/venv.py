@@ -84,6 +84,7 @@ def build_venv(
     log: Log,
     pip: PipConfig | None = None,
     best_effort: bool = False,
+    checks: Sequence[str] = (),
 ) -> Path:
     """Return ``envs_dir/<key>``, building it first unless a complete one exists.
 
@@ -92,7 +93,8 @@ def build_venv(
     configuration to honour (None: uv's own defaults). ``best_effort`` (requirements
     inferred from imports, never declared ones): a line that cannot be installed is
     relaxed, then dropped with a warning, and the build goes on with the rest.
-    Raises :class:`BuildError`.
+    ``checks``: dotted names the code imports, made to resolve by version repair
+    (:mod:`gridrun.envs.repair`). Raises :class:`BuildError`.
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
@@ -110,7 +112,9 @@ def build_venv(
         if (final / MARKER).is_file():  # built by the process we waited for
             return _reuse(final, key, log)
         _clean_leftovers(envs_dir, key, log)
-        return _build(envs_dir, key, python, list(requirements), log, pip, best_effort)
+        return _build(
+            envs_dir, key, python, list(requirements), log, pip, best_effort, list(checks)
+        )
 
 
 def list_envs(envs_dir: Path) -> list[EnvInfo]:
@@ -233,6 +237,7 @@ def _build(
     log: Log,
     pip: PipConfig | None,
     best_effort: bool = False,
+    checks: list[str] | None = None,
 ) -> Path:
     from uv import find_uv_bin
 
@@ -252,14 +257,33 @@ def _build(
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
     started = time.time()
     tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
+    python2 = python_minor(python).startswith("2.")
     try:
-        _create_venv(uv, python, tmp, env, envs_dir, log)
+        if python2:
+            _create_python2_venv(uv, python, tmp, env, envs_dir, log)
+        else:
+            _create_venv(uv, python, tmp, env, envs_dir, log)
         warnings: list[str] = []
         if count:
             extra = pip.uv_args() if pip is not None else []
             argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
+            if python2:  # uv does not install into Python 2; the env's own pip does
+                argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
+                argv += ["--disable-pip-version-check", "--progress-bar", "off"]
             installer = _Installer(argv, tmp / REQUIREMENTS_FILE, env, envs_dir, log)
             installer.install(requirements, best_effort, warnings)
+            if checks:
+                from gridrun.envs.repair import Repairer
+
+                repairer = Repairer(
+                    venv_python(tmp),
+                    installer.add,
+                    envs_dir.parent / "cache",
+                    python_minor(python),
+                    log,
+                    envs_dir,
+                )
+                repairer.repair(checks, warnings)
         else:
             (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
         _write_marker(tmp, key, python, requirements, pip, started, warnings)
@@ -294,6 +318,29 @@ def _create_venv(uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path
             hint=f"To fix: install Python {minor} or pass --python with an installed version.",
         )
     raise BuildError(f"Could not create a virtualenv: {last_meaningful(lines)}")
+
+
+def _create_python2_venv(
+    uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path, log: Log
+) -> None:
+    """A Python 2.7 environment: uv cannot make one, virtualenv before 20.22 can.
+
+    virtualenv runs through ``uv tool run`` (fetched once into uv's tool cache) and
+    seeds pip 20.3, the last pip for Python 2, which then installs the requirements.
+    """
+    from gridrun.envs.pyselect import python_path
+
+    exe = python_path(python_minor(python))
+    if exe is None:
+        raise BuildError(
+            f"Python {python} was not found on this machine.",
+            hint="Install Python 2.7 (e.g. with pyenv) or pass --python with another version.",
+        )
+    argv = [uv, "tool", "run", "--from", "virtualenv<20.22", "virtualenv"]
+    argv += ["--python", str(exe), str(tmp)]
+    rc, lines = _run(argv, env, cwd, log)
+    if rc != 0:
+        raise BuildError(f"Could not create a Python 2 virtualenv: {last_meaningful(lines)}")
 
 
 def _pyenv_python(python: str) -> Path | None:
@@ -407,6 +454,15 @@ class _Installer:
     def run(self, lines: list[str]) -> tuple[int, list[str]]:
         self.req_file.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         return _run([*self.argv, "-r", str(self.req_file)], self.env, self.cwd, self.log)
+
+    def add(self, lines: list[str]) -> tuple[int, list[str]]:
+        """Install more into the environment (version repair's tries), quietly."""
+        probe = self.req_file.with_name(".grid-repair.txt")
+        probe.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
+        try:
+            return _run([*self.argv, "-r", str(probe)], self.env, self.cwd, lambda _l: None)
+        finally:
+            probe.unlink(missing_ok=True)
 
     def install(self, requirements: list[str], best_effort: bool, warnings: list[str]) -> None:
         lines = list(requirements)
