@@ -376,8 +376,16 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds of running")
     parser.add_argument("--arms", default="gridrun,pipreqs")
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument("--report", type=Path, help="only print the table of a --json file")
     args = parser.parse_args()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if args.report:
+        done = [Result(**r) for r in json.loads(args.report.read_text())]
+        both = {r.snippet for r in done if r.arm == arms[0]}
+        for arm in arms[1:]:
+            both &= {r.snippet for r in done if r.arm == arm}
+        report([r for r in done if r.snippet in both], arms, len(both))
+        return 0
     snippets = sorted(p for p in args.corpus.iterdir() if (p / "snippet.py").is_file())
     if args.limit:
         snippets = snippets[: args.limit]
@@ -406,6 +414,8 @@ def main() -> int:
         result.wall_s = time.monotonic() - begun
         with lock:
             results.append(result)
+            if args.json:  # after every snippet: a long run that is cut short still reports
+                args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
             mark = "ok  " if result.ok else f"FAIL {result.cause}"
             print(
                 f"[{len(results)}/{len(tasks)}] {arm:8} {snippet.name[:12]} {mark} "
