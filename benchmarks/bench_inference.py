@@ -131,7 +131,11 @@ CAUSES = (
     "only inside another program",
     "missing",
 )
-_IMPORT_ERROR = re.compile(r"^(?:ImportError|ModuleNotFoundError): (?P<msg>.*)$", re.MULTILINE)
+# ``grid logs``/``--follow`` lines start with ``[stderr] [timestamp] ``.
+_IMPORT_ERROR = re.compile(
+    r"^(?:\[\w+\] \[[^\]]*\] )?(?:ImportError|ModuleNotFoundError): (?P<msg>.*)$",
+    re.MULTILINE,
+)
 _NO_MODULE = re.compile(r"No module named '?(?P<mod>[A-Za-z0-9_.]+)'?")
 _CANNOT = re.compile(r"cannot import name '?(?P<name>\w+)'? from '?(?P<mod>[A-Za-z0-9_.]+)'?")
 
