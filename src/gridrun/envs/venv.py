@@ -473,12 +473,8 @@ class _Installer:
                 return
             message = failure_message(output)
             culprit = failing_line(output, lines)
-            if not best_effort:
-                named = culprit and requirement_name(culprit) != culprit
-                raise BuildError(
-                    f"{message} (requirement {culprit!r})" if named else message,
-                    hint=_STRICT_HINT,
-                )
+            if not best_effort:  # declared: the message names the failing requirement
+                raise BuildError(message, hint=_STRICT_HINT)
             if culprit is None:
                 pinned = [ln for ln in lines if "==" in ln and not ln.startswith("-")]
                 if not pinned:
