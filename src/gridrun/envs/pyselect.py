@@ -36,9 +36,9 @@ def installed_pythons() -> dict[tuple[int, int], Path]:
         for m in minors:
             if (major, m) in found:
                 continue
-            exe = shutil.which(f"python{major}.{m}")
-            if exe and "/shims/" not in exe:  # a pyenv shim may point at nothing
-                found[(major, m)] = (-1, Path(exe))
+            on_path = shutil.which(f"python{major}.{m}")
+            if on_path and "/shims/" not in on_path:  # a pyenv shim may point at nothing
+                found[(major, m)] = (-1, Path(on_path))
     return {minor: exe for minor, (_patch, exe) in found.items()}
 
 
