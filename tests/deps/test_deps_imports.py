@@ -68,7 +68,7 @@ lazy = lambda: import_module("phi")
 
 
 def test_every_import_form() -> None:
-    imports, error, _, _ = scan_source(FORMS.encode())
+    imports, error, *_ = scan_source(FORMS.encode())
     assert error is None
     found = dict(imports)
     assert found == {
@@ -104,7 +104,7 @@ def test_required_anywhere_wins_over_optional() -> None:
 
 
 def test_syntax_error_is_reported_not_raised() -> None:
-    imports, error, _, _ = scan_source(b"import a\ndef f(:\n")
+    imports, error, *_ = scan_source(b"import a\ndef f(:\n")
     assert imports == []
     assert error is not None and error.startswith("line 2:")
 
@@ -153,7 +153,7 @@ def test_script_folder_modules_are_local(project) -> None:
 
 def test_syntax_errors_are_skipped(project) -> None:
     root, files = project(
-        {"train.py": "import click\nimport old\n", "old.py": "print 'python 2'\n"}
+        {"train.py": "import click\nimport old\n", "old.py": "def broken(:\n    pass\n"}
     )
     result = scan_project(root, files, "train.py")
     assert result.imports == {"click": True}
@@ -168,7 +168,7 @@ def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     data = json.loads(cache_file.read_text())
     # Tamper with the cached entry: an unchanged file is read from the cache, not parsed.
     digest = data["files"]["b.py"][0]
-    data["files"]["b.py"] = [digest, [["from_cache", 0]], None, [], []]
+    data["files"]["b.py"] = [digest, [["from_cache", 0]], None, [], [], 0]
     cache_file.write_text(json.dumps(data))
     from gridrun.deps import imports
 
@@ -265,3 +265,16 @@ def test_entry_script_without_python_reads_every_file(project) -> None:
         {"run.sh": "python a.py\n", "a.py": "import click\n", "b/c.py": "import rich\n"}
     )
     assert scan_project(root, files, "run.sh").imports == {"click": True, "rich": True}
+
+
+def test_python2_source_is_read_by_python2(project) -> None:
+    from gridrun.envs.pyselect import python_path
+
+    assert python_path("2.7") is not None, "CI has Python 2.7 under ~/.pyenv/versions"
+    root, files = project(
+        {"train.py": "import old\n", "old.py": "import urllib2, requests\nprint 'python 2'\n"}
+    )
+    result = scan_project(root, files, "train.py")
+    assert result.imports == {"requests": True}
+    assert result.python2 == ["old.py"] and result.skipped == []
+    assert result.stdlib == {"urllib2": True}

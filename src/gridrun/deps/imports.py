@@ -25,7 +25,7 @@ from typing import NamedTuple
 from gridrun.deps.reqfile import STDLIB
 from gridrun.deps.stdlib import PY2_STDLIB, REMOVED_STDLIB
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 _EXTENSION_SUFFIXES = (".so", ".pyd")
 # Evaluating ``sys.version_info`` tests as a current Python 3 would: the branch Python 3
@@ -47,6 +47,7 @@ class FileScan(NamedTuple):
     error: str | None
     stdlib: list[tuple[str, bool]]
     uses: list[str]
+    python2: bool = False  # parsed by Python 2.7: Python 3 cannot read it
 
 
 _MEMORY: dict[str, FileScan] = {}
@@ -278,6 +279,14 @@ class _Layout:
     def __init__(self, files: list[str], script: str) -> None:
         self.files = set(files)
         self.dirs: set[str] = set()  # folders with Python files below them
+        # Compiled extensions by module path: native/fast.cpython-311-x86_64-linux-gnu.so
+        self.extensions = {
+            f.split(".", 1)[0]
+            if "/" not in f
+            else f.rsplit("/", 1)[0] + "/" + f.rsplit("/", 1)[1].split(".", 1)[0]
+            for f in files
+            if f.endswith(_EXTENSION_SUFFIXES)
+        }
         for rel in files:
             if rel.endswith((".py", *_EXTENSION_SUFFIXES)):
                 parts = PurePosixPath(rel).parts
@@ -302,9 +311,7 @@ class _Layout:
                 return out  # a module: the rest are attributes
             elif path in self.dirs:
                 continue  # a namespace package
-            elif i == 0 and any(
-                f.startswith(f"{path}.") and f.endswith(_EXTENSION_SUFFIXES) for f in self.files
-            ):
+            elif i == 0 and path in self.extensions:
                 return out
             else:
                 return out if i else None
@@ -403,9 +410,22 @@ def _scan_file(
                 entry[2],
                 [(str(n), bool(o)) for n, o in entry[3]],
                 [str(u) for u in entry[4]],
+                bool(entry[5]),
             )
     if scan is None:
         scan = scan_source(data, rel)
+        if scan.error is not None:
+            from gridrun.deps.py2scan import python2_imports
+
+            old = python2_imports(root / rel)
+            if old is not None:  # Python 2 source: its imports count, and it is evidence
+                scan = FileScan(
+                    [(n, o) for n, o in old if not is_stdlib(n)],
+                    None,
+                    [(n, o) for n, o in old if is_stdlib(n)],
+                    [],
+                    True,
+                )
     if len(_MEMORY) > _MEMORY_LIMIT:
         _MEMORY.clear()
     _MEMORY[digest] = scan
@@ -415,19 +435,13 @@ def _scan_file(
         scan.error,
         [[n, int(o)] for n, o in scan.stdlib],
         list(scan.uses),
+        int(scan.python2),
     ]
     if scan.error is not None:
-        from gridrun.deps.py2scan import python2_imports
-
-        old = python2_imports(root / rel)
-        if old is None:
-            result.skipped.append(f"{rel} ({scan.error})")
-            return None
-        # Python 2 source: its imports still count, and it is evidence for Python 2.
+        result.skipped.append(f"{rel} ({scan.error})")
+        return None
+    if scan.python2:
         result.python2.append(rel)
-        imports = [(n, o) for n, o in old if not is_stdlib(n)]
-        stdlib = [(n, o) for n, o in old if is_stdlib(n)]
-        return FileScan(imports, None, stdlib, [])
     return scan
 
 
