@@ -159,28 +159,36 @@ def classify(
     if not errors:
         return True, None, ""
     msg = errors[-1].group("msg").strip()
+    return False, *cause_of(msg, installed, dropped)
+
+
+def cause_of(msg: str, installed: set[str], dropped: dict[str, str]) -> tuple[str, str]:
+    """The cause of one ImportError message, and the message."""
     from gridrun.deps.stdlib import PY2_STDLIB, REMOVED_NAMES, REMOVED_STDLIB
 
+    named = _CANNOT.search(msg) or _NO_MODULE.search(msg)
+    if named and named.group("mod").split(".")[0] in ELSEWHERE:
+        return "only inside another program", msg
     cannot = _CANNOT.search(msg)
     if cannot:
         mod = cannot.group("mod")
         top = mod.split(".")[0]
         if top in sys.stdlib_module_names or f"{mod}.{cannot.group('name')}" in REMOVED_NAMES:
-            return False, "wrong Python", msg
-        return False, "wrong API version", msg
+            return "wrong Python", msg
+        return "wrong API version", msg
     found = _NO_MODULE.search(msg)
     mod = found.group("mod") if found else ""
     top = mod.split(".")[0]
     if top in ELSEWHERE or mod.startswith("google.appengine"):
-        return False, "only inside another program", msg
+        return "only inside another program", msg
     if top in PY2_STDLIB or top in REMOVED_STDLIB:
-        return False, "wrong Python", msg
+        return "wrong Python", msg
     key = _canonical(top)
     if key in dropped:
-        return False, dropped[key], msg
+        return dropped[key], msg
     if key in installed and "." in mod:
-        return False, "wrong API version", msg  # the package is there, a submodule is not
-    return False, "missing", msg
+        return "wrong API version", msg  # the package is there, a submodule is not
+    return "missing", msg
 
 
 def _canonical(name: str) -> str:
@@ -367,6 +375,25 @@ def report(results: list[Result], arms: list[str], total: int) -> None:
         print(f"{label:34}" + "".join(f"{c:>14}" for c in cells))
 
 
+def inference_only(corpus: Path, limit: int) -> int:
+    """gridrun's inference per snippet, in-process and warm, next to pipreqs' command."""
+    from gridrun.deps import resolve_dependencies
+
+    snippets = sorted(p for p in corpus.iterdir() if (p / "snippet.py").is_file())
+    snippets = snippets[:limit] if limit else snippets
+    cache = Path(tempfile.mkdtemp(prefix="bench-infer-cache-"))
+    resolve_dependencies(snippets[0], ["snippet.py"], "snippet.py", cache_dir=cache)  # warm
+    cold: list[float] = []
+    for snippet in snippets:
+        start = time.perf_counter()
+        resolve_dependencies(snippet, ["snippet.py"], "snippet.py", cache_dir=cache)
+        cold.append(time.perf_counter() - start)
+    print(f"gridrun inference over {len(snippets)} snippets (first read of each, one process):")
+    print(f"  median {statistics.median(cold) * 1000:.1f} ms, max {max(cold) * 1000:.1f} ms")
+    shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
 def _median(values: list[float | None]) -> float:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else 0.0
@@ -381,10 +408,21 @@ def main() -> int:
     parser.add_argument("--arms", default="gridrun,pipreqs")
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--report", type=Path, help="only print the table of a --json file")
+    parser.add_argument(
+        "--inference-only",
+        action="store_true",
+        help="time gridrun's inference in one process (no builds): snapshot list, closure, map",
+    )
     args = parser.parse_args()
+    if args.inference_only:
+        return inference_only(args.corpus, args.limit)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if args.report:
         done = [Result(**r) for r in json.loads(args.report.read_text())]
+        for r in done:  # the rules may have grown since the run: apply them again
+            again = cause_of(r.detail, set(), {})[0] if not r.ok and r.detail else None
+            if again in ("only inside another program", "wrong Python"):
+                r.cause = again
         both = {r.snippet for r in done if r.arm == arms[0]}
         for arm in arms[1:]:
             both &= {r.snippet for r in done if r.arm == arm}

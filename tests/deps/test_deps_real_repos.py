@@ -95,3 +95,25 @@ def test_pigar_database_knows_the_long_tail() -> None:
     assert index.distribution("Levenshtein") == "Levenshtein"
     assert index.distribution("googleapiclient") == "google-api-python-client"
     assert index.distribution("no_such_module_anywhere_xyz") is None
+
+
+def test_sync_env_uses_the_same_closure(project, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    files = {k: v for k, v in EXAMPLES.items() if not k.endswith("requirements.txt")}
+    files["mnist/main.py"] = "import click\n"
+    root, _ = project(files)
+    env = dict(os.environ, GRID_HOME=str(tmp_path / "home"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridrun", "sync-env", "--script", "dcgan/main.py", "-y"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    written = (root / "requirements.txt").read_text()
+    assert "six" in written.lower()
+    assert "click" not in written.lower() and "sphinx" not in written.lower(), proc.stdout

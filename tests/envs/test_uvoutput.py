@@ -119,3 +119,18 @@ def test_requirement_names() -> None:
     assert requirement_name("badpkg @ file:///tmp/x") == "badpkg"
     assert requirement_name("Foo_Bar[extra]>=1") == "Foo_Bar"
     assert requirement_name("https://host/pkg.whl") == "https://host/pkg.whl"
+
+
+def test_failing_dependency_is_traced_to_the_requirement_that_pulled_it_in() -> None:
+    from gridrun.envs.uvoutput import failing_line
+
+    lines = [
+        "  × Failed to build `pyobjc-core==13.0`",
+        "  ╰─▶ The build backend returned an error",
+        "      hint: `pyobjc-core` (v13.0) was included because `pyobjc-framework-cocoa` "
+        "(v13.0) depends on `pyobjc-core`",
+    ]
+    assert (
+        failing_line(lines, ["six==1.16.0", "pyobjc-framework-Cocoa"]) == "pyobjc-framework-Cocoa"
+    )
+    assert failing_line(lines, ["six"]) is None

@@ -23,6 +23,7 @@ _DOWNLOAD = re.compile(r"Failed to (?:download|fetch)[: ]*`([^`]+)`")
 # pip's own wording (Python 2 environments are installed by pip, not uv).
 _PIP_NOT_FOUND = re.compile(rf"No matching distribution found for {_NAME}")
 _PIP_BUILD = re.compile(rf"Failed building wheel for {_NAME}|Running setup.py install for {_NAME}")
+_INCLUDED = re.compile(rf"was included because `{_NAME}`")
 _TREE = "×│├╰─▶ \t"
 _NOISE = ("hint:", "help:", "[stderr]", "[stdout]", "--- stderr", "--- stdout")
 
@@ -80,10 +81,15 @@ def failing_line(lines: Sequence[str], requirements: Sequence[str]) -> str | Non
     name = failing_name(lines)
     if name is None:
         return None
-    key = _canonical(name)
-    for line in requirements:
-        if not line.startswith("-") and _canonical(requirement_name(line)) == key:
-            return line
+    wanted = [_canonical(name)]
+    # A dependency failed: uv's hint names the requirement that pulled it in.
+    text = "\n".join(clean(line) for line in lines)
+    if m := _INCLUDED.search(text):
+        wanted.append(_canonical(m.group(1)))
+    for key in wanted:
+        for line in requirements:
+            if not line.startswith("-") and _canonical(requirement_name(line)) == key:
+                return line
     return None
 
 
