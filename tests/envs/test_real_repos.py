@@ -176,3 +176,12 @@ def test_python2_code_runs_on_python2(grid, tmp_path: Path) -> None:
     out = grid("run", "--name", "old", "--follow", "old.py", cwd=project, timeout=600)
     assert "Using Python 2.7" in one_line(out.stderr)
     assert "py 2" in grid("logs", "old-exp0").stdout
+
+
+def test_summary_says_inferred_requirements_are_best_effort(grid, tmp_path: Path) -> None:
+    project = tmp_path / "summary"
+    write(project, {"s.py": "print('no imports')\n"})
+    out = grid("run", "--name", "summ", "s.py", cwd=project)
+    assert "0 from inferred (best effort" in one_line(out.stdout)
+    assert "grid status summ" in one_line(out.stdout)
+    grid.wait("summ")

@@ -317,7 +317,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
                 ds_name=", ".join(d["name"] for d in ds) or None,
                 ds_version=", ".join(str(d["version"]) for d in ds) or None,
                 ds_mount=", ".join(d["mount_dir"] for d in ds) or None,
-                deps=f"{len(spec['requirements'])} from {sub.dependency_source}",
+                deps=_deps_line(spec, sub.dependency_source, run_record.name),
                 env_key=sub.env_key,
             ),
             markup=False,
@@ -328,6 +328,14 @@ def run(ctx: click.Context, **opts: Any) -> None:
         from gridrun.cli.follow import follow_run
 
         sys.exit(follow_run(home, run_record.name, show_build=True, prefix=None))
+
+
+def _deps_line(spec: dict, source: str, name: str) -> str:
+    """``3 from dcgan/requirements.txt``; inferred ones say they are best effort."""
+    text = f"{len(spec['requirements'])} from {source}"
+    if source == "inferred":
+        text += f" (best effort: any that cannot be installed is dropped, see `grid status {name}`)"
+    return text
 
 
 def _size(n: int) -> str:
