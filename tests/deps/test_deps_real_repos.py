@@ -117,3 +117,23 @@ def test_sync_env_uses_the_same_closure(project, tmp_path) -> None:
     written = (root / "requirements.txt").read_text()
     assert "six" in written.lower()
     assert "click" not in written.lower() and "sphinx" not in written.lower(), proc.stdout
+
+
+def test_unreachable_module_database_is_one_warning_and_retried_later(
+    tmp_path, monkeypatch
+) -> None:
+    from gridrun.deps import pypimodules
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("GRID_PIGAR_DB", str(tmp_path / "no-such.sqlite3"))
+    monkeypatch.setattr(pypimodules, "_CONNECTIONS", {})
+    notes: list[str] = []
+    assert pypimodules.module_index(notes) is None
+    assert len(notes) == 1 and "pigar" in notes[0]
+    [failed] = (tmp_path / "xdg" / "gridrun").glob("*.failed")
+    # A later process does not try again within a day: it reads the recorded failure.
+    monkeypatch.setattr(pypimodules, "_CONNECTIONS", {})
+    monkeypatch.setattr(pypimodules, "_build", lambda _p: (_ for _ in ()).throw(AssertionError))
+    notes.clear()
+    assert pypimodules.module_index(notes) is None and len(notes) == 1
+    assert failed.is_file()

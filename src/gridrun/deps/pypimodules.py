@@ -29,10 +29,12 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 PIGAR_VERSION = "2.2.0"
 _DERIVED_VERSION = 1
+RETRY_SECONDS = 24 * 3600
 _LOCK = threading.Lock()
 _CONNECTIONS: dict[str, sqlite3.Connection | None] = {}
 _PLACEHOLDER = re.compile(r"^0(\.0)*(\.[01])?$")  # 0, 0.0.0, 0.0.1, 0.1: reserved names
@@ -116,11 +118,18 @@ def module_index(note: list[str] | None = None) -> ModuleIndex | None:
         if key in _CONNECTIONS:
             conn = _CONNECTIONS[key]
             return None if conn is None else _wrap(derived, conn)
+        failed = derived.with_name(derived.name + ".failed")
         try:
             if not derived.is_file():
+                # Offline: one try a day, not a network timeout on every `grid run`.
+                if failed.is_file() and time.time() - failed.stat().st_mtime < RETRY_SECONDS:
+                    raise OSError(failed.read_text(encoding="utf-8").strip() or "fetch failed")
                 _build(derived)
             index = ModuleIndex(derived)
         except (OSError, sqlite3.Error, subprocess.SubprocessError) as exc:
+            with contextlib.suppress(OSError):
+                if not failed.is_file():
+                    failed.write_text(str(exc), encoding="utf-8")
             if note is not None:
                 note.append(
                     "Could not read pigar's database of PyPI modules "
@@ -128,6 +137,8 @@ def module_index(note: list[str] | None = None) -> ModuleIndex | None:
                 )
             _CONNECTIONS[key] = None
             return None
+        with contextlib.suppress(OSError):
+            failed.unlink(missing_ok=True)
         _CONNECTIONS[key] = index.conn
         return index
 
