@@ -82,6 +82,7 @@ class MachineConfig:
     metrics: dict[str, Any] | None = None  # patterns for scraping metrics (gridrun.metrics)
     #: A sweep with more experiments is refused before any is built.
     max_experiments: int = 10_000
+    include_secrets: list[str] = field(default_factory=list)
 
 
 MACHINE_KEYS = {
@@ -91,7 +92,30 @@ MACHINE_KEYS = {
     "default_backend",
     "metrics",
     "max_experiments",
+    "snapshot",
 }
+SNAPSHOT_KEYS = {"include_secrets"}
+
+
+def _include_secrets(data: dict[str, Any], path: Path) -> list[str]:
+    """``snapshot.include_secrets``: project paths the secret deny-list lets through."""
+    section = data.get("snapshot")
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        raise ConfigError(f"'snapshot' in {path} must be a mapping.")
+    _check_keys(section, SNAPSHOT_KEYS, f"{path} snapshot")
+    paths = section.get("include_secrets") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ConfigError(
+            f"'snapshot.include_secrets' in {path} must be a list of paths.",
+            hint="For example: include_secrets: [.env, keys/deploy.pem]",
+        )
+    return [p.strip().strip("/") for p in paths if p.strip().strip("/")]
+
+
 CAPACITY_KEYS = {"cpus", "memory", "gpus"}
 
 
@@ -132,6 +156,7 @@ def load_machine_config(path: Path) -> MachineConfig:
                 f"max_experiments in {path} must be a positive integer, got {value!r}."
             )
         cfg.max_experiments = value
+    cfg.include_secrets = _include_secrets(data, path)
     return cfg
 
 
@@ -159,7 +184,7 @@ TRAIN_KEYS = {
     "scratch_size",
     "scratch_mount_path",
 }
-TOP_KEYS = {"compute", "hyper_params", "name", "description", "metrics"}
+TOP_KEYS = {"compute", "hyper_params", "name", "description", "metrics", "snapshot"}
 COMPUTE_KEYS = {"train", "provider"}
 
 #: Grid's compute.train keys gridrun cannot honour: refused, never dropped.
@@ -182,6 +207,7 @@ class RunConfig:
     name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    include_secrets: list[str] = field(default_factory=list)
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -219,3 +245,10 @@ def load_run_config(path: Path) -> RunConfig:
     if desc is not None and not isinstance(desc, str):
         raise ConfigError(f"'description' in {path} must be text.")
     return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data, notes=notes)
+    return RunConfig(
+        train=train,
+        hyper_params=hp,
+        name=data.get("name"),
+        raw=data,
+        include_secrets=_include_secrets(data, path),
+    )

@@ -2,7 +2,7 @@
 
 Layout (every path is derived here so no other module invents one)::
 
-    GRID_HOME/
+    GRID_HOME/                private to its owner: folders 0700, objects 0400
       grid.db                 SQLite (WAL): runs, experiments, events, the source of truth
       config.yaml             optional machine settings (capacity overrides, defaults)
       agent.lock, agent.pid   the single detached agent of this GRID_HOME
@@ -36,11 +36,14 @@ class GridHome:
         return cls(Path(raw).expanduser().absolute())
 
     def ensure(self) -> GridHome:
-        """Create the folder, with a clear error when it cannot be written."""
+        """Create the folder, private to its owner, with a clear error when it cannot be
+        written. Only commands that write call this: the probe write below would fail on
+        a full or read-only disk, where ``status`` or ``history`` must still work."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(self.root)
             for sub in ("objects", "snapshots", "envs", "runs", "experiments", "datastores"):
-                (self.root / sub).mkdir(exist_ok=True)
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
             probe = self.root / f".write-probe-{os.getpid()}"
             probe.write_text("ok")
             probe.unlink()
@@ -100,3 +103,12 @@ class GridHome:
 
     def experiment_dir(self, experiment_name: str) -> Path:
         return self.root / "experiments" / experiment_name
+
+
+def _make_private(root: Path) -> None:
+    """GRID_HOME holds snapshots of projects (and their secrets, if a user ships one),
+    datastores and logs: owner-only, like ``~/.ssh``. A folder someone else owns (a
+    shared GRID_HOME set up by an admin) is left as it is."""
+    st = root.stat()
+    if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.chmod(root, st.st_mode & 0o700 | 0o700)

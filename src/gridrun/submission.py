@@ -54,6 +54,7 @@ class RunRequest:
     framework: str | None = None
     disk_size: int | None = None
     description: str | None = None  # a --config YAML's description, kept in the spec
+    include_secrets: list[str] = field(default_factory=list)  # snapshot.include_secrets
 
 
 @dataclass
@@ -131,6 +132,7 @@ def merge_config(req: RunRequest) -> tuple[RunRequest, list[str], list[str]]:
     req.disk_size = req.disk_size if req.disk_size is not None else t.get("disk_size")
     req.name = req.name or cfg.name
     req.metrics = cfg.raw.get("metrics")
+    req.include_secrets = [*req.include_secrets, *cfg.include_secrets]
     extra, strategy, trials, seed = parse_config_hyper_params(cfg.raw)
     req.strategy = req.strategy or strategy
     req.num_trials = req.num_trials if req.num_trials is not None else trials
@@ -224,7 +226,8 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
 
     from gridrun.project import take_snapshot
 
-    snapshot = take_snapshot(localdir, home)
+    include = [*load_machine_config(home.config_path).include_secrets, *req.include_secrets]
+    snapshot = take_snapshot(localdir, home, include_secrets=include)
     for w in snapshot.warnings:
         warn(w)
 

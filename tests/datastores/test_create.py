@@ -66,7 +66,7 @@ def test_create_from_folder(home: GridHome, tmp_path: Path) -> None:
     assert (v.tree / "latest.csv").read_text() == "x,y\n1,2\n"
     # The tree is read-only by permission bits too, and its files are the objects.
     assert (v.tree / "train").stat().st_mode & 0o777 == 0o555
-    assert (v.tree / "README.md").stat().st_mode & 0o777 == 0o444
+    assert (v.tree / "README.md").stat().st_mode & 0o777 == 0o400  # owner-only, like every object
     assert (v.tree / "README.md").stat().st_nlink == 2
     manifest = json.loads((v.path / "manifest.json").read_text())
     assert {e["path"] for e in manifest["entries"]} >= {"train/a.csv", "empty", "latest.csv"}

@@ -209,6 +209,8 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
         os.chmod(base, 0o777)
         home = GridHome(base / "home").ensure()
         create_datastore(home, make_tree(base / "images", {"train/a.txt": "pixels"}))
+        # GRID_HOME is private to its owner: the experiment's user owns this one.
+        subprocess.run(["chown", "-R", "65534:65534", str(home.root)], check=True)
         work = base / "work"
         work.mkdir(mode=0o777)
         os.chmod(work, 0o777)

@@ -146,8 +146,8 @@ def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path, home: GridHom
     """chmod 000 stops everyone but root, so as root the snapshot runs without the
     capabilities that let root read anything (a real process, no mock)."""
     root = write_tree(tmp_path / "p", TREE)
-    (root / "private.key").write_text("k")
-    (root / "private.key").chmod(0o000)
+    (root / "private.txt").write_text("k")
+    (root / "private.txt").chmod(0o000)
     code = (
         "import json, sys; from pathlib import Path; from gridrun.home import GridHome;"
         "from gridrun.project import take_snapshot;"
@@ -163,7 +163,7 @@ def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path, home: GridHom
     assert proc.returncode == 0, proc.stderr
     paths, warnings = json.loads(proc.stdout)
     assert paths == sorted(TREE)
-    assert warnings == ["private.key: cannot be read (Permission denied); skipped."]
+    assert warnings == ["private.txt: cannot be read (Permission denied); skipped."]
 
 
 def test_size_warning_above_the_threshold(tmp_path: Path, home: GridHome) -> None:
@@ -214,6 +214,7 @@ def test_special_mode_bits(tmp_path: Path, home: GridHome) -> None:
     snap = take_snapshot(root, home)
     assert snap.files["run.sh"].mode == 0o755
     assert snap.files["x.py"].mode == 0o644
+    # Stored objects are owner-only, whatever the source's mode (0600 here).
     assert stat.S_IMODE(os.stat(object_path(home.objects, snap.files["x.py"].sha256)).st_mode) == (
-        0o444
+        0o400
     )

@@ -1,4 +1,4 @@
-"""``grid datastore``: create, list, delete and resume versioned datastores."""
+"""``grid datastore``: create, list, verify, delete and resume versioned datastores."""
 
 from __future__ import annotations
 
@@ -85,8 +85,15 @@ def _version_json(v: Any) -> dict[str, Any]:
 def _list(ctx: click.Context) -> None:
     from gridrun.cli.output import console, emit_json, status_text, table, when
     from gridrun.datastores import list_datastores
+    from gridrun.datastores.layout import SUCCEEDED, load_version
+    from gridrun.datastores.verify import quick_check
 
     versions = list_datastores(home_of(ctx))
+    # A version altered since its completion lists as tampered (one lstat per file).
+    versions = [
+        (load_version(v.path) or v) if v.status == SUCCEEDED and quick_check(v.path) else v
+        for v in versions
+    ]
     if output_of(ctx) == "json":
         emit_json([_version_json(v) for v in versions])
         return
@@ -111,6 +118,14 @@ def _list(ctx: click.Context) -> None:
                 f"[red]{v.name} v{v.version}[/red]: {v.error} "
                 f"(`grid datastore resume --name {v.name}` finishes it)",
                 soft_wrap=True,
+            )
+        elif v.status == "tampered":
+            console.print(
+                f"[red]{v.name} v{v.version}[/red]: {v.error} (`grid datastore verify "
+                f"{v.name} --version {v.version}` lists every change)",
+                soft_wrap=True,
+                markup=True,
+                highlight=False,
             )
 
 
@@ -173,6 +188,56 @@ def resume_cmd(ctx: click.Context, name: str, version: int | None) -> None:
     with _RichProgress() as progress:
         v = resume(home_of(ctx), name, version, progress=progress)
     _report(ctx, v, "completed")
+
+
+@datastore.command("verify")
+@click.argument("name")
+@click.option("--version", "version", type=int, help="Version to check (default: every one).")
+@click.pass_context
+def verify_cmd(ctx: click.Context, name: str, version: int | None) -> None:
+    """Re-hash every file of a datastore and report anything altered since it was made.
+
+    Exits 1 when a version was tampered with; such a version can no longer be mounted.
+    """
+    from gridrun.cli.output import console, emit_json
+    from gridrun.datastores import get_version, list_datastores, validate_name
+    from gridrun.datastores.layout import SUCCEEDED, TAMPERED
+    from gridrun.datastores.verify import MAX_LISTED, verify
+    from gridrun.errors import DatastoreError
+
+    home = home_of(ctx)
+    validate_name(name)
+    targets = list_datastores(home, name)
+    if version is not None or not targets:
+        targets = [get_version(home, name, version)]  # a one-line error if there is none
+    checked = [v for v in targets if v.status in (SUCCEEDED, TAMPERED)]
+    if not checked:
+        raise DatastoreError(
+            f"Datastore '{name}' has no completed version to verify.",
+            hint="`grid datastore list` shows its versions.",
+        )
+    report = {v.version: verify(v.path) for v in checked}
+    if output_of(ctx) == "json":
+        emit_json(
+            [
+                {"name": name, "version": n, "intact": not p, "problems": p}
+                for n, p in report.items()
+            ]
+        )
+    else:
+        for n, problems in report.items():
+            if not problems:
+                console.print(f"{name} v{n}: intact (every file matches its sha256).")
+                continue
+            console.print(
+                f"[red]{name} v{n}: TAMPERED[/red], {len(problems)} change(s):", highlight=False
+            )
+            for p in problems[:MAX_LISTED]:
+                console.print(f"  {p}", markup=False, highlight=False)
+            if len(problems) > MAX_LISTED:
+                console.print(f"  ...and {len(problems) - MAX_LISTED} more", markup=False)
+    if any(report.values()):
+        ctx.exit(1)
 
 
 @datastore.command("delete")

@@ -32,6 +32,7 @@ STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "stopped": "magenta",
+    "tampered": "bold red",
 }
 
 

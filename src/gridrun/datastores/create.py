@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from gridrun.datastores import layout, objects, sources
 from gridrun.datastores.download import DownloadRefused, download
-from gridrun.datastores.layout import FAILED, PROCESSING, SUCCEEDED, DatastoreVersion
+from gridrun.datastores.layout import FAILED, PROCESSING, SUCCEEDED, TAMPERED, DatastoreVersion
 from gridrun.datastores.names import derive_name, validate_name
 from gridrun.datastores.progress import NullProgress, Progress
 from gridrun.errors import DatastoreError
@@ -119,7 +119,7 @@ def resume(
     if version is not None:
         target = layout.get_version(home, name, version)
     else:
-        unfinished = [v for v in versions if v.status != SUCCEEDED]
+        unfinished = [v for v in versions if v.status in (FAILED, PROCESSING)]
         if not versions:
             layout.get_version(home, name, None)  # raises the NotFoundError listing names
         if not unfinished:
@@ -127,6 +127,12 @@ def resume(
                 f"Nothing to resume: every version of '{name}' is complete.",
             )
         target = unfinished[-1]
+    if target.status == TAMPERED:
+        raise DatastoreError(
+            f"Datastore {name} version {target.version} was altered after it was created.",
+            hint=f"Delete it (`grid datastore delete --name {name} --version "
+            f"{target.version}`) and create it again from its source.",
+        )
     if target.status == SUCCEEDED:
         raise DatastoreError(f"Datastore {name} version {target.version} is already complete.")
     if target.status == PROCESSING:
@@ -331,6 +337,8 @@ def _store(
     for e in sorted(entries, key=lambda x: x.path):
         if e.kind == "file":
             item = {"path": e.path, "type": "file", "sha256": shas[e.path], "size": sizes[e.path]}
+            # What `grid datastore list` compares to find a file altered after completion.
+            item["mtime_ns"] = (tree / e.path).lstat().st_mtime_ns
             if e.key and src["kind"] == "folder":
                 item["key"] = e.key
             out.append(item)

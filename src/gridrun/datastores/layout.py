@@ -15,6 +15,7 @@ dot folders never collide with a datastore)::
       files/                 the version's tree: hard links to objects, dirs 0555
       manifest.json          every entry, written once all files are stored
       COMPLETE               the completion marker (with the totals), written last
+      TAMPERED               what a check found changed since completion (see verify.py)
 
 Status is derived, never stored: ``succeeded`` if COMPLETE exists, ``processing``
 if the creator still holds ``.lock`` (the kernel drops an flock when its process
@@ -39,6 +40,8 @@ from gridrun.errors import DatastoreError, NotFoundError
 from gridrun.home import GridHome
 
 PROCESSING, SUCCEEDED, FAILED = "processing", "succeeded", "failed"
+TAMPERED = "tampered"  # completed, then altered: never mounted again
+TAMPERED_FILE = "TAMPERED"
 
 
 @dataclass
@@ -152,6 +155,13 @@ def load_version(vdir: Path) -> DatastoreVersion | None:
     error = state.get("error")
     if status == FAILED and not error:
         error = "interrupted: the creating process ended before it finished"
+    tampered = read_json(vdir / TAMPERED_FILE) if status == SUCCEEDED else None
+    if tampered is not None:
+        problems = [str(p) for p in tampered.get("problems", [])]
+        status = TAMPERED
+        error = "altered since it was created: " + "; ".join(problems[:3])
+        if len(problems) > 3:
+            error += f"; and {len(problems) - 3} more"
     return DatastoreVersion(
         name=vdir.parent.name,
         version=int(vdir.name),
@@ -199,7 +209,9 @@ def get_version(home: GridHome, name: str, version: int | None) -> DatastoreVers
             hint="`grid datastore list` shows them; `grid datastore create` makes one.",
         )
     if version is None:
-        good = [v for v in mine if v.status == SUCCEEDED]
+        # A tampered latest version is returned too: resolve refuses it by name, rather
+        # than an older version being mounted without a word.
+        good = [v for v in mine if v.status in (SUCCEEDED, TAMPERED)]
         if not good:
             latest = mine[-1]
             raise DatastoreError(

@@ -8,7 +8,7 @@ import uuid
 
 from gridrun.backends.base import DatastoreMount
 from gridrun.datastores import layout, objects
-from gridrun.datastores.layout import FAILED, PROCESSING
+from gridrun.datastores.layout import FAILED, PROCESSING, TAMPERED
 from gridrun.datastores.names import validate_name
 from gridrun.errors import DatastoreError, UsageError
 from gridrun.home import GridHome
@@ -43,6 +43,16 @@ def resolve(
         )
     if not v.tree.is_dir():
         raise DatastoreError(f"Datastore {name} version {v.version} has no files at {v.tree}.")
+    from gridrun.datastores.verify import quick_check
+
+    if v.status == TAMPERED or quick_check(v.path):
+        v = layout.load_version(v.path) or v
+        raise DatastoreError(
+            f"Datastore {name} version {v.version} was {v.error or 'altered since it was created'}"
+            "; refusing to mount it.",
+            hint=f"`grid datastore verify {name} --version {v.version}` lists the changes; "
+            "delete the version and create it again from its source.",
+        )
     return DatastoreMount(name, v.version, v.tree, normalize_mount_dir(mount_dir, name))
 
 

@@ -6,6 +6,15 @@ existing object. So an object always has a link count of at least 2 while any
 version uses it, and garbage collection is simply "remove objects whose link
 count is 1" -- with no lock between a collection and a concurrent creation (the
 worst a race can do is lose the dedup of one file, never data).
+
+Why every reuse re-hashes the object: an object is shared by every version that has
+the same content, so one altered object (root writing through the host path, or an
+experiment that got around a read-only mount) would otherwise spread into every new
+version made from an untouched source. :func:`link_existing` reads the object and
+compares its sha256 with its name before linking it; a mismatch takes the object's
+name out of the store (the versions that hold it keep their link, and ``grid
+datastore verify`` reports them), and the caller stores a fresh copy from the source.
+Objects are owner-only (0400), like everything in ``GRID_HOME``.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ def write_temp(stream: IO[bytes], tmp: Path, advance: Advance | None = None) -> 
             size += len(chunk)
             if advance:
                 advance(len(chunk))
-    os.chmod(tmp, 0o444)
+    os.chmod(tmp, 0o400)
     return h.hexdigest(), size
 
 
@@ -63,13 +72,27 @@ def _place(src: Path, dest: Path) -> None:
     except OSError:
         # A filesystem without hard links: a copy is correct, only dedup is lost.
         shutil.copyfile(src, dest)
-        os.chmod(dest, 0o444)
+        os.chmod(dest, 0o400)
+
+
+def intact(obj: Path, sha: str) -> bool:
+    """Whether the object still holds the content its name says (False if it is gone)."""
+    try:
+        return hash_file(obj) == sha
+    except FileNotFoundError:
+        return False
 
 
 def link_existing(objects: Path, sha: str, dest: Path) -> bool:
-    """Put the existing object ``sha`` at ``dest``; False if there is no such object."""
+    """Put the existing object ``sha`` at ``dest`` once its content is verified; False if
+    there is no such object or it was altered (it is then taken out of the store)."""
+    obj = object_path(objects, sha)
+    if not intact(obj, sha):
+        with contextlib.suppress(FileNotFoundError):
+            obj.unlink()  # never reuse it; the versions holding it keep their link
+        return False
     try:
-        _place(object_path(objects, sha), dest)
+        _place(obj, dest)
         return True
     except FileNotFoundError:
         return False
@@ -95,7 +118,7 @@ def publish(objects: Path, tmp: Path, sha: str, dest: Path) -> None:
         link_existing(objects, sha, dest)  # published meanwhile: share that one
     except OSError:
         shutil.copyfile(tmp, obj)
-        os.chmod(obj, 0o444)
+        os.chmod(obj, 0o400)
     tmp.unlink()
 
 

@@ -10,6 +10,7 @@ what lets the tree be written later without re-checking anything.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -34,6 +35,7 @@ class Entry:
     target: str | None = None  # symlink target, relative
     same_as: str | None = None  # tar hard link: the earlier file it duplicates
     ref: Path | int | None = None  # Path (folder) or member index (archives)
+    ident: tuple[int, int] | None = None  # (st_dev, st_ino) seen by the folder scan
 
 
 class Refused(DatastoreError):
@@ -131,7 +133,8 @@ def scan_folder(root: Path) -> list[Entry]:
                 if not os.access(item.path, os.R_OK):
                     raise DatastoreError(f"Cannot read {item.path}: permission denied.")
                 key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-                out.append(Entry(path, "file", st.st_size, key, ref=Path(item.path)))
+                ident = (st.st_dev, st.st_ino)
+                out.append(Entry(path, "file", st.st_size, key, ref=Path(item.path), ident=ident))
             else:
                 raise _refuse(f"'{item.path}' is not a file, folder or symlink")
 
@@ -140,10 +143,42 @@ def scan_folder(root: Path) -> list[Entry]:
 
 
 def read_folder(entries: list[Entry]) -> Iterator[tuple[Entry, IO[bytes]]]:
+    """Open each scanned file again, refusing one swapped since the scan (TOCTOU).
+
+    The scan refused every symlink, but a file can be replaced by one (to
+    ``/etc/shadow``, say) between the scan and this read. ``O_NOFOLLOW`` refuses a
+    symlink in the file's place, ``O_NONBLOCK`` a FIFO's endless open, and the
+    ``fstat`` of what was opened must be the scanned regular file (device, inode),
+    which also catches a folder on the way swapped for a symlink.
+    """
     for e in entries:
         if isinstance(e.ref, Path):
-            with open(e.ref, "rb") as fh:
+            fh = open_scanned(e.ref, e.ident)
+            with fh:
                 yield e, fh
+
+
+def open_scanned(path: Path, ident: tuple[int, int] | None) -> IO[bytes]:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _swapped(path, "it is now a symlink") from exc
+        raise DatastoreError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (ident is not None and (st.st_dev, st.st_ino) != ident):
+        os.close(fd)
+        raise _swapped(path, "it is now another file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _swapped(path: Path, why: str) -> DatastoreError:
+    return DatastoreError(
+        f"{path} changed after it was scanned ({why}); refusing to store it.",
+        hint="Make sure nothing rewrites the source while the datastore is created, then retry.",
+    )
 
 
 # ------------------------------------------------------------------ archives

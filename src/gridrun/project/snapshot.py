@@ -6,10 +6,18 @@ queued experiments and a run can always be reproduced. The walk prunes ignored f
 links are stored as links, which cannot loop) and guards against bind-mount loops by the
 (st_dev, st_ino) of each folder visited. Anything it cannot take (special files,
 unreadable files, links leaving the project) is skipped with a warning, never a crash.
+
+Secrets are kept out by the deny-list of :mod:`gridrun.project.secrets`, on top of the
+ignore files, with one warning per file left out. Each file is read through a descriptor
+opened with ``O_NOFOLLOW`` whose ``fstat`` must match what the walk saw (device, inode,
+regular file), so a file swapped for a symlink to ``/etc/shadow`` between the walk and
+the read is refused, never stored. A snapshot that fails (a full disk, a swapped file)
+removes the objects it had added, so nothing half-taken stays in ``GRID_HOME``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import stat
@@ -17,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.errors import ProjectError
+from gridrun.errors import ProjectError, StateError
 from gridrun.home import GridHome
 from gridrun.project.ignore import GRIDIGNORE, IgnoreRules, always_excluded
 from gridrun.project.manifest import (
@@ -27,7 +35,8 @@ from gridrun.project.manifest import (
     object_path,
     write_manifest,
 )
-from gridrun.project.store import StatCache, stat_cache_path, store_file
+from gridrun.project.secrets import SecretFilter
+from gridrun.project.store import StatCache, SwappedFile, open_scanned, stat_cache_path, store_fd
 
 SIZE_WARNING_BYTES = 50 * 1024 * 1024
 MAX_WARNINGS = 20
@@ -54,9 +63,16 @@ class Snapshot:
 class _Walk:
     """Collects the regular files and symlinks a snapshot takes from one project."""
 
-    def __init__(self, root: str, rules: IgnoreRules, skip_dirs: set[tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        root: str,
+        rules: IgnoreRules,
+        skip_dirs: set[tuple[int, int]],
+        secrets: SecretFilter,
+    ) -> None:
         self.root = root
         self.rules = rules
+        self.secrets = secrets
         self.skip_dirs = skip_dirs
         self.visited: set[tuple[int, int]] = set()
         self.files: list[tuple[str, str, os.stat_result]] = []
@@ -97,6 +113,8 @@ class _Walk:
         elif entry.is_dir(follow_symlinks=False):
             if self._left_out(entry.path, entry.name, rel, True):
                 return
+            if self.secrets.denies_dir(rel, entry.name):
+                return
             st = entry.stat(follow_symlinks=False)
             key = (st.st_dev, st.st_ino)
             if key in self.skip_dirs:
@@ -107,7 +125,9 @@ class _Walk:
             self.visited.add(key)
             stack.append((entry.path, rel))
         elif entry.is_file(follow_symlinks=False):
-            if not self._left_out(entry.path, entry.name, rel, False):
+            if self._left_out(entry.path, entry.name, rel, False):
+                return
+            if not self.secrets.denies_file(rel, entry.name):
                 self.files.append((rel, entry.path, entry.stat(follow_symlinks=False)))
         elif not self._left_out(entry.path, entry.name, rel, False):
             self.warnings.append(f"{rel}: not a regular file (a FIFO, socket or device); skipped.")
@@ -122,6 +142,8 @@ class _Walk:
             return
         is_dir = stat.S_ISDIR(target_st.st_mode)
         if self._left_out(entry.path, entry.name, rel, is_dir):
+            return
+        if self.secrets.denies_file(rel, entry.name):
             return
         real = os.path.realpath(entry.path)
         if real != self.root and not real.startswith(self.root + os.sep):
@@ -139,47 +161,50 @@ class _Walk:
         self.link_targets[rel] = target_rel
 
 
-def take_snapshot(root: Path, home: GridHome) -> Snapshot:
-    """Snapshot the project at ``root`` into ``home``'s object store; see the module doc."""
+def take_snapshot(root: Path, home: GridHome, include_secrets: list[str] | None = None) -> Snapshot:
+    """Snapshot the project at ``root`` into ``home``'s object store; see the module doc.
+
+    ``include_secrets`` are project-relative paths the deny-list lets through
+    (``snapshot.include_secrets`` in the config).
+    """
     started = time.perf_counter()
     real_root = _check_root(Path(root))
     home.ensure()
     rules = IgnoreRules(Path(real_root))
-    walk = _Walk(real_root, rules, _dir_ids(home.root))
+    secrets = SecretFilter(include_secrets)
+    walk = _Walk(real_root, rules, _dir_ids(home.root), secrets)
     walk.run()
 
-    hashed_at = time.time_ns()
-    cache = StatCache(stat_cache_path(home.snapshots, real_root), real_root)
-    files: dict[str, FileEntry] = dict(walk.links)
-    rehashed = 0
-    for rel, path, st in walk.files:
-        sha = cache.lookup(rel, st)
-        size = st.st_size
-        if sha is None or not object_path(home.objects, sha).exists():
-            try:
-                sha, size = store_file(path, home.objects)
-            except OSError as exc:
-                walk.warnings.append(f"{rel}: cannot be read ({_reason(exc)}); skipped.")
-                continue
-            rehashed += 1
-            if size == st.st_size:  # otherwise it changed while being read: no cache entry
-                cache.record(rel, st, hashed_at, sha)
-        files[rel] = FileEntry(rel, sha, size, normal_mode(st.st_mode), mtime_ns=st.st_mtime_ns)
-    cache.save()
+    created: list[Path] = []
+    try:
+        files, rehashed = _store_files(walk, home, real_root, secrets, created)
+        snapshot_hash = canonical_hash(files)
+        manifest_path = home.snapshots / f"{snapshot_hash}.json"
+        try:
+            write_manifest(manifest_path, snapshot_hash, files)
+        except OSError as exc:
+            raise StateError(
+                f"Cannot save the snapshot manifest in {home.snapshots} ({_reason(exc)}).",
+                hint="Free some disk space or set GRID_HOME to a writable folder.",
+            ) from exc
+    except BaseException:
+        for obj in created:  # objects only this failed snapshot would have used
+            with contextlib.suppress(OSError):
+                obj.unlink()
+                obj.parent.rmdir()  # only if it is now empty
+        raise
 
-    warnings = walk.warnings + _dangling_link_warnings(walk.link_targets, files)
+    dangling = _dangling_link_warnings(walk.link_targets, files)
+    warnings = secrets.warnings() + walk.warnings + dangling
     total = sum(e.size for e in files.values() if e.link is None)
     if total > SIZE_WARNING_BYTES:
         warnings.append(_size_warning(total, files, rules))
     if not files:
         warnings.append(f"No files selected from {real_root}: check {rules.source}.")
-    if len(warnings) > MAX_WARNINGS:
-        extra = len(warnings) - MAX_WARNINGS + 1
-        warnings = [*warnings[: MAX_WARNINGS - 1], f"...and {extra} more skipped entries."]
-
-    snapshot_hash = canonical_hash(files)
-    manifest_path = home.snapshots / f"{snapshot_hash}.json"
-    write_manifest(manifest_path, snapshot_hash, files)
+    if len(warnings) > MAX_WARNINGS + len(secrets.left_out):
+        # Every secret left out is named; other skips are summarised past a screenful.
+        keep = MAX_WARNINGS + len(secrets.left_out) - 1
+        warnings = [*warnings[:keep], f"...and {len(warnings) - keep} more skipped entries."]
     return Snapshot(
         hash=snapshot_hash,
         root=Path(real_root),
@@ -190,6 +215,47 @@ def take_snapshot(root: Path, home: GridHome) -> Snapshot:
         rehashed=rehashed,
         seconds=time.perf_counter() - started,
     )
+
+
+def _store_files(
+    walk: _Walk, home: GridHome, real_root: str, secrets: SecretFilter, created: list[Path]
+) -> tuple[dict[str, FileEntry], int]:
+    """Hash and store what the walk selected; return the entries and how many were read."""
+    hashed_at = time.time_ns()
+    cache = StatCache(stat_cache_path(home.snapshots, real_root), real_root)
+    files: dict[str, FileEntry] = dict(walk.links)
+    rehashed = 0
+    for rel, path, st in walk.files:
+        sha = cache.lookup(rel, st)
+        size = st.st_size
+        sniff = rel.lower().endswith(".json")  # service-account keys are found by content
+        if sha is None or sniff or not object_path(home.objects, sha).exists():
+            try:
+                fd = open_scanned(path, st)
+            except SwappedFile as exc:
+                raise ProjectError(
+                    f"{rel} changed while the snapshot was taken ({exc.why}); refusing it.",
+                    hint="Make sure nothing rewrites the project during `grid run`, then retry.",
+                ) from exc
+            except OSError as exc:
+                walk.warnings.append(f"{rel}: cannot be read ({_reason(exc)}); skipped.")
+                continue
+            try:
+                if secrets.denies_content(rel, posixpath.basename(rel), fd, st.st_size):
+                    continue
+                if sha is None or not object_path(home.objects, sha).exists():
+                    sha, size = store_fd(fd, home.objects, created)
+                    rehashed += 1
+                    if size == st.st_size:  # otherwise it changed while being read: no entry
+                        cache.record(rel, st, hashed_at, sha)
+            except OSError as exc:
+                walk.warnings.append(f"{rel}: cannot be read ({_reason(exc)}); skipped.")
+                continue
+            finally:
+                os.close(fd)
+        files[rel] = FileEntry(rel, sha, size, normal_mode(st.st_mode), mtime_ns=st.st_mtime_ns)
+    cache.save()
+    return files, rehashed
 
 
 def _check_root(root: Path) -> str:

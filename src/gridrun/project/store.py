@@ -2,7 +2,7 @@
 
 Objects are named by the sha256 of their content and written once (temp file, then
 ``os.replace``), so a file that did not change between runs costs no space. Objects are
-made read-only: experiments only ever get copies.
+made owner-only and read-only (0400): experiments only ever get copies.
 
 The stat cache lets a re-snapshot of an unchanged project skip reading its files: a file
 whose (size, mtime_ns, ctime_ns, inode) match what was recorded keeps its hash. As in git's
@@ -14,54 +14,114 @@ otherwise go unseen.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from gridrun.errors import StateError
-from gridrun.project.manifest import CHUNK, RACY_NS, atomic_write_text, hash_file, object_path
+from gridrun.project.manifest import CHUNK, RACY_NS, atomic_write_text, object_path
 
 CACHE_FORMAT = 1
 
 
-def store_file(path: str, objects_dir: Path) -> tuple[str, int]:
-    """Store one file's content; return its sha256 and size.
+def open_scanned(path: str, scanned: os.stat_result) -> int:
+    """Open a file the walk listed, refusing anything swapped in since (TOCTOU-safe).
 
-    Hashes first and writes only when the object is new. Source read errors propagate
-    as ``OSError`` (the caller skips the file); store write errors become ``StateError``.
+    ``O_NOFOLLOW`` refuses a symlink put in the file's place, ``O_NONBLOCK`` keeps a FIFO
+    from hanging the open, and the ``fstat`` of what was actually opened must be the
+    regular file that was scanned (same device and inode): a folder on the way swapped
+    for a symlink leads to another inode and is refused too. Raises ``SwappedFile``.
     """
-    sha, size = hash_file(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SwappedFile(path, "it was replaced by a symlink") from exc
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (
+        scanned.st_dev,
+        scanned.st_ino,
+    ):
+        os.close(fd)
+        raise SwappedFile(path, "it was replaced by another file")
+    return fd
+
+
+class SwappedFile(OSError):
+    """A file that changed identity between the scan and the read."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.ESTALE, why, path)
+        self.path = path
+        self.why = why
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        size += len(chunk)
+        offset += len(chunk)
+    return digest.hexdigest(), size
+
+
+def store_fd(fd: int, objects_dir: Path, created: list[Path] | None = None) -> tuple[str, int]:
+    """Store the content of an open file; return its sha256 and size.
+
+    Hashes first and writes only when the object is new; ``created`` collects the objects
+    this call added, so that a snapshot that fails can take them back. Objects are
+    owner-only (0400): ``GRID_HOME`` is private, and a source file's mode says nothing
+    about who may read the copy. Store write errors become ``StateError``.
+    """
+    sha, size = _hash_fd(fd)
     if object_path(objects_dir, sha).exists():
         return sha, size
     # Copy and hash again in one pass: the name must describe what was written, even if
     # the file changed since the first read.
-    with open(path, "rb") as src:
-        try:
-            fd, tmp = tempfile.mkstemp(dir=objects_dir, prefix=".tmp-")
-        except OSError as exc:
+    try:
+        tmp_fd, tmp = tempfile.mkstemp(dir=objects_dir, prefix=".tmp-")
+    except OSError as exc:
+        raise _store_error(objects_dir, exc) from exc
+    try:
+        digest = hashlib.sha256()
+        size = offset = 0
+        with os.fdopen(tmp_fd, "wb") as out:
+            while chunk := os.pread(fd, CHUNK, offset):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                offset += len(chunk)
+        sha = digest.hexdigest()
+        final = object_path(objects_dir, sha)
+        final.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(tmp, 0o400)
+        existed = final.exists()
+        os.replace(tmp, final)
+        if created is not None and not existed:
+            created.append(final)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
             raise _store_error(objects_dir, exc) from exc
-        try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-            sha = digest.hexdigest()
-            final = object_path(objects_dir, sha)
-            final.parent.mkdir(exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                raise _store_error(objects_dir, exc) from exc
-            raise
+        raise
     return sha, size
+
+
+def store_file(path: str, objects_dir: Path) -> tuple[str, int]:
+    """Store one file's content by path (no symlink followed); see :func:`store_fd`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return store_fd(fd, objects_dir)
+    finally:
+        os.close(fd)
 
 
 def _store_error(objects_dir: Path, exc: OSError) -> StateError:
