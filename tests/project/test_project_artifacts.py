@@ -25,7 +25,7 @@ def _workdir(tmp_path: Path, home: GridHome, age: bool = True) -> tuple[Path, Pa
     return snap.manifest_path, work
 
 
-def test_new_and_changed_files_are_moved_with_their_paths(
+def test_new_and_changed_files_are_copied_with_their_paths(
     weird_tmp_path: Path, home: GridHome
 ) -> None:
     manifest, work = _workdir(weird_tmp_path, home)
@@ -50,7 +50,7 @@ def test_new_and_changed_files_are_moved_with_their_paths(
     assert (arts / "ckpt/epoch 1/modèl.pt").read_bytes() == b"w" * 100
     assert (arts / "conf/a.yaml").read_text() == "lr: 0.2\n"
     assert os.readlink(arts / "latest") == "metrics.json"
-    assert not (work / "metrics.json").exists()  # moved, not copied
+    assert (work / "metrics.json").exists()  # copied, never moved
     assert (work / "train.py").exists() and not (arts / "train.py").exists()
     assert not (arts / "__pycache__").exists() and not (arts / "data").exists()
 
@@ -59,7 +59,7 @@ def test_copy_mode_leaves_the_working_copy_alone(tmp_path: Path, home: GridHome)
     manifest, work = _workdir(tmp_path, home)
     (work / "out.txt").write_text("result")
     (work / "data/in.csv").write_text("1\n2\n")
-    saved = collect_artifacts(manifest, work, tmp_path / "arts", move=False)
+    saved = collect_artifacts(manifest, work, tmp_path / "arts")
     assert saved == ["data/in.csv", "out.txt"]
     assert (work / "out.txt").read_text() == "result"
     assert (tmp_path / "arts/data/in.csv").read_text() == "1\n2\n"
@@ -89,7 +89,9 @@ def test_artifacts_folder_inside_the_working_copy_is_skipped(
     (work / "model.pt").write_text("w")
     assert collect_artifacts(manifest, work, work / "saved") == ["model.pt"]
     (work / "more.pt").write_text("w")
-    assert collect_artifacts(manifest, work, work / "saved") == ["more.pt"]
+    # Copied, so model.pt is saved again; nothing under saved/ is collected into itself.
+    assert collect_artifacts(manifest, work, work / "saved") == ["model.pt", "more.pt"]
+    assert sorted(p.name for p in (work / "saved").iterdir()) == ["model.pt", "more.pt"]
 
 
 def test_collect_artifacts_imports_cheaply() -> None:
