@@ -7,10 +7,10 @@ the agent or the CLI dies. Readers (``grid logs``) only parse these files.
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
 
 
 def timestamp(ts: float | None = None) -> str:
@@ -23,25 +23,43 @@ def format_line(stream: str, text: str, ts: float | None = None) -> str:
 
 
 class LogSink:
-    """A thread-safe, line-buffered appender for one log file."""
+    """A thread-safe appender for one log file: one ``write(2)`` per line.
+
+    Why raw appends: on a full disk a buffered file raises on some later line and the
+    pump thread reading the experiment's pipe dies with it, so the experiment blocks on
+    a full pipe forever. Here a line that cannot be written is counted and dropped, the
+    experiment keeps running, and a note says how many lines were lost once a write
+    succeeds again.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # Line-buffered so a reader sees each line as soon as it is written.
-        self._fh: IO[str] = open(  # noqa: SIM115 - closed by close()
-            path, "a", encoding="utf-8", errors="replace", buffering=1
-        )
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._lock = threading.Lock()
+        self.lost = 0
+        self.lost_reason = ""
 
     def write(self, stream: str, text: str, ts: float | None = None) -> None:
-        line = format_line(stream, text, ts)
+        line = format_line(stream, text, ts).encode("utf-8", errors="replace")
         with self._lock:
-            self._fh.write(line)
+            if self._fd < 0:
+                return
+            try:
+                if self.lost:
+                    note = f"gridrun: {self.lost} log line(s) lost: {self.lost_reason}"
+                    os.write(self._fd, format_line("stderr", note).encode())
+                    self.lost = 0
+                os.write(self._fd, line)
+            except OSError as exc:
+                self.lost += 1
+                self.lost_reason = exc.strerror or str(exc)
 
     def close(self) -> None:
         with self._lock:
-            self._fh.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> LogSink:
         return self

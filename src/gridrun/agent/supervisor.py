@@ -14,14 +14,19 @@ Kept free of CLI imports (click, rich) so that it starts fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from gridrun.agent.jobs import load_job
 from gridrun.backends import get_backend
@@ -123,33 +128,67 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             exit_code = -1
             error = f"{type(exc).__name__}: {exc}"
             sink.write("stderr", f"gridrun: {error}")
-            (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
+            with contextlib.suppress(OSError):  # a full disk must not hide the failure
+                (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
+            if _out_of_space(exc) or _out_of_space(exc.__cause__ or exc):
+                error = f"{NO_SPACE}: {error}"
         try:
             backend.collect_artifacts(job)
         except Exception as exc:
             sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
+            if NO_SPACE in str(exc) and error is None:
+                # Its results are lost: the experiment failed, whatever its exit code.
+                error = f"{NO_SPACE}: could not save its artifacts"
         # The last metrics pass: after the files were copied out of a container, before
         # the working copy is removed, and before the exit is recorded, so that a
         # finished experiment's metrics are complete the moment its status says so.
         live.stop()
-        final_ingest(store, metrics)
+        try:
+            final_ingest(store, metrics)
+        except Exception as exc:  # a full disk loses the last metrics, not the exit
+            sink.write("stderr", f"gridrun: could not record metrics: {exc}")
         try:
             backend.cleanup(job)
         except Exception as exc:
             sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 
-    stopped = stopping.is_set() or store.get_experiment(exp_id).stop_requested
+    stopped = stopping.is_set() or when_space(lambda: store.get_experiment(exp_id).stop_requested)
     status = final_status(exit_code, stopped)
+    if error is not None and error.startswith(NO_SPACE) and status == Status.SUCCEEDED:
+        status = Status.FAILED
     record = {
         "exit_code": exit_code,
         "status": status.value,
         "finished_at": time.time(),
         "error": error,
     }
-    write_exit_record(exp_dir, record)
-    apply_exit_record(store, exp_id, record)
+    # Both retried while the disk is full: the workdir removed above usually made room,
+    # and otherwise the experiment is recorded as soon as any space is freed.
+    when_space(lambda: write_exit_record(exp_dir, record))
+    when_space(lambda: apply_exit_record(store, exp_id, record))
     _wake_agent(home)
     return 0
+
+
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
+T = TypeVar("T")
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def when_space(fn: Callable[[], T], pause: float = 1.0) -> T:
+    """Call ``fn`` until it stops failing for lack of disk space (other errors propagate)."""
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not _out_of_space(exc) and not _out_of_space(exc.__cause__ or exc):
+                raise
+        time.sleep(pause)
 
 
 def _wake_agent(home: GridHome) -> None:

@@ -73,6 +73,39 @@ class GridGroup(click.Group):
 
             error("Interrupted.")
             sys.exit(130)
+        except Exception as exc:
+            # A full or read-only disk can strike anywhere: always one actionable line.
+            line = _disk_error(exc)
+            if line is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            from gridrun.cli.output import error
+
+            error(line)
+            sys.exit(1)
+
+
+def _disk_error(exc: BaseException) -> str | None:
+    import errno
+    import sqlite3
+
+    cause = exc.__cause__ or exc
+    err = getattr(exc, "errno", None) or getattr(cause, "errno", None)
+    text = str(exc).lower()
+    where = getattr(exc, "filename", None) or getattr(cause, "filename", None)
+    at = f" (writing {where})" if where else ""
+    if err in (errno.ENOSPC, errno.EDQUOT) or (
+        isinstance(exc, sqlite3.OperationalError) and "full" in text
+    ):
+        return (
+            f"No space left on device{at}. Free some space (`grid delete run NAME`, "
+            "`grid datastore delete`, or elsewhere on that disk) and retry."
+        )
+    if err == errno.EROFS or (isinstance(exc, sqlite3.OperationalError) and "readonly" in text):
+        return (
+            f"GRID_HOME is on a read-only filesystem{at}. Read-only commands (status, "
+            "history, logs) still work; remount it read-write or set GRID_HOME elsewhere."
+        )
+    return None
 
 
 @click.group(cls=GridGroup, context_settings={"help_option_names": ["-h", "--help"]})

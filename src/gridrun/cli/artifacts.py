@@ -50,7 +50,7 @@ def artifacts(ctx: click.Context, name: str, download_dir: str, match: str | Non
     except re.error as exc:
         raise UsageError(f"Invalid --match_regex '{match}': {exc}.") from None
     home = home_of(ctx)
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=True)
     _run, exps = find_target(store, name)
     dest_root = Path(download_dir)
     copied: dict[str, list[str]] = {}

@@ -20,9 +20,18 @@ def output_of(ctx: click.Context) -> str:
     return obj.get("output", "console")
 
 
-def open_store(ctx: click.Context) -> Store:
-    home = home_of(ctx).ensure()
-    return Store(home.db_path)
+def open_store(ctx: click.Context, *, read_only: bool = False) -> Store:
+    """The state database; ``read_only`` for commands that never write to it.
+
+    Only a brand-new GRID_HOME is created (and write-probed) here: on an existing one a
+    full or read-only disk must not stop ``status``, ``history`` or ``logs``, nor
+    ``delete`` and ``stop``, which are how a user frees the space again.
+    """
+    home = home_of(ctx)
+    if not home.db_path.exists():
+        home.ensure()
+        return Store(home.db_path)
+    return Store.reader(home.db_path) if read_only else Store(home.db_path)
 
 
 def find_target(store: Store, name: str) -> tuple[Run, list[Experiment]]:

@@ -30,7 +30,7 @@ def logs(
     from gridrun.logs import parse_line
 
     home = home_of(ctx)
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=True)
     run, exps = find_target(store, name)
     building = run.status in (Status.BUILDING, Status.FAILED) and run.env_ref is None
     show_build = show_build or building

@@ -75,7 +75,7 @@ def _run_duration(run: Run, now: float | None = None) -> float | None:
 
 def _heal(ctx: click.Context, store: Any) -> None:
     """Work without an agent (it crashed, the machine rebooted): start one to reconcile."""
-    if store.has_active_work():
+    if not store.readonly and store.has_active_work():
         from gridrun.agent.control import agent_running, start_agent
 
         home = home_of(ctx)
@@ -242,7 +242,7 @@ def status(ctx: click.Context, name: str | None) -> None:
     """Show active runs; with NAME, the experiments of that run (or one experiment)."""
     from gridrun.cli.output import console, emit_json
 
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=True)
     _heal(ctx, store)
     as_json = output_of(ctx) == "json"
     if name:
@@ -306,7 +306,7 @@ def history(ctx: click.Context) -> None:
     """Every run, newest first."""
     from gridrun.cli.output import console, emit_json
 
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=True)
     runs = store.list_runs()
     if output_of(ctx) == "json":
         emit_json([run_json(r) for r in runs])

@@ -11,6 +11,7 @@ journal lets that resume skip every file already stored.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -182,12 +183,22 @@ def _build(
             state["error"] = "interrupted (Ctrl-C)"
         elif isinstance(exc, DatastoreError):
             state["error"] = exc.message
+        elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            state["error"] = os.strerror(exc.errno)
         else:
             state["error"] = f"{type(exc).__name__}: {exc}"
         try:
             layout.write_state(vdir, state)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            name = state["name"]
+            raise DatastoreError(
+                f"No space left on device while storing datastore {name} in {vdir.parent}.",
+                hint="Free some space (`grid datastore delete`, `grid delete run NAME`), then "
+                f"`grid datastore resume --name {name}` finishes it without re-reading "
+                "what was stored.",
+            ) from exc
         raise
     loaded = layout.load_version(vdir)
     assert loaded is not None

@@ -57,6 +57,41 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 raise self._unreadable(exc) from exc
 
+    readonly = False
+
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """A connection for commands that only read (status, history, logs).
+
+        Opening for writing needs the ``-shm`` file and, on an old schema, a migration:
+        both fail on a full or read-only disk, where a user most needs to see what ran.
+        Then the file is opened read-only (``mode=ro``), and failing that as immutable,
+        which skips the ``-shm`` file (on a disk that nothing can write, nothing changes).
+        """
+        try:
+            store = cls(path)
+            store.conn.execute("SELECT count(*) FROM runs").fetchone()
+            return store
+        except (StateError, sqlite3.DatabaseError) as exc:
+            first = exc
+        from urllib.parse import quote
+
+        for query in ("mode=ro", "immutable=1"):
+            store = cls.__new__(cls)
+            store.path = path
+            try:
+                uri = f"file:{quote(str(path.absolute()))}?{query}"
+                store.conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+                store.conn.row_factory = sqlite3.Row
+                store.conn.execute("SELECT count(*) FROM runs").fetchone()
+            except sqlite3.DatabaseError:
+                continue
+            store.readonly = True
+            return store
+        if isinstance(first, StateError):
+            raise first
+        raise store._unreadable(first)
+
     def _open(self, path: Path) -> None:
         existed = path.exists() and path.stat().st_size > 0
         self.conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
