@@ -78,3 +78,19 @@ class UnsupportedError(BackendError):
 
 class DatastoreError(GridError):
     pass
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """Whether an error (or its cause) is a full disk or quota: ENOSPC, EDQUOT, or
+    SQLite's "database or disk is full". Such a write can succeed once space is freed,
+    so callers that must record something (an exit, a stop) retry it or go around it."""
+    import errno
+    import sqlite3
+
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+            return True
+        exc = exc.__cause__
+    return False

@@ -19,6 +19,7 @@ Layout (every path is derived here so no other module invents one)::
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,17 @@ class GridHome:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                hint = (
+                    "Free some space (`grid delete run NAME`, `grid datastore delete`, or "
+                    "elsewhere on that disk); status, history and logs still work."
+                )
+            elif exc.errno == errno.EROFS:
+                hint = "Remount it read-write; status, history and logs still work."
+            else:
+                hint = "Set GRID_HOME to a folder you can write to."
             raise StateError(
-                f"GRID_HOME {self.root} is not writable ({exc.strerror or exc}).",
-                hint="Set GRID_HOME to a folder you can write to.",
+                f"GRID_HOME {self.root} is not writable ({exc.strerror or exc}).", hint=hint
             ) from exc
         return self
 

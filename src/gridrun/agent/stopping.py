@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 
 from gridrun.agent.reconcile import reconcile_experiment, supervisor_alive
+from gridrun.errors import out_of_space
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
@@ -57,15 +58,25 @@ def stop_experiments(
                 continue
             e = store.get_experiment(e.id)  # it started meanwhile
         if e.status == Status.RUNNING:
-            store.transition(e.id, where=[Status.RUNNING], stop_requested=1)
+            try:
+                store.transition(e.id, where=[Status.RUNNING], stop_requested=1)
+            except Exception as exc:
+                # A full disk: the SIGTERM below still stops it, and its supervisor
+                # records "stopped" from the signal as soon as there is room.
+                if not out_of_space(exc):
+                    raise
             stopped.append(e.name)
             running.append(e)
     for run_id in run_ids:
-        with store.transaction() as c:
-            c.execute(
-                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
-                (Status.STOPPED.value, now, run_id, Status.BUILDING.value),
-            )
+        try:
+            with store.transaction() as c:
+                c.execute(
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
+                    (Status.STOPPED.value, now, run_id, Status.BUILDING.value),
+                )
+        except Exception as exc:
+            if not out_of_space(exc):
+                raise
     for e in running:
         if supervisor_alive(e) and e.supervisor_pid:
             try:

@@ -19,7 +19,6 @@ import errno
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import TypeVar
 
 from gridrun.agent.jobs import load_job
 from gridrun.backends import get_backend
+from gridrun.errors import out_of_space
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.store.db import Store
@@ -130,7 +130,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             sink.write("stderr", f"gridrun: {error}")
             with contextlib.suppress(OSError):  # a full disk must not hide the failure
                 (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
-            if _out_of_space(exc) or _out_of_space(exc.__cause__ or exc):
+            if out_of_space(exc):
                 error = f"{NO_SPACE}: {error}"
         try:
             backend.collect_artifacts(job)
@@ -174,19 +174,13 @@ NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"
 T = TypeVar("T")
 
 
-def _out_of_space(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
-
-
 def when_space(fn: Callable[[], T], pause: float = 1.0) -> T:
     """Call ``fn`` until it stops failing for lack of disk space (other errors propagate)."""
     while True:
         try:
             return fn()
         except Exception as exc:
-            if not _out_of_space(exc) and not _out_of_space(exc.__cause__ or exc):
+            if not out_of_space(exc):
                 raise
         time.sleep(pause)
 

@@ -88,14 +88,14 @@ def _disk_error(exc: BaseException) -> str | None:
     import errno
     import sqlite3
 
+    from gridrun.errors import out_of_space
+
     cause = exc.__cause__ or exc
     err = getattr(exc, "errno", None) or getattr(cause, "errno", None)
     text = str(exc).lower()
     where = getattr(exc, "filename", None) or getattr(cause, "filename", None)
     at = f" (writing {where})" if where else ""
-    if err in (errno.ENOSPC, errno.EDQUOT) or (
-        isinstance(exc, sqlite3.OperationalError) and "full" in text
-    ):
+    if out_of_space(exc):
         return (
             f"No space left on device{at}. Free some space (`grid delete run NAME`, "
             "`grid datastore delete`, or elsewhere on that disk) and retry."

@@ -185,6 +185,10 @@ def _build(
             state["error"] = exc.message
         elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             state["error"] = os.strerror(exc.errno)
+            # The partial file being stored goes first: it makes room for state.json,
+            # and the objects already stored stay for the resume.
+            layout.remove_tree(vdir / "tmp")
+            (vdir / "download.part").unlink(missing_ok=True)
         else:
             state["error"] = f"{type(exc).__name__}: {exc}"
         try:
