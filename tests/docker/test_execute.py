@@ -78,6 +78,8 @@ def test_bash_script_and_read_only_datastores(
     script = (
         "cat /datastores/mnist/a.txt\ncat data/inner/b.txt\n"
         "touch /datastores/mnist/new 2>/dev/null || echo read-only\n"
+        "mount -o remount,bind,rw /datastores/mnist 2>/dev/null && echo REMOUNTED"
+        " || echo no-remount\n"
         'echo "args: $@"\n'
     )
     req, tag = _image(make_project, make_request, {"run.sh": script})
@@ -99,7 +101,9 @@ def test_bash_script_and_read_only_datastores(
     backend = DockerBackend()
     assert _run(backend, job) == 0
     out = [t for s, _, t in _lines(job) if s == "stdout"]
-    assert out == ["from mnist", "from inner", "read-only", "args: x y"]
+    assert out == ["from mnist", "from inner", "read-only", "no-remount", "args: x y"]
+    host = DockerBackend().api.inspect_container(container_name(job))["HostConfig"]
+    assert "SYS_ADMIN" in host["CapDrop"] and host["SecurityOpt"] == ["no-new-privileges"]
     assert backend.collect_artifacts(job) == []  # a mounted datastore is not an artifact
     backend.cleanup(job)
 

@@ -102,6 +102,9 @@ def container_name(job: Job) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
 
 
+DROPPED_CAPS = ("SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_MODULE", "SYS_RAWIO")
+
+
 def job_labels(job: Job) -> dict[str, str]:
     return {
         "gridrun": "1",
@@ -258,6 +261,11 @@ class DockerBackend(Backend):
             device_requests=device_requests,
             binds=binds or None,
             init=True,  # tini as PID 1: SIGTERM reaches the script, zombies are reaped
+            # Read-only datastore binds must hold against root in the container: no
+            # capability that can remount (or reach the host's mounts), and no setuid
+            # program to get one back. Docker's defaults omit these; say so explicitly.
+            cap_drop=list(DROPPED_CAPS),
+            security_opt=["no-new-privileges"],
         )
         created = api.create_container(
             image=job.env_ref,

@@ -80,11 +80,15 @@ class LocalBackend(Backend):
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]
-        if job.datastores:
-            from gridrun.datastores import local_mount_command
+        # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
+        # remounting is impossible, when a private namespace can be made (nsexec.py).
+        from gridrun.datastores import local_mount_command
 
-            argv, extra = local_mount_command(argv, job.datastores, job.workdir)
-            env.update(extra)
+        home = Path(job.objects_dir).parent
+        argv, extra = local_mount_command(
+            argv, job.datastores, job.workdir, hide=home, keep_ro=[venv]
+        )
+        env.update(extra)
         proc = subprocess.Popen(
             argv,
             cwd=job.workdir,

@@ -80,8 +80,16 @@ def local_mount_command(
     workdir: Path,
     *,
     mode: str | None = None,
+    hide: Path | None = None,
+    keep_ro: list[Path] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The command to exec (wrapped when needed) and the ``GRID_DATASTORE_*`` variables."""
+    """The command to exec (wrapped when needed) and the ``GRID_DATASTORE_*`` variables.
+
+    ``hide`` (GRID_HOME) is covered in the experiment's namespace, except ``workdir`` and
+    ``keep_ro`` (its environment, read-only) inside it; with a namespace, the experiment
+    also loses the capabilities that could remount (see ``nsexec.py``). So an experiment
+    is wrapped whenever a namespace can be made, with or without datastores.
+    """
     mode = mode or isolation_mode()
     if mode not in MODES:
         raise ValueError(f"unknown isolation mode {mode!r}")
@@ -105,10 +113,24 @@ def local_mount_command(
         seen[str(target)] = m.name
         env[env_var(m.name)] = str(target)
         plan.append({"name": m.name, "src": str(source), "dst": str(target)})
-    if mode == "none" or not plan:
+    if mode == "none" or not (plan or hide):
         return list(argv), env
-    spec = json.dumps({"mode": mode, "mounts": plan})
+    doc: dict[str, object] = {"mode": mode, "mounts": plan}
+    if hide is not None:
+        real = os.path.realpath
+        ro = [real(p) for p in keep_ro or [] if _within(Path(p), Path(hide))]
+        doc.update(
+            hide=real(hide),
+            keep_rw=[real(workdir)] if _within(workdir, Path(hide)) else [],
+            keep_ro=ro,
+        )
+    spec = json.dumps(doc)
     return [sys.executable, "-I", str(NSEXEC), spec, "--", *argv], env
+
+
+def _within(path: Path, folder: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real.startswith(base + os.sep)
 
 
 def _fallback(m: DatastoreMount, workdir: Path) -> Path:

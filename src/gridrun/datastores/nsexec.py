@@ -19,6 +19,22 @@ A read-only *bind* mount stops writes by root too (EROFS), which permission bits
 do not. The remount keeps the flags the kernel locks in a user namespace (nosuid,
 nodev, noexec, atime), or it would be refused with EPERM.
 
+Before ``exec`` two more things make the mounts hold against a root experiment (the
+probe behind this found one that remounted its read-only bind read-write and wrote
+through it, and deduplication then spread the altered file to new datastores):
+
+* ``hide``: a fresh tmpfs is mounted over ``GRID_HOME``, so its object stores, other
+  runs' working copies and the datastores' host paths are not reachable at all; only
+  the experiment's own working copy (read-write) and its environment (read-only) are
+  bound back at their usual paths. They are opened (``O_PATH``) before the tmpfs goes
+  on, and bound from those descriptors.
+* the capabilities that could undo that are dropped from the bounding set
+  (``CAP_SYS_ADMIN``: mount, remount, umount; ``CAP_SYS_PTRACE``: reaching the host's
+  mounts through ``/proc/PID/root``; ``CAP_DAC_READ_SEARCH``: ``open_by_handle_at``;
+  ``CAP_SYS_MODULE``, ``CAP_SYS_RAWIO``), and ``no_new_privs`` is set, so no setuid
+  program gets them back. A root experiment keeps every other power of root; a nested
+  user namespace gets its capabilities only over mounts the kernel has locked.
+
 ``--probe MODE DIR`` checks MODE end to end on DIR and prints ``ok``.
 """
 
@@ -43,6 +59,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p]  # fmt: skip
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]  # fmt: skip
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+CAP_DAC_READ_SEARCH, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_PTRACE, CAP_SYS_ADMIN = (
+    2, 16, 17, 19, 21)  # fmt: skip
+DROPPED_CAPS = (CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH, CAP_SYS_MODULE,
+                CAP_SYS_RAWIO)  # fmt: skip
+O_PATH = getattr(os, "O_PATH", 0o10000000)
 
 
 def _check(rc: int, what: str) -> None:
@@ -76,12 +100,41 @@ def enter(mode: str) -> None:
 
 def bind_readonly(src: str, dst: str) -> None:
     _mount(src, dst, MS_BIND | MS_REC)
+    _remount_readonly(dst)
+
+
+def _remount_readonly(dst: str) -> None:
     present = os.statvfs(dst).f_flag
     keep = 0
     for bit, flag in KEEP.items():
         if present & bit:
             keep |= flag
     _mount(None, dst, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+
+
+def hide(home: str, keep_rw: list[str], keep_ro: list[str]) -> None:
+    """Cover ``home`` with an empty tmpfs, then bind back only the folders listed."""
+    fds = {p: os.open(p, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in keep_rw + keep_ro}
+    _check(
+        _libc.mount(b"gridrun-hidden", home.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                    b"mode=0700,size=1m"),
+        f"mount tmpfs on {home}",
+    )  # fmt: skip
+    for path in keep_rw + keep_ro:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        _mount(f"/proc/self/fd/{fds[path]}", path, MS_BIND | MS_REC)
+        if path in keep_ro:
+            _remount_readonly(path)
+        os.close(fds[path])
+
+
+def drop_privileges() -> None:
+    """Lose, for good, the capabilities that could undo the mounts (see the module doc)."""
+    for cap in DROPPED_CAPS:
+        rc = _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        if rc != 0 and ctypes.get_errno() != errno.EINVAL:  # EINVAL: unknown to this kernel
+            _check(rc, "drop capability")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
 
 
 def probe(mode: str, folder: str) -> int:
@@ -113,15 +166,29 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"gridrun: cannot isolate the datastore mounts: {exc}", file=sys.stderr)
         return 126
+    # Datastore trees live in GRID_HOME: open them before it is hidden.
+    sources = {m["name"]: os.open(m["src"], O_PATH | os.O_DIRECTORY) for m in plan["mounts"]}
+    if plan.get("hide"):
+        try:
+            hide(plan["hide"], plan.get("keep_rw", []), plan.get("keep_ro", []))
+        except OSError as exc:
+            print(f"gridrun: cannot hide GRID_HOME from the experiment: {exc}", file=sys.stderr)
+            return 126
     for m in plan["mounts"]:
         try:
-            bind_readonly(m["src"], m["dst"])
+            bind_readonly(f"/proc/self/fd/{sources[m['name']]}", m["dst"])
+            os.close(sources[m["name"]])
         except OSError as exc:
             print(
                 f"gridrun: cannot mount datastore '{m['name']}' at {m['dst']}: {exc}",
                 file=sys.stderr,
             )
             return 126
+    try:
+        drop_privileges()
+    except OSError as exc:
+        print(f"gridrun: cannot drop privileges: {exc}", file=sys.stderr)
+        return 126
     try:
         os.execvp(command[0], command)
     except OSError as exc:
