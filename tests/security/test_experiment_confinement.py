@@ -96,7 +96,9 @@ def test_root_experiment_cannot_alter_a_datastore(grid, images: Path, tmp_path: 
     project.mkdir()
     (project / "attack.py").write_text(ATTACK)
     out = grid(
-        "run", "--name", "attack", "--datastore_name", "images", "--follow", "attack.py",
+        "run", "--name", "attack", "--datastore_name", "images",
+        # Relative: no /datastores/images left behind on the host for other tests.
+        "--datastore_mount_dir", "data/images", "--follow", "attack.py",
         str(grid.home), cwd=project,
     ).stdout  # fmt: skip
     seen = _verdict(out)
