@@ -135,7 +135,7 @@ def test_full_disk_reads_work_delete_frees_and_experiments_are_recorded(
     seen["free_full"] = free()
     seen["probe_write"] = grid("run", "keep.py", cwd=PROJ)
     for cmd in (["status"], ["history"], ["logs", "keep"], ["status", "fill"],
-                ["datastore", "list"], ["-o", "json", "history"]):
+                ["metrics", "keep"], ["datastore", "list"], ["-o", "json", "history"]):
         seen[" ".join(cmd)] = grid(*cmd)
     seen["t_reads"] = time.time()
     seen["stop"] = grid("stop", "run", "sleeper")
@@ -170,7 +170,8 @@ def test_full_disk_reads_work_delete_frees_and_experiments_are_recorded(
                 if os.path.isfile(os.path.join(exp, f))}
         info["seen"] = {k: seen[k] for k in ("stop", "sleeper")}
         raise SystemExit("could not remount read-only: " + "\\n".join(held) + json.dumps(info))
-    for cmd in (["status"], ["history"], ["logs", "fill"], ["datastore", "list"]):
+    for cmd in (["status"], ["history"], ["logs", "fill"], ["metrics", "fill"],
+                ["datastore", "list"]):
         seen["ro " + " ".join(cmd)] = grid(*cmd)
     seen["ro_run"] = grid("run", "keep.py", cwd=PROJ)
     grid("agent", "stop")
@@ -186,7 +187,7 @@ def test_full_disk_reads_work_delete_frees_and_experiments_are_recorded(
     assert seen["free_full"] < 1 << 20
     # A write command is refused with one line; every read command works.
     assert "No space left on device" in _one_line(seen["probe_write"])
-    for cmd in ("status", "history", "logs keep", "status fill", "datastore list"):
+    for cmd in ("status", "history", "logs keep", "status fill", "metrics keep", "datastore list"):
         assert seen[cmd]["rc"] == 0, (cmd, seen[cmd])
     assert "keep" in seen["history"]["out"] and "fill" in seen["history"]["out"]
     assert {r["name"] for r in json.loads(seen["-o json history"]["out"])} >= {"keep", "fill"}
@@ -197,7 +198,7 @@ def test_full_disk_reads_work_delete_frees_and_experiments_are_recorded(
     assert seen["freed"] >= 11 << 20, seen["freed"]  # keep.py wrote 12 MB
     assert "keep" not in seen["history_after"]["out"]
     # A read-only GRID_HOME can still be listed.
-    for cmd in ("status", "history", "logs fill", "datastore list"):
+    for cmd in ("status", "history", "logs fill", "metrics fill", "datastore list"):
         assert seen["ro " + cmd]["rc"] == 0, (cmd, seen["ro " + cmd])
     assert "fill" in seen["ro history"]["out"]
     assert "read-only file system" in _one_line(seen["ro_run"]).lower()

@@ -102,7 +102,7 @@ def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) ->
     from gridrun.metrics import query
 
     fmt = fmt or output_of(ctx)
-    store = open_store(ctx)
+    store = open_store(ctx, read_only=True)
     run, exps = find_target(store, name)
     ids = [e.id for e in exps]
     stats = query.summary(store, ids)
