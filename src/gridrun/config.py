@@ -244,11 +244,11 @@ def load_run_config(path: Path) -> RunConfig:
     desc = data.get("description")
     if desc is not None and not isinstance(desc, str):
         raise ConfigError(f"'description' in {path} must be text.")
-    return RunConfig(train=train, hyper_params=hp, name=data.get("name"), raw=data, notes=notes)
     return RunConfig(
         train=train,
         hyper_params=hp,
         name=data.get("name"),
         raw=data,
+        notes=notes,
         include_secrets=_include_secrets(data, path),
     )
