@@ -31,6 +31,7 @@ COMMANDS = {
     "datastore": "gridrun.cli.datastore:datastore",
     "images": "gridrun.cli.images:images",
     "agent": "gridrun.cli.agent:agent",
+    "ui": "gridrun.cli.ui:ui",
 }
 
 

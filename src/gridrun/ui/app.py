@@ -1,0 +1,404 @@
+"""The dashboard's routes: pages, their JSON, live logs and the two actions.
+
+Endpoints that read the store are plain functions, which Starlette runs in a thread
+pool: SQLite calls block, and the event loop must stay free for the log streams.
+Each request opens its own :class:`~gridrun.store.db.Store` (a connection belongs
+to one thread).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gridrun.errors import GridError, NotFoundError
+from gridrun.home import GridHome
+from gridrun.store.db import Store
+from gridrun.store.models import Experiment, Run
+from gridrun.ui import data
+from gridrun.ui.charts import SeriesCache, run_metrics
+from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, require_csrf
+
+HERE = Path(__file__).parent
+
+
+def _store(request: Request) -> Store:
+    home: GridHome = request.app.state.home
+    return Store(home.ensure().db_path)
+
+
+def _render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    env: Environment = request.app.state.jinja
+    ctx.setdefault("csrf_field", CSRF_FIELD)
+    ctx.setdefault("csrf", request.app.state.guard.csrf)
+    html = env.get_template(template).render(request=request, **ctx)
+    return HTMLResponse(html, status_code)
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '</script>' can close it early."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _not_found(request: Request, exc: NotFoundError) -> HTMLResponse:
+    return _render(request, "error.html", 404, message=str(exc))
+
+
+def _find_run(store: Store, name: str) -> Run:
+    return store.get_run(name)
+
+
+def _find_experiment(store: Store, name: str) -> tuple[Run, Experiment]:
+    exp = store.find_experiment(name)
+    if exp is None:
+        raise NotFoundError(f"No experiment named '{name}'.")
+    return store.get_run_by_id(exp.run_id), exp
+
+
+def _summary(store: Store, exps: list[Experiment]) -> dict[int, dict[str, dict[str, float]]]:
+    from gridrun.metrics import query
+
+    return query.summary(store, [e.id for e in exps]) if exps else {}
+
+
+# ------------------------------------------------------------------- pages
+def index(request: Request) -> Response:
+    store = _store(request)
+    try:
+        rows = [data.run_row(r) for r in store.list_runs()]
+    finally:
+        store.close()
+    return _render(request, "index.html", runs=rows)
+
+
+def run_page(request: Request) -> Response:
+    store = _store(request)
+    try:
+        run = _find_run(store, request.path_params["name"])
+        detail = data.run_detail(run, _summary(store, run.experiments))
+    except NotFoundError as exc:
+        return _not_found(request, exc)
+    finally:
+        store.close()
+    return _render(request, "run.html", run=detail, initial=_script_json(detail))
+
+
+def experiment_page(request: Request) -> Response:
+    home: GridHome = request.app.state.home
+    store = _store(request)
+    try:
+        run, exp = _find_experiment(store, request.path_params["name"])
+        detail = data.experiment_detail(run, exp)
+        summary = _summary(store, [exp]).get(exp.id, {})
+    except NotFoundError as exc:
+        return _not_found(request, exc)
+    finally:
+        store.close()
+    artifacts = data.artifacts_of(home, exp)
+    for a in artifacts:
+        a["human_size"] = data.human_size(a["size"])
+    metrics = [{"key": k, **data._clean(v)} for k, v in sorted(summary.items())]
+    return _render(
+        request,
+        "experiment.html",
+        exp=detail,
+        run_name=run.name,
+        metrics=metrics,
+        artifacts=artifacts,
+        initial=_script_json(detail),
+    )
+
+
+def new_run_page(request: Request) -> Response:
+    from gridrun.backends import BACKENDS
+    from gridrun.config import load_machine_config
+
+    home: GridHome = request.app.state.home
+    form = {k: request.query_params.get(k, "") for k in ("localdir", "script", "args")}
+    form["backend"] = load_machine_config(home.config_path).default_backend
+    return _render(request, "new.html", form=form, backends=BACKENDS, datastores=_datastores(home))
+
+
+def _datastores(home: GridHome) -> list[str]:
+    from gridrun.datastores.layout import list_datastores
+
+    try:
+        return sorted({d.name for d in list_datastores(home) if d.status == "succeeded"})
+    except GridError:
+        return []
+
+
+async def new_run_post(request: Request) -> Response:
+    from gridrun.backends import BACKENDS
+    from gridrun.ui import launch
+
+    refused = await require_csrf(request)
+    if refused is not None:
+        return refused
+    home: GridHome = request.app.state.home
+    raw = await request.form()
+    form = {k: str(raw.get(k, "")) for k in launch.FIELDS}
+    ctx: dict[str, Any] = {
+        "form": form,
+        "backends": BACKENDS,
+        "datastores": await run_in_threadpool(_datastores, home),
+    }
+    try:
+        if raw.get("step") == "submit":
+            name = await run_in_threadpool(launch.submit, form, home)
+            return RedirectResponse(f"/runs/{name}", 303)
+        ctx["preview"] = await run_in_threadpool(launch.preview, form, home)
+    except GridError as exc:
+        return _render(request, "new.html", 400, error=str(exc), **ctx)
+    return _render(request, "new.html", **ctx)
+
+
+# --------------------------------------------------------------------- API
+def api_runs(request: Request) -> Response:
+    store = _store(request)
+    try:
+        return JSONResponse([data.run_row(r) for r in store.list_runs()])
+    finally:
+        store.close()
+
+
+def api_run(request: Request) -> Response:
+    store = _store(request)
+    try:
+        run = _find_run(store, request.path_params["name"])
+        return JSONResponse(data.run_detail(run, _summary(store, run.experiments)))
+    except NotFoundError as exc:
+        return JSONResponse({"error": str(exc)}, 404)
+    finally:
+        store.close()
+
+
+def api_run_metrics(request: Request) -> Response:
+    store = _store(request)
+    try:
+        run = _find_run(store, request.path_params["name"])
+        only = request.query_params.get("experiments")
+        exps = run.experiments
+        if only:
+            names = set(only.split(","))
+            exps = [e for e in exps if e.name in names]
+        keys = request.query_params.get("keys")
+        raw_max = request.query_params.get("max_points", "")
+        max_points = int(raw_max) if raw_max.isdigit() else None
+        body = run_metrics(
+            store,
+            exps,
+            request.app.state.series_cache,
+            keys.split(",") if keys else None,
+            max_points or None,
+        )
+    except NotFoundError as exc:
+        return JSONResponse({"error": str(exc)}, 404)
+    finally:
+        store.close()
+    return Response(body, media_type="application/json")
+
+
+def run_csv(request: Request) -> Response:
+    """The experiments table as CSV: parameters, then each metric's last, min and max."""
+    store = _store(request)
+    try:
+        run = _find_run(store, request.path_params["name"])
+        detail = data.run_detail(run, _summary(store, run.experiments))
+    except NotFoundError as exc:
+        return _not_found(request, exc)
+    finally:
+        store.close()
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    keys = [m["key"] for m in detail["metrics"]]
+    w.writerow(
+        [
+            "experiment",
+            "status",
+            *detail["params"],
+            *[f"{k}_{s}" for k in keys for s in ("last", "min", "max")],
+        ]
+    )
+    for e in detail["experiments"]:
+        m = e["metrics"]
+        w.writerow(
+            [
+                e["name"],
+                e["status"],
+                *[e["params"].get(p, "") for p in detail["params"]],
+                *[_csv_num(m.get(k, {}).get(s)) for k in keys for s in ("last", "min", "max")],
+            ]
+        )
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv",
+        headers={"content-disposition": f'attachment; filename="{run.name}.csv"'},
+    )
+
+
+def _csv_num(v: float | None) -> str:
+    return "" if v is None else repr(v)
+
+
+def api_experiment(request: Request) -> Response:
+    store = _store(request)
+    try:
+        run, exp = _find_experiment(store, request.path_params["name"])
+        detail = data.experiment_detail(run, exp)
+        detail["metrics"] = {
+            k: data._clean(v) for k, v in _summary(store, [exp]).get(exp.id, {}).items()
+        }
+    except NotFoundError as exc:
+        return JSONResponse({"error": str(exc)}, 404)
+    finally:
+        store.close()
+    return JSONResponse(detail)
+
+
+def api_sweep_count(request: Request) -> Response:
+    from gridrun.ui import launch
+
+    q = request.query_params
+    return JSONResponse(
+        launch.count(q.get("args", ""), q.get("strategy", ""), q.get("num_trials", ""))
+    )
+
+
+async def experiment_logs(request: Request) -> Response:
+    """Server-sent events of the experiment's [build], [stdout] and [stderr] lines."""
+    from gridrun.agent.builder import build_log_path
+    from gridrun.ui.logstream import stream_logs
+
+    home: GridHome = request.app.state.home
+    name = request.path_params["name"]
+
+    def lookup() -> tuple[Run, Experiment]:
+        store = _store(request)
+        try:
+            return _find_experiment(store, name)
+        finally:
+            store.close()
+
+    try:
+        run, exp = await run_in_threadpool(lookup)
+    except NotFoundError as exc:
+        return JSONResponse({"error": str(exc)}, 404)
+
+    async def finished() -> bool:
+        _run, e = await run_in_threadpool(lookup)
+        return e.status.finished
+
+    sources = {
+        "build": build_log_path(home, run.name),
+        "output": home.experiment_dir(exp.name) / "output.log",
+    }
+    return StreamingResponse(
+        stream_logs(
+            sources, finished, request.headers.get("last-event-id"), request.is_disconnected
+        ),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+def artifact_download(request: Request) -> Response:
+    home: GridHome = request.app.state.home
+    store = _store(request)
+    try:
+        _run, exp = _find_experiment(store, request.path_params["name"])
+    except NotFoundError as exc:
+        return _not_found(request, exc)
+    finally:
+        store.close()
+    path = data.artifact_path(home, exp, request.path_params["path"])
+    if path is None:
+        return _not_found(request, NotFoundError("No such artifact."))
+    return FileResponse(path, filename=path.name)
+
+
+# ----------------------------------------------------------------- actions
+async def stop(request: Request) -> Response:
+    """POST /runs/<name>/stop or /experiments/<name>/stop: as ``grid stop``."""
+    from gridrun.agent.stopping import stop_experiments
+    from gridrun.config import load_machine_config
+
+    refused = await require_csrf(request)
+    if refused is not None:
+        return refused
+    home: GridHome = request.app.state.home
+    kind = request.path_params["kind"]
+    name = request.path_params["name"]
+    if kind not in ("runs", "experiments"):
+        return JSONResponse({"error": "Not found."}, 404)
+
+    def do_stop() -> list[str]:
+        store = _store(request)
+        try:
+            if kind == "runs":
+                run = _find_run(store, name)
+                exps = run.experiments
+            else:
+                run, exp = _find_experiment(store, name)
+                exps = [exp]
+            grace = load_machine_config(home.config_path).stop_grace_seconds
+            return stop_experiments(home, store, exps, grace)
+        finally:
+            store.close()
+
+    try:
+        stopped = await run_in_threadpool(do_stop)
+    except NotFoundError as exc:
+        return JSONResponse({"error": str(exc)}, 404)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"stopped": stopped})
+    return RedirectResponse(f"/{kind}/{name}", 303)
+
+
+def create_app(home: GridHome, token: str | None = None) -> Starlette:
+    """The dashboard for one GRID_HOME; ``token`` None means loopback only."""
+    routes = [
+        Route("/", index),
+        Route("/runs/new", new_run_page, methods=["GET"]),
+        Route("/runs/new", new_run_post, methods=["POST"]),
+        Route("/runs/{name}", run_page),
+        Route("/runs/{name}/export.csv", run_csv),
+        Route("/experiments/{name}", experiment_page),
+        Route("/experiments/{name}/artifacts/{path:path}", artifact_download),
+        Route("/{kind:str}/{name}/stop", stop, methods=["POST"]),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{name}", api_run),
+        Route("/api/runs/{name}/metrics", api_run_metrics),
+        Route("/api/experiments/{name}", api_experiment),
+        Route("/api/experiments/{name}/logs", experiment_logs),
+        Route("/api/sweep/count", api_sweep_count),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    guard = Guard(token)
+    app.state.home = home
+    app.state.guard = guard
+    app.state.series_cache = SeriesCache()
+    jinja = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+    jinja.filters["num"] = data.number
+    app.state.jinja = jinja
+    app.add_middleware(AccessMiddleware, guard=guard)
+    return app

@@ -1,0 +1,285 @@
+// The run page: experiments table (sort, filter, columns), metric charts, parallel
+// coordinates. Everything refreshes while the run is active.
+"use strict";
+(function () {
+  let run = JSON.parse(document.getElementById("initial").textContent);
+  const name = run.name;
+  const state = { sortCol: null, sortDir: 1, hidden: new Set(), filter: "", metrics: null };
+  const table = document.getElementById("experiments");
+  window.gridCharts = {};
+  window.gridChartsReady = false;
+
+  // ------------------------------------------------------------ table
+  function columns() {
+    const cols = [
+      { id: "name", label: "Experiment", get: (e) => e.name, link: true },
+      { id: "status", label: "Status", get: (e) => e.status, status: true },
+      { id: "duration", label: "Run Duration", get: (e) => e.duration },
+    ];
+    for (const p of run.params) cols.push({ id: `p:${p}`, label: p, get: (e) => e.params[p] ?? "-", param: true });
+    for (const m of run.metrics) {
+      const best = m.higher_is_better ? "max" : "min";
+      cols.push({ id: `m:${m.key}:last`, label: `${m.key} (last)`, get: (e) => e.metrics[m.key]?.last ?? null, metric: true });
+      cols.push({ id: `m:${m.key}:best`, label: `${m.key} (${best})`, get: (e) => e.metrics[m.key]?.[best] ?? null, metric: true });
+    }
+    return cols;
+  }
+
+  function value(v) {
+    if (v === null || v === undefined || v === "-") return null;
+    const n = Number(v);
+    return typeof v === "number" || (v !== "" && !Number.isNaN(n)) ? n : v;
+  }
+
+  // "lr>0.01 status=running adam": comparisons on columns, the rest matched as text.
+  function matcher(text) {
+    const tests = [];
+    for (const tok of text.trim().split(/\s+/).filter(Boolean)) {
+      const m = tok.match(/^([^<>=!]+)(>=|<=|!=|=|>|<)(.*)$/);
+      if (!m) { const t = tok.toLowerCase(); tests.push((e, row) => row.includes(t)); continue; }
+      const [, field, op, raw] = m;
+      const want = value(raw);
+      tests.push((e) => {
+        let got = field === "status" ? e.status : field === "name" ? e.name
+          : field in e.params ? e.params[field] : e.metrics[field]?.last;
+        got = value(got);
+        if (got === null) return false;
+        switch (op) {
+          case "=": return String(got) === String(want);
+          case "!=": return String(got) !== String(want);
+          case ">": return got > want;
+          case "<": return got < want;
+          case ">=": return got >= want;
+          case "<=": return got <= want;
+        }
+        return true;
+      });
+    }
+    return (e) => {
+      const row = [e.name, e.status, ...Object.values(e.params)].join(" ").toLowerCase();
+      return tests.every((t) => t(e, row));
+    };
+  }
+
+  function visibleExperiments() {
+    const ok = matcher(state.filter);
+    return run.experiments.filter(ok);
+  }
+
+  function renderTable() {
+    const cols = columns().filter((c) => !state.hidden.has(c.id));
+    let rows = visibleExperiments();
+    if (state.sortCol) {
+      const col = columns().find((c) => c.id === state.sortCol);
+      if (col) {
+        rows = rows.slice().sort((a, b) => {
+          const x = value(col.get(a)), y = value(col.get(b));
+          if (x === null) return 1;
+          if (y === null) return -1;
+          return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true })) * state.sortDir;
+        });
+      }
+    }
+    const head = grid.el("tr");
+    for (const c of cols) {
+      const th = grid.el("th", { text: c.label, "data-col": c.id, class: c.metric ? "num" : "" });
+      if (state.sortCol === c.id) th.classList.add(state.sortDir > 0 ? "asc" : "desc");
+      th.addEventListener("click", () => {
+        state.sortDir = state.sortCol === c.id ? -state.sortDir : 1;
+        state.sortCol = c.id;
+        renderTable();
+      });
+      head.append(th);
+    }
+    const body = grid.el("tbody");
+    for (const e of rows) {
+      const tr = grid.el("tr", { "data-experiment": e.name });
+      for (const c of cols) {
+        const v = c.get(e);
+        const td = grid.el("td", { class: c.metric ? "num" : "" });
+        if (c.link) {
+          const i = run.experiments.indexOf(e);
+          const dot = grid.el("span", { class: "swatch" });
+          dot.style.background = charts.palette(i, run.experiments.length);
+          td.append(dot, grid.el("a", { href: `/experiments/${e.name}`, text: v }));
+        }
+        else if (c.status) td.append(grid.status(v));
+        else td.textContent = c.metric ? grid.num(v) : v;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    table.replaceChildren(grid.el("thead", {}, head), body);
+    document.getElementById("run-counts").textContent =
+      `${run.experiments.length} experiments: ${run.running} running, ${run.queued} queued, ` +
+      `${run.completed} completed, ${run.failed} failed, ${run.stopped} stopped` +
+      (rows.length !== run.experiments.length ? ` (${rows.length} shown)` : "");
+  }
+
+  function renderToggles() {
+    const box = document.getElementById("column-toggles");
+    box.replaceChildren();
+    for (const c of columns().slice(1)) {
+      const cb = grid.el("input", { type: "checkbox" });
+      cb.checked = !state.hidden.has(c.id);
+      cb.addEventListener("change", () => {
+        if (cb.checked) state.hidden.delete(c.id); else state.hidden.add(c.id);
+        renderTable();
+      });
+      box.append(grid.el("label", {}, cb, ` ${c.label}`));
+    }
+  }
+
+  document.getElementById("filter").addEventListener("input", (ev) => {
+    state.filter = ev.target.value;
+    renderTable();
+    applyVisibility();
+    drawParcoords();
+  });
+
+  // ------------------------------------------------------------ charts
+  const controls = {
+    xmode: document.getElementById("xaxis"),
+    log: document.getElementById("logscale"),
+    smoothing: document.getElementById("smoothing"),
+  };
+  function chartOpts() {
+    const shown = new Set(visibleExperiments().map((e) => e.name));
+    return {
+      xmode: controls.xmode.value,
+      logscale: controls.log.checked,
+      smoothing: +controls.smoothing.value,
+      allNames: run.experiments.map((e) => e.name),
+      visible: (n) => shown.has(n),
+    };
+  }
+
+  function drawCharts() {
+    const m = state.metrics;
+    const box = document.getElementById("charts");
+    if (!m || !m.keys.length) return;
+    document.getElementById("no-metrics")?.remove();
+    const opts = chartOpts();
+    for (const key of m.keys) {
+      let holder = box.querySelector(`[data-key="${CSS.escape(key)}"]`);
+      if (!holder) { holder = grid.el("div", { class: "chart", "data-key": key }); box.append(holder); }
+      const aligned = charts.align(m.series[key] || {}, m.experiments, opts.xmode, opts.smoothing, opts.logscale);
+      const old = window.gridCharts[key];
+      const sameShape = old && old.gridMode === `${opts.xmode}/${opts.logscale}` &&
+        old.series.length - 1 === aligned.names.length;
+      if (sameShape) {
+        old.setData(aligned.data);
+        old.gridPoints = aligned.points;
+      } else {
+        if (old) old.destroy();
+        const u = charts.make(holder, key, aligned, opts);
+        u.gridMode = `${opts.xmode}/${opts.logscale}`;
+        u.gridNames = aligned.names;
+        window.gridCharts[key] = u;
+      }
+    }
+  }
+
+  function applyVisibility() {
+    const shown = new Set(visibleExperiments().map((e) => e.name));
+    for (const u of Object.values(window.gridCharts)) {
+      u.batch(() => u.gridNames.forEach((n, i) => {
+        const show = shown.has(n);
+        if (u.series[i + 1].show !== show) u.setSeries(i + 1, { show });
+      }));
+    }
+  }
+
+  for (const c of [controls.xmode, controls.log]) c.addEventListener("change", () => { for (const u of Object.values(window.gridCharts)) u.destroy(); window.gridCharts = {}; drawCharts(); });
+  controls.smoothing.addEventListener("input", () => {
+    document.getElementById("smoothing-value").textContent = controls.smoothing.value;
+    drawCharts();
+  });
+
+  async function loadMetrics() {
+    state.metrics = await grid.json(`/api/runs/${name}/metrics`);
+    drawCharts();
+    requestAnimationFrame(() => { window.gridChartsReady = true; });
+  }
+
+  // ------------------------------------------------ parallel coordinates
+  const pc = { loading: null, visible: false };
+  const pcMetric = document.getElementById("pc-metric");
+  const pcStat = document.getElementById("pc-stat");
+  function renderMetricChoices() {
+    const current = pcMetric.value;
+    pcMetric.replaceChildren(...run.metrics.map((m) => grid.el("option", { value: m.key, text: m.key })));
+    if (current && run.metrics.some((m) => m.key === current)) pcMetric.value = current;
+  }
+  function loadPlotly() {
+    // 4.8 MB: fetched only when the view scrolls into sight, so the charts come first.
+    pc.loading ??= new Promise((resolve, reject) => {
+      const s = grid.el("script", { src: "/static/vendor/plotly.js-dist-min/plotly.min.js" });
+      s.onload = resolve; s.onerror = reject;
+      document.body.append(s);
+    });
+    return pc.loading;
+  }
+  async function drawParcoords() {
+    if (!pc.visible || !run.params.length) return;
+    await loadPlotly();
+    const exps = visibleExperiments();
+    const dims = run.params.map((p) => {
+      const raw = exps.map((e) => e.params[p]);
+      const nums = raw.map(Number);
+      if (raw.every((v, i) => v !== undefined && v !== "" && !Number.isNaN(nums[i]))) return { label: p, values: nums };
+      const cats = [...new Set(raw.map(String))].sort();
+      return { label: p, values: raw.map((v) => cats.indexOf(String(v))), tickvals: cats.map((_, i) => i), ticktext: cats };
+    });
+    const key = pcMetric.value;
+    const meta = run.metrics.find((m) => m.key === key);
+    const stat = pcStat.value === "best" ? (meta?.higher_is_better ? "max" : "min") : "last";
+    let color = null;
+    if (key) {
+      const vals = exps.map((e) => e.metrics[key]?.[stat] ?? NaN);
+      dims.push({ label: `${key} (${stat})`, values: vals });
+      color = vals;
+    }
+    const line = color ? { color, colorscale: "Viridis", showscale: true } : { color: "#3b6fd4" };
+    const el = document.getElementById("parcoords");
+    el.querySelector("p.muted")?.remove();
+    await Plotly.react(el, [{ type: "parcoords", line, dimensions: dims }],
+      { margin: { l: 60, r: 60, t: 40, b: 20 }, height: 360 }, { displaylogo: false, responsive: true });
+    el.dataset.lines = exps.length;
+  }
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && !pc.visible) { pc.visible = true; drawParcoords(); }
+  }).observe(document.getElementById("parcoords"));
+  pcMetric.addEventListener("change", drawParcoords);
+  pcStat.addEventListener("change", drawParcoords);
+
+  // ------------------------------------------------------------- live
+  function renderAll() {
+    const status = document.getElementById("run-status");
+    status.textContent = run.status;
+    status.className = `status ${run.status}`;
+    document.getElementById("run-duration").textContent = run.duration;
+    document.querySelector("#stop-run button").disabled = !run.active;
+    renderTable();
+  }
+  async function poll() {
+    const wasActive = run.active;
+    try {
+      const keysBefore = run.metrics.map((m) => m.key).join();
+      run = await grid.json(`/api/runs/${name}`);
+      renderAll();
+      if (run.metrics.map((m) => m.key).join() !== keysBefore) { renderToggles(); renderMetricChoices(); }
+      await loadMetrics();
+      drawParcoords();
+    } catch (err) {
+      console.warn(err);
+    }
+    if (run.active || wasActive) setTimeout(poll, 2000);
+  }
+
+  renderToggles();
+  renderMetricChoices();
+  renderAll();
+  loadMetrics().catch((err) => { console.warn(err); window.gridChartsReady = true; });
+  if (run.active) setTimeout(poll, 2000);
+})();

@@ -1,0 +1,149 @@
+"""The dashboard end to end: real runs, a real ``grid ui``, Debian's Chromium."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from conftest import ingest_finished  # type: ignore[import-not-found]
+
+
+def _submit(grid: Any, project: Path, *args: str) -> str:
+    out = grid("run", "--localdir", str(project), "train.py", *args, cwd=project).stdout
+    return re.search(r"grid_name:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+
+
+def _chart_lines(page: Any) -> dict[str, dict[str, int]]:
+    """Per chart, per drawn line, its number of points: read from the uPlot instances."""
+    return page.evaluate(
+        """() => Object.fromEntries(Object.entries(window.gridCharts).map(([k, u]) => [k,
+            Object.fromEntries(u.series.slice(1).map((s, i) =>
+                [s.label, u.data[i + 1].filter((v) => v !== null).length]))]))"""
+    )
+
+
+def test_run_page_shows_every_experiment_and_one_line_each(
+    grid: Any, project: Path, dashboard: Any, page: Any
+) -> None:
+    name = _submit(grid, project, "--lr", "[0.1, 0.2, 0.3, 0.5]", "--steps", "[20, 30]")
+    grid.wait(name)
+    ingest_finished(grid.home, name)
+    page.goto(f"{dashboard.url}runs/{name}")
+    page.wait_for_function("window.gridChartsReady === true")
+    rows = page.locator("#experiments tbody tr")
+    assert rows.count() == 8
+    shown = set(page.locator("#experiments tbody tr td:first-child a").all_inner_texts())
+    assert shown == {f"{name}-exp{i}" for i in range(8)}
+    status = grid.json("status", name)
+    steps = {e["name"]: int(e["params"]["steps"]) for e in status["experiments"]}
+    lines = _chart_lines(page)
+    assert set(lines) == {"acc", "loss"}
+    for key in ("acc", "loss"):
+        assert lines[key] == steps, key
+    # The table's filter hides experiments from the table and the charts alike.
+    page.fill("#filter", "steps=30 lr>0.2")
+    assert page.locator("#experiments tbody tr").count() == 2
+    visible = page.evaluate(
+        "() => window.gridCharts.loss.series.slice(1).filter((s) => s.show).length"
+    )
+    assert visible == 2
+    # Sorting by a metric column orders the rows by it.
+    page.fill("#filter", "")
+    page.click("th[data-col='m:loss:last']")
+    cells = page.locator("#experiments tbody tr td:nth-child(1)").all_inner_texts()
+    by_loss = sorted(
+        status["experiments"],
+        key=lambda e: __import__("math").exp(
+            -float(e["params"]["lr"]) * (int(e["params"]["steps"]) - 1)
+        ),
+    )
+    assert [c.strip() for c in cells] == [e["name"] for e in by_loss]
+    # Log scale and time axis redraw with the same lines.
+    page.check("#logscale")
+    page.select_option("#xaxis", "time")
+    assert set(_chart_lines(page)["loss"]) == set(steps)
+    # Parallel coordinates: drawn by Plotly, from the vendored copy.
+    page.locator("#parcoords").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "document.querySelector('#parcoords').dataset.lines === '8'", timeout=30000
+    )
+    assert page.locator("#parcoords svg").count() > 0
+    # CSV export: one row per experiment, parameters then metrics.
+    code, body = dashboard.get(f"/runs/{name}/export.csv")
+    assert code == 200
+    table = list(csv.DictReader(io.StringIO(body)))
+    assert [r["experiment"] for r in table] == [f"{name}-exp{i}" for i in range(8)]
+    assert {"lr", "steps", "loss_last", "loss_min", "acc_max"} <= set(table[0])
+    assert float(table[0]["loss_min"]) == min(
+        float(r["loss_last"]) for r in table if r["experiment"] == table[0]["experiment"]
+    )
+
+
+def test_experiment_page_streams_live_logs_and_stops(
+    grid: Any, project: Path, dashboard: Any, page: Any
+) -> None:
+    name = _submit(grid, project, "--steps", "3000", "--sleep", "0.05")
+    exp = f"{name}-exp0"
+    grid.wait_for_line(exp, "step: 1 ", timeout=120)
+    page.goto(f"{dashboard.url}experiments/{exp}")
+    # A line printed after the page opened arrives through the stream.
+    page.wait_for_function(
+        "() => document.querySelector('#log-stdout').textContent.includes('step: 40 ')",
+        timeout=60000,
+    )
+    assert grid.json("status", exp)["experiments"][0]["status"] == "running"
+    stderr = page.inner_text("#log-stderr")
+    assert "checkpoint 0" in stderr and "step:" not in stderr
+    assert "checkpoint" not in page.inner_text("#log-stdout")
+    assert "python train.py --steps 3000 --sleep 0.05" in page.inner_text("#command")
+    page.click("#stop-experiment button")
+    page.wait_for_function(
+        "() => document.querySelector('#exp-status').textContent === 'stopped'", timeout=60000
+    )
+    assert grid.json("status", exp)["experiments"][0]["status"] == "stopped"
+
+
+def test_new_run_form_submits_like_grid_run(
+    grid: Any, project: Path, dashboard: Any, page: Any
+) -> None:
+    page.goto(f"{dashboard.url}runs/new")
+    page.fill("input[name=localdir]", str(project))
+    page.fill("input[name=script]", "train.py")
+    page.fill("#args", '--lr "[0.1, 0.2, 0.3]" --steps 5')
+    page.wait_for_function("document.querySelector('#sweep-count').textContent === '3 experiments'")
+    page.fill("#args", '--lr "[0.1, 0.2, 0.3]" --steps "[5, 6]"')
+    page.wait_for_function("document.querySelector('#sweep-count').textContent === '6 experiments'")
+    page.fill("#args", '--lr "[0.1, 0.2"')
+    page.wait_for_function(
+        "document.querySelector('#sweep-count').textContent.includes('unclosed')"
+    )
+    page.fill("#args", '--lr "[0.1, 0.2]" --steps "[5, 6]"')
+    page.click("#check-run")
+    page.wait_for_selector("#preview")
+    warnings = page.locator(".warning").all_inner_texts()
+    assert any("Neither a CPU or GPU number was specified" in w for w in warnings), warnings
+    assert "4 experiment(s)" in page.inner_text("#preview")
+    assert grid.json("history") == []  # nothing recorded before the user confirms
+    page.click("#submit-run")
+    page.wait_for_url(re.compile(r".*/runs/[a-z0-9-]+$"))
+    name = page.url.rsplit("/", 1)[1]
+    assert page.locator("#experiments tbody tr").count() == 4
+    status = grid.wait(name)
+    assert sorted((e["params"]["lr"], e["params"]["steps"]) for e in status["experiments"]) == [
+        ("0.1", "5"),
+        ("0.1", "6"),
+        ("0.2", "5"),
+        ("0.2", "6"),
+    ]
+    assert {e["status"] for e in status["experiments"]} == {"succeeded"}
+
+
+def test_new_run_form_shows_grid_run_errors(dashboard: Any, page: Any, tmp_path: Path) -> None:
+    page.goto(f"{dashboard.url}runs/new")
+    page.fill("input[name=localdir]", str(tmp_path / "missing"))
+    page.fill("input[name=script]", "train.py")
+    page.click("#check-run")
+    assert "does not exist" in page.inner_text("#form-error")
