@@ -52,6 +52,8 @@ def serve(
             f"Cannot listen on {host}:{port} ({exc.strerror or exc}).",
             hint="Pass another --port, or --port 0 for any free one.",
         ) from None
+    # Listening before the URL is printed: a client that reads it can connect at once.
+    sock.listen(2048)
     sock.set_inheritable(True)
     real_port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
