@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from pathlib import Path
 from typing import Any
 
-from conftest import ingest_finished  # type: ignore[import-not-found]
+from uihelpers import ingest_finished
 
 
 def _submit(grid: Any, project: Path, *args: str) -> str:
@@ -56,9 +57,7 @@ def test_run_page_shows_every_experiment_and_one_line_each(
     cells = page.locator("#experiments tbody tr td:nth-child(1)").all_inner_texts()
     by_loss = sorted(
         status["experiments"],
-        key=lambda e: __import__("math").exp(
-            -float(e["params"]["lr"]) * (int(e["params"]["steps"]) - 1)
-        ),
+        key=lambda e: math.exp(-float(e["params"]["lr"]) * (int(e["params"]["steps"]) - 1)),
     )
     assert [c.strip() for c in cells] == [e["name"] for e in by_loss]
     # Log scale and time axis redraw with the same lines.
@@ -77,9 +76,23 @@ def test_run_page_shows_every_experiment_and_one_line_each(
     table = list(csv.DictReader(io.StringIO(body)))
     assert [r["experiment"] for r in table] == [f"{name}-exp{i}" for i in range(8)]
     assert {"lr", "steps", "loss_last", "loss_min", "acc_max"} <= set(table[0])
-    assert float(table[0]["loss_min"]) == min(
-        float(r["loss_last"]) for r in table if r["experiment"] == table[0]["experiment"]
+    assert float(table[0]["loss_min"]) == float(table[0]["loss_last"])  # a falling loss
+    # An experiment's page: its metrics and its artifacts, downloadable.
+    page.goto(f"{dashboard.url}experiments/{name}-exp1")
+    page.wait_for_function(
+        "document.querySelector('#log-state').textContent.startsWith('Complete')"
     )
+    assert "step: 19 " in page.inner_text("#log-stdout")
+    assert page.locator("#exp-metrics tbody tr").count() == 2
+    link = page.locator("#artifacts a")
+    assert link.inner_text() == "model.txt"
+    with page.expect_download() as download:
+        link.click()
+    lr = next(e["params"]["lr"] for e in status["experiments"] if e["name"] == f"{name}-exp1")
+    assert Path(download.value.path()).read_text() == f"lr={float(lr)}"
+    for escape in ("../../grid.db", "%2e%2e/%2e%2e/grid.db", "/etc/passwd"):
+        code, _ = dashboard.get(f"/experiments/{name}-exp1/artifacts/{escape}")
+        assert code == 404, escape
 
 
 def test_experiment_page_streams_live_logs_and_stops(
@@ -100,9 +113,17 @@ def test_experiment_page_streams_live_logs_and_stops(
     assert "checkpoint" not in page.inner_text("#log-stdout")
     assert "python train.py --steps 3000 --sleep 0.05" in page.inner_text("#command")
     page.click("#stop-experiment button")
-    page.wait_for_function(
-        "() => document.querySelector('#exp-status').textContent === 'stopped'", timeout=60000
-    )
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('#exp-status')?.textContent === 'stopped'",
+            timeout=120000,
+        )
+    except Exception as exc:
+        log = grid.home / "agent.log"
+        raise AssertionError(
+            f"not shown stopped: {page.url} {grid.json('status', exp)['experiments'][0]}\n"
+            + (log.read_text()[-3000:] if log.exists() else "")
+        ) from exc
     assert grid.json("status", exp)["experiments"][0]["status"] == "stopped"
 
 

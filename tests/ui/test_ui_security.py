@@ -12,7 +12,7 @@ from http.cookiejar import CookieJar
 from typing import Any
 
 import pytest
-from conftest import start_dashboard, stop_dashboard  # type: ignore[import-not-found]
+from uihelpers import start_dashboard, stop_dashboard
 
 from gridrun.ui.security import is_loopback
 from gridrun.ui.server import choose_token, url_of
@@ -24,7 +24,8 @@ def _post(url: str, headers: dict[str, str], data: bytes = b"") -> int:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
-        return exc.code
+        with exc:
+            return exc.code
 
 
 def _csrf(dashboard: Any) -> str:
@@ -66,6 +67,7 @@ def test_a_given_token_is_required_and_traded_for_a_cookie(grid: Any) -> None:
         bare = urllib.request.Request(base + "api/runs")
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(bare, timeout=30)
+        err.value.close()
         assert err.value.code == 403
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -73,7 +75,9 @@ def test_a_given_token_is_required_and_traded_for_a_cookie(grid: Any) -> None:
             assert resp.status == 200 and "token" not in resp.url
         with opener.open(base + "api/runs", timeout=30) as resp:
             assert resp.status == 200
-        auth = urllib.request.Request(base + "api/runs", headers={"Authorization": f"token {secret}"})
+        auth = urllib.request.Request(
+            base + "api/runs", headers={"Authorization": f"token {secret}"}
+        )
         with urllib.request.urlopen(auth, timeout=30) as resp:
             assert resp.status == 200
     finally:

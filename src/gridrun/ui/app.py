@@ -214,7 +214,7 @@ def api_run_metrics(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, 404)
     finally:
         store.close()
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/octet-stream")
 
 
 def run_csv(request: Request) -> Response:
@@ -271,6 +271,10 @@ def api_experiment(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, 404)
     finally:
         store.close()
+    home: GridHome = request.app.state.home
+    detail["artifacts"] = [
+        {**a, "human_size": data.human_size(a["size"])} for a in data.artifacts_of(home, exp)
+    ]
     return JSONResponse(detail)
 
 

@@ -6,6 +6,26 @@
 // union small for a 200-experiment sweep and is below a pixel on any screen.
 "use strict";
 const charts = {
+  // GET the binary metrics API (layout in gridrun/ui/charts.py) as
+  // {keys, experiments, series: {key: {exp: {step, t, v}}}} over typed arrays.
+  async fetch(url) {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    const buf = await r.arrayBuffer();
+    const hlen = new DataView(buf).getUint32(0, true);
+    const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, hlen)));
+    let off = 4 + hlen + ((8 - ((4 + hlen) % 8)) % 8);
+    const series = {};
+    for (const k of header.keys) series[k] = {};
+    for (const [key, exp, n] of header.series) {
+      const step = new Float64Array(buf, off, n); off += 8 * n;
+      const t = new Float32Array(buf, off, n); off += 4 * n;
+      const v = new Float32Array(buf, off, n); off += 4 * n;
+      series[key][exp] = { step, t, v };
+    }
+    return { keys: header.keys, experiments: header.experiments, series };
+  },
+
   palette(i, n) {
     const hue = (i * 137.508) % 360; // golden angle: neighbours differ
     return `hsl(${hue.toFixed(0)}, 70%, ${n > 40 ? 48 : 42}%)`;
@@ -22,11 +42,15 @@ const charts = {
       bucket = maxT > 0 ? maxT / 2000 : 0;
     }
     const key = (x) => (bucket ? Math.round(x / bucket) * bucket : x);
-    const union = new Set();
-    for (const n of present) for (const x of xsOf(series[n])) union.add(key(x));
-    const xs = Float64Array.from(union).sort();
+    let xs = charts.sharedSteps(present.map((n) => xsOf(series[n])), bucket);
+    const shared = xs !== null;
+    if (!shared) {
+      const union = new Set();
+      for (const n of present) for (const x of xsOf(series[n])) union.add(key(x));
+      xs = Float64Array.from(union).sort();
+    }
     const index = new Map();
-    xs.forEach((x, i) => index.set(x, i));
+    if (!shared) xs.forEach((x, i) => index.set(x, i));
     const data = [xs];
     const points = {};
     for (const n of present) {
@@ -37,8 +61,8 @@ const charts = {
       let count = 0;
       for (let i = 0; i < x.length; i++) {
         let y = v[i];
-        if (y === null || (logscale && y <= 0)) y = null;
-        const j = index.get(key(x[i]));
+        if (y === null || y !== y || (logscale && y <= 0)) y = null; // NaN: a gap
+        const j = shared ? i : index.get(key(x[i]));
         if (ys[j] === null && y !== null) count++;
         ys[j] = y;
       }
@@ -46,6 +70,19 @@ const charts = {
       data.push(ys);
     }
     return { data, names: present, points };
+  },
+
+  // The common case of a sweep: every experiment logged the same increasing steps.
+  // Then they are the x values as they are, with no union to build.
+  sharedSteps(arrays, bucket) {
+    if (bucket || !arrays.length) return null;
+    const first = arrays.reduce((a, b) => (b.length > a.length ? b : a));
+    for (let i = 1; i < first.length; i++) if (!(first[i] > first[i - 1])) return null;
+    for (const a of arrays) {
+      if (a.length > first.length) return null;
+      for (let i = 0; i < a.length; i++) if (a[i] !== first[i]) return null;
+    }
+    return Float64Array.from(first);
   },
 
   // TensorBoard's smoothing: an exponential moving average, debiased at the start.

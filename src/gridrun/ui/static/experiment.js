@@ -43,7 +43,7 @@
   }
 
   async function drawMetrics() {
-    const m = await grid.json(`/api/runs/${exp.run}/metrics?experiments=${encodeURIComponent(exp.name)}`);
+    const m = await charts.fetch(`/api/runs/${exp.run}/metrics?experiments=${encodeURIComponent(exp.name)}`);
     const box = document.getElementById("charts");
     for (const key of m.keys) {
       let holder = box.querySelector(`[data-key="${CSS.escape(key)}"]`);
@@ -80,11 +80,25 @@
     } catch (err) {
       console.warn(err);
     }
-    if (exp.active) setTimeout(poll, 2000);
-    else if (document.querySelector("#artifacts") === null && exp.status !== "running") {
-      // Artifacts are saved as it ends: show them without a manual reload.
-      setTimeout(() => location.reload(), 1500);
+    renderArtifacts(exp.artifacts);
+    // One more poll after it ends: artifacts are saved as it finishes.
+    if (exp.active || !finalPolled) {
+      if (!exp.active) finalPolled = true;
+      setTimeout(poll, 2000);
     }
+  }
+  let finalPolled = false;
+
+  function renderArtifacts(files) {
+    if (!files || !files.length) return;
+    const base = `/experiments/${encodeURIComponent(exp.name)}/artifacts/`;
+    document.querySelector("#artifacts tbody").replaceChildren(...files.map((f) => {
+      const href = base + f.path.split("/").map(encodeURIComponent).join("/");
+      const link = grid.el("a", { href, download: "", text: f.path });
+      return grid.el("tr", {}, grid.el("td", {}, link), grid.el("td", { text: f.human_size }));
+    }));
+    document.getElementById("artifacts").hidden = false;
+    document.getElementById("no-artifacts").hidden = true;
   }
 
   connect();

@@ -4,6 +4,8 @@
 (function () {
   let run = JSON.parse(document.getElementById("initial").textContent);
   const name = run.name;
+  // Asked for before anything is drawn: the table renders while the points arrive.
+  let pending = charts.fetch(`/api/runs/${name}/metrics`);
   const state = { sortCol: null, sortDir: 1, hidden: new Set(), filter: "", metrics: null };
   const table = document.getElementById("experiments");
   window.gridCharts = {};
@@ -197,8 +199,12 @@
   });
 
   async function loadMetrics() {
-    state.metrics = await grid.json(`/api/runs/${name}/metrics`);
+    performance.mark("metrics-fetch");
+    state.metrics = await (pending || charts.fetch(`/api/runs/${name}/metrics`));
+    pending = null;
+    performance.mark("metrics-parsed");
     drawCharts();
+    performance.mark("charts-drawn");
     requestAnimationFrame(() => { window.gridChartsReady = true; });
   }
 
@@ -247,9 +253,12 @@
       { margin: { l: 60, r: 60, t: 40, b: 20 }, height: 360 }, { displaylogo: false, responsive: true });
     el.dataset.lines = exps.length;
   }
-  new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && !pc.visible) { pc.visible = true; drawParcoords(); }
-  }).observe(document.getElementById("parcoords"));
+  // Armed once the line charts are on screen, so Plotly never delays them.
+  function watchParcoords() {
+    new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting) && !pc.visible) { pc.visible = true; drawParcoords(); }
+    }).observe(document.getElementById("parcoords"));
+  }
   pcMetric.addEventListener("change", drawParcoords);
   pcStat.addEventListener("change", drawParcoords);
 
@@ -280,6 +289,8 @@
   renderToggles();
   renderMetricChoices();
   renderAll();
-  loadMetrics().catch((err) => { console.warn(err); window.gridChartsReady = true; });
+  loadMetrics()
+    .catch((err) => { console.warn(err); window.gridChartsReady = true; })
+    .finally(() => requestAnimationFrame(watchParcoords));
   if (run.active) setTimeout(poll, 2000);
 })();
