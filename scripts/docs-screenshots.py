@@ -28,7 +28,7 @@ p.add_argument("--batch_size", type=int, default=32)
 p.add_argument("--epochs", type=int, default=120)
 a = p.parse_args()
 random.seed(a.batch_size * 1000 + int(a.lr * 1e4))
-print(f"training with lr={a.lr} batch_size={a.batch_size}", flush=True)
+print(f"training on 60000 images, learning rate {a.lr}, batches of {a.batch_size}", flush=True)
 for step in range(a.epochs):
     noise = random.gauss(0, 0.02)
     loss = 2.3 * math.exp(-a.lr * 40 * step / (1 + a.batch_size / 64)) + 0.1 + noise

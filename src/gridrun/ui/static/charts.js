@@ -108,6 +108,7 @@ const charts = {
     container.append(title);
     const width = Math.max(300, container.clientWidth - 8);
     const n = aligned.names.length;
+    const few = aligned.data[0].length <= 30; // single points would not show as lines
     const series = [{ label: opts.xmode === "time" ? "seconds" : "step" }];
     aligned.names.forEach((name) => {
       const i = opts.allNames.indexOf(name);
@@ -116,7 +117,7 @@ const charts = {
         stroke: charts.palette(i, opts.allNames.length),
         width: n > 50 ? 1 : 1.5,
         spanGaps: true,
-        points: { show: false },
+        points: { show: few },
         value: (u, v) => grid.num(v),
         show: opts.visible ? opts.visible(name) : true,
       });

@@ -216,6 +216,12 @@
     const current = pcMetric.value;
     pcMetric.replaceChildren(...run.metrics.map((m) => grid.el("option", { value: m.key, text: m.key })));
     if (current && run.metrics.some((m) => m.key === current)) pcMetric.value = current;
+    else {
+      // A metric that is not also a parameter, a loss if there is one.
+      const own = run.metrics.map((m) => m.key).filter((k) => !run.params.includes(k));
+      const pick = own.find((k) => /loss/i.test(k)) || own[0];
+      if (pick) pcMetric.value = pick;
+    }
   }
   function loadPlotly() {
     // 4.8 MB: fetched only when the view scrolls into sight, so the charts come first.
