@@ -101,6 +101,13 @@ def test_experiment_page_streams_live_logs_and_stops(
     name = _submit(grid, project, "--steps", "3000", "--sleep", "0.05")
     exp = f"{name}-exp0"
     grid.wait_for_line(exp, "step: 1 ", timeout=120)
+    # The run page's charts grow while the experiment runs, with no reload.
+    page.goto(f"{dashboard.url}runs/{name}")
+    page.wait_for_function("window.gridCharts.loss !== undefined", timeout=60000)
+    first = _chart_lines(page)["loss"][exp]
+    page.wait_for_function(
+        f"window.gridCharts.loss.gridPoints['{exp}'] >= {first + 20}", timeout=60000
+    )
     page.goto(f"{dashboard.url}experiments/{exp}")
     # A line printed after the page opened arrives through the stream.
     page.wait_for_function(
@@ -160,6 +167,16 @@ def test_new_run_form_submits_like_grid_run(
         ("0.2", "6"),
     ]
     assert {e["status"] for e in status["experiments"]} == {"succeeded"}
+    # The runs page lists it with its counts, as `grid history` would.
+    page.goto(dashboard.url)
+    row = page.locator(f"#runs tr[data-run='{name}']")
+    row.wait_for()
+    page.wait_for_function(
+        f"document.querySelector(\"#runs tr[data-run='{name}'] td:nth-child(2)\")"
+        ".textContent.trim() === 'succeeded'"
+    )
+    cells = row.locator("td").all_inner_texts()
+    assert cells[4:] == ["4", "0", "0", "4", "0", "0"], cells
 
 
 def test_new_run_form_shows_grid_run_errors(dashboard: Any, page: Any, tmp_path: Path) -> None:
