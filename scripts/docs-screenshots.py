@@ -91,7 +91,7 @@ def main() -> None:
             page = b.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{base}runs/{name}")
             page.wait_for_function("window.gridChartsReady === true")
-            page.locator("#parcoords").scroll_into_view_if_needed()
+            page.click("#pc-draw")
             page.wait_for_function("document.querySelector('#parcoords').dataset.lines")
             page.evaluate("window.scrollTo(0, 0)")
             time.sleep(0.5)

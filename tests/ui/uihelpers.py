@@ -11,7 +11,6 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 TRAIN = """\
@@ -84,22 +83,3 @@ def stop_dashboard(d: Dashboard) -> None:
         d.proc.wait()
     if d.proc.stdout is not None:
         d.proc.stdout.close()
-
-
-def ingest_finished(home: Path, run_name: str) -> None:
-    """Read the finished experiments' logs into metrics with the metrics module's own
-    ingestion (idempotent: source offsets make a second pass add nothing)."""
-    from gridrun.metrics.ingest import IngestTarget, ingest_experiment
-
-    from gridrun.home import GridHome
-    from gridrun.store.db import Store
-
-    h = GridHome(home)
-    store = Store(h.db_path)
-    try:
-        for e in store.get_run(run_name).experiments:
-            if e.status.finished:
-                log = h.experiment_dir(e.name) / "output.log"
-                ingest_experiment(store, IngestTarget(e.id, log), final=True)
-    finally:
-        store.close()

@@ -34,7 +34,7 @@ from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
 from gridrun.ui import data
-from gridrun.ui.charts import SeriesCache, run_metrics
+from gridrun.ui.charts import SeriesCache, points_per_line, run_metrics
 from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, require_csrf
 
 HERE = Path(__file__).parent
@@ -202,7 +202,7 @@ def api_run_metrics(request: Request) -> Response:
             exps = [e for e in exps if e.name in names]
         keys = request.query_params.get("keys")
         raw_max = request.query_params.get("max_points", "")
-        max_points = int(raw_max) if raw_max.isdigit() else None
+        max_points = int(raw_max) if raw_max.isdigit() else points_per_line(len(exps))
         body = run_metrics(
             store,
             exps,

@@ -32,6 +32,16 @@ from gridrun.store.models import Experiment
 
 CacheKey = tuple[int, str, float | None, str, int | None]
 
+# Points one chart draws at most, over all its lines. A chart is ~600 pixels wide, so
+# 200 lines of 1,000 points each draw no more at 500 each; every point is kept for up
+# to 100 lines (like TensorBoard's sampling, evenly spaced, first and last kept).
+POINTS_PER_CHART = 100_000
+MIN_POINTS_PER_LINE = 500
+
+
+def points_per_line(lines: int) -> int:
+    return max(MIN_POINTS_PER_LINE, POINTS_PER_CHART // max(1, lines))
+
 
 class SeriesCache:
     """Encoded blocks of one experiment's series of one key, valid while its count holds.

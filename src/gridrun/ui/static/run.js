@@ -255,16 +255,17 @@
     const line = color ? { color, colorscale: "Viridis", showscale: true } : { color: "#3b6fd4" };
     const el = document.getElementById("parcoords");
     el.querySelector("p.muted")?.remove();
+    el.classList.add("drawn");
     await Plotly.react(el, [{ type: "parcoords", line, dimensions: dims }],
       { margin: { l: 60, r: 60, t: 40, b: 20 }, height: 360 }, { displaylogo: false, responsive: true });
     el.dataset.lines = exps.length;
   }
-  // Armed once the line charts are on screen, so Plotly never delays them.
-  function watchParcoords() {
-    new IntersectionObserver((entries) => {
-      if (entries.some((e) => e.isIntersecting) && !pc.visible) { pc.visible = true; drawParcoords(); }
-    }).observe(document.getElementById("parcoords"));
-  }
+  // On request only: Plotly is big and its WebGL lines are slow without a GPU, and
+  // nothing of it must delay the line charts.
+  document.getElementById("pc-draw").addEventListener("click", () => {
+    pc.visible = true;
+    drawParcoords();
+  });
   pcMetric.addEventListener("change", drawParcoords);
   pcStat.addEventListener("change", drawParcoords);
 
@@ -295,8 +296,6 @@
   renderToggles();
   renderMetricChoices();
   renderAll();
-  loadMetrics()
-    .catch((err) => { console.warn(err); window.gridChartsReady = true; })
-    .finally(() => requestAnimationFrame(watchParcoords));
+  loadMetrics().catch((err) => { console.warn(err); window.gridChartsReady = true; });
   if (run.active) setTimeout(poll, 2000);
 })();
