@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class RunRequest:
     disk_size: int | None = None
     description: str | None = None  # a --config YAML's description, kept in the spec
     include_secrets: list[str] = field(default_factory=list)  # snapshot.include_secrets
+    env: dict[str, str] = field(default_factory=dict)  # --env / --env_file (gridrun.runenv)
 
 
 @dataclass
@@ -352,22 +354,34 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
     else:
         name = generate_run_name(store.run_names())
     spec = sub.spec
-    run = store.create_run(
-        name=name,
-        backend=req.backend,
-        spec=spec,
-        env_key=sub.env_key,
-        experiments=[
-            {
-                "argv": e.argv,
-                "params": e.params,
-                "cpus": spec["cpus"],
-                "gpus": spec["gpus"],
-                "memory": spec["memory"],
-            }
-            for e in sub.experiments
-        ],
-    )
+    # The submitting shell's environment, owner-only, outside grid.db: written before
+    # the run exists, so no experiment can start without it (gridrun.runenv).
+    from gridrun import runenv
+
+    fresh = store.find_run(name) is None
+    if fresh:
+        runenv.save(home.root, name, dict(os.environ), req.env)
+    try:
+        run = store.create_run(
+            name=name,
+            backend=req.backend,
+            spec=spec,
+            env_key=sub.env_key,
+            experiments=[
+                {
+                    "argv": e.argv,
+                    "params": e.params,
+                    "cpus": spec["cpus"],
+                    "gpus": spec["gpus"],
+                    "memory": spec["memory"],
+                }
+                for e in sub.experiments
+            ],
+        )
+    except BaseException:
+        if fresh:
+            shutil.rmtree(runenv.env_path(home.root, name).parent, ignore_errors=True)
+        raise
     ensure_agent(home)
     return run
 

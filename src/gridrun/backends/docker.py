@@ -235,7 +235,11 @@ class DockerBackend(Backend):
         name = container_name(job)
         with contextlib.suppress(Exception):  # a leftover of an earlier attempt
             api.remove_container(name, force=True)
-        env = dict(job.env)
+        # Only --env values and a short allow-list (proxies, locale) cross into the
+        # container; the host shell's PATH, HOME and credentials do not (gridrun.runenv).
+        from gridrun.runenv import container_environment
+
+        env = {**container_environment(Path(job.objects_dir).parent, job.run_name), **job.env}
         device_requests = None
         if job.gpus > 0:
             ids = [str(g) for g in job.gpu_ids]

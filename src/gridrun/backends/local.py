@@ -73,10 +73,15 @@ class LocalBackend(Backend):
             shutil.rmtree(job.workdir)
         materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
         venv = Path(job.env_ref)
-        env = dict(os.environ)
+        # The submitting shell's environment, never the agent's (gridrun.runenv).
+        from gridrun.agent.jobs import THREAD_VARS
+        from gridrun.runenv import local_environment
+
+        env = local_environment(Path(job.objects_dir).parent, job.run_name)
         for var in ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__"):
             env.pop(var, None)
-        env.update(job.env)
+        # gridrun's own variables win, but thread caps the shell chose are kept.
+        env.update({k: v for k, v in job.env.items() if not (k in THREAD_VARS and k in env)})
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]

@@ -231,6 +231,21 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
     callback=_positive(int),
     help="Disk in GB (noted: experiments use this machine's disk).",
 )
+# The run's environment (gridrun.runenv): this shell's, plus these.
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An environment variable for the experiments (repeatable; Docker gets only these).",
+)
+@click.option(
+    "--env_file",
+    "--env-file",
+    "env_file",
+    type=click.Path(dir_okay=False),
+    help="KEY=VALUE lines to add to the experiments' environment.",
+)
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -242,6 +257,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
     """
     from gridrun.cli.output import console, emit_json, note, warn
     from gridrun.config import load_machine_config
+    from gridrun.runenv import parse_env_options
     from gridrun.submission import RunRequest, prepare, record
 
     home = home_of(ctx).ensure()
@@ -278,6 +294,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         use_spot=bool(opts["use_spot"]),
         framework=opts["framework"],
         disk_size=opts["disk_size"],
+        env=parse_env_options(list(opts["env"]), opts["env_file"]),
     )
     as_json = output_of(ctx) == "json"
     sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))

@@ -1,0 +1,153 @@
+"""Each run's own environment variables: the submitting shell's, never the agent's.
+
+Why this exists: the agent is started by whichever ``grid run`` found none running, so
+``dict(os.environ)`` in a supervisor gave every experiment the environment of *that*
+shell -- one shell's ``SECRET_A`` leaked into another shell's run, and the submitter's
+own variables were dropped. Now ``grid run`` records the environment it was called
+with, plus ``--env KEY=VALUE`` and ``--env_file FILE``, in
+``GRID_HOME/runs/<run>/environment.json`` (0600). The values live only there: never in
+``grid.db``, the logs, ``job.json`` or ``-o json``.
+
+What an experiment gets, by backend:
+
+* local: the recorded environment, then gridrun's own variables (``GRID_*``,
+  ``CUDA_VISIBLE_DEVICES``, thread caps unless the shell set them) and the virtualenv
+  on ``PATH``;
+* Docker (and any remote backend): only the ``--env``/``--env_file`` values plus a
+  short allow-list from the shell -- a laptop's ``PATH`` or ``HOME`` mean nothing in a
+  container, and its credentials must not travel unasked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+
+from gridrun.errors import UsageError
+
+FILE_NAME = "environment.json"
+FORMAT = 1
+# What a container or a remote node gets from the shell without being asked.
+ALLOW_LIST = frozenset(
+    {
+        "PYTHONUNBUFFERED",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+    }
+)
+ALLOW_PREFIXES = ("LC_",)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _check_name(name: str, where: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(
+            f"Invalid environment variable name '{name}' in {where}.",
+            hint="Use letters, digits and '_', not starting with a digit: --env KEY=VALUE.",
+        )
+    return name
+
+
+def parse_env_options(pairs: list[str], env_file: str | None) -> dict[str, str]:
+    """``--env_file`` (dotenv syntax) first, then each ``--env KEY=VALUE``: later wins."""
+    out: dict[str, str] = {}
+    if env_file:
+        out.update(read_env_file(Path(env_file)))
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(
+                f"--env '{pair}' is not KEY=VALUE.",
+                hint="For example: --env WANDB_MODE=offline (repeat --env for more).",
+            )
+        out[_check_name(name, "--env")] = value
+    return out
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``export`` allowed, ``#`` comments, optional quotes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--env_file {path} cannot be read ({exc.strerror or exc}).") from exc
+    out: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise UsageError(f"--env_file {path} line {number} is not KEY=VALUE.")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[_check_name(name.strip(), f"--env_file {path} line {number}")] = value
+    return out
+
+
+def env_path(home_root: Path, run_name: str) -> Path:
+    return Path(home_root) / "runs" / run_name / FILE_NAME
+
+
+def save(home_root: Path, run_name: str, shell: dict[str, str], explicit: dict[str, str]) -> Path:
+    """Record a run's environment, owner-only, before the run can start."""
+    path = env_path(home_root, run_name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    doc = {"format": FORMAT, "shell": shell, "explicit": explicit}
+    tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(home_root: Path, run_name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(shell, explicit) as recorded; None for a run recorded before this existed."""
+    try:
+        doc = json.loads(env_path(home_root, run_name).read_text(encoding="utf-8"))
+        return dict(doc["shell"]), dict(doc["explicit"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def local_environment(home_root: Path, run_name: str) -> dict[str, str]:
+    """What a local experiment starts from: the submitting shell plus explicit values.
+
+    A run without a record (submitted by an older gridrun) gets a minimal, neutral
+    environment rather than the agent's.
+    """
+    recorded = load(home_root, run_name)
+    if recorded is None:
+        keep = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TERM", "TMPDIR")
+        return {k: os.environ[k] for k in keep if k in os.environ}
+    shell, explicit = recorded
+    return {**shell, **explicit}
+
+
+def container_environment(home_root: Path, run_name: str) -> dict[str, str]:
+    """What a container gets: explicit values plus the allow-listed shell variables."""
+    recorded = load(home_root, run_name)
+    if recorded is None:
+        return {}
+    shell, explicit = recorded
+    allowed = {k: v for k, v in shell.items() if k in ALLOW_LIST or k.startswith(ALLOW_PREFIXES)}
+    return {**allowed, **explicit}
