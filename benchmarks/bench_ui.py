@@ -176,7 +176,10 @@ def main() -> None:
         cold, size = timed_get(api)
         warm = statistics.median(timed_get(api)[0] for _ in range(10))
         naive = statistics.median(naive_json(env, name) for _ in range(3))
-        print(f"\nmetrics API ({size / 1e6:.1f} MB binary, every point of 400 series)")
+        from gridrun.ui.charts import points_per_line
+
+        per_line = min(args.points, points_per_line(args.experiments))
+        print(f"\nmetrics API ({size / 1e6:.1f} MB binary, 400 lines of {per_line} points)")
         print(f"  {'naive: query.series + json.dumps':42} {naive * 1000:8.0f} ms")
         print(f"  {'grid ui, first request (cold cache)':42} {cold * 1000:8.0f} ms")
         print(f"  {'grid ui, later requests (median of 10)':42} {warm * 1000:8.0f} ms")

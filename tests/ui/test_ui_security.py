@@ -75,6 +75,8 @@ def test_a_given_token_is_required_and_traded_for_a_cookie(grid: Any) -> None:
             assert resp.status == 200 and "token" not in resp.url
         with opener.open(base + "api/runs", timeout=30) as resp:
             assert resp.status == 200
+        port = base.rstrip("/").rsplit(":", 1)[1]
+        assert [c.name for c in jar] == [f"gridrun_token_{port}"]  # one per dashboard
         auth = urllib.request.Request(
             base + "api/runs", headers={"Authorization": f"token {secret}"}
         )

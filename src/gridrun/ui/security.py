@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-TOKEN_COOKIE = "gridrun_token"
+TOKEN_COOKIE = "gridrun_token"  # suffixed with the port: browsers share cookies across ports
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -53,6 +53,11 @@ class Guard:
 
     def csrf_ok(self, given: str | None) -> bool:
         return bool(given and hmac.compare_digest(given, self.csrf))
+
+
+def cookie_name(request: Request) -> str:
+    """One cookie per port, so two dashboards on one host never overwrite each other."""
+    return f"{TOKEN_COOKIE}_{request.url.port or 80}"
 
 
 class AccessMiddleware:
@@ -90,11 +95,12 @@ class AccessMiddleware:
                 if params:
                     target += "?" + urlencode(params)
                 resp = RedirectResponse(target, 303)
-                resp.set_cookie(TOKEN_COOKIE, g.token, httponly=True, samesite="strict")
+                resp.set_cookie(cookie_name(request), g.token, httponly=True, samesite="strict")
                 return resp
             auth = request.headers.get("authorization", "")
             header_token = auth[6:].strip() if auth.lower().startswith("token ") else None
-            if not (g.token_ok(request.cookies.get(TOKEN_COOKIE)) or g.token_ok(header_token)):
+            cookie = request.cookies.get(cookie_name(request))
+            if not (g.token_ok(cookie) or g.token_ok(header_token)):
                 return PlainTextResponse(
                     "Forbidden: open the URL `grid ui` printed (it ends in ?token=...).", 403
                 )
