@@ -22,9 +22,13 @@ def torch_image():
 
     client = docker.from_env()
     try:
-        if client.images.list(name="pytorch/pytorch:latest"):
+        base = client.images.get(BASE)
+        existing = client.images.list(name="pytorch/pytorch:latest")
+        # A tag left by an interrupted run of this test points at the test base itself
+        # and may be reused; a real pytorch image must never be replaced.
+        if existing and existing[0].id != base.id:
             pytest.fail("pytorch/pytorch:latest exists in the test engine; it must not be replaced")
-        client.images.get(BASE).tag("pytorch/pytorch", "latest")
+        base.tag("pytorch/pytorch", "latest")
         yield "pytorch/pytorch:latest"
     finally:
         try:
