@@ -110,6 +110,11 @@ def main(argv: list[str]) -> int:
     import gridrun.project
     import gridrun.project.artifacts
     import gridrun.project.materialize  # noqa: F401
+    from gridrun.datastores.mount import isolation_mode
+
+    # Probe once whether private mount namespaces work (a subprocess, ~0.1 s): every
+    # forked supervisor inherits the cached answer instead of probing again.
+    isolation_mode()
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     signal.signal(signal.SIGINT, signal.SIG_IGN)
