@@ -77,12 +77,11 @@ class GridCLI:
 
     def shutdown(self) -> None:
         """Stop the agent and any supervisor or experiment left behind by a test."""
-        pid_file = self.home / "agent.pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
+        from gridrun.processes import read_ref
+
+        agent = read_ref(self.home / "agent.pid")
+        if agent is not None:
+            agent.signal(signal.SIGTERM)  # only if it is still that agent
         import psutil
 
         for proc in psutil.process_iter(["pid", "environ", "cmdline"]):

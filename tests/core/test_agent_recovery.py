@@ -26,7 +26,7 @@ def agent_pid(home: Path, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return int((home / "agent.pid").read_text())
+            return int((home / "agent.pid").read_text().split()[0])
         except (OSError, ValueError):
             time.sleep(0.05)
     raise AssertionError("no agent started")
@@ -49,7 +49,7 @@ def test_agent_killed_mid_run_then_restarted(grid, tmp_path: Path) -> None:
     assert data["experiments"][0]["status"] in ("succeeded", "running")
     final = grid.wait("crashy")
     assert [e["status"] for e in final["experiments"]] == ["succeeded"] * 3
-    assert int((grid.home / "agent.pid").read_text()) != pid
+    assert int((grid.home / "agent.pid").read_text().split()[0]) != pid
     lines = marker.read_text().split()
     assert sorted(lines) == ["crashy-exp0", "crashy-exp1", "crashy-exp2"], lines
     assert "done" in grid("logs", "crashy-exp0").stdout

@@ -2,7 +2,9 @@
 
 One agent per GRID_HOME: it holds an exclusive ``flock`` on ``agent.lock`` for its
 whole life, so "is an agent running?" is "is the lock held?", which the kernel
-answers correctly even after ``kill -9`` (a pid file alone would lie).
+answers correctly even after ``kill -9`` (a pid file alone would lie). ``agent.pid``
+holds a :class:`~gridrun.processes.ProcessRef` (pid and start time), checked before
+every signal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 from gridrun.agent.detach import detached_popen_kwargs
 from gridrun.home import GridHome
+from gridrun.processes import ProcessRef, read_ref
 
 
 def agent_running(home: GridHome) -> bool:
@@ -24,7 +27,9 @@ def agent_running(home: GridHome) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A shared probe: two probes at once (a finishing supervisor and the agent's
+        # watchdog) must not each take the other for an agent.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     else:
@@ -34,11 +39,19 @@ def agent_running(home: GridHome) -> bool:
         os.close(fd)
 
 
+def agent_ref(home: GridHome) -> ProcessRef | None:
+    """The agent named by ``agent.pid``, if that very process still runs.
+
+    A stale file (the agent died, its pid went to another program) names nothing:
+    the start time no longer matches, so it is never signalled.
+    """
+    ref = read_ref(home.agent_pid)
+    return ref if ref is not None and ref.alive() else None
+
+
 def agent_pid(home: GridHome) -> int | None:
-    try:
-        return int(home.agent_pid.read_text())
-    except (OSError, ValueError):
-        return None
+    ref = agent_ref(home)
+    return ref.pid if ref else None
 
 
 def start_agent(home: GridHome) -> None:
@@ -66,22 +79,17 @@ def ensure_agent(home: GridHome, wait: float = 0.0) -> None:
 
 
 def wake_agent(home: GridHome) -> None:
-    pid = agent_pid(home)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:
-            pass
+    ref = read_ref(home.agent_pid)
+    if ref is not None:
+        ref.signal(signal.SIGUSR1)
 
 
 def stop_agent(home: GridHome, timeout: float = 10.0) -> bool:
     """Ask the agent to exit (running experiments go on under their supervisors)."""
-    pid = agent_pid(home)
-    if not pid or not agent_running(home):
+    ref = read_ref(home.agent_pid)
+    if ref is None or not agent_running(home):
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
+    if not ref.signal(signal.SIGTERM):
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and agent_running(home):

@@ -8,7 +8,10 @@ and forks a detached supervisor per request. A forked supervisor is an ordinary
 process in its own session: it survives the helper and the agent alike. When the
 agent dies the helper reads end-of-file and exits; the next agent starts a new one.
 
-Protocol: one line per experiment on stdin, ``<experiment id> <claim token> <log path>``.
+Protocol: one line per experiment on stdin, ``<experiment id> <claim token> <log path>``,
+and ``quit`` when the agent exits on purpose. The helper is also the agent's watchdog:
+end of file without ``quit`` means the agent died, and the helper starts a new one if
+work is waiting.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import IO
 
 from gridrun.agent.detach import close_other_fds, detached_popen_kwargs, settle_daemon
 from gridrun.home import GridHome
+
+QUIT = b"quit\n"
 
 
 class Launcher:
@@ -55,9 +61,21 @@ class Launcher:
                 self.proc = None
         spawn_supervisor(self.home, exp_id, token, log_path)
 
+    def start(self) -> None:
+        """Start the helper now: it is also the agent's watchdog (see :func:`main`)."""
+        try:
+            self._helper()
+        except OSError:
+            self.proc = None
+
     def close(self) -> None:
+        """The agent exits on purpose: tell the helper not to bring it back."""
         if self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.write(QUIT)
+                self.proc.stdin.close()
+            except OSError:
+                pass
 
 
 def spawn_supervisor(home: GridHome, exp_id: int, token: str, log_path: Path) -> None:
@@ -118,12 +136,34 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped automatically
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it ends with the agent's pipe
     for raw in sys.stdin.buffer:
+        if raw == QUIT:
+            return 0
         parts = raw.decode().rstrip("\n").split(" ", 2)
         if len(parts) != 3:
             continue
         _fork_supervisor(home, int(parts[0]), parts[1], parts[2])
+    # End of file without a goodbye: the agent died (SIGKILL, a crash). If work waits,
+    # start a new one, so that pending experiments never wait for a user command.
+    _revive_agent(home)
     return 0
+
+
+def _revive_agent(home: GridHome) -> None:
+    from gridrun.agent.control import agent_running, start_agent
+    from gridrun.store.db import Store
+
+    time.sleep(0.2)  # an agent that exits on purpose takes its lock again first
+    try:
+        store = Store(home.db_path)
+        try:
+            if store.has_active_work() and not agent_running(home):
+                start_agent(home)
+        finally:
+            store.close()
+    except Exception:
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

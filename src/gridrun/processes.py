@@ -1,0 +1,221 @@
+"""Process identity and collection: signal only the process we mean, leave none behind.
+
+A pid alone names whichever process holds that number *now*: after the process we
+meant exits, the kernel hands the number to the next one, so ``kill(pid)`` from a
+pid file can hit an unrelated program (SIGUSR1 kills most of them). Every pid that
+gridrun keeps is therefore a :class:`ProcessRef`, the pid plus the process's start
+time in clock ticks since boot (``/proc/<pid>/stat`` field 22, exact, unlike a
+wall-clock float). Signalling opens a pidfd first, then checks the start time, then
+signals through the pidfd: once the pidfd is open the number cannot be recycled under
+us, so the check and the signal are about the same process.
+
+The supervisor of an experiment makes itself a *child subreaper*
+(``PR_SET_CHILD_SUBREAPER``): an experiment's descendants whose parents exit are
+re-parented to the supervisor instead of init, including ones that started their own
+session, so :func:`descendants` finds them all and :func:`kill_descendants` ends them.
+When the supervisor itself is gone, :func:`experiment_processes` finds what is left
+by the variables every experiment process inherits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; None when it is gone or a zombie."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if not fields or fields[0] in (b"Z", b"X"):  # state: zombie or dead
+        return None
+    return int(fields[19])  # field 22 overall; fields[0] is field 3
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """One particular process: a pid and the start time that tells it from a successor."""
+
+    pid: int
+    start: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef | None:
+        ticks = start_ticks(pid)
+        return None if ticks is None else cls(pid, ticks)
+
+    @classmethod
+    def current(cls) -> ProcessRef:
+        ref = cls.of(os.getpid())
+        assert ref is not None  # we are running
+        return ref
+
+    @classmethod
+    def parse(cls, text: str) -> ProcessRef | None:
+        """``"<pid> <start ticks>"`` as :meth:`dump` writes it; None for anything else.
+
+        A bare pid (an old file, or one written by someone else) is refused: it cannot
+        be checked, so it must never be signalled.
+        """
+        parts = text.split()
+        if len(parts) != 2:
+            return None
+        try:
+            pid, start = int(parts[0]), int(parts[1])
+        except ValueError:
+            return None
+        return cls(pid, start) if pid > 0 else None
+
+    def dump(self) -> str:
+        return f"{self.pid} {self.start}"
+
+    def alive(self) -> bool:
+        """Whether this very process still runs (a zombie does not)."""
+        return start_ticks(self.pid) == self.start
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` if, and only if, this process still runs. Returns whether it was sent."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (ProcessLookupError, OSError):
+            return False
+        try:
+            if start_ticks(self.pid) != self.start:
+                return False  # the pid now belongs to another process
+            signal.pidfd_send_signal(fd, sig)
+            return True
+        except (ProcessLookupError, PermissionError, OSError):
+            return False
+        finally:
+            os.close(fd)
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+
+def read_ref(path: Path) -> ProcessRef | None:
+    try:
+        return ProcessRef.parse(path.read_text())
+    except OSError:
+        return None
+
+
+def write_ref(path: Path, ref: ProcessRef) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(ref.dump())
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------- collecting processes
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux >= 3.4)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(pid: int | None = None) -> list[ProcessRef]:
+    """Every live descendant of ``pid`` (this process by default), deepest last."""
+    import psutil
+
+    try:
+        procs = psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for p in procs:
+        ref = ProcessRef.of(p.pid)
+        if ref is not None:
+            out.append(ref)
+    return out
+
+
+def experiment_processes(home: Path, experiment_id: int) -> list[ProcessRef]:
+    """Processes of one experiment found by the environment they inherit.
+
+    Used when the experiment's supervisor is gone (SIGKILL, a crash): its orphans are
+    then children of init, and the only mark they carry is ``GRID_HOME`` and
+    ``GRID_EXPERIMENT_ID`` in their environment. Processes of other users, which we
+    could not signal anyway, cannot be read and are skipped.
+    """
+    import psutil
+
+    want_home, want_id = str(home), str(experiment_id)
+    me = os.getpid()
+    out = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+        if env.get("GRID_EXPERIMENT_ID") == want_id and env.get("GRID_HOME") == want_home:
+            ref = ProcessRef.of(proc.pid)
+            if ref is not None:
+                out.append(ref)
+    return out
+
+
+def terminate_all(refs: Iterable[ProcessRef], grace: float) -> None:
+    """SIGTERM each process, SIGKILL those still running after ``grace`` seconds."""
+    refs = [r for r in refs if r.signal(signal.SIGTERM)]
+    deadline = time.monotonic() + grace
+    while refs and time.monotonic() < deadline:
+        refs = [r for r in refs if r.alive()]
+        time.sleep(0.02)
+    kill_all(refs)
+
+
+def kill_all(refs: Iterable[ProcessRef]) -> None:
+    for r in refs:
+        r.signal(signal.SIGKILL)
+
+
+def kill_descendants(grace: float = 1.0, rounds: int = 20) -> None:
+    """End every descendant of this process (it should be a subreaper).
+
+    Repeated until none is left, since a dying process may fork, and re-parenting of
+    its orphans to us is only visible once it has exited.
+    """
+    for i in range(rounds):
+        found = descendants()
+        if not found:
+            return
+        if i == 0:
+            terminate_all(found, grace)
+        else:
+            kill_all(found)
+        _reap_children()
+        time.sleep(0.01)
+
+
+def _reap_children() -> None:
+    """Collect exited re-parented orphans, so they do not linger as zombies."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
