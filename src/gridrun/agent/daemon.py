@@ -27,11 +27,14 @@ from gridrun.agent.reconcile import reconcile
 from gridrun.agent.scheduler import place
 from gridrun.config import load_machine_config
 from gridrun.home import GridHome
+from gridrun.processes import ProcessRef, read_ref, write_ref
 from gridrun.store.db import Store
-from gridrun.store.models import Experiment, Status
+from gridrun.store.models import Experiment, Run, Status
 
 log = logging.getLogger("gridrun.agent")
 POLL_SECONDS = 1.0
+LOCK_TRIES = 25
+QUEUE_BATCH = 256  # pending experiments read per query from the head of the queue
 
 
 class Agent:
@@ -71,14 +74,25 @@ class Agent:
         self.schedule()
 
     def schedule(self) -> None:
-        running = self.store.experiments(Status.RUNNING)
-        pending = self.store.experiments(Status.PENDING)
-        claimed = [e for e in pending if e.claim_token]
-        queue = [e for e in pending if not e.claim_token]
-        for placement in place(self.capacity, [*running, *claimed], queue):
-            self.launch(placement.experiment, placement.gpu_ids)
+        """Start what fits, reading only the busy experiments and the queue's head.
 
-    def launch(self, exp: Experiment, gpu_ids: list[int]) -> None:
+        The queue may hold 10^5 experiments or more: it is read through an index, a
+        batch at a time from its head, never loaded whole.
+        """
+        busy = [*self.store.experiments(Status.RUNNING), *self.store.claimed_pending()]
+        runs: dict[int, Run] = {}
+        while not self.exiting:
+            queue = self.store.queue_head(QUEUE_BATCH)
+            placements = place(self.capacity, busy, queue)
+            for placement in placements:
+                if self.launch(placement.experiment, placement.gpu_ids, runs):
+                    busy.append(placement.experiment)
+            if len(placements) < QUEUE_BATCH:
+                return
+
+    def launch(
+        self, exp: Experiment, gpu_ids: list[int], runs: dict[int, Run] | None = None
+    ) -> bool:
         token = uuid.uuid4().hex
         if not self.store.transition(
             exp.id,
@@ -88,12 +102,17 @@ class Agent:
             claimed_at=time.time(),
             gpu_ids=gpu_ids,
         ):
-            return
-        run = self.store.get_run_by_id(exp.run_id, with_experiments=False)
+            return False
+        runs = {} if runs is None else runs
+        run = runs.get(exp.run_id)
+        if run is None:
+            run = runs[exp.run_id] = self.store.get_run_by_id(exp.run_id, with_experiments=False)
+        exp.gpu_ids = gpu_ids
         job = make_job(self.home, run, exp, gpu_ids, self.config.stop_grace_seconds)
         save_job(job, run.backend)
         self.launcher.launch(exp.id, token, job.exp_dir / "supervisor.log")
         log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
+        return True
 
     def idle(self) -> bool:
         return not self.store.has_active_work() and not any(
@@ -103,17 +122,29 @@ class Agent:
 
 def _take_lock(home: GridHome) -> int | None:
     fd = os.open(home.agent_lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    home.agent_pid.write_text(str(os.getpid()))
+    # A probe (agent_running) holds the lock shared for an instant: try a few times
+    # before concluding that another agent holds it.
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == LOCK_TRIES - 1:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+    # pid *and* start time: whoever signals the agent checks it is still this process.
+    write_ref(home.agent_pid, ProcessRef.current())
     return fd
 
 
 def run_agent(home: GridHome) -> int:
     settle_daemon(home.root)
+    # Before agent.pid names us: a wake-up (SIGUSR1) that arrives before the loop
+    # runs must not kill us (its default action). And whoever started us (the
+    # watchdog ignores SIGCHLD) must not leave us unable to wait for our children.
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     lock_fd = _take_lock(home)
     if lock_fd is None:
         return 0  # another agent serves this GRID_HOME
@@ -134,12 +165,13 @@ def run_agent(home: GridHome) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     log.info("agent %d serving %s", os.getpid(), home.root)
+    agent.launcher.start()
     while True:
         _serve(agent, rfd)
         # Give the lock up, then look once more: a submission that saw the lock held
         # just before we let go has already committed its run, so we see it here.
         try:
-            if home.agent_pid.read_text() == str(os.getpid()):
+            if read_ref(home.agent_pid) == ProcessRef.current():
                 home.agent_pid.unlink()
         except OSError:
             pass

@@ -26,6 +26,9 @@ def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, s
         "GRID_RUN_NAME": run.name,
         "GRID_EXPERIMENT_NAME": exp.name,
         "GRID_EXPERIMENT_ID": str(exp.id),
+        # Times it was started before (Slurm's SLURM_RESTART_COUNT): 0, then 1 after
+        # the first preemption or retry. A script resumes from its checkpoint when > 0.
+        "GRID_RESTART_COUNT": str(exp.attempt),
         # Without GPUs, an empty value hides every device (CUDA's documented behaviour).
         "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpu_ids),
         "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),

@@ -4,10 +4,11 @@ Called by the agent at start-up and on every loop (it is cheap). For each experi
 the store thinks is running, it checks the supervisor is the same live process
 (pid *and* start time, so a recycled pid does not fool it). A dead supervisor's exit
 record is applied; without one, the backend is asked whether it can tell the exit
-code (the Docker engine can); otherwise the experiment is lost: failed, or queued
-again when the run asked for ``--auto_resume``. Stale claims (an agent died between
-claiming an experiment and its supervisor starting) are released; the supervisor's
-conditional claim makes sure a late one never runs as well.
+code (the Docker engine can); otherwise the experiment was preempted with its
+supervisor: failed "preempted", or queued again under ``--auto_resume``. Stale
+claims (an agent died between claiming an experiment and its supervisor starting)
+are released; the supervisor's conditional claim makes sure a late one never runs
+as well.
 """
 
 from __future__ import annotations
@@ -15,24 +16,44 @@ from __future__ import annotations
 import time
 
 from gridrun.agent.jobs import load_job
-from gridrun.agent.supervisor import apply_exit_record, process_start_time, read_exit_record
+from gridrun.agent.supervisor import apply_exit_record, read_exit_record
 from gridrun.backends import get_backend
 from gridrun.home import GridHome
+from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
+from gridrun.store.endings import Ending, Policy, classify, decide
 from gridrun.store.models import Experiment, Status
 
 CLAIM_TIMEOUT = 30.0
 
 
+def supervisor_ref(exp: Experiment) -> ProcessRef | None:
+    if not exp.supervisor_pid or exp.supervisor_started is None:
+        return None
+    return ProcessRef(exp.supervisor_pid, int(exp.supervisor_started))
+
+
 def supervisor_alive(exp: Experiment) -> bool:
-    if not exp.supervisor_pid:
-        return False
-    started = process_start_time(exp.supervisor_pid)
-    if started is None:
-        return False
-    if exp.supervisor_started is None:
-        return True
-    return abs(started - exp.supervisor_started) < 1.0
+    """Whether the experiment's supervisor is the same live process (pid and start time)."""
+    ref = supervisor_ref(exp)
+    return ref is not None and ref.alive()
+
+
+def settle_lost(
+    store: Store, exp: Experiment, ending: Ending, reason: str | None, code: int | None
+) -> Status | None:
+    run = store.get_run_by_id(exp.run_id, with_experiments=False)
+    decision = decide(
+        ending,
+        reason,
+        Policy.of_spec(run.spec),
+        restarts=exp.restarts,
+        retries=exp.retries,
+        preemptions=exp.preemptions,
+    )
+    return store.settle(
+        exp.id, decision, exit_code=code, finished_at=time.time(), attempt=exp.attempt
+    )
 
 
 def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
@@ -41,7 +62,7 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         return "alive"
     exp_dir = home.experiment_dir(exp.name)
     record = read_exit_record(exp_dir)
-    if record is not None:
+    if record is not None and record.get("attempt", exp.attempt) == exp.attempt:
         apply_exit_record(store, exp.id, record)
         return "finished"
     code: int | None = None
@@ -57,45 +78,16 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         recover = getattr(backend, "recover", None)
         if recover is not None:
             code = recover(job)
-    now = time.time()
+    exp = store.get_experiment(exp.id)
     if code is not None:
-        stopped = store.get_experiment(exp.id).stop_requested
-        status = Status.STOPPED if stopped else (Status.SUCCEEDED if code == 0 else Status.FAILED)
-        store.transition(
-            exp.id,
-            where=[Status.RUNNING],
-            status=status,
-            exit_code=code,
-            finished_at=now,
-            event=f"recovered-{status.value}",
-        )
+        ending, reason = classify(code, stop_requested=exp.stop_requested, preempted=None)
+        settle_lost(store, exp, ending, reason, code)
         return "recovered"
-    run = store.get_run_by_id(exp.run_id)
-    if run.spec.get("auto_resume") and not exp.stop_requested:
-        store.transition(
-            exp.id,
-            where=[Status.RUNNING],
-            status=Status.PENDING,
-            claim_token=None,
-            claimed_at=None,
-            supervisor_pid=None,
-            supervisor_started=None,
-            started_at=None,
-            event="resumed",
-        )
-        return "requeued"
-    status = Status.STOPPED if exp.stop_requested else Status.FAILED
-    store.transition(
-        exp.id,
-        where=[Status.RUNNING],
-        status=status,
-        finished_at=now,
-        error=None
-        if exp.stop_requested
-        else "lost: its supervisor died before recording an exit code",
-        event="lost",
-    )
-    return "lost"
+    # Its supervisor died (SIGKILL, OOM, a crash) and took the experiment with it:
+    # a preemption, which --auto_resume restarts in the same working directory.
+    ending = Ending.STOPPED if exp.stop_requested else Ending.PREEMPTED
+    status = settle_lost(store, exp, ending, "lost its supervisor (killed or crashed)", None)
+    return "requeued" if status == Status.PENDING else "lost"
 
 
 def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> None:
@@ -115,8 +107,8 @@ def reconcile(store: Store, home: GridHome) -> None:
         if reconcile_experiment(store, home, exp) != "alive":
             ingest_leftover_metrics(store, home, exp)
     now = time.time()
-    for exp in store.experiments(Status.PENDING):
-        if exp.claim_token and exp.claimed_at and now - exp.claimed_at > CLAIM_TIMEOUT:
+    for exp in store.claimed_pending():
+        if exp.claimed_at and now - exp.claimed_at > CLAIM_TIMEOUT:
             store.transition(
                 exp.id,
                 where=[Status.PENDING],

@@ -8,12 +8,11 @@ caller stop the experiment itself and record the status.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Iterable
 
-from gridrun.agent.reconcile import reconcile_experiment, supervisor_alive
+from gridrun.agent.reconcile import reconcile_experiment, supervisor_alive, supervisor_ref
 from gridrun.errors import out_of_space
 from gridrun.home import GridHome
 from gridrun.store.db import Store
@@ -35,16 +34,19 @@ def _terminate_orphan(home: GridHome, exp: Experiment, grace: float) -> None:
         backend.terminate(job, grace)
 
 
-def stop_experiments(
-    home: GridHome, store: Store, exps: Iterable[Experiment], grace: float, wait: bool = True
-) -> list[str]:
-    """Stop every experiment given; returns the names that were active."""
-    now = time.time()
-    stopped: list[str] = []
-    running: list[Experiment] = []
-    run_ids = set()
-    for e in exps:
-        run_ids.add(e.run_id)
+def _request_stop(store: Store, exp: Experiment, now: float) -> Experiment | None:
+    """Mark one experiment stopped (not started yet) or stopping (running).
+
+    Returns it when it was active. It may move between our read and our write (a
+    supervisor claims it, a preempted one is queued again), so this retries on the
+    new state until one conditional update lands or it has finished: a stop is never
+    lost to a requeue, and a requeue never follows a stop (``Store.settle`` turns it
+    into ``stopped`` once ``stop_requested`` is set).
+    """
+    for _ in range(1000):
+        e = store.get_experiment(exp.id)
+        if e.status.finished:
+            return None
         if e.status in (Status.BUILDING, Status.PENDING):
             if store.transition(
                 e.id,
@@ -54,18 +56,42 @@ def stop_experiments(
                 finished_at=now,
                 event="stopped",
             ):
-                stopped.append(e.name)
-                continue
-            e = store.get_experiment(e.id)  # it started meanwhile
-        if e.status == Status.RUNNING:
+                return e
+        else:
             try:
-                store.transition(e.id, where=[Status.RUNNING], stop_requested=1)
+                if store.transition(e.id, where=[Status.RUNNING], stop_requested=1):
+                    return store.get_experiment(e.id)
             except Exception as exc:
-                # A full disk: the SIGTERM below still stops it, and its supervisor
-                # records "stopped" from the signal as soon as there is room.
+                # A full disk: the SIGTERM still stops it (recorded when there is room).
                 if not out_of_space(exc):
                     raise
-            stopped.append(e.name)
+                return e
+    return None
+
+
+def stop_experiments(
+    home: GridHome, store: Store, exps: Iterable[Experiment], grace: float, wait: bool = True
+) -> list[str]:
+    """Stop every experiment given; returns the names that were active.
+
+    With ``wait``, returns once each is recorded ``stopped`` (or finished otherwise)
+    and none of its processes is left.
+    """
+    now = time.time()
+    stopped: list[str] = []
+    running: list[Experiment] = []
+    exps = list(exps)
+    run_ids = {e.run_id for e in exps}
+    queued = set(store.stop_queued([e.id for e in exps if not e.status.finished], now))
+    stopped += [e.name for e in exps if e.id in queued]
+    for exp in exps:
+        if exp.id in queued:
+            continue
+        e = _request_stop(store, exp, now)
+        if e is None:
+            continue
+        stopped.append(e.name)
+        if e.status == Status.RUNNING:
             running.append(e)
     for run_id in run_ids:
         try:
@@ -78,11 +104,9 @@ def stop_experiments(
             if not out_of_space(exc):
                 raise
     for e in running:
-        if supervisor_alive(e) and e.supervisor_pid:
-            try:
-                os.kill(e.supervisor_pid, signal.SIGTERM)
-            except OSError:
-                pass
+        ref = supervisor_ref(e)
+        if ref is not None:
+            ref.signal(signal.SIGTERM)  # only if it is still that very supervisor
     if wait and running:
         deadline = time.monotonic() + grace + 10
         ids = {e.id for e in running}
@@ -95,5 +119,5 @@ def stop_experiments(
                 if not supervisor_alive(x):
                     _terminate_orphan(home, x, grace)
                     reconcile_experiment(store, home, x)
-            time.sleep(0.1)
+            time.sleep(0.05)
     return stopped

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,24 +30,16 @@ from typing import TypeVar
 
 from gridrun.agent.jobs import load_job
 from gridrun.backends import get_backend
+from gridrun.backends.base import Job
 from gridrun.errors import out_of_space
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
+from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
+from gridrun.store.endings import Ending, Policy, classify, decide
 from gridrun.store.models import Status
 
-
-def process_start_time(pid: int) -> float | None:
-    """A process's start time, to tell a live supervisor from a recycled pid."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None  # dead, only not yet reaped by its parent
-        return proc.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
+PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
 
 
 def write_exit_record(exp_dir: Path, record: dict) -> None:
@@ -63,22 +56,33 @@ def read_exit_record(exp_dir: Path) -> dict | None:
         return None
 
 
-def final_status(exit_code: int, stopped: bool) -> Status:
-    if stopped:
-        return Status.STOPPED
-    return Status.SUCCEEDED if exit_code == 0 else Status.FAILED
+def apply_exit_record(store: Store, exp_id: int, record: dict) -> Status | None:
+    """Settle a running experiment as its exit record says; idempotent.
 
-
-def apply_exit_record(store: Store, exp_id: int, record: dict) -> bool:
-    """Move a running experiment to the status its exit record says; idempotent."""
-    return store.transition(
+    The record says how the attempt ended; what that makes of the experiment (final,
+    or queued again) is decided here, against the run's policy and the counts in the
+    store, so a record applied late by reconciliation decides the same way.
+    """
+    exp = store.get_experiment(exp_id)
+    if "ending" in record:
+        ending, reason = Ending(record["ending"]), record.get("reason")
+    else:  # a record written by an older gridrun
+        ending, reason = Ending(record["status"]), record.get("error")
+    run = store.get_run_by_id(exp.run_id, with_experiments=False)
+    decision = decide(
+        ending,
+        reason,
+        Policy.of_spec(run.spec),
+        restarts=exp.restarts,
+        retries=exp.retries,
+        preemptions=exp.preemptions,
+    )
+    return store.settle(
         exp_id,
-        where=[Status.RUNNING],
-        status=Status(record["status"]),
+        decision,
         exit_code=record["exit_code"],
         finished_at=record["finished_at"],
-        error=record.get("error"),
-        event=record["status"],
+        attempt=record.get("attempt"),
     )
 
 
@@ -86,33 +90,38 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     store = Store(home.db_path)
     exp_dir = home.experiment_dir(store.get_experiment(exp_id).name)
     job, backend_name = load_job(exp_dir / "job.json")
-    me = os.getpid()
+    backend = get_backend(backend_name)
+    grace = job.stop_grace
+    stopping = threading.Event()
+    executing = [True]  # a SIGTERM after the experiment ended on its own changes nothing
+
+    def on_term(signum: int, frame: object) -> None:
+        if executing[0] and not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=backend.terminate, args=(job, grace), daemon=True).start()
+
+    # Before the claim: a `grid stop` that sees the experiment running may signal at once.
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    me = ProcessRef.current()
+    first_start = store.get_experiment(exp_id).started_at  # kept across restarts
     claimed = store.transition(
         exp_id,
         where=[Status.PENDING],
         extra_where="claim_token = ?",
         extra_args=[token],
         status=Status.RUNNING,
-        started_at=time.time(),
-        supervisor_pid=me,
-        supervisor_started=process_start_time(me),
+        started_at=first_start or time.time(),
+        supervisor_pid=me.pid,
+        supervisor_started=me.start,
         gpu_ids=job.gpu_ids,
         event="running",
     )
     if not claimed:  # stopped, or the claim expired and was given to someone else
         return 0
-    backend = get_backend(backend_name)
-    grace = job.stop_grace
-    stopping = threading.Event()
-
-    def on_term(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=backend.terminate, args=(job, grace), daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    attempt = store.get_experiment(exp_id).attempt
+    (exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
 
     from gridrun.metrics.ingest import LiveIngest, final_ingest, target_for
 
@@ -132,13 +141,29 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
                 (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
             if out_of_space(exc):
                 error = f"{NO_SPACE}: {error}"
+        executing[0] = False
+        stop_requested = when_space(lambda: store.get_experiment(exp_id).stop_requested)
+        preempted = backend.preempted
+        if stopping.is_set() and not stop_requested:
+            # SIGTERM to the supervisor that `grid stop` did not send: a machine going
+            # down, a node drain, or `grid preempt` rehearsing one.
+            preempted = _preempt_reason(exp_dir) or "its supervisor got SIGTERM"
+        ending, reason = classify(
+            exit_code, stop_requested=stop_requested, preempted=preempted, error=error
+        )
+        if ending == Ending.PREEMPTED:
+            sink.write("stderr", f"gridrun: preempted ({reason})")
+        # It may run again: keep its working directory (checkpoints) for the restart.
+        again = ending in (Ending.PREEMPTED, Ending.FAILED)
         try:
-            backend.collect_artifacts(job)
+            backend.collect_artifacts(job, keep_workdir=again)
         except Exception as exc:
             sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
             if NO_SPACE in str(exc) and error is None:
                 # Its results are lost: the experiment failed, whatever its exit code.
                 error = f"{NO_SPACE}: could not save its artifacts"
+                if ending == Ending.SUCCEEDED:
+                    ending, reason = Ending.FAILED, error
         # The last metrics pass: after the files were copied out of a container, before
         # the working copy is removed, and before the exit is recorded, so that a
         # finished experiment's metrics are complete the moment its status says so.
@@ -147,26 +172,28 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             final_ingest(store, metrics)
         except Exception as exc:  # a full disk loses the last metrics, not the exit
             sink.write("stderr", f"gridrun: could not record metrics: {exc}")
+        if again:
+            park_workdir(job)
         try:
             backend.cleanup(job)
         except Exception as exc:
             sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 
-    stopped = stopping.is_set() or when_space(lambda: store.get_experiment(exp_id).stop_requested)
-    status = final_status(exit_code, stopped)
-    if error is not None and error.startswith(NO_SPACE) and status == Status.SUCCEEDED:
-        status = Status.FAILED
     record = {
         "exit_code": exit_code,
-        "status": status.value,
+        "ending": ending.value,
+        "reason": reason,
+        "attempt": attempt,
         "finished_at": time.time(),
-        "error": error,
     }
     # Both retried while the disk is full: the workdir removed above usually made room,
     # and otherwise the experiment is recorded as soon as any space is freed.
     when_space(lambda: write_exit_record(exp_dir, record))
-    when_space(lambda: apply_exit_record(store, exp_id, record))
-    _wake_agent(home)
+    status = when_space(lambda: apply_exit_record(store, exp_id, record))
+    if status is not None and status.finished:
+        shutil.rmtree(job.resume_dir, ignore_errors=True)
+    ensure_agent_alive(home, store)
+    store.close()
     return 0
 
 
@@ -185,13 +212,29 @@ def when_space(fn: Callable[[], T], pause: float = 1.0) -> T:
         time.sleep(pause)
 
 
-def _wake_agent(home: GridHome) -> None:
-    """Tell the agent a slot is free so the next experiment starts at once."""
+def park_workdir(job: Job) -> None:
+    """Move the working directory aside so that ``cleanup`` leaves it for a restart."""
+    parked = job.resume_dir
+    if job.workdir.is_dir():
+        shutil.rmtree(parked, ignore_errors=True)
+        os.replace(job.workdir, parked)
+
+
+def _preempt_reason(exp_dir: Path) -> str | None:
     try:
-        pid = int(home.agent_pid.read_text())
-        os.kill(pid, signal.SIGUSR1)
-    except (OSError, ValueError):
-        pass
+        return (exp_dir / PREEMPT_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def ensure_agent_alive(home: GridHome, store: Store) -> None:
+    """Wake the agent so the next experiment starts at once; start one if it died."""
+    from gridrun.agent.control import agent_running, start_agent, wake_agent
+
+    if agent_running(home):
+        wake_agent(home)
+    elif store.has_active_work():
+        start_agent(home)
 
 
 def main(argv: list[str]) -> int:

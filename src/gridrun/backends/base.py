@@ -79,6 +79,16 @@ class Job:
     def log_path(self) -> Path:
         return self.exp_dir / "output.log"
 
+    @property
+    def resume_dir(self) -> Path:
+        """Where a preempted attempt's working directory waits for the restart."""
+        return self.exp_dir / "resume"
+
+    @property
+    def restart_count(self) -> int:
+        """How many times this experiment was started before (``GRID_RESTART_COUNT``)."""
+        return int(self.env.get("GRID_RESTART_COUNT") or 0)
+
 
 BuildLog = Callable[[str], None]
 
@@ -90,6 +100,10 @@ class Backend(ABC):
     supports_gpus: ClassVar[bool] = False
     supports_datastores: ClassVar[bool] = False
     supports_dockerfile: ClassVar[bool] = False
+
+    #: Set by :meth:`execute` when the attempt ended because its machine or engine
+    #: went away (a Docker engine restart), not on the script's own: the reason.
+    preempted: str | None = None
 
     def check_available(self) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~gridrun.errors.BackendError` with a next step when unusable."""
@@ -115,8 +129,12 @@ class Backend(ABC):
         """Stop a running experiment: SIGTERM, then SIGKILL after ``grace`` seconds."""
 
     @abstractmethod
-    def collect_artifacts(self, job: Job) -> list[str]:
-        """Save every file the experiment created into ``job.artifacts_dir``."""
+    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+        """Save every file the experiment created into ``job.artifacts_dir``.
+
+        ``keep_workdir``: the experiment will run again (it was preempted), so copy
+        rather than move, and leave its whole working directory in ``job.workdir``.
+        """
 
     def cleanup(self, job: Job) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`execute` left behind (working copies, containers)."""

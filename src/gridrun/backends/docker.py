@@ -11,7 +11,9 @@ artifacts, then the container is removed.
 
 The engine may restart under a running experiment: every blocking call then breaks,
 :meth:`DockerBackend.execute` waits (at most ``ENGINE_GRACE`` seconds) for the engine
-to answer again and returns the exit code it recorded for the container.
+to answer again and returns the exit code it recorded for the container, as a
+preemption (``Backend.preempted``). A preempted container's ``/gridai/project`` is
+copied out and put back into the restarted one, so it resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -282,6 +284,8 @@ class DockerBackend(Backend):
             stdin_open=False,
             tty=False,
         )
+        if job.restart_count and job.resume_dir.is_dir():
+            restore_project(api, created["Id"], job.resume_dir)
         return created["Id"]
 
     def execute(self, job: Job, sink: LogSink) -> int:
@@ -353,6 +357,10 @@ class DockerBackend(Backend):
                     "stderr",
                     f"gridrun: the engine came back; the container ended with exit code {code}",
                 )
+                # dockerd closes its API before it stops its containers, so a container
+                # that ended while the engine was away was ended by the engine: a
+                # preemption (resumed under --auto_resume), not a failure of the script.
+                self.preempted = f"the Docker engine restarted (exit code {code})"
                 return code
 
     def _state(self, cid: str) -> dict | None:
@@ -435,8 +443,12 @@ class DockerBackend(Backend):
                 self.api.stop(found["Id"], timeout=max(0, math.ceil(grace)))
 
     # -------------------------------------------------------------- artifacts
-    def collect_artifacts(self, job: Job) -> list[str]:
-        """Copy /gridai/project out and keep what differs from the snapshot."""
+    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+        """Copy /gridai/project out and keep what differs from the snapshot.
+
+        With ``keep_workdir`` the whole copy stays in ``job.workdir``: a restarted
+        container gets it back (see :meth:`_restore_workdir`).
+        """
         from gridrun.project import collect_artifacts
 
         found = self.find_container(job)
@@ -504,6 +516,25 @@ def _mount_points(job: Job) -> list[str]:
         if path.startswith(PROJECT_DIR + "/"):
             out.append(path[len(PROJECT_DIR) + 1 :].strip("/"))
     return out
+
+
+def restore_project(api: Any, cid: str, folder: Path) -> None:
+    """Put a preempted attempt's working directory back into a new container.
+
+    The restart then runs the same command in the same directory, checkpoints
+    included, as the local backend does by keeping the folder itself.
+    """
+    with tempfile.TemporaryFile() as tmp:
+        with tarfile.open(fileobj=tmp, mode="w:") as tar:
+            tar.add(folder, arcname=os.path.basename(PROJECT_DIR), filter=_owned_by_root)
+        tmp.seek(0)
+        api.put_archive(cid, os.path.dirname(PROJECT_DIR), tmp.read())
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 def copy_project_out(api: Any, cid: str, job: Job) -> None:

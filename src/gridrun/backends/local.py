@@ -1,9 +1,9 @@
 """The embedded default backend: subprocesses on this machine, cached uv virtualenvs.
 
-Each experiment runs in its own copy of the project snapshot, in its own process
-group (so ``grid stop`` reaches every process it started), with the run's virtualenv
-first on PATH. Output is read line by line from pipes and written to the experiment's
-log with a timestamp the moment it arrives.
+Each experiment runs in its own copy of the project snapshot, under a supervisor
+that is its child subreaper (so ``grid stop`` reaches every process it started),
+with the run's virtualenv first on PATH. Output is read line by line from pipes and
+written to the experiment's log with a timestamp the moment it arrives.
 """
 
 from __future__ import annotations
@@ -20,8 +20,18 @@ from typing import IO
 
 from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
 from gridrun.logs import LogSink
+from gridrun.processes import (
+    ProcessRef,
+    become_subreaper,
+    descendants,
+    experiment_processes,
+    kill_all,
+    kill_descendants,
+    terminate_all,
+    write_ref,
+)
 
-PID_FILE = "backend.ref"
+PID_FILE = "backend.ref"  # the experiment's main process, as a ProcessRef
 
 
 def script_command(script: str, python: str) -> list[str]:
@@ -66,12 +76,23 @@ class LocalBackend(Backend):
         return str(env)
 
     # -------------------------------------------------------------------- run
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # orders execute's start against terminate
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+
     def execute(self, job: Job, sink: LogSink) -> int:
         from gridrun.project import materialize
 
-        if job.workdir.exists():
-            shutil.rmtree(job.workdir)
-        materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
+        if resume_workdir(job):
+            sink.write(
+                "stderr",
+                f"gridrun: restart {job.restart_count}, in the same working directory",
+            )
+        else:
+            if job.workdir.exists():
+                shutil.rmtree(job.workdir)
+            materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
         venv = Path(job.env_ref)
         # The submitting shell's environment, never the agent's (gridrun.runenv).
         from gridrun.agent.jobs import THREAD_VARS
@@ -84,6 +105,9 @@ class LocalBackend(Backend):
         env.update({k: v for k, v in job.env.items() if not (k in THREAD_VARS and k in env)})
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        # What experiment_processes() finds the experiment's processes by, should its
+        # supervisor die: every descendant inherits it, whatever session it starts.
+        env["GRID_HOME"] = str(job.exp_dir.parent.parent)
         argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]
         # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
         # remounting is impossible, when a private namespace can be made (nsexec.py).
@@ -94,16 +118,25 @@ class LocalBackend(Backend):
             argv, job.datastores, job.workdir, hide=home, keep_ro=[venv]
         )
         env.update(extra)
-        proc = subprocess.Popen(
-            argv,
-            cwd=job.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: stop reaches its children
-        )
-        (job.exp_dir / PID_FILE).write_text(str(proc.pid))
+        # Descendants that outlive their parents come back to the supervisor (this
+        # process), so none escapes, not even one that starts its own session.
+        become_subreaper()
+        with self._lock:
+            if self._stop.is_set():  # stopped before it started
+                return -signal.SIGTERM
+            proc = subprocess.Popen(
+                argv,
+                cwd=job.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group, apart from the supervisor's
+            )
+            self._proc = proc
+            ref = ProcessRef.of(proc.pid)
+            if ref is not None:
+                write_ref(job.exp_dir / PID_FILE, ref)
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, "stdout", sink), daemon=True),
@@ -112,22 +145,35 @@ class LocalBackend(Backend):
         for t in pumps:
             t.start()
         code = proc.wait()
+        with self._lock:
+            self._proc = None
+        # The experiment is its main process: whatever it left running (a background
+        # child, a daemon in its own session) ends with it and must not hold the pipes.
+        kill_descendants(grace=1.0)
         for t in pumps:
-            t.join(timeout=2.0)
-        if any(t.is_alive() for t in pumps):
-            # Background children still hold the pipes: the experiment is over, end them.
-            _killpg(proc.pid, signal.SIGKILL)
-            for t in pumps:
-                t.join(timeout=2.0)
+            t.join(timeout=5.0)
         return code
 
     def terminate(self, job: Job, grace: float) -> None:
-        pid = _read_pid(job.exp_dir)
-        if pid is None:
-            return
-        terminate_group(pid, grace)
+        """SIGTERM every process of the experiment, SIGKILL what is left after ``grace``.
 
-    def collect_artifacts(self, job: Job) -> list[str]:
+        In the supervisor (the usual case) the experiment's processes are this
+        process's descendants; elsewhere they are found by their environment.
+        """
+        with self._lock:
+            self._stop.set()
+            proc = self._proc
+        if proc is None:
+            terminate_all(experiment_processes(job.exp_dir.parent.parent, job.experiment_id), grace)
+            return
+        for ref in descendants():
+            ref.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kill_all(descendants())
+
+    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
         from gridrun.project import collect_artifacts
 
         if not job.workdir.exists():
@@ -141,54 +187,32 @@ class LocalBackend(Backend):
         """The supervisor died: the experiment's output is lost, so end what is left.
 
         Returns None: a local experiment cannot be re-attached (its pipes went with the
-        supervisor), so reconciliation records it as lost (or requeues it with
-        ``--auto_resume``).
+        supervisor), so reconciliation records it as preempted (and requeues it with
+        ``--auto_resume``, in the same working directory).
         """
-        pid = _read_pid(job.exp_dir)
-        if pid is not None:
-            terminate_group(pid, 1.0)
+        terminate_all(experiment_processes(job.exp_dir.parent.parent, job.experiment_id), 1.0)
         return None
+
+
+def resume_workdir(job: Job) -> bool:
+    """Whether this attempt continues in the working directory an earlier one left.
+
+    A restarted experiment (``GRID_RESTART_COUNT`` > 0) finds its working directory
+    where the last attempt left it, or parked in ``resume/`` by the supervisor.
+    """
+    if not job.restart_count:
+        return False
+    parked = job.resume_dir
+    if parked.is_dir():
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        os.replace(parked, job.workdir)
+    return job.workdir.is_dir()
 
 
 def _pump(stream: IO[bytes], name: str, sink: LogSink) -> None:
     for raw in iter(stream.readline, b""):
         sink.write(name, raw.decode("utf-8", errors="replace"))
     stream.close()
-
-
-def _read_pid(exp_dir: Path) -> int | None:
-    try:
-        return int((exp_dir / PID_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _killpg(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def terminate_group(pgid: int, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL whatever is left after ``grace`` seconds."""
-    if not _killpg(pgid, signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.05)
-    _killpg(pgid, signal.SIGKILL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.errors import NotFoundError, StateError
+from gridrun.store.endings import Decision, Ending
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -248,6 +249,108 @@ class Store:
                 )
         return changed
 
+    def settle(
+        self,
+        exp_id: int,
+        decision: Decision,
+        *,
+        exit_code: int | None,
+        finished_at: float,
+        attempt: int | None = None,
+    ) -> Status | None:
+        """End a running attempt as ``decision`` says: finish it, or queue it again.
+
+        One transaction, only from ``running`` (and only for ``attempt``, when given, so
+        an old exit record never settles a newer attempt). A requeue loses to a stop
+        requested meanwhile: the experiment is then ``stopped``, never back in the
+        queue. Returns the status set, or None when another process settled it first.
+        """
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT status, stop_requested, restarts, retries FROM experiments WHERE id = ?",
+                (exp_id,),
+            ).fetchone()
+            if row is None or row["status"] != Status.RUNNING.value:
+                return None
+            if attempt is not None and row["restarts"] + row["retries"] != attempt:
+                return None
+            if row["stop_requested"] and decision.status != Status.STOPPED:
+                decision = Decision(Status.STOPPED, Ending.STOPPED, None)
+            preempted = int(decision.ending == Ending.PREEMPTED)
+            if decision.requeue:
+                c.execute(
+                    "UPDATE experiments SET status = ?, exit_code = ?, error = ?, ending = ?,"
+                    " restarts = restarts + ?, retries = retries + ?,"
+                    " preemptions = preemptions + ?, claim_token = NULL, claimed_at = NULL,"
+                    " supervisor_pid = NULL, supervisor_started = NULL, pid = NULL,"
+                    " gpu_ids = NULL WHERE id = ?",
+                    (
+                        Status.PENDING.value,
+                        exit_code,
+                        decision.error,
+                        decision.ending.value,
+                        int(decision.restart),
+                        int(decision.retry),
+                        preempted,
+                        exp_id,
+                    ),
+                )
+                kind = "restarted" if decision.restart else "retried"
+            else:
+                c.execute(
+                    "UPDATE experiments SET status = ?, exit_code = ?, error = ?, ending = ?,"
+                    " preemptions = preemptions + ?, finished_at = ? WHERE id = ?",
+                    (
+                        decision.status.value,
+                        exit_code,
+                        decision.error,
+                        decision.ending.value,
+                        preempted,
+                        finished_at,
+                        exp_id,
+                    ),
+                )
+                kind = decision.status.value
+            c.execute(
+                "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, ?)",
+                (time.time(), exp_id, kind, f"{decision.ending.value}: {decision.error or ''}"),
+            )
+        return decision.status
+
+    def stop_queued(self, exp_ids: Sequence[int], now: float) -> list[int]:
+        """Stop, in bulk, those of ``exp_ids`` not started yet (building or pending).
+
+        One statement per chunk rather than one transaction per experiment, so that
+        stopping a sweep of 10^5 queued experiments takes a moment, not minutes.
+        """
+        done: list[int] = []
+        ids = list(exp_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" for _ in chunk)
+            with self.transaction() as c:
+                found = [
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT id FROM experiments WHERE id IN ({marks}) AND status IN (?, ?)",
+                        (*chunk, Status.BUILDING.value, Status.PENDING.value),
+                    )
+                ]
+                if found:
+                    marks = ", ".join("?" for _ in found)
+                    c.execute(
+                        f"UPDATE experiments SET status = ?, stop_requested = 1, finished_at = ?"
+                        f" WHERE id IN ({marks})",
+                        (Status.STOPPED.value, now, *found),
+                    )
+                    c.executemany(
+                        "INSERT INTO events (ts, experiment_id, kind, message)"
+                        " VALUES (?, ?, 'stopped', '')",
+                        [(now, i) for i in found],
+                    )
+            done += found
+        return done
+
     def set_experiments_status(
         self, run_id: int, frm: Sequence[Status], to: Status, **fields: Any
     ) -> int:
@@ -329,6 +432,27 @@ class Store:
         rows = self.conn.execute(
             f"{_EXP_SELECT} WHERE e.status IN ({marks}) ORDER BY e.queued_at, e.run_id, e.idx",
             [s.value for s in statuses],
+        ).fetchall()
+        return [Experiment.from_row(r) for r in rows]
+
+    def queue_head(self, limit: int) -> list[Experiment]:
+        """The oldest unclaimed pending experiments, first in first out.
+
+        Served by the ``experiments_queue`` index in queue order, so it reads ``limit``
+        rows however long the queue is: the scheduler never loads the whole queue.
+        """
+        rows = self.conn.execute(
+            f"{_EXP_SELECT} WHERE e.status = ? AND e.claim_token IS NULL"
+            " ORDER BY e.status, e.queued_at, e.run_id, e.idx LIMIT ?",
+            (Status.PENDING.value, limit),
+        ).fetchall()
+        return [Experiment.from_row(r) for r in rows]
+
+    def claimed_pending(self) -> list[Experiment]:
+        """Pending experiments claimed by the agent whose supervisor has not started yet."""
+        rows = self.conn.execute(
+            f"{_EXP_SELECT} WHERE e.claim_token IS NOT NULL AND e.status = ?",
+            (Status.PENDING.value,),
         ).fetchall()
         return [Experiment.from_row(r) for r in rows]
 

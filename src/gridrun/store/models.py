@@ -117,6 +117,15 @@ class Experiment:
     pid: int | None
     stop_requested: bool
     backend_ref: str | None
+    restarts: int = 0  # requeued after a preemption
+    retries: int = 0  # requeued after a code failure (--retries_on_failure)
+    preemptions: int = 0  # every preemption, the last one too
+    ending: str | None = None  # how the last attempt ended (store.endings.Ending)
+
+    @property
+    def attempt(self) -> int:
+        """How many times it was started before this attempt (GRID_RESTART_COUNT)."""
+        return self.restarts + self.retries
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Experiment:
@@ -145,4 +154,8 @@ class Experiment:
             pid=row["pid"],
             stop_requested=bool(row["stop_requested"]),
             backend_ref=row["backend_ref"],
+            restarts=row["restarts"],
+            retries=row["retries"],
+            preemptions=row["preemptions"],
+            ending=row["ending"],
         )

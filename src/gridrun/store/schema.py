@@ -99,5 +99,19 @@ CREATE TABLE IF NOT EXISTS metric_sources (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, METRICS]
+# Preemption told apart from failure and stop, each counted (issue 12); an index that
+# serves the head of the queue in order without reading the rest of it, and one for
+# the few claimed experiments.
+RESTARTS = """
+ALTER TABLE experiments ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE experiments ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE experiments ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE experiments ADD COLUMN ending TEXT;
+CREATE INDEX IF NOT EXISTS experiments_queue
+    ON experiments(status, queued_at, run_id, idx);
+CREATE INDEX IF NOT EXISTS experiments_claimed
+    ON experiments(claim_token) WHERE claim_token IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS]
 SCHEMA_VERSION = len(MIGRATIONS)
