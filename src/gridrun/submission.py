@@ -47,6 +47,8 @@ class RunRequest:
     config: str | None = None
     ignore_warnings: bool = False
     auto_resume: bool = False
+    max_restarts: int | None = None  # restarts after preemption (3 by default)
+    retries_on_failure: int = 0  # restarts after a code failure
     dry_run: bool = False
     metrics: dict[str, Any] | None = None  # the --config's ``metrics:`` section
     # Grid's machine flags, read by gridrun.gridflags.
@@ -100,6 +102,26 @@ def resolve_script(localdir: Path, script: str) -> str:
             hint="Run grid from the project folder or pass it with --localdir.",
         ) from None
     return rel.as_posix()
+
+
+def resume_policy(req: RunRequest) -> dict[str, Any]:
+    """What happens after a preemption or a failure, checked and as the store keeps it.
+
+    ``--use_spot`` already turned ``auto_resume`` on (gridrun.gridflags).
+    """
+    for flag, value in (
+        ("--max_restarts", req.max_restarts),
+        ("--retries_on_failure", req.retries_on_failure),
+    ):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, not {value}.")
+    from gridrun.store.endings import DEFAULT_MAX_RESTARTS
+
+    return {
+        "auto_resume": req.auto_resume,
+        "max_restarts": DEFAULT_MAX_RESTARTS if req.max_restarts is None else req.max_restarts,
+        "retries_on_failure": req.retries_on_failure or 0,
+    }
 
 
 def merge_config(req: RunRequest) -> tuple[RunRequest, list[str], list[str]]:
@@ -288,7 +310,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             }
             for m in mounts
         ],
-        "auto_resume": req.auto_resume,
+        **resume_policy(req),
         "metrics": req.metrics,
         "use_spot": req.use_spot,
         "instance_type": req.instance_type,

@@ -25,6 +25,7 @@ COMMANDS = {
     "logs": "gridrun.cli.logs:logs",
     "metrics": "gridrun.cli.metrics:metrics",
     "stop": "gridrun.cli.control:stop",
+    "preempt": "gridrun.cli.control:preempt",
     "delete": "gridrun.cli.control:delete",
     "artifacts": "gridrun.cli.artifacts:artifacts",
     "sync-env": "gridrun.cli.syncenv:sync_env",

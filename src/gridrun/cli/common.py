@@ -21,17 +21,35 @@ def output_of(ctx: click.Context) -> str:
 
 
 def open_store(ctx: click.Context, *, read_only: bool = False) -> Store:
-    """The state database; ``read_only`` for commands that never write to it.
+    """The state database, with an agent brought back if work waits and none serves it.
 
-    Only a brand-new GRID_HOME is created (and write-probed) here: on an existing one a
-    full or read-only disk must not stop ``status``, ``history`` or ``logs``, nor
-    ``delete`` and ``stop``, which are how a user frees the space again.
+    ``read_only`` for commands that never write to it. Only a brand-new GRID_HOME is
+    created (and write-probed) here: on an existing one a full or read-only disk must
+    not stop ``status``, ``history`` or ``logs``, nor ``delete`` and ``stop``, which
+    are how a user frees the space again.
     """
     home = home_of(ctx)
     if not home.db_path.exists():
         home.ensure()
-        return Store(home.db_path)
-    return Store.reader(home.db_path) if read_only else Store(home.db_path)
+        store = Store(home.db_path)
+    else:
+        store = Store.reader(home.db_path) if read_only else Store(home.db_path)
+    heal(home, store)
+    return store
+
+
+def heal(home: GridHome, store: Store) -> None:
+    """Work without an agent (it crashed, the machine rebooted): start one.
+
+    Every command that reads state calls this (``grid logs -f`` every few seconds
+    too), so pending work never waits for `grid run`; it costs one lock probe and one
+    indexed query. Not on a read-only store: an agent could not work there.
+    """
+    if not store.readonly and store.has_active_work():
+        from gridrun.agent.control import agent_running, start_agent
+
+        if not agent_running(home):
+            start_agent(home)
 
 
 def find_target(store: Store, name: str) -> tuple[Run, list[Experiment]]:

@@ -61,6 +61,41 @@ def stop(ctx: click.Context, kind: str, names: tuple[str, ...]) -> None:
             console.print(f"Nothing to stop in {run_name}: it is not active.", markup=False)
 
 
+@click.command(short_help="Rehearse a spot reclaim: preempt running experiments.")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--no-wait", "no_wait", is_flag=True, help="Return once the SIGTERM is sent.")
+@click.pass_context
+def preempt(ctx: click.Context, names: tuple[str, ...], no_wait: bool) -> None:
+    """Preempt EXPERIMENT(s) (or every running experiment of a RUN) as a cloud would.
+
+    The script gets SIGTERM, has the grace period (stop_grace_seconds, 30 s) to save a
+    checkpoint and exit, and is killed after it. Under --auto_resume the experiment
+    then goes back to the queue and runs the same command again in the same working
+    directory, with GRID_RESTART_COUNT one higher; without it, it fails "preempted".
+    Test your checkpoint logic here before paying for spot machines.
+    """
+    from gridrun.agent.preempting import preempt_experiments
+    from gridrun.cli.common import find_target
+    from gridrun.cli.output import console, emit_json
+    from gridrun.config import load_machine_config
+
+    home = home_of(ctx)
+    store = open_store(ctx)
+    grace = load_machine_config(home.config_path).stop_grace_seconds
+    targets = [e for name in names for e in find_target(store, name)[1]]
+    results = preempt_experiments(home, store, targets, grace, wait=not no_wait)
+    if output_of(ctx) == "json":
+        emit_json([r.as_json() for r in results])
+        return
+    for r in results:
+        console.print(f"{r.name}: {r.message}", markup=False, soft_wrap=True)
+    if not any(r.preempted for r in results):
+        raise UsageError(
+            "Nothing was preempted: only running experiments can be.",
+            hint="`grid status RUN` shows which are running.",
+        )
+
+
 @click.command(short_help="Delete a run or an experiment with its logs and artifacts.")
 @click.argument("kind", type=KIND)
 @click.argument("names", nargs=-1, required=True)

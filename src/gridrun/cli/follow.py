@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 
 from gridrun.agent.builder import build_log_path
+from gridrun.cli.common import heal
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
 
 POLL = 0.05
+HEAL_SECONDS = 2.0
 
 
 class Tail:
@@ -81,8 +83,12 @@ def follow_run(
     if tail_lines is not None:
         _skip_to_last(tails, tail_lines)
     out = sys.stdout
+    healed = time.monotonic()
     try:
         while True:
+            if time.monotonic() - healed > HEAL_SECONDS:
+                heal(home, store)  # the agent died while we follow: bring it back
+                healed = time.monotonic()
             names = {e.name for e in exps}
             current = [e for e in store.get_run(name).experiments if e.name in names]
             done = all(e.status.finished for e in current)

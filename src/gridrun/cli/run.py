@@ -185,7 +185,18 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
 @click.option(
     "--auto_resume",
     is_flag=True,
-    help="Requeue experiments lost to a crash instead of failing them.",
+    help="Resume preempted experiments in their working directory (checkpoints kept).",
+)
+@click.option(
+    "--max_restarts",
+    type=click.IntRange(min=0),
+    help="Restarts after preemption before an experiment fails (3).",
+)
+@click.option(
+    "--retries_on_failure",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also restart experiments whose script exits non-zero, this many times (0).",
 )
 @click.option(
     "-l",
@@ -289,6 +300,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
         config=opts["config"],
         ignore_warnings=bool(opts["ignore_warnings"]),
         auto_resume=bool(opts["auto_resume"]),
+        max_restarts=opts["max_restarts"],
+        retries_on_failure=int(opts["retries_on_failure"] or 0),
         dry_run=bool(opts["dry_run"]),
         instance_type=opts["instance_type"],
         use_spot=bool(opts["use_spot"]),

@@ -21,6 +21,10 @@ def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
         "status": exp.status.value,
         "exit_code": exp.exit_code,
         "error": exp.error,
+        "ending": exp.ending,
+        "restarts": exp.restarts + exp.retries,
+        "preemptions": exp.preemptions,
+        "failure_retries": exp.retries,
         "command": command_of(run, exp) if run else None,
         "argv": exp.argv,
         "params": exp.params,
@@ -51,6 +55,12 @@ def run_json(run: Run) -> dict[str, Any]:
         "framework": run.spec.get("framework"),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
+        "restarts": sum(e.restarts + e.retries for e in run.experiments),
+        "preemptions": sum(e.preemptions for e in run.experiments),
+        "failure_retries": sum(e.retries for e in run.experiments),
+        "auto_resume": bool(run.spec.get("auto_resume")),
+        "max_restarts": run.spec.get("max_restarts"),
+        "retries_on_failure": run.spec.get("retries_on_failure", 0),
     }
 
 
@@ -71,16 +81,6 @@ def _run_duration(run: Run, now: float | None = None) -> float | None:
     ends = [e.finished_at for e in run.experiments if e.finished_at]
     end = None if run.active else (max(ends) if ends else run.finished_at)
     return span(run.created_at, end, now)
-
-
-def _heal(ctx: click.Context, store: Any) -> None:
-    """Work without an agent (it crashed, the machine rebooted): start one to reconcile."""
-    if not store.readonly and store.has_active_work():
-        from gridrun.agent.control import agent_running, start_agent
-
-        home = home_of(ctx)
-        if not agent_running(home):
-            start_agent(home)
 
 
 RUN_COLUMNS = (
@@ -217,6 +217,7 @@ def experiments_table(
                 status_text(e.status.value),
                 duration(span(e.queued_at, queued_end, now)),
                 duration(span(e.started_at, e.finished_at, now)) if e.started_at else "-",
+                restarts_text(e),
                 *[e.params.get(p, "-") for p in varying],
                 command_of(run, e),
             ]
@@ -226,6 +227,7 @@ def experiments_table(
         Col("Status", keep=True),
         Col("Queued Duration", "right", keep=True),
         Col("Run Duration", "right", keep=True),
+        Col("Restarts", keep=True),
         *[Col(p) for p in varying],
         Col("Command"),
     ]
@@ -243,7 +245,6 @@ def status(ctx: click.Context, name: str | None) -> None:
     from gridrun.cli.output import console, emit_json
 
     store = open_store(ctx, read_only=True)
-    _heal(ctx, store)
     as_json = output_of(ctx) == "json"
     if name:
         run, exps = find_target(store, name)
@@ -276,6 +277,16 @@ def _build_warnings(ctx: click.Context, run: Run) -> list[str]:
     from gridrun.agent.builder import load_build_warnings
 
     return load_build_warnings(home_of(ctx), run.name)
+
+
+def restarts_text(e: Experiment) -> str:
+    """Preemptions and failure retries, counted apart: ``2 preempted, 1 failed``."""
+    parts = []
+    if e.preemptions:
+        parts.append(f"{e.preemptions} preempted")
+    if e.retries:
+        parts.append(f"{e.retries} failed")
+    return f"{e.restarts + e.retries} ({', '.join(parts)})" if parts else "0"
 
 
 def _varying_params(exps: list[Experiment]) -> list[str]:
