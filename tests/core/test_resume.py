@@ -287,7 +287,10 @@ def test_reused_pid_is_never_signalled(grid, project: Path, tmp_path: Path) -> N
         grid("preempt", "recyc-exp0", check=False)
         time.sleep(0.5)
         assert bystander.poll() is None, "a recycled supervisor pid was signalled"
-        assert exp_json(grid, "recyc")["status"] == "stopped"
+        # The agent takes the supervisor it cannot identify for lost (a preemption) or
+        # the stop settles it; either way it ends, through the experiment's processes.
+        assert exp_json(grid, "recyc")["status"] in ("stopped", "failed")
+        no_leftovers(grid.home)
     finally:
         bystander.kill()
         bystander.wait()

@@ -132,3 +132,71 @@ def test_engine_restarted_mid_experiment(grid, project: Path, second_engine) -> 
     (project / "quick.py").write_text("print('after restart')\n")
     docker_run(grid, project, "--name", "dk-after", "--follow", "quick.py")
     assert "after restart" in grid("logs", "dk-after").stdout
+
+
+# Checkpoints every step in its working directory (/gridai/project); SIGTERM saves and
+# exits 0. Prints "start <GRID_RESTART_COUNT> <step>" per attempt, "finished" once.
+DOCKER_CKPT = """\
+import json, os, signal, sys, time
+state = {"step": 0}
+if os.path.exists("ckpt.json"):
+    state = json.load(open("ckpt.json"))
+
+def save():
+    json.dump(state, open("ckpt.tmp", "w"))
+    os.replace("ckpt.tmp", "ckpt.json")
+
+def on_term(*_):
+    save()
+    print("sigterm", state["step"], flush=True)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+print("start", os.environ["GRID_RESTART_COUNT"], state["step"], flush=True)
+while state["step"] < int(sys.argv[1]):
+    time.sleep(0.3)
+    state["step"] += 1
+    save()
+    print("step", state["step"], flush=True)
+print("finished", flush=True)
+"""
+
+
+def _starts(grid, name: str) -> list[list[str]]:
+    out = grid("logs", name).stdout
+    return [ln.split("] ", 2)[-1].split() for ln in out.splitlines() if "] start " in ln]
+
+
+def test_engine_restart_is_a_preemption_resumed_from_checkpoint(
+    grid, project: Path, second_engine
+) -> None:
+    host, restart = second_engine
+    grid.env["DOCKER_HOST"] = host
+    (project / "ckpt.py").write_text(DOCKER_CKPT)
+    (project / "requirements.txt").write_text("")
+    docker_run(grid, project, "--name", "dk-resume", "--auto_resume", "ckpt.py", "40")
+    grid.wait_for_line("dk-resume-exp0", "step 3", timeout=300)
+    restart()  # dockerd stops its containers: a preemption, not a failure
+    data = grid.wait("dk-resume", timeout=300)
+    exp = data["experiments"][0]
+    assert exp["status"] == "succeeded", (exp, grid("logs", "dk-resume-exp0").stdout)
+    assert exp["restarts"] == 1 and exp["preemptions"] == 1
+    starts = _starts(grid, "dk-resume-exp0")
+    assert [s[1] for s in starts] == ["0", "1"], starts
+    assert int(starts[1][2]) >= 3, f"restarted from scratch, not its checkpoint: {starts}"
+    logs = grid("logs", "dk-resume-exp0").stdout
+    assert logs.count("finished") == 1 and "Docker engine restarted" in logs
+
+
+def test_grid_preempt_on_docker_resumes_in_the_same_directory(grid, project: Path) -> None:
+    (project / "ckpt.py").write_text(DOCKER_CKPT)
+    (project / "requirements.txt").write_text("")
+    docker_run(grid, project, "--name", "dk-pre", "--auto_resume", "ckpt.py", "30")
+    grid.wait_for_line("dk-pre-exp0", "step 2", timeout=300)
+    out = grid("preempt", "dk-pre-exp0").stdout
+    assert "preempted" in out and "restart 1" in out, out
+    exp = grid.wait("dk-pre", timeout=300)["experiments"][0]
+    assert exp["status"] == "succeeded" and exp["restarts"] == 1, exp
+    starts = _starts(grid, "dk-pre-exp0")
+    assert [s[1] for s in starts] == ["0", "1"] and int(starts[1][2]) >= 2, starts
+    assert (grid.home / "experiments" / "dk-pre-exp0" / "artifacts" / "ckpt.json").exists()
