@@ -5,8 +5,7 @@ start-up, imports, compiling) per experiment, which dominates a sweep of short
 experiments. The agent itself cannot fork safely (it runs build threads), so it keeps
 one small single-threaded helper, this module, that imports the supervisor's code once
 and forks a detached supervisor per request. A forked supervisor is an ordinary
-process in its own session: it survives the helper and the agent alike. When the
-agent dies the helper reads end-of-file and exits; the next agent starts a new one.
+process in its own session: it survives the helper and the agent alike.
 
 Protocol: one line per experiment on stdin, ``<experiment id> <claim token> <log path>``,
 and ``quit`` when the agent exits on purpose. The helper is also the agent's watchdog:
