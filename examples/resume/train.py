@@ -2,7 +2,7 @@
 
 Run it under ``--auto_resume`` and preempt it with ``grid preempt``::
 
-    grid run --name resumable --auto_resume examples/resume/train.py --epochs 30
+    grid run --name resumable --auto_resume --localdir examples/resume examples/resume/train.py --epochs 30
     grid preempt resumable-exp0      # SIGTERM, grace period, kill, then resume
     grid status resumable            # Restarts: 1 (1 preempted)
     grid logs resumable-exp0         # "resumed from epoch N"

@@ -76,7 +76,8 @@ class MachineConfig:
     cpus: float | None = None
     memory: int | None = None
     gpus: list[int] | None = None
-    stop_grace_seconds: float = 10.0
+    # SIGTERM-to-SIGKILL grace, like Kubernetes' terminationGracePeriodSeconds.
+    stop_grace_seconds: float = 30.0
     agent_idle_seconds: float = 60.0
     default_backend: str = "local"
     metrics: dict[str, Any] | None = None  # patterns for scraping metrics (gridrun.metrics)

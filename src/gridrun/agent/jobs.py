@@ -44,7 +44,7 @@ def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, s
 
 
 def make_job(
-    home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int], stop_grace: float = 10.0
+    home: GridHome, run: Run, exp: Experiment, gpu_ids: list[int], stop_grace: float = 30.0
 ) -> Job:
     spec = run.spec
     exp_dir = home.experiment_dir(exp.name)

@@ -69,7 +69,7 @@ class Job:
     gpus: int = 0
     gpu_ids: list[int] = field(default_factory=list)
     datastores: list[DatastoreMount] = field(default_factory=list)
-    stop_grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL
 
     @property
     def artifacts_dir(self) -> Path:

@@ -305,7 +305,11 @@ def _print_errors(run: Run, exps: list[Experiment]) -> None:
     if run.error:
         console.print(f"[red]Run failed:[/red] {run.error}", soft_wrap=True)
     for e in exps:
-        if e.error and e.error != run.error:
+        if e.error and e.status.active:
+            # Queued again or running again: the reason is history, not a failure.
+            what = "preempted" if e.ending == "preempted" else "failed"
+            console.print(f"{e.name}: last {what}: {e.error}", markup=False, soft_wrap=True)
+        elif e.error and e.error != run.error:
             console.print(f"[red]{e.name}:[/red] {e.error}", soft_wrap=True)
         elif e.status == Status.FAILED and e.exit_code not in (None, 0) and not run.error:
             console.print(f"{e.name} exited with code {e.exit_code}.", markup=False)
