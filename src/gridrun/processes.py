@@ -134,20 +134,53 @@ def become_subreaper() -> bool:
         return False
 
 
+def children(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` from ``/proc/<pid>/task/*/children``; None if unsupported.
+
+    Reading the kernel's list of each thread's children costs a few files, where
+    scanning every process of the machine for its parent costs hundreds, and the
+    supervisor asks after every experiment.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return [] if not os.path.exists(f"/proc/{pid}") else None
+    out: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out += [int(x) for x in fh.read().split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None  # a kernel without CONFIG_PROC_CHILDREN
+        except OSError:
+            continue
+    return out
+
+
 def descendants(pid: int | None = None) -> list[ProcessRef]:
-    """Every live descendant of ``pid`` (this process by default), deepest last."""
+    """Every live descendant of ``pid`` (this process by default), parents first."""
+    root = pid or os.getpid()
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        kids = children(stack.pop())
+        if kids is None:
+            return _descendants_by_scan(root)
+        found += kids
+        stack += kids
+    return [ref for p in found if (ref := ProcessRef.of(p)) is not None]
+
+
+def _descendants_by_scan(pid: int) -> list[ProcessRef]:
     import psutil
 
     try:
-        procs = psutil.Process(pid or os.getpid()).children(recursive=True)
+        procs = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    out = []
-    for p in procs:
-        ref = ProcessRef.of(p.pid)
-        if ref is not None:
-            out.append(ref)
-    return out
+    return [ref for p in procs if (ref := ProcessRef.of(p.pid)) is not None]
 
 
 def experiment_processes(home: Path, experiment_id: int) -> list[ProcessRef]:

@@ -21,7 +21,7 @@ def _agent_pid(home: Path, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            return int((home / "agent.pid").read_text())
+            return int((home / "agent.pid").read_text().split()[0])  # "<pid> <start ticks>"
         except (OSError, ValueError):
             time.sleep(0.05)
     raise AssertionError("no agent started")
