@@ -70,6 +70,11 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     if job_path.exists():
         job, backend_name = load_job(job_path)
         backend = get_backend(backend_name)
+        answers = getattr(backend, "engine_answers", None)
+        if answers is not None and not answers():
+            # The engine cannot tell (unreachable): its container may still run. Never
+            # take unknown for gone, or a requeue would run it twice; ask again later.
+            return "unknown"
         is_running = getattr(backend, "is_running", None)
         if is_running is not None and is_running(job):
             # The engine still runs it (a container outlives its supervisor): keep it
