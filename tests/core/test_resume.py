@@ -30,7 +30,7 @@ def exp_json(grid, name: str) -> dict:
 
 def test_supervisor_sigkilled_resumes_from_checkpoint(grid, project: Path, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
-    grid("run", "--name", "kil", "--auto_resume", "ckpt.py", str(ledger), "12", cwd=project)
+    grid("run", "--name", "kil", "--auto_resume", "ckpt.py", str(ledger), "40", cwd=project)
     row = wait_db(grid.home, "kil-exp0", lambda r: r["status"] == "running", what="running")
     grid.wait_for_line("kil-exp0", "step 3")
     os.kill(row["supervisor_pid"], signal.SIGKILL)  # the machine lost it, mid-run
