@@ -299,7 +299,7 @@ def test_reused_pid_is_never_signalled(grid, project: Path, tmp_path: Path) -> N
 def test_use_spot_means_auto_resume_with_a_note(grid, project: Path, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.txt"
     out = grid("run", "--name", "spot", "--use_spot", "ckpt.py", str(ledger), "60", cwd=project)
-    assert "Note: --use_spot on the local backend" in " ".join(out.stderr.split())
+    assert "NOTE --use_spot: no spot machines here" in " ".join(out.stderr.split())
     grid.wait_for_line("spot-exp0", "step 2")
     assert "restart 1" in grid("preempt", "spot-exp0").stdout
     final = grid.wait("spot", timeout=60)

@@ -141,8 +141,13 @@ def test_the_real_commands_print_the_same_tables(grid, store: Store, tmp_path: P
             (EXPECTED / f"status-none-{width}.txt").read_text()
             + "\n0 Run(s) are not active. Use `grid history` to view your Run history.\n"
         )
-    (grid.home / "grid.db").write_bytes(db.read_bytes())
     for width in (80, 200):
+        # Every command that reads state brings an agent back when work waits, and that
+        # agent settles the made-up running experiment (no supervisor): start afresh.
+        grid("agent", "stop")
+        for extra in ("grid.db-wal", "grid.db-shm"):
+            (grid.home / extra).unlink(missing_ok=True)
+        (grid.home / "grid.db").write_bytes(db.read_bytes())
         env = dict(grid.env, COLUMNS=str(width))
         proc = subprocess.run(
             [sys.executable, "-m", "gridrun", "history"], env=env, capture_output=True, text=True

@@ -208,6 +208,11 @@ def experiments_table(
     from gridrun.cli.output import Col, duration, fits, span, status_text, table
 
     varying = _varying_params(exps)
+    # Restarts, where the run can restart (--auto_resume, --retries_on_failure) or an
+    # experiment was preempted: ordinary runs keep Grid's columns.
+    restarts = bool(run.spec.get("auto_resume") or run.spec.get("retries_on_failure")) or any(
+        e.preemptions or e.retries for e in exps
+    )
     rows = []
     for e in exps:
         queued_end = e.started_at or (e.finished_at if not e.status.active else None)
@@ -217,7 +222,7 @@ def experiments_table(
                 status_text(e.status.value),
                 duration(span(e.queued_at, queued_end, now)),
                 duration(span(e.started_at, e.finished_at, now)) if e.started_at else "-",
-                restarts_text(e),
+                *([restarts_text(e)] if restarts else []),
                 *[e.params.get(p, "-") for p in varying],
                 command_of(run, e),
             ]
@@ -227,7 +232,7 @@ def experiments_table(
         Col("Status", keep=True),
         Col("Queued Duration", "right", keep=True),
         Col("Run Duration", "right", keep=True),
-        Col("Restarts", keep=True),
+        *([Col("Restarts", keep=True)] if restarts else []),
         *[Col(p) for p in varying],
         Col("Command"),
     ]
