@@ -167,27 +167,6 @@ def _starts(grid, name: str) -> list[list[str]]:
     return [ln.split("] ", 2)[-1].split() for ln in out.splitlines() if "] start " in ln]
 
 
-def test_engine_restart_is_a_preemption_resumed_from_checkpoint(
-    grid, project: Path, second_engine
-) -> None:
-    host, restart = second_engine
-    grid.env["DOCKER_HOST"] = host
-    (project / "ckpt.py").write_text(DOCKER_CKPT)
-    (project / "requirements.txt").write_text("")
-    docker_run(grid, project, "--name", "dk-resume", "--auto_resume", "ckpt.py", "40")
-    grid.wait_for_line("dk-resume-exp0", "step 3", timeout=300)
-    restart()  # dockerd stops its containers: a preemption, not a failure
-    data = grid.wait("dk-resume", timeout=300)
-    exp = data["experiments"][0]
-    assert exp["status"] == "succeeded", (exp, grid("logs", "dk-resume-exp0").stdout)
-    assert exp["restarts"] == 1 and exp["preemptions"] == 1
-    starts = _starts(grid, "dk-resume-exp0")
-    assert [s[1] for s in starts] == ["0", "1"], starts
-    assert int(starts[1][2]) >= 3, f"restarted from scratch, not its checkpoint: {starts}"
-    logs = grid("logs", "dk-resume-exp0").stdout
-    assert logs.count("finished") == 1 and "Docker engine restarted" in logs
-
-
 def test_grid_preempt_on_docker_resumes_in_the_same_directory(grid, project: Path) -> None:
     (project / "ckpt.py").write_text(DOCKER_CKPT)
     (project / "requirements.txt").write_text("")
