@@ -231,7 +231,7 @@ def run_gridrun(snippet: Path, work: Path, home: Path, index: int, limit: float)
 
     def stop() -> None:
         subprocess.run(
-            [sys.executable, "-m", "gridrun", "stop", name],
+            [sys.executable, "-m", "gridrun", "stop", "run", name],
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
