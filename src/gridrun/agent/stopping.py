@@ -106,7 +106,11 @@ def stop_experiments(
     for e in running:
         ref = supervisor_ref(e)
         if ref is not None:
-            ref.signal(signal.SIGTERM)  # only if it is still that very supervisor
+            # SIGINT, not SIGTERM: the supervisor tells a stop from a preemption (an
+            # outside SIGTERM) by it, even when a full disk kept the request unrecorded.
+            # It forwards SIGTERM to the experiment either way. Only if it is still
+            # that very supervisor.
+            ref.signal(signal.SIGINT)
     if wait and running:
         deadline = time.monotonic() + grace + 10
         ids = {e.id for e in running}

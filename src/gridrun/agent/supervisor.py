@@ -95,7 +95,11 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     stopping = threading.Event()
     executing = [True]  # a SIGTERM after the experiment ended on its own changes nothing
 
+    stop_signalled = threading.Event()  # SIGINT is `grid stop`'s own signal
+
     def on_term(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT:
+            stop_signalled.set()  # a stop even when a full disk kept it out of the store
         if executing[0] and not stopping.is_set():
             stopping.set()
             threading.Thread(target=backend.terminate, args=(job, grace), daemon=True).start()
@@ -142,7 +146,9 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             if out_of_space(exc):
                 error = f"{NO_SPACE}: {error}"
         executing[0] = False
-        stop_requested = when_space(lambda: store.get_experiment(exp_id).stop_requested)
+        stop_requested = stop_signalled.is_set() or when_space(
+            lambda: store.get_experiment(exp_id).stop_requested
+        )
         preempted = backend.preempted
         if stopping.is_set() and not stop_requested:
             # SIGTERM to the supervisor that `grid stop` did not send: a machine going
