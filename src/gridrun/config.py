@@ -84,8 +84,11 @@ class MachineConfig:
     #: A sweep with more experiments is refused before any is built.
     max_experiments: int = 10_000
     include_secrets: list[str] = field(default_factory=list)
+    # A backend's own section (``ray:``), checked by that backend, which owns its keys.
+    backend_sections: dict[str, Any] = field(default_factory=dict)
 
 
+BACKEND_SECTIONS = {"ray"}
 MACHINE_KEYS = {
     "capacity",
     "stop_grace_seconds",
@@ -94,6 +97,7 @@ MACHINE_KEYS = {
     "metrics",
     "max_experiments",
     "snapshot",
+    *BACKEND_SECTIONS,
 }
 SNAPSHOT_KEYS = {"include_secrets"}
 
@@ -158,6 +162,7 @@ def load_machine_config(path: Path) -> MachineConfig:
             )
         cfg.max_experiments = value
     cfg.include_secrets = _include_secrets(data, path)
+    cfg.backend_sections = {k: data[k] for k in BACKEND_SECTIONS if k in data}
     return cfg
 
 

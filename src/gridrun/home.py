@@ -113,6 +113,10 @@ class GridHome:
     def experiment_dir(self, experiment_name: str) -> Path:
         return self.root / "experiments" / experiment_name
 
+    def experiment_node_file(self, experiment_name: str) -> Path:
+        """Where an engine backend records the node that ran the experiment."""
+        return self.experiment_dir(experiment_name) / "node"
+
 
 def _make_private(root: Path) -> None:
     """GRID_HOME holds snapshots of projects (and their secrets, if a user ships one),

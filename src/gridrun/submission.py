@@ -59,6 +59,7 @@ class RunRequest:
     description: str | None = None  # a --config YAML's description, kept in the spec
     include_secrets: list[str] = field(default_factory=list)  # snapshot.include_secrets
     env: dict[str, str] = field(default_factory=dict)  # --env / --env_file (gridrun.runenv)
+    backend_options: dict[str, str] = field(default_factory=dict)  # e.g. --ray_address
 
 
 @dataclass
@@ -228,23 +229,24 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
 
     # A dry run goes on through every check below: it refuses what a submission refuses.
     backend.check_available()
-    from gridrun.agent.capacity import machine_capacity
-    from gridrun.agent.scheduler import check_fits
+    if not backend.schedules_itself:  # an engine checks its own cluster in validate_run
+        from gridrun.agent.capacity import machine_capacity
+        from gridrun.agent.scheduler import check_fits
 
-    capacity = machine_capacity(machine)
-    too_big = check_fits(capacity, cpus, gpus, memory)
-    if too_big:
-        sized = ""
-        if req.instance_type:
-            from gridrun.instances import lookup
+        capacity = machine_capacity(machine)
+        too_big = check_fits(capacity, cpus, gpus, memory)
+        if too_big:
+            sized = ""
+            if req.instance_type:
+                from gridrun.instances import lookup
 
-            sized = (
-                f" (--instance_type {req.instance_type}: {lookup(req.instance_type).describe()})"
+                sized = (
+                    f" (--instance_type {req.instance_type}: {lookup(req.instance_type).describe()})"
+                )
+            raise UsageError(
+                f"Each experiment{sized} {too_big}.",
+                hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",
             )
-        raise UsageError(
-            f"Each experiment{sized} {too_big}.",
-            hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",
-        )
 
     mounts = [_resolve_datastore(home, *d) for d in req.datastores]
 
@@ -318,6 +320,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         "disk_size": req.disk_size,
         "description": req.description,
     }
+    spec["backend_options"] = backend.validate_run(spec, home.root, req.backend_options)
     from gridrun.agent.builder import build_request
     from gridrun.store.models import Run, Status
 

@@ -57,6 +57,7 @@ def build_request(home: GridHome, run: Run) -> BuildRequest:
         conda_file=spec.get("conda_file"),
         best_effort=spec.get("dependency_source") == "inferred",
         checks=list(spec.get("import_checks", [])),
+        backend_options=dict(spec.get("backend_options") or {}),
     )
 
 

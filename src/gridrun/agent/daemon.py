@@ -77,18 +77,36 @@ class Agent:
         """Start what fits, reading only the busy experiments and the queue's head.
 
         The queue may hold 10^5 experiments or more: it is read through an index, a
-        batch at a time from its head, never loaded whole.
+        batch at a time from its head, never loaded whole. An engine (Ray) places its
+        experiments itself: they are launched at once, outside this machine's capacity.
         """
         busy = [*self.store.experiments(Status.RUNNING), *self.store.claimed_pending()]
         runs: dict[int, Run] = {}
+        engine = self._engine_runs({e.run_id for e in busy})
+        busy = [e for e in busy if e.run_id not in engine]
         while not self.exiting:
             queue = self.store.queue_head(QUEUE_BATCH)
-            placements = place(self.capacity, busy, queue)
+            engine |= self._engine_runs({e.run_id for e in queue})
+            for exp in queue:
+                if exp.run_id in engine:
+                    self.launch(exp, [], runs)
+            local = [e for e in queue if e.run_id not in engine]
+            placements = place(self.capacity, busy, local)
             for placement in placements:
                 if self.launch(placement.experiment, placement.gpu_ids, runs):
                     busy.append(placement.experiment)
-            if len(placements) < QUEUE_BATCH:
+            if len(queue) < QUEUE_BATCH or (local and len(placements) < len(local)):
                 return
+
+    def _engine_runs(self, run_ids: set[int]) -> set[int]:
+        from gridrun.backends import get_backend_class
+
+        out = set()
+        for run_id in run_ids:
+            run = self.store.get_run_by_id(run_id, with_experiments=False)
+            if get_backend_class(run.backend).schedules_itself:
+                out.add(run_id)
+        return out
 
     def launch(
         self, exp: Experiment, gpu_ids: list[int], runs: dict[int, Run] | None = None

@@ -12,13 +12,14 @@ from gridrun.errors import UsageError
 _REGISTRY = {
     "local": "gridrun.backends.local:LocalBackend",
     "docker": "gridrun.backends.docker:DockerBackend",
+    "ray": "gridrun.backends.ray:RayBackend",
 }
 
 BACKENDS = tuple(_REGISTRY)
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called ``name``, imported lazily so ``local`` never imports docker."""
+def get_backend_class(name: str) -> type[Backend]:
+    """The backend class called ``name``, imported lazily so ``local`` never imports docker."""
     try:
         target = _REGISTRY[name]
     except KeyError:
@@ -28,7 +29,12 @@ def get_backend(name: str) -> Backend:
     import importlib
 
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
-__all__ = ["BACKENDS", "Backend", "BuildRequest", "Job", "get_backend"]
+def get_backend(name: str) -> Backend:
+    """An instance of the backend called ``name``."""
+    return get_backend_class(name)()
+
+
+__all__ = ["BACKENDS", "Backend", "BuildRequest", "Job", "get_backend", "get_backend_class"]

@@ -47,6 +47,8 @@ class BuildRequest:
     conda_file: str | None = None  # environment.yml inside the project
     best_effort: bool = False  # inferred requirements: drop what cannot be installed
     checks: list[str] = field(default_factory=list)  # names version repair makes resolve
+    # What the backend resolved at submission (validate_run), e.g. the Ray address.
+    backend_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +102,9 @@ class Backend(ABC):
     supports_gpus: ClassVar[bool] = False
     supports_datastores: ClassVar[bool] = False
     supports_dockerfile: ClassVar[bool] = False
+    # An engine (a Ray cluster) places experiments itself: the agent applies no local
+    # capacity to them and launches each as soon as it is queued.
+    schedules_itself: ClassVar[bool] = False
 
     #: Set by :meth:`execute` when the attempt ended because its machine or engine
     #: went away (a Docker engine restart), not on the script's own: the reason.
@@ -107,6 +112,14 @@ class Backend(ABC):
 
     def check_available(self) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~gridrun.errors.BackendError` with a next step when unusable."""
+
+    def validate_run(self, spec: dict, home_root: Path, options: dict[str, str]) -> dict[str, str]:
+        """Refuse at submission what this backend could never run; called before recording.
+
+        ``options`` are the backend's own command-line options (``--ray_address``).
+        Returns the backend options to keep in the run's spec for the agent.
+        """
+        return {}
 
     @abstractmethod
     def environment_key(self, req: BuildRequest) -> str:

@@ -103,7 +103,7 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
 @click.command(
     cls=RunCommand,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-    short_help="Run a script, or a sweep of it, on local or Docker compute.",
+    short_help="Run a script, or a sweep of it, on local, Docker or Ray compute.",
 )
 @click.option(
     "--name",
@@ -204,7 +204,12 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
     type=click.Path(file_okay=False),
     help="Project folder to snapshot (the current directory).",
 )
-@click.option("--backend", default=None, help="local (default) or docker.")
+@click.option("--backend", default=None, help="local (default), docker or ray.")
+@click.option(
+    "--ray_address",
+    help="Ray cluster (host:port or http://host:8265); else RAY_ADDRESS, else ray.address "
+    "in GRID_HOME/config.yaml.",
+)
 @click.option("--python", "python_version", help="Python version of the environment.")
 @click.option("--follow", is_flag=True, help="Stream logs; exit with the experiments' code.")
 @click.option(
@@ -280,6 +285,13 @@ def run(ctx: click.Context, **opts: Any) -> None:
         for i, n in enumerate(names)
     ]
     backend = opts["backend"] or load_machine_config(home.config_path).default_backend
+    backend_options = {}
+    if opts["ray_address"]:
+        if backend != "ray":
+            from gridrun.errors import UsageError
+
+            raise UsageError("--ray_address needs --backend ray.")
+        backend_options["ray_address"] = str(opts["ray_address"])
     req = RunRequest(
         script=str(opts["script"]),
         script_args=list(opts["script_args"]),
@@ -308,6 +320,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
         framework=opts["framework"],
         disk_size=opts["disk_size"],
         env=parse_env_options(list(opts["env"]), opts["env_file"]),
+        backend_options=backend_options,
     )
     as_json = output_of(ctx) == "json"
     sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))

@@ -13,6 +13,16 @@ from gridrun.cli.common import find_target, home_of, open_store, output_of
 from gridrun.store.models import Experiment, Run, Status
 
 
+def node_of(exp: Experiment) -> str | None:
+    """Where an engine ran the experiment (a Ray node), when its backend recorded it."""
+    from gridrun.home import GridHome
+
+    try:
+        return (GridHome.from_env().experiment_node_file(exp.name)).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
     return {
         "name": exp.name,
@@ -35,6 +45,7 @@ def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
         "queued_at": exp.queued_at,
         "started_at": exp.started_at,
         "finished_at": exp.finished_at,
+        "node": node_of(exp),
     }
 
 
@@ -213,6 +224,8 @@ def experiments_table(
     restarts = bool(run.spec.get("auto_resume") or run.spec.get("retries_on_failure")) or any(
         e.preemptions or e.retries for e in exps
     )
+    nodes = {e.name: node_of(e) for e in exps}
+    with_nodes = any(nodes.values())  # an engine (Ray) recorded where each one ran
     rows = []
     for e in exps:
         queued_end = e.started_at or (e.finished_at if not e.status.active else None)
@@ -224,6 +237,7 @@ def experiments_table(
                 duration(span(e.started_at, e.finished_at, now)) if e.started_at else "-",
                 *([restarts_text(e)] if restarts else []),
                 *[e.params.get(p, "-") for p in varying],
+                *([nodes[e.name] or "-"] if with_nodes else []),
                 command_of(run, e),
             ]
         )
@@ -234,6 +248,7 @@ def experiments_table(
         Col("Run Duration", "right", keep=True),
         *([Col("Restarts", keep=True)] if restarts else []),
         *[Col(p) for p in varying],
+        *([Col("Node")] if with_nodes else []),
         Col("Command"),
     ]
     if fits(columns, rows, width):

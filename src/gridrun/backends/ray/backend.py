@@ -1,0 +1,605 @@
+"""The Ray backend, agent side: experiments as Ray tasks of one driver job per run.
+
+What happens where:
+
+* at submission, :meth:`RayBackend.validate` resolves the address, connects, and
+  refuses what the cluster could never run: a request larger than its largest node,
+  a snapshot above Ray's package limit, a datastore the nodes cannot see;
+* the agent's build step writes the run's package (snapshot tar and manifest) and its
+  environment description; the environment itself is built on each node, on first use;
+* :meth:`launch` makes sure the run's driver job and coordinator exist, then submits
+  the experiment as a task (its handle, the coordinator's name and the attempt's key,
+  is what the agent persists);
+* :meth:`poll` asks the coordinator, for every experiment of the run at once, and
+  appends their new output lines to each ``output.log`` with the timestamps the node
+  read them at; the offset written so far is kept beside the log, so a restarted
+  agent continues where the last one stopped and nothing is written twice;
+* :meth:`stop`, :meth:`collect_artifacts`, :meth:`release` go through the coordinator.
+
+Ray is imported lazily: ``grid`` with another backend never loads it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
+from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
+from gridrun.backends.ray.settings import RaySettings
+from gridrun.errors import BackendError, DatastoreError, UsageError
+from gridrun.logs import LogSink
+
+ENV_JSON = "environment.json"
+OFFSET_FILE = "ray.offset"
+NODE_FILE = "node"  # GridHome.experiment_node_file: shown by `grid status RUN`
+POLL_CACHE_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the agent persists to find an experiment on the cluster again."""
+
+    address: str
+    coordinator: str
+    key: str  # "<experiment id>:<attempt>"
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {"address": self.address, "coordinator": self.coordinator, "key": self.key}
+        )
+
+    @classmethod
+    def loads(cls, raw: str) -> Handle:
+        d = json.loads(raw)
+        return cls(str(d["address"]), str(d["coordinator"]), str(d["key"]))
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One poll's answer for one experiment."""
+
+    state: str  # running | exited | lost | unknown (the coordinator has no such attempt)
+    exit_code: int | None = None
+    error: str | None = None
+    node: str = ""
+
+
+# ----------------------------------------------------------------- validation
+def largest_node(nodes: list[NodeInfo]) -> NodeInfo:
+    return max(
+        nodes,
+        key=lambda n: (
+            n.resources.get("GPU", 0),
+            n.resources.get("CPU", 0),
+            n.resources.get("memory", 0),
+        ),
+    )
+
+
+def request_of(cpus: float, gpus: int, memory: int | None, custom: dict[str, float]) -> dict:
+    req: dict[str, float] = {"CPU": float(cpus)}
+    if gpus:
+        req["GPU"] = float(gpus)
+    if memory:
+        req["memory"] = float(memory)
+    req.update(custom)
+    return req
+
+
+def never_fits(request: dict[str, float], nodes: list[NodeInfo]) -> str | None:
+    """Why no live node of the cluster could ever run ``request``, or None."""
+    alive = [n for n in nodes if n.alive]
+    if not alive:
+        return "the Ray cluster has no live node"
+    if any(all(n.resources.get(k, 0) + 1e-9 >= v for k, v in request.items()) for n in alive):
+        return None
+    big = largest_node(alive)
+    asks = ", ".join(_amount(k, v) for k, v in request.items())
+    has = ", ".join(_amount(k, big.resources.get(k, 0)) for k in request)
+    return f"asks for {asks}, but no Ray node has that; the largest, {big.label}, has {has}"
+
+
+def _amount(name: str, value: float) -> str:
+    if name == "memory":
+        return f"{value / 2**30:.1f} GiB of memory"
+    if name in ("CPU", "GPU"):
+        return f"{value:g} {name}{'s' if value != 1 else ''}"
+    return f"{value:g} '{name}'"
+
+
+def local_addresses() -> set[str]:
+    out = {"127.0.0.1", "localhost", socket.gethostname()}
+    try:
+        import psutil
+
+        for addrs in psutil.net_if_addrs().values():
+            out.update(a.address for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6))
+    except Exception:
+        pass
+    return out
+
+
+def datastore_visible(source: Path, nodes: list[NodeInfo], settings: RaySettings) -> bool:
+    """A datastore can be mounted on the nodes: they are this machine, or share its path."""
+    real = os.path.realpath(source)
+    if any(real == p or real.startswith(p.rstrip("/") + "/") for p in settings.shared_paths):
+        return True
+    mine = local_addresses()
+    return all(n.ip in mine for n in nodes if n.alive)
+
+
+# -------------------------------------------------------------------- backend
+class RayCoordinators:
+    """The agent's view of the run coordinators it talks to (one per run)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.actors: dict[str, Any] = {}
+        self.keys: dict[str, dict[str, int]] = {}  # coordinator -> key -> offset
+        self.cache: dict[str, tuple[float, dict[str, dict]]] = {}
+        self.lock = threading.RLock()
+
+    def actor(self, name: str) -> Any | None:
+        with self.lock:
+            actor = self.actors.get(name)
+            if actor is None:
+                actor = self.cluster.coordinator(name)
+                if actor is not None:
+                    self.actors[name] = actor
+            return actor
+
+    def ensure(self, name: str, package: Path) -> Any:
+        with self.lock:
+            actor = self.actor(name)
+            if actor is None:
+                actor = self.cluster.start_driver(name, package)
+                self.actors[name] = actor
+            return actor
+
+    def forget_actor(self, name: str) -> None:
+        with self.lock:
+            self.actors.pop(name, None)
+            self.cache.pop(name, None)
+
+    def poll(self, name: str, key: str, offset: int) -> dict | None:
+        """The coordinator's answer for ``key``, polled for all its known keys at once."""
+        import ray
+
+        with self.lock:
+            keys = self.keys.setdefault(name, {})
+            keys[key] = offset
+            cached = self.cache.get(name)
+            if cached and time.monotonic() - cached[0] < POLL_CACHE_SECONDS and key in cached[1]:
+                answer = cached[1].pop(key)
+                return answer
+            actor = self.actor(name)
+            if actor is None:
+                return None
+            try:
+                result = ray.get(actor.poll.remote(dict(keys)), timeout=30)
+            except ray.exceptions.RayActorError:
+                self.forget_actor(name)
+                return None
+            self.cache[name] = (time.monotonic(), result)
+            return result.pop(key, None)
+
+
+class RayBackendCore:
+    """The mechanics, independent of how the agent calls them."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[str, RayCoordinators] = {}
+        self._lock = threading.Lock()
+
+    def coordinators(self, address: str) -> RayCoordinators:
+        with self._lock:
+            c = self._clusters.get(address)
+            if c is None:
+                c = self._clusters[address] = RayCoordinators(Cluster(address))
+            return c
+
+    # ---------------------------------------------------------- submission
+    def check_request(
+        self,
+        address: str,
+        cpus: float,
+        gpus: int,
+        memory: int | None,
+        settings: RaySettings,
+        datastores: list[Any],
+    ) -> None:
+        cluster = Cluster(address)
+        nodes = cluster.nodes()
+        why = never_fits(request_of(cpus, gpus, memory, dict(settings.resources)), nodes)
+        if why:
+            raise UsageError(
+                f"Each experiment {why}.",
+                hint="Ask for less, or add a node that large to the cluster.",
+            )
+        for d in datastores:
+            if not datastore_visible(Path(d.source), nodes, settings):
+                raise DatastoreError(
+                    f"Datastore {d.name} lives in {d.source}, which the Ray cluster's "
+                    "nodes cannot see.",
+                    hint="Run on the cluster's machine, or keep GRID_HOME on a shared "
+                    "filesystem listed in ray.shared_paths of GRID_HOME/config.yaml.",
+                )
+
+    # -------------------------------------------------------------- running
+    def launch(
+        self,
+        address: str,
+        home_root: Path,
+        run_name: str,
+        package: Path,
+        experiment_id: int,
+        attempt: str,
+        spec: dict[str, Any],
+        options: dict[str, Any],
+    ) -> Handle:
+        import ray
+
+        coords = self.coordinators(address)
+        name = coordinator_name(home_root, run_name)
+        handle = Handle(address, name, f"{experiment_id}:{attempt}")
+        deadline = time.monotonic() + 120
+        while True:
+            actor = coords.ensure(name, package)
+            try:
+                state = ray.get(actor.submit.remote(handle.key, spec, options), timeout=60)
+            except ray.exceptions.RayActorError:
+                state = "closed"  # its driver ended meanwhile
+            if state != "closed":
+                return handle
+            coords.forget_actor(name)
+            if time.monotonic() > deadline:
+                raise BackendError(f"The run's Ray driver {name} would not take experiments.")
+            time.sleep(0.2)  # the closing driver is exiting; its name frees in a moment
+
+    def poll(self, handle: Handle, exp_dir: Path) -> Observed:
+        """The experiment's state on the cluster; appends its new lines to its log."""
+        try:
+            coords = self.coordinators(handle.address)
+            offset = _read_int(exp_dir / OFFSET_FILE)
+            answer = coords.poll(handle.coordinator, handle.key, offset)
+        except BackendError:
+            return Observed("unreachable")
+        except Exception as exc:  # the cluster did not answer: never taken for gone
+            if _is_connection_error(exc):
+                return Observed("unreachable")
+            raise
+        if answer is None or answer.get("state") == "unknown":
+            return Observed("unknown")
+        lines = answer.get("lines") or []
+        start = int(answer.get("offset", 0))
+        skip = max(0, offset - start)
+        node = ""
+        if answer.get("node_id"):
+            # Nodes of one machine share its address: the node id tells them apart.
+            node = f"{answer.get('node_ip') or answer.get('hostname')} ({answer['node_id'][:8]})"
+        if node and node != _read_text(exp_dir / NODE_FILE):
+            _write_text(exp_dir / NODE_FILE, node)
+        if len(lines) > skip:
+            with LogSink(exp_dir / "output.log") as sink:
+                for stream, ts, text in lines[skip:]:
+                    sink.write(stream, text, ts=ts)
+            _write_text(exp_dir / OFFSET_FILE, str(start + len(lines)))
+        state = answer["state"]
+        if state == "queued":
+            state = "running"  # placed by Ray: waiting for resources is part of running
+        return Observed(state, answer.get("exit_code"), answer.get("error"), node)
+
+    def stop(self, handle: Handle, grace: float) -> None:
+        import ray
+
+        actor = self.coordinators(handle.address).actor(handle.coordinator)
+        if actor is not None:
+            ray.get(actor.stop.remote(handle.key, grace), timeout=30)
+
+    def collect_artifacts(self, handle: Handle, artifacts_dir: Path) -> list[str]:
+        import ray
+
+        actor = self.coordinators(handle.address).actor(handle.coordinator)
+        if actor is None:
+            return []
+        blob = ray.get(actor.artifacts.remote(handle.key), timeout=600)
+        if not blob:
+            return []
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            names = [m.name for m in tar.getmembers() if not m.isdir()]
+            tar.extractall(artifacts_dir, filter="data")
+        return names
+
+    def release(self, handle: Handle) -> None:
+        """Forget the attempt; the run's driver exits once it has nothing left."""
+        import ray
+
+        coords = self.coordinators(handle.address)
+        actor = coords.actor(handle.coordinator)
+        with coords.lock:
+            coords.keys.get(handle.coordinator, {}).pop(handle.key, None)
+            left = coords.keys.get(handle.coordinator)
+        if actor is None:
+            return
+        try:
+            ray.get(actor.forget.remote(handle.key), timeout=30)
+            if not left and ray.get(actor.release_if_idle.remote(), timeout=30):
+                coords.forget_actor(handle.coordinator)
+        except Exception:
+            pass
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    try:
+        import ray
+
+        return isinstance(exc, ray.exceptions.GetTimeoutError | ray.exceptions.RaySystemError)
+    except ImportError:
+        return False
+
+
+def _read_int(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------- the backend
+RAY_JSON = "ray.json"
+HANDLE_FILE = "ray.handle"
+UNREACHABLE_SECONDS = 300.0
+
+
+class RayBackend(Backend):
+    """Experiments as tasks on an existing Ray cluster (see the module docstring)."""
+
+    name = "ray"
+    supports_gpus = True
+    supports_datastores = True
+    schedules_itself = True
+
+    def __init__(self) -> None:
+        self._stopping: dict[str, float] = {}
+
+    # ------------------------------------------------------------ submission
+    def validate_run(
+        self, spec: dict[str, Any], home_root: Path, options: dict[str, str]
+    ) -> dict[str, str]:
+        """Resolve the address and refuse what the cluster could never run.
+
+        Returns the backend options to keep in the run's spec.
+        """
+        from gridrun.backends.base import DatastoreMount
+        from gridrun.backends.ray.package import check_package_size
+        from gridrun.backends.ray.settings import load_settings, resolve_address
+
+        settings = load_settings(home_root / "config.yaml")
+        address = resolve_address(options.get("ray_address"), settings)
+        check_package_size(Path(spec["snapshot_manifest"]))
+        mounts = [
+            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
+            for d in spec.get("datastores") or []
+        ]
+        RayBackendCore().check_request(
+            address, float(spec["cpus"]), int(spec["gpus"]), spec.get("memory"), settings, mounts
+        )
+        return {"ray_address": address}
+
+    # ------------------------------------------------------------------ build
+    def environment_key(self, req: BuildRequest) -> str:
+        from gridrun.envs.key import environment_key
+        from gridrun.envs.pipconf import load_pip_config
+
+        return environment_key(req.python, req.requirements, load_pip_config().fingerprint())
+
+    def build(self, req: BuildRequest, log: BuildLog) -> str:
+        """Write the run's package; the environment is built on each node on first use."""
+        from gridrun.backends.ray.package import build_package
+        from gridrun.backends.ray.settings import load_settings
+        from gridrun.home import GridHome
+
+        home = GridHome.from_env()
+        address = (req.backend_options or {}).get("ray_address")
+        if not address:
+            raise BackendError("The run has no Ray address; submit it again.")
+        package = build_package(
+            req.snapshot_manifest, req.objects_dir, home.run_dir(req.run_name) / "ray-package"
+        )
+        settings = load_settings(home.config_path)
+        key = self.environment_key(req)
+        (package.parent / RAY_JSON).write_text(
+            json.dumps(
+                {
+                    "address": address,
+                    "env_key": key,
+                    "python": req.python,
+                    "requirements": list(req.requirements),
+                    "resources": dict(settings.resources),
+                }
+            )
+        )
+        log(f"Snapshot packaged for Ray: {package}")
+        log(f"Environment {key} is built on each Ray node on first use, then cached there")
+        return str(package)
+
+    # -------------------------------------------------------------------- run
+    def _run_info(self, job: Job) -> dict[str, Any]:
+        return json.loads((Path(job.env_ref).parent / RAY_JSON).read_text())
+
+    def _handle(self, job: Job) -> str | None:
+        return _read_text(job.exp_dir / HANDLE_FILE) or None
+
+    def execute(self, job: Job, sink: LogSink) -> int:
+        import secrets
+
+        from gridrun.backends.ray.bridge import BridgeError, request
+
+        home = job.exp_dir.parent.parent
+        info = self._run_info(job)
+        attempt = secrets.token_hex(4)
+        handle = Handle(
+            info["address"], coordinator_name(home, job.run_name), f"{job.experiment_id}:{attempt}"
+        )
+        # Persisted before the launch: a supervisor that dies during it leaves a handle
+        # that reconciliation can ask the cluster about.
+        _write_text(job.exp_dir / HANDLE_FILE, handle.dumps())
+        env = {k: v for k, v in job.env.items() if k != "CUDA_VISIBLE_DEVICES"}
+        options: dict[str, Any] = {"num_cpus": job.cpus}
+        if job.gpus:
+            options["num_gpus"] = job.gpus
+        if job.memory:
+            options["memory"] = job.memory
+        if info.get("resources"):
+            options["resources"] = info["resources"]
+        spec = {
+            "env_key": info["env_key"],
+            "python": info["python"],
+            "requirements": info["requirements"],
+            "home_label": handle.coordinator.split("-")[1],
+            "experiment": job.experiment_name,
+            "attempt": attempt,
+            "script": job.script,
+            "args": list(job.args),
+            "env": env,
+            "gpus": job.gpus,
+            "datastores": [
+                {"name": d.name, "version": d.version, "source": str(d.source),
+                 "mount_dir": d.mount_dir}
+                for d in job.datastores
+            ],
+        }  # fmt: skip
+        try:
+            request(
+                home,
+                {
+                    "op": "launch",
+                    "address": info["address"],
+                    "home": str(home),
+                    "run": job.run_name,
+                    "package": job.env_ref,
+                    "experiment_id": job.experiment_id,
+                    "attempt": attempt,
+                    "spec": spec,
+                    "options": options,
+                },
+                timeout=300,
+            )
+        except BridgeError as exc:
+            raise BackendError(str(exc)) from exc
+        return self._follow(job, handle, sink)
+
+    def _follow(self, job: Job, handle: Handle, sink: LogSink) -> int:
+        from gridrun.backends.ray.bridge import BridgeError, request
+
+        home = job.exp_dir.parent.parent
+        lost_since: float | None = None
+        while True:
+            try:
+                o = request(
+                    home,
+                    {"op": "poll", "handle": handle.dumps(), "exp_dir": str(job.exp_dir)},
+                    timeout=60,
+                )
+            except (BridgeError, OSError, ValueError) as exc:
+                o = {"state": "unreachable", "error": str(exc)}
+            state = o["state"]
+            if state == "exited":
+                return int(o["exit_code"]) if o.get("exit_code") is not None else -1
+            if state in ("lost", "unknown"):
+                raise BackendError(
+                    o.get("error") or "lost: the run's Ray driver no longer knows it"
+                )
+            if state == "unreachable":
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > UNREACHABLE_SECONDS:
+                    raise BackendError(
+                        f"The Ray cluster at {handle.address} did not answer for "
+                        f"{UNREACHABLE_SECONDS:.0f}s; the experiment's exit code is unknown."
+                    )
+            else:
+                lost_since = None
+            time.sleep(0.25)
+
+    def terminate(self, job: Job, grace: float) -> None:
+        from gridrun.backends.ray.bridge import request
+
+        raw = self._handle(job)
+        if raw:
+            request(job.exp_dir.parent.parent, {"op": "stop", "handle": raw, "grace": grace})
+
+    def collect_artifacts(self, job: Job) -> list[str]:
+        from gridrun.backends.ray.bridge import request
+
+        raw = self._handle(job)
+        if not raw:
+            return []
+        reply = request(
+            job.exp_dir.parent.parent,
+            {"op": "artifacts", "handle": raw, "dir": str(job.artifacts_dir)},
+            timeout=900,
+        )
+        return list(reply.get("names") or [])
+
+    def cleanup(self, job: Job) -> None:
+        from gridrun.backends.ray.bridge import request
+
+        raw = self._handle(job)
+        if raw:
+            request(job.exp_dir.parent.parent, {"op": "release", "handle": raw})
+
+    def _poll_once(self, job: Job) -> dict[str, Any] | None:
+        from gridrun.backends.ray.bridge import BridgeError, request
+
+        raw = self._handle(job)
+        if not raw:
+            return None
+        try:
+            return request(
+                job.exp_dir.parent.parent,
+                {"op": "poll", "handle": raw, "exp_dir": str(job.exp_dir)},
+                timeout=60,
+            )
+        except (BridgeError, OSError, ValueError):
+            return {"state": "unreachable"}
+
+    def is_running(self, job: Job) -> bool:
+        """Reconciliation: the supervisor died; is the task still running on the cluster?"""
+        o = self._poll_once(job)
+        # An unreachable cluster is not a dead experiment: keep it running for now.
+        return o is not None and o["state"] in ("running", "unreachable")
+
+    def recover(self, job: Job) -> int | None:
+        """The supervisor died and the task ended: its exit code, from the coordinator."""
+        o = self._poll_once(job)
+        if o is not None and o["state"] == "exited" and o.get("exit_code") is not None:
+            try:
+                self.collect_artifacts(job)
+                self.cleanup(job)
+            except Exception:
+                pass
+            return int(o["exit_code"])
+        return None

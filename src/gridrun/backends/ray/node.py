@@ -1,0 +1,255 @@
+"""What runs on a Ray node for one experiment: a Ray task, shipped with gridrun itself.
+
+The task is the Ray backend's equivalent of the local backend's supervisor:
+
+1. builds (or finds) the run's virtualenv in the node's own cache, keyed exactly as
+   locally, under a per-key file lock, so a sweep of 100 experiments builds once per
+   node and the other 99 reuse it (their ``[build]`` lines say so);
+2. unpacks the snapshot into the experiment's own working copy (modes, symlinks and
+   modification times as in the manifest, so artifact detection works as locally);
+3. runs ``python SCRIPT ARGS`` or ``bash SCRIPT ARGS`` in that copy, in its own process
+   group, with datastores mounted read-only as the local backend mounts them;
+4. streams every output line, timestamped where it is read, to the run's coordinator
+   actor every :data:`REPORT_SECONDS`, and learns from the reply whether ``grid stop``
+   asked it to stop (SIGTERM, then SIGKILL after the grace period);
+5. returns its exit code with the files it created, packed as a tar, so they come
+   back to GRID_HOME from whichever node ran it.
+
+Imports only the standard library and gridrun modules that do: nodes need Ray and
+Python, nothing else of gridrun's dependencies (``uv`` is found on the node's PATH
+when its Python package is not installed there).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+REPORT_SECONDS = 0.25
+SNAPSHOT_TAR = "snapshot.tar"
+MANIFEST_JSON = "manifest.json"
+# Where a node keeps its environments and working copies; an operator can point it
+# elsewhere (a bigger disk) with this variable in the environment of `ray start`.
+NODE_DIR_ENV = "GRIDRUN_NODE_DIR"
+SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "__PYVENV_LAUNCHER__", "VIRTUAL_ENV")
+
+Report = Callable[[list[tuple[str, float, str]], dict[str, Any]], dict[str, Any]]
+
+
+def node_dir() -> Path:
+    """This node's gridrun folder: environments and experiments' working copies."""
+    raw = os.environ.get(NODE_DIR_ENV)
+    if raw:
+        return Path(raw)
+    return Path(tempfile.gettempdir()) / f"gridrun-node-{os.getuid()}"
+
+
+def script_command(script: str, python: str) -> list[str]:
+    """``bash SCRIPT`` for ``.sh``, ``python SCRIPT`` otherwise, as on the local backend."""
+    if script.endswith(".sh"):
+        return ["bash", script]
+    return [python, script]
+
+
+class Outbox:
+    """Output lines waiting to go to the coordinator, filled by the pump threads."""
+
+    def __init__(self) -> None:
+        self._lines: list[tuple[str, float, str]] = []
+        self._lock = threading.Lock()
+
+    def put(self, stream: str, text: str) -> None:
+        with self._lock:
+            self._lines.append((stream, time.time(), text))
+
+    def take(self) -> list[tuple[str, float, str]]:
+        with self._lock:
+            out, self._lines = self._lines, []
+        return out
+
+
+def unpack_snapshot(package: Path, dest: Path) -> dict[str, Any]:
+    """The experiment's own copy of the snapshot; returns the manifest's files."""
+    from gridrun.project.manifest import load_manifest
+
+    files = load_manifest(package / MANIFEST_JSON)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(package / SNAPSHOT_TAR) as tar:
+        tar.extractall(dest, filter="tar")
+    for rel, entry in files.items():
+        if entry.link is None and entry.mtime_ns:
+            try:
+                os.utime(dest / rel, ns=(entry.mtime_ns, entry.mtime_ns))
+            except OSError:
+                pass
+    return files
+
+
+def pack_artifacts(files: dict[str, Any], workdir: Path) -> tuple[bytes, list[str]]:
+    """The new and changed files of the working copy, as tar bytes."""
+    from gridrun.project.artifacts import find_artifacts
+
+    names = find_artifacts(files, workdir)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel in names:
+            try:
+                tar.add(workdir / rel, arcname=rel, recursive=False)
+            except OSError:
+                continue
+    return buf.getvalue(), names
+
+
+def build_environment(spec: dict[str, Any], log: Callable[[str], None]) -> Path:
+    """The run's virtualenv on this node, built on first use and cached by its key."""
+    from gridrun.envs.venv import build_venv
+
+    return build_venv(
+        node_dir() / "envs",
+        spec["env_key"],
+        spec["python"],
+        spec["requirements"],
+        log,
+        pip=spec.get("pip"),
+    )
+
+
+def _pump(stream: IO[bytes], name: str, outbox: Outbox) -> None:
+    for raw in iter(stream.readline, b""):
+        outbox.put(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    stream.close()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[str, Any]:
+    """Run one experiment on this node; see the module docstring for the steps."""
+    outbox = Outbox()
+    info = {
+        "node_ip": _node_ip(),
+        "hostname": socket.gethostname(),
+        "node_id": _node_id(),
+    }
+    reply = report([], {"event": "started", **info})
+    if reply.get("stop"):
+        return {"exit_code": 143, "artifacts": b"", "names": [], "error": None}
+    workdir = node_dir() / "work" / spec["home_label"] / f"{spec['experiment']}-{spec['attempt']}"
+    code: int | None = None
+    error: str | None = None
+    files: dict[str, Any] = {}
+    try:
+        try:
+            env_dir = build_environment(spec, lambda line: outbox.put("build", line))
+        except Exception as exc:  # gridrun's BuildError names the failing package
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            outbox.put("build", f"Build failed on {info['hostname']}: {message}")
+            report(outbox.take(), {"event": "progress"})
+            return {"exit_code": -1, "artifacts": b"", "names": [], "error": message}
+        report(outbox.take(), {"event": "progress"})
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        files = unpack_snapshot(package, workdir)
+        code = _run(spec, env_dir, workdir, outbox, report)
+    finally:
+        artifacts, names = b"", list[str]()
+        if files:
+            try:
+                artifacts, names = pack_artifacts(files, workdir)
+            except Exception as exc:
+                outbox.put("stderr", f"gridrun: could not pack artifacts: {exc}")
+        report(outbox.take(), {"event": "progress"})
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"exit_code": code, "artifacts": artifacts, "names": names, "error": error}
+
+
+def _run(spec: dict[str, Any], env_dir: Path, workdir: Path, outbox: Outbox, report: Report) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    env.update(spec["env"])
+    if int(spec.get("gpus") or 0) == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # as locally: no GPU asked, none visible
+    env["VIRTUAL_ENV"] = str(env_dir)
+    env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    argv = [*script_command(spec["script"], str(env_dir / "bin" / "python")), *spec["args"]]
+    if spec.get("datastores"):
+        from gridrun.backends.base import DatastoreMount
+        from gridrun.datastores import local_mount_command
+
+        mounts = [
+            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
+            for d in spec["datastores"]
+        ]
+        argv, extra = local_mount_command(argv, mounts, workdir)
+        env.update(extra)
+    proc = subprocess.Popen(
+        argv,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: a stop reaches its children
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, "stdout", outbox), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, "stderr", outbox), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
+    kill_at: float | None = None
+    while True:
+        try:
+            code = proc.wait(timeout=REPORT_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        reply = report(outbox.take(), {"event": "progress"})
+        if reply.get("stop") and kill_at is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            kill_at = time.monotonic() + float(reply.get("grace", 10.0))
+        if kill_at is not None and time.monotonic() >= kill_at:
+            _signal_group(proc.pid, signal.SIGKILL)
+            kill_at = float("inf")
+    for t in pumps:
+        t.join(timeout=2.0)
+    if any(t.is_alive() for t in pumps):
+        # Background children still hold the pipes: the experiment is over, end them.
+        _signal_group(proc.pid, signal.SIGKILL)
+        for t in pumps:
+            t.join(timeout=2.0)
+    return code
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+    except Exception:
+        return socket.gethostname()
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+    except Exception:
+        return ""

@@ -1,0 +1,24 @@
+"""One real local Ray cluster for every Ray test: a head with 1 CPU and a worker node
+with 2 CPUs and a custom resource ``special``, on private ports and a private temp dir.
+
+Started once per session (a minute on a busy machine) and stopped at the end. The Ray
+tests are never skipped: ``scripts/test`` installs ``gridrun[ray]``, and without Ray
+they fail at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from raycluster import LocalRayCluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    cluster = LocalRayCluster(head_cpus=1, workers=[{"cpus": 2, "resources": {"special": 1}}])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

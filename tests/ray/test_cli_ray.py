@@ -1,0 +1,177 @@
+"""``grid run --backend ray`` end to end: the real CLI, agent, supervisors and cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+TRAIN = """
+import os, sys, time
+print("argv", sys.argv)
+print("cwd-has-train", os.path.exists("train.py"))
+print("warn", file=sys.stderr)
+with open(os.path.join(os.environ["MARKS"], os.environ["GRID_EXPERIMENT_NAME"]), "a") as fh:
+    fh.write("ran\\n")
+time.sleep(float(os.environ.get("SLEEP", "2")))
+os.makedirs("out", exist_ok=True)
+open("out/model.txt", "w").write(os.environ["GRID_EXPERIMENT_NAME"])
+"""
+
+
+@pytest.fixture
+def ray_grid(grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    grid.env["MARKS"] = str(marks)
+    grid.env["RAY_ADDRESS"] = ray_cluster.gcs_address
+    grid.marks = marks
+    return grid
+
+
+def _project(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "train.py").write_text(TRAIN)
+    for rel, text in (files or {}).items():
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_text(text)
+    return proj
+
+
+def _ids(ray_cluster) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return {n["node_id"][:8]: n["resources_total"].get("CPU", 0) for n in ray_cluster.alive_nodes()}
+
+
+def test_sweep_runs_across_both_nodes_with_exact_argv_and_logs(ray_grid, ray_cluster, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(tmp_path)
+    out = ray_grid(
+        "run", "--backend", "ray", "--name", "spread", "--cpus", "1", "train.py",
+        "--lr", "[0.1, 0.01, 0.001, 1e-4]", "--tag", "it's a test",
+        cwd=proj,
+    )  # fmt: skip
+    assert "backend:                 ray" in out.stdout
+    data = ray_grid.wait("spread", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 4, data
+    lrs = ["0.1", "0.01", "0.001", "1e-4"]
+    nodes = set()
+    for i, e in enumerate(data["experiments"]):
+        log = ray_grid("logs", e["name"]).stdout
+        argv = ["train.py", "--lr", lrs[i], "--tag", "it's a test"]
+        assert f"argv {argv!r}" in log, log
+        assert "cwd-has-train True" in log
+        assert "[stderr]" in log and "warn" in log
+        assert "[build]" in log  # built on the node, or reused from its cache
+        assert e["node"], e
+        nodes.add(e["node"].split("(")[1].rstrip(")"))
+        assert (ray_grid.marks / e["name"]).read_text() == "ran\n"
+        arts = ray_grid("artifacts", e["name"]).stdout
+        assert "out/model.txt" in arts
+    assert nodes == set(_ids(ray_cluster)), (nodes, _ids(ray_cluster))
+    table = ray_grid("status", "spread").stdout
+    assert "Node" in table and "(" in table
+
+
+def test_custom_resource_pins_the_second_node_and_artifacts_come_back(
+    ray_grid, ray_cluster, tmp_path
+):  # type: ignore[no-untyped-def]
+    (ray_grid.home / "config.yaml").write_text(
+        "stop_grace_seconds: 3\nagent_idle_seconds: 5\nray:\n  resources: {special: 1}\n"
+    )
+    proj = _project(tmp_path)
+    ray_grid.env["SLEEP"] = "0"
+    ray_grid("run", "--backend", "ray", "--name", "pinned", "train.py", "--x", "[1, 2]", cwd=proj)
+    data = ray_grid.wait("pinned", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 2, data
+    worker = [i for i, cpus in _ids(ray_cluster).items() if cpus == 2]
+    for e in data["experiments"]:
+        assert e["node"].endswith(f"({worker[0]})"), e
+        saved = ray_grid.home / "experiments" / e["name"] / "artifacts" / "out" / "model.txt"
+        assert saved.read_text() == e["name"]
+
+
+def test_a_request_no_node_can_hold_is_refused_at_submission(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(tmp_path)
+    bad = ray_grid("run", "--backend", "ray", "--cpus", "3", "train.py", cwd=proj, check=False)
+    assert bad.returncode != 0
+    assert "asks for 3 CPUs" in bad.stderr and "has 2 CPUs" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert ray_grid.json("history") == []
+
+
+def test_no_cluster_named_is_one_line(grid, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(tmp_path)
+    grid.env.pop("RAY_ADDRESS", None)
+    bad = grid("run", "--backend", "ray", "train.py", cwd=proj, check=False)
+    assert bad.returncode != 0
+    assert "No Ray cluster named" in bad.stderr and "ray start --head" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) <= 2, bad.stderr
+
+
+def test_a_snapshot_above_rays_limit_is_refused_naming_the_largest_file(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(tmp_path, {"data/big.bin": "x" * 300_000})
+    ray_grid.env["RAY_max_grpc_message_size"] = "200000"  # Ray's own limit, made small
+    bad = ray_grid("run", "--backend", "ray", "train.py", cwd=proj, check=False)
+    assert bad.returncode != 0
+    assert "data/big.bin" in bad.stderr and ".gridignore" in bad.stderr, bad.stderr
+
+
+def test_grid_stop_terminates_a_running_experiment(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(
+        tmp_path,
+        {
+            "slow.py": "import signal, sys, time\n"
+            "def bye(*a):\n    print('got SIGTERM', flush=True)\n    sys.exit(3)\n"
+            "signal.signal(signal.SIGTERM, bye)\nprint('started', flush=True)\n"
+            "time.sleep(600)\n"
+        },
+    )
+    ray_grid("run", "--backend", "ray", "--name", "stopme", "slow.py", cwd=proj)
+    ray_grid.wait_for_line("stopme", "started", timeout=600)
+    ray_grid("stop", "stopme")
+    data = ray_grid.wait("stopme", timeout=120)
+    assert [e["status"] for e in data["experiments"]] == ["stopped"]
+    assert "got SIGTERM" in ray_grid("logs", "stopme").stdout
+
+
+def test_agent_killed_mid_sweep_every_experiment_runs_exactly_once(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    proj = _project(tmp_path)
+    ray_grid.env["SLEEP"] = "3"
+    ray_grid("run", "--backend", "ray", "--name", "crashy", "train.py", "--i", "range(6)",
+             cwd=proj)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not any(ray_grid.marks.iterdir()):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pid = int((ray_grid.home / "agent.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
+    data = ray_grid.wait("crashy", timeout=600)  # `grid status` starts a new agent
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 6, data
+    for e in data["experiments"]:
+        assert (ray_grid.marks / e["name"]).read_text() == "ran\n", e["name"]
+
+
+def test_datastore_is_mounted_read_only_on_the_node(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    src = tmp_path / "data"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "x.txt").write_text("hello data\n")
+    ray_grid("datastore", "create", str(src), "--name", "mydata")
+    reader = (
+        "import os\nd = os.environ['GRID_DATASTORE_MYDATA_DIR']\n"
+        "print('READ', open(os.path.join(d, 'sub', 'x.txt')).read().strip())\n"
+        "try:\n    open(os.path.join(d, 'sub', 'x.txt'), 'w').write('oops')\n    print('WROTE')\n"
+        "except OSError as exc:\n    print('REFUSED', exc.errno)\n"
+    )
+    proj = _project(tmp_path, {"read.py": reader})
+    ray_grid("run", "--backend", "ray", "--name", "ds", "--datastore_name", "mydata", "read.py",
+             cwd=proj)  # fmt: skip
+    data = ray_grid.wait("ds", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "ds").stdout
+    assert "READ hello data" in log and "REFUSED" in log and "WROTE" not in log, log
+    stored = ray_grid.home / "datastores" / "mydata" / "1" / "files" / "sub" / "x.txt"
+    assert stored.read_text() == "hello data\n"
