@@ -21,6 +21,8 @@ os.makedirs("out", exist_ok=True)
 open("out/model.txt", "w").write(os.environ["GRID_EXPERIMENT_NAME"])
 """
 
+pytestmark = pytest.mark.ray
+
 
 @pytest.fixture
 def ray_grid(grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -68,7 +70,7 @@ def test_sweep_runs_across_both_nodes_with_exact_argv_and_logs(ray_grid, ray_clu
         assert e["node"], e
         nodes.add(e["node"].split("(")[1].rstrip(")"))
         assert (ray_grid.marks / e["name"]).read_text() == "ran\n"
-        arts = ray_grid("artifacts", e["name"]).stdout
+        arts = ray_grid("artifacts", e["name"], "--download_dir", str(tmp_path / "dl")).stdout
         assert "out/model.txt" in arts
     assert nodes == set(_ids(ray_cluster)), (nodes, _ids(ray_cluster))
     table = ray_grid("status", "spread").stdout

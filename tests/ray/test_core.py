@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from gridrun.backends.ray.backend import Handle, RayBackendCore
 from gridrun.backends.ray.package import build_package
 from gridrun.envs.key import environment_key
 from gridrun.envs.pipconf import load_pip_config
 from gridrun.home import GridHome
 from gridrun.project import take_snapshot
+
+pytestmark = pytest.mark.ray
 
 
 def _spec(key: str, name: str, args: list[str]) -> dict:
