@@ -240,9 +240,8 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             if req.instance_type:
                 from gridrun.instances import lookup
 
-                sized = (
-                    f" (--instance_type {req.instance_type}: {lookup(req.instance_type).describe()})"
-                )
+                described = lookup(req.instance_type).describe()
+                sized = f" (--instance_type {req.instance_type}: {described})"
             raise UsageError(
                 f"Each experiment{sized} {too_big}.",
                 hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",

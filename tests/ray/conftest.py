@@ -8,7 +8,10 @@ they fail at import.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from raycluster import LocalRayCluster
@@ -16,6 +19,11 @@ from raycluster import LocalRayCluster
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[LocalRayCluster]:
+    reuse = os.environ.get("GRIDRUN_TEST_RAY_CLUSTER")
+    if reuse:  # by hand: a cluster already started, {"gcs": ..., "dash": ...} in a file
+        info = json.loads(Path(reuse).read_text())
+        yield LocalRayCluster(gcs_address=info["gcs"], dashboard_url=info["dash"])
+        return
     cluster = LocalRayCluster(head_cpus=1, workers=[{"cpus": 2, "resources": {"special": 1}}])
     try:
         cluster.start()

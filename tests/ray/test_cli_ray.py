@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -9,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
+# The submitting shell's environment does not travel to Ray nodes: the test's settings
+# travel in the snapshot.
 TRAIN = """
-import os, sys, time
+import json, os, sys, time
+cfg = json.load(open("settings.json"))
 print("argv", sys.argv)
 print("cwd-has-train", os.path.exists("train.py"))
 print("warn", file=sys.stderr)
-with open(os.path.join(os.environ["MARKS"], os.environ["GRID_EXPERIMENT_NAME"]), "a") as fh:
+with open(os.path.join(cfg["marks"], os.environ["GRID_EXPERIMENT_NAME"]), "a") as fh:
     fh.write("ran\\n")
-time.sleep(float(os.environ.get("SLEEP", "2")))
+time.sleep(cfg["sleep"])
 os.makedirs("out", exist_ok=True)
 open("out/model.txt", "w").write(os.environ["GRID_EXPERIMENT_NAME"])
 """
@@ -28,16 +32,18 @@ pytestmark = pytest.mark.ray
 def ray_grid(grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
     marks = tmp_path / "marks"
     marks.mkdir()
-    grid.env["MARKS"] = str(marks)
     grid.env["RAY_ADDRESS"] = ray_cluster.gcs_address
     grid.marks = marks
     return grid
 
 
-def _project(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
+def _project(tmp_path: Path, files: dict[str, str] | None = None, sleep: float = 2.0) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "train.py").write_text(TRAIN)
+    (proj / "settings.json").write_text(
+        json.dumps({"marks": str(tmp_path / "marks"), "sleep": sleep})
+    )
     for rel, text in (files or {}).items():
         (proj / rel).parent.mkdir(parents=True, exist_ok=True)
         (proj / rel).write_text(text)
@@ -83,8 +89,7 @@ def test_custom_resource_pins_the_second_node_and_artifacts_come_back(
     (ray_grid.home / "config.yaml").write_text(
         "stop_grace_seconds: 3\nagent_idle_seconds: 5\nray:\n  resources: {special: 1}\n"
     )
-    proj = _project(tmp_path)
-    ray_grid.env["SLEEP"] = "0"
+    proj = _project(tmp_path, sleep=0)
     ray_grid("run", "--backend", "ray", "--name", "pinned", "train.py", "--x", "[1, 2]", cwd=proj)
     data = ray_grid.wait("pinned", timeout=600)
     assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 2, data
@@ -133,15 +138,14 @@ def test_grid_stop_terminates_a_running_experiment(ray_grid, tmp_path):  # type:
     )
     ray_grid("run", "--backend", "ray", "--name", "stopme", "slow.py", cwd=proj)
     ray_grid.wait_for_line("stopme", "started", timeout=600)
-    ray_grid("stop", "stopme")
+    ray_grid("stop", "run", "stopme")
     data = ray_grid.wait("stopme", timeout=120)
     assert [e["status"] for e in data["experiments"]] == ["stopped"]
     assert "got SIGTERM" in ray_grid("logs", "stopme").stdout
 
 
 def test_agent_killed_mid_sweep_every_experiment_runs_exactly_once(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
-    proj = _project(tmp_path)
-    ray_grid.env["SLEEP"] = "3"
+    proj = _project(tmp_path, sleep=3)
     ray_grid("run", "--backend", "ray", "--name", "crashy", "train.py", "--i", "range(6)",
              cwd=proj)  # fmt: skip
     deadline = time.monotonic() + 600
