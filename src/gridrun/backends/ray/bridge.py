@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 IDLE_SECONDS = 120.0
-START_SECONDS = 90.0
+START_SECONDS = 300.0  # a busy machine can take minutes to start Python and Ray
 SOCKET = "ray-bridge.sock"
 LOCK = "ray-bridge.lock"
 LOG = "ray-bridge.log"
