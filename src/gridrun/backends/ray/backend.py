@@ -551,7 +551,7 @@ class RayBackend(Backend):
         if raw:
             request(job.exp_dir.parent.parent, {"op": "stop", "handle": raw, "grace": grace})
 
-    def collect_artifacts(self, job: Job) -> list[str]:
+    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
         from gridrun.backends.ray.bridge import request
 
         raw = self._handle(job)
