@@ -152,7 +152,7 @@ def test_agent_killed_mid_sweep_every_experiment_runs_exactly_once(ray_grid, tmp
     while not any(ray_grid.marks.iterdir()):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    pid = int((ray_grid.home / "agent.pid").read_text())
+    pid = int((ray_grid.home / "agent.pid").read_text().split()[0])  # "pid start-time"
     os.kill(pid, signal.SIGKILL)
     time.sleep(1)
     data = ray_grid.wait("crashy", timeout=600)  # `grid status` starts a new agent
