@@ -14,6 +14,7 @@ from datastore_helpers import make_tree
 
 import gridrun
 from gridrun.datastores import create_datastore, isolation_mode, local_mount_command, resolve
+from gridrun.datastores.names import env_var
 from gridrun.errors import DatastoreError
 from gridrun.home import GridHome
 
@@ -62,6 +63,7 @@ def _run(
     )
 
 
+USERNS_NAME = "userns-images"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
@@ -208,7 +210,10 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
     try:
         os.chmod(base, 0o777)
         home = GridHome(base / "home").ensure()
-        create_datastore(home, make_tree(base / "images", {"train/a.txt": "pixels"}))
+        # A name no other test mounts: other tests may leave /datastores/images behind.
+        create_datastore(
+            home, make_tree(base / "images", {"train/a.txt": "pixels"}), name=USERNS_NAME
+        )
         # GRID_HOME is private to its owner: the experiment's user owns this one.
         subprocess.run(["chown", "-R", "65534:65534", str(home.root)], check=True)
         work = base / "work"
@@ -229,14 +234,15 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
             "from gridrun.home import GridHome\n"
             "from gridrun.datastores import resolve, local_mount_command, isolation_mode\n"
             "home = GridHome(pathlib.Path(sys.argv[1]))\n"
-            "m = resolve(home, 'images', None, None)\n"
+            f"m = resolve(home, {USERNS_NAME!r}, None, None)\n"
             "argv, env = local_mount_command([sys.executable, '-c', sys.argv[2]], [m],"
             " pathlib.Path(sys.argv[3]))\n"
             "print('MODE', isolation_mode(), flush=True)\n"
             "os.execvpe(argv[0], argv, {**os.environ, **env})\n"
         )
+        writer = WRITER.replace("GRID_DATASTORE_IMAGES_DIR", env_var(USERNS_NAME))
         proc = subprocess.run(
-            [*NOBODY, "env", python, "-c", driver, str(home.root), WRITER, str(work)],
+            [*NOBODY, "env", python, "-c", driver, str(home.root), writer, str(work)],
             env={**os.environ, "PYTHONPATH": str(src_dir), "HOME": str(base)},
             cwd=work, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -246,6 +252,6 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "ALLOWED" not in proc.stdout
         # /datastores cannot be made by nobody: the workdir place is used.
-        assert (work / "datastores" / "images").is_dir()
+        assert (work / "datastores" / USERNS_NAME).is_dir()
     finally:
         shutil.rmtree(base, ignore_errors=True)
