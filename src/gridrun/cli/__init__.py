@@ -27,6 +27,7 @@ COMMANDS = {
     "stop": "gridrun.cli.control:stop",
     "preempt": "gridrun.cli.control:preempt",
     "delete": "gridrun.cli.control:delete",
+    "gc": "gridrun.cli.control:gc",
     "artifacts": "gridrun.cli.artifacts:artifacts",
     "sync-env": "gridrun.cli.syncenv:sync_env",
     "datastore": "gridrun.cli.datastore:datastore",

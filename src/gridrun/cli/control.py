@@ -8,6 +8,7 @@ import click
 
 from gridrun.cli.common import home_of, open_store, output_of
 from gridrun.errors import NotFoundError, UsageError
+from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
 
@@ -102,7 +103,11 @@ def preempt(ctx: click.Context, names: tuple[str, ...], no_wait: bool) -> None:
 @click.option("--force", is_flag=True, help="Stop it first if it is still active.")
 @click.pass_context
 def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -> None:
-    """Delete runs or experiments: their records, logs and artifacts."""
+    """Delete runs or experiments: their records, logs and artifacts.
+
+    Then `grid gc` runs: snapshot files, manifests and environments that no remaining
+    run uses are removed too, so a deleted run leaves no copy of its files.
+    """
     from gridrun.agent.builder import build_log_path
     from gridrun.agent.stopping import stop_experiments
     from gridrun.cli.output import console
@@ -130,3 +135,37 @@ def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -
             for e in exps:
                 store.delete_experiment(e.id)
                 console.print(f"Deleted experiment {e.name}.", markup=False)
+    _collect_after_delete(home, store)
+
+
+def _collect_after_delete(home: GridHome, store: Store) -> None:
+    """The records are gone whatever happens here; a collection that cannot run (a
+    read-only disk) is reported in one line, and `grid gc` can be run again later."""
+    from gridrun.cli.output import console
+    from gridrun.errors import StateError
+    from gridrun.gc import collect
+
+    try:
+        freed = collect(home, store)
+    except StateError as exc:
+        console.print(f"Warning: {exc.message} Run `grid gc` later.", markup=False)
+        return
+    console.print(freed.summary(), markup=False)
+
+
+@click.command(short_help="Remove snapshot files and environments no run uses.")
+@click.pass_context
+def gc(ctx: click.Context) -> None:
+    """Remove what no remaining run references: snapshot objects and manifests, cached
+    environments and leftover experiment folders. Anything modified in the last 15
+    minutes is kept (a `grid run` may be taking its snapshot); datastores are not touched.
+    `grid delete` runs this itself."""
+    from gridrun.cli.output import console, emit_json
+    from gridrun.gc import collect
+
+    home = home_of(ctx)
+    freed = collect(home, open_store(ctx))
+    if output_of(ctx) == "json":
+        emit_json(freed.as_json())
+    else:
+        console.print(freed.summary(), markup=False)

@@ -156,6 +156,29 @@ def remove_env(envs_dir: Path, key: str) -> None:
             _discard(final, envs_dir, key)
 
 
+def remove_idle_env(envs_dir: Path, key: str) -> bool:
+    """Delete one environment unless a build of that key holds its lock now (``grid gc``).
+
+    Never waits: a key being built is in use by a run about to be recorded. True when
+    it was removed.
+    """
+    final = envs_dir / key
+    if not _KEY.fullmatch(key) or not final.is_dir():
+        return False
+    fd = os.open(envs_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not final.is_dir():
+            return False
+        _discard(final, envs_dir, key)
+        return True
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------------- internals
 def _reuse(final: Path, key: str, log: Log) -> Path:
     log(f"Reusing cached environment {key}")

@@ -32,11 +32,17 @@ from gridrun.project.manifest import (
     FileEntry,
     canonical_hash,
     normal_mode,
-    object_path,
     write_manifest,
 )
 from gridrun.project.secrets import SecretFilter
-from gridrun.project.store import StatCache, SwappedFile, open_scanned, stat_cache_path, store_fd
+from gridrun.project.store import (
+    StatCache,
+    SwappedFile,
+    open_scanned,
+    reuse_object,
+    stat_cache_path,
+    store_fd,
+)
 
 SIZE_WARNING_BYTES = 50 * 1024 * 1024
 MAX_WARNINGS = 20
@@ -229,7 +235,7 @@ def _store_files(
         sha = cache.lookup(rel, st)
         size = st.st_size
         sniff = rel.lower().endswith(".json")  # service-account keys are found by content
-        if sha is None or sniff or not object_path(home.objects, sha).exists():
+        if sha is None or sniff or not reuse_object(home.objects, sha):
             try:
                 fd = open_scanned(path, st)
             except SwappedFile as exc:
@@ -243,7 +249,7 @@ def _store_files(
             try:
                 if secrets.denies_content(rel, posixpath.basename(rel), fd, st.st_size):
                     continue
-                if sha is None or not object_path(home.objects, sha).exists():
+                if sha is None or not reuse_object(home.objects, sha):
                     sha, size = store_fd(fd, home.objects, created)
                     rehashed += 1
                     if size == st.st_size:  # otherwise it changed while being read: no entry

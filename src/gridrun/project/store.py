@@ -81,7 +81,7 @@ def store_fd(fd: int, objects_dir: Path, created: list[Path] | None = None) -> t
     about who may read the copy. Store write errors become ``StateError``.
     """
     sha, size = _hash_fd(fd)
-    if object_path(objects_dir, sha).exists():
+    if reuse_object(objects_dir, sha):
         return sha, size
     # Copy and hash again in one pass: the name must describe what was written, even if
     # the file changed since the first read.
@@ -113,6 +113,19 @@ def store_fd(fd: int, objects_dir: Path, created: list[Path] | None = None) -> t
             raise _store_error(objects_dir, exc) from exc
         raise
     return sha, size
+
+
+def reuse_object(objects_dir: Path, sha: str) -> bool:
+    """Whether the object exists; if so, touch it so that ``grid gc`` (which keeps anything
+    modified in its grace period) cannot collect it before this snapshot is recorded."""
+    path = object_path(objects_dir, sha)
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return path.exists()
 
 
 def store_file(path: str, objects_dir: Path) -> tuple[str, int]:
