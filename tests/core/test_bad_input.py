@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -149,10 +150,34 @@ def test_grid_home_that_is_a_file(grid, project: Path, tmp_path: Path) -> None:
     assert_one_line_error(grid("run", "ok.py", cwd=project, check=False), "GRID_HOME")
 
 
+def _wait_until_unused(db: Path, timeout: float = 60) -> None:
+    """Wait until no process has ``db`` (or its WAL) open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holders = []
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith(str(db)):
+                holders.append(fd.parts[2])
+        if not holders:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {holders} still hold {db}")
+        time.sleep(0.1)
+
+
 def test_corrupt_database_is_never_recreated(grid, project: Path) -> None:
     grid("run", "--name", "keep", "--follow", "ok.py", cwd=project)
     grid("agent", "stop")
     db = grid.home / "grid.db"
+    # The agent, its launcher and the run's supervisor close their connections a moment
+    # after `--follow` and `agent stop` return (later still on a loaded machine), and a
+    # closing connection checkpoints its WAL into grid.db: that would overwrite the
+    # garbage below. The scenario is a database corrupted while nothing uses it.
+    _wait_until_unused(db)
     for extra in ("grid.db-wal", "grid.db-shm"):
         (grid.home / extra).unlink(missing_ok=True)
     garbage = b"this is not sqlite" * 100
