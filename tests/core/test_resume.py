@@ -156,7 +156,12 @@ def test_code_failure_retried_apart_from_preemptions(grid, project: Path) -> Non
 
 
 def test_grid_stop_racing_requeues(grid, project: Path) -> None:
-    """50 stops, each racing an experiment that is preempted and requeued in a loop."""
+    """50 stops, each racing an experiment that is preempted and requeued in a loop.
+
+    Five runs of ten experiments rather than one of fifty: the same 50 races, with at
+    most ten restart loops at once, so a 2-core machine is not saturated by the loops
+    and the stops still land at random points of a requeue.
+    """
     (project / "loop.py").write_text(
         "import os, signal, subprocess, time\n"
         "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
@@ -164,34 +169,36 @@ def test_grid_stop_racing_requeues(grid, project: Path) -> None:
         "os.kill(os.getpid(), signal.SIGTERM)\n"
     )
     (grid.home / "config.yaml").write_text(
-        "stop_grace_seconds: 2\nagent_idle_seconds: 5\ncapacity: {cpus: 50}\n"
+        "stop_grace_seconds: 2\nagent_idle_seconds: 5\ncapacity: {cpus: 10}\n"
     )
-    grid(
-        "run",
-        "--name",
-        "race",
-        "--auto_resume",
-        "--max_restarts",
-        "100000",
-        "--cpus",
-        "0.5",
-        "loop.py",
-        "--i",
-        "range(50)",
-        cwd=project,
-    )
-    for i in range(50):
-        name = f"race-exp{i}"
-        wait_db(grid.home, name, lambda r: r["restarts"] >= 1, timeout=120, what="a requeue")
-        grid("stop", "experiment", name)
-        rec = exp_json(grid, name)
-        assert rec["status"] == "stopped", rec
-    data = grid.wait("race", timeout=60)
-    assert {e["status"] for e in data["experiments"]} == {"stopped"}
-    no_leftovers(grid.home, timeout=15)
-    time.sleep(1.5)  # a requeue that lost the race would have started something by now
-    assert {e["status"] for e in grid.json("status", "race")["experiments"]} == {"stopped"}
-    no_leftovers(grid.home, timeout=1)
+    for round_ in range(5):
+        run = f"race{round_}"
+        grid(
+            "run",
+            "--name",
+            run,
+            "--auto_resume",
+            "--max_restarts",
+            "100000",
+            "--cpus",
+            "0.5",
+            "loop.py",
+            "--i",
+            "range(10)",
+            cwd=project,
+        )
+        for i in range(10):
+            name = f"{run}-exp{i}"
+            wait_db(grid.home, name, lambda r: r["restarts"] >= 1, timeout=120, what="a requeue")
+            grid("stop", "experiment", name)
+            rec = exp_json(grid, name)
+            assert rec["status"] == "stopped", rec
+        data = grid.wait(run, timeout=60)
+        assert {e["status"] for e in data["experiments"]} == {"stopped"}
+        no_leftovers(grid.home, timeout=15)
+        time.sleep(1.5)  # a requeue that lost the race would have started something by now
+        assert {e["status"] for e in grid.json("status", run)["experiments"]} == {"stopped"}
+        no_leftovers(grid.home, timeout=1)
 
 
 def test_child_in_its_own_session_is_killed(grid, project: Path, tmp_path: Path) -> None:
