@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,12 @@ def test_logs_of_pending_experiment(grid, project: Path) -> None:
     grid("run", "--name", "hog", "sleepy.py", cwd=project)
     grid("run", "--name", "waits", "sleepy.py", cwd=project)
     grid.wait_for_line("hog-exp0", "started")
+    # Its environment is the hog's, found once the hog's build released it: wait until
+    # it is queued behind the hog (not still being built) before reading its logs.
+    deadline = time.monotonic() + 60
+    while grid.json("status", "waits")["experiments"][0]["status"] != "pending":  # type: ignore[index]
+        assert time.monotonic() < deadline, grid.json("status", "waits")
+        time.sleep(0.2)
     out = grid("logs", "waits-exp0").stdout
     assert "Experiment is pending. Logs will be available when experiment starts." in out
     grid("stop", "run", "hog", "waits")
