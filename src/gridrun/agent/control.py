@@ -54,17 +54,26 @@ def agent_pid(home: GridHome) -> int | None:
     return ref.pid if ref else None
 
 
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
 def start_agent(home: GridHome) -> None:
     """Spawn the agent detached from this terminal; it outlives the CLI."""
     env = dict(os.environ, GRID_HOME=str(home.root))
     with open(home.agent_log, "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "gridrun.agent.daemon", str(home.root)],
             stdout=log,
             stderr=log,
             env=env,
             **detached_popen_kwargs(home.root),
         )
+    # The agent outlives this process. A long-lived caller (the dashboard, tests that
+    # submit in-process) keeps the handle so that a finished agent is reaped on the
+    # next start instead of being dropped while alive (a ResourceWarning) or left a
+    # zombie.
+    _SPAWNED[:] = [p for p in _SPAWNED if p.poll() is None]
+    _SPAWNED.append(proc)
 
 
 def ensure_agent(home: GridHome, wait: float = 0.0) -> None:

@@ -197,9 +197,12 @@ class Environment:
             with contextlib.suppress(metadata.PackageNotFoundError, OSError):
                 for file in metadata.distribution(name).files or []:
                     pieces = file.parts
-                    for size in range(1, len(pieces)):
-                        modules.add("/".join(pieces[:size]))
-                    if pieces and pieces[-1].endswith((".py", ".so", ".pyd")):
+                    # Only regular packages (a folder with __init__) and modules count:
+                    # a namespace folder such as google/cloud in googleapis-common-protos
+                    # does not make that distribution the owner of google.cloud.storage.
+                    if pieces and pieces[-1].startswith("__init__."):
+                        modules.add("/".join(pieces[:-1]))
+                    elif pieces and pieces[-1].endswith((".py", ".so", ".pyd")):
                         modules.add("/".join([*pieces[:-1], pieces[-1].split(".")[0]]))
             self._files[name] = modules
         return self._files[name]
