@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +30,10 @@ def test_list_and_prune_keep_images_of_active_runs(
     gone_req = make_request(make_project({"b.py": "print('b')\n"}, name="img-unused"))
     kept = backend.build(kept_req, build_log())
     gone = backend.build(gone_req, build_log())
+    # Hold the agent's lock, so that no agent starts (reading commands revive one) and
+    # tries to build the hand-made pending run below, which would end it.
+    agent_lock = os.open(home.agent_lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(agent_lock, fcntl.LOCK_EX)
     store = Store(home.db_path)
     try:  # an active (pending) run that uses `kept`
         store.create_run(
@@ -58,3 +64,4 @@ def test_list_and_prune_keep_images_of_active_runs(
     assert json.loads(out)["removed"] == []  # its run is active
     assert find_image(api, gone) is None and find_image(api, kept) is not None
     assert gone not in read_last_used(home.root)
+    os.close(agent_lock)

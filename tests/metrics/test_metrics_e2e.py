@@ -143,7 +143,7 @@ def test_metrics_survive_the_agent_and_the_supervisor_dying(grid, project: Path)
     (project / "slow.py").write_text(SLOW)
     grid("run", "--name", "dies", "slow.py", cwd=project)
     grid.wait_for_line("dies-exp0", "ready", timeout=120)
-    agent = int((grid.home / "agent.pid").read_text())
+    agent = int((grid.home / "agent.pid").read_text().split()[0])  # "pid start-ticks"
     os.kill(agent, signal.SIGKILL)  # the agent dies mid-experiment
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
