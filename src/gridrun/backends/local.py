@@ -115,7 +115,14 @@ class LocalBackend(Backend):
 
         home = Path(job.objects_dir).parent
         argv, extra = local_mount_command(
-            argv, job.datastores, job.workdir, hide=home, keep_ro=[venv]
+            # The environment stays writable: `pip install` in a run installs into the
+            # run's environment (issue 8). It is shared by runs with the same key, so a
+            # per-run writable layer over a read-only cache is the next step.
+            argv,
+            job.datastores,
+            job.workdir,
+            hide=home,
+            keep_rw=[venv],
         )
         env.update(extra)
         # Descendants that outlive their parents come back to the supervisor (this

@@ -82,6 +82,7 @@ def local_mount_command(
     mode: str | None = None,
     hide: Path | None = None,
     keep_ro: list[Path] | None = None,
+    keep_rw: list[Path] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The command to exec (wrapped when needed) and the ``GRID_DATASTORE_*`` variables.
 
@@ -121,7 +122,7 @@ def local_mount_command(
         ro = [real(p) for p in keep_ro or [] if _within(Path(p), Path(hide))]
         doc.update(
             hide=real(hide),
-            keep_rw=[real(workdir)] if _within(workdir, Path(hide)) else [],
+            keep_rw=[real(p) for p in [workdir, *(keep_rw or [])] if _within(Path(p), Path(hide))],
             keep_ro=ro,
         )
     spec = json.dumps(doc)
