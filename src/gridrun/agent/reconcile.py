@@ -16,12 +16,12 @@ from __future__ import annotations
 import time
 
 from gridrun.agent.jobs import load_job
-from gridrun.agent.supervisor import apply_exit_record, read_exit_record
+from gridrun.agent.supervisor import apply_exit_record, read_exit_record, settle_attempt
 from gridrun.backends import get_backend
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
-from gridrun.store.endings import Ending, Policy, classify, decide
+from gridrun.store.endings import Ending, classify
 from gridrun.store.models import Experiment, Status
 
 CLAIM_TIMEOUT = 30.0
@@ -42,18 +42,7 @@ def supervisor_alive(exp: Experiment) -> bool:
 def settle_lost(
     store: Store, exp: Experiment, ending: Ending, reason: str | None, code: int | None
 ) -> Status | None:
-    run = store.get_run_by_id(exp.run_id, with_experiments=False)
-    decision = decide(
-        ending,
-        reason,
-        Policy.of_spec(run.spec),
-        restarts=exp.restarts,
-        retries=exp.retries,
-        preemptions=exp.preemptions,
-    )
-    return store.settle(
-        exp.id, decision, exit_code=code, finished_at=time.time(), attempt=exp.attempt
-    )
+    return settle_attempt(store, exp, ending, reason, code, time.time(), exp.attempt)
 
 
 def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:

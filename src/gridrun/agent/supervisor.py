@@ -37,7 +37,7 @@ from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
 from gridrun.store.endings import Ending, Policy, classify, decide
-from gridrun.store.models import Status
+from gridrun.store.models import Experiment, Status
 
 PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
 
@@ -68,6 +68,27 @@ def apply_exit_record(store: Store, exp_id: int, record: dict) -> Status | None:
         ending, reason = Ending(record["ending"]), record.get("reason")
     else:  # a record written by an older gridrun
         ending, reason = Ending(record["status"]), record.get("error")
+    return settle_attempt(
+        store,
+        exp,
+        ending,
+        reason,
+        code=record["exit_code"],
+        finished_at=record["finished_at"],
+        attempt=record.get("attempt"),
+    )
+
+
+def settle_attempt(
+    store: Store,
+    exp: Experiment,
+    ending: Ending,
+    reason: str | None,
+    code: int | None,
+    finished_at: float,
+    attempt: int | None,
+) -> Status | None:
+    """Decide what an ended attempt makes of its experiment, against the run's policy."""
     run = store.get_run_by_id(exp.run_id, with_experiments=False)
     decision = decide(
         ending,
@@ -77,13 +98,7 @@ def apply_exit_record(store: Store, exp_id: int, record: dict) -> Status | None:
         retries=exp.retries,
         preemptions=exp.preemptions,
     )
-    return store.settle(
-        exp_id,
-        decision,
-        exit_code=record["exit_code"],
-        finished_at=record["finished_at"],
-        attempt=record.get("attempt"),
-    )
+    return store.settle(exp.id, decision, exit_code=code, finished_at=finished_at, attempt=attempt)
 
 
 def supervise(home: GridHome, exp_id: int, token: str) -> int:
