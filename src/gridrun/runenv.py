@@ -13,9 +13,11 @@ What an experiment gets, by backend:
 * local: the recorded environment, then gridrun's own variables (``GRID_*``,
   ``CUDA_VISIBLE_DEVICES``, thread caps unless the shell set them) and the virtualenv
   on ``PATH``;
-* Docker (and any remote backend): only the ``--env``/``--env_file`` values plus a
-  short allow-list from the shell -- a laptop's ``PATH`` or ``HOME`` mean nothing in a
-  container, and its credentials must not travel unasked.
+* Docker, Ray (and any remote backend): only the ``--env``/``--env_file`` values plus
+  a short allow-list from the shell -- a laptop's ``PATH`` or ``HOME`` mean nothing in a
+  container or on another node, and its credentials must not travel unasked.
+
+``-o json`` shows the *names* (:func:`names`) so a user can check what a run got.
 """
 
 from __future__ import annotations
@@ -151,3 +153,22 @@ def container_environment(home_root: Path, run_name: str) -> dict[str, str]:
     shell, explicit = recorded
     allowed = {k: v for k, v in shell.items() if k in ALLOW_LIST or k.startswith(ALLOW_PREFIXES)}
     return {**allowed, **explicit}
+
+
+def names(home_root: Path, run_name: str, backend: str) -> dict[str, list[str]] | None:
+    """Which variables a run's experiments get from its record, by name, never value.
+
+    ``passed``: every name the backend hands on (local: the whole recorded shell;
+    others: the allow-list); ``explicit``: those from ``--env``/``--env_file``. None
+    for a run recorded before this existed.
+    """
+    recorded = load(home_root, run_name)
+    if recorded is None:
+        return None
+    _shell, explicit = recorded
+    passed = (
+        local_environment(home_root, run_name)
+        if backend == "local"
+        else container_environment(home_root, run_name)
+    )
+    return {"passed": sorted(passed), "explicit": sorted(explicit)}

@@ -64,7 +64,17 @@ def test_each_run_gets_its_own_shells_environment(grid, tmp_path: Path) -> None:
         assert b"beta" not in f.read_bytes() and b"from file" not in f.read_bytes()
     for f in (grid.home / "experiments").rglob("job.json"):
         assert "beta" not in f.read_text()
-    assert "beta" not in first("-o", "json", "status", "two").stdout
+    shown = first("-o", "json", "status", "two").stdout
+    assert "beta" not in shown and "from file" not in shown
+    # ... but the names are there, so a user can check what the run got.
+    names = json.loads(shown)["environment"]
+    assert names["explicit"] == ["FROM_FILE", "FROM_FLAG"]
+    assert {"SECRET_B", "FROM_FLAG", "OMP_NUM_THREADS", "PATH"} <= set(names["passed"])
+    assert "SECRET_A" not in names["passed"]
+    history = json.loads(first("-o", "json", "history").stdout)
+    assert [r["environment"]["explicit"] for r in history if r["name"] == "two"] == [
+        ["FROM_FILE", "FROM_FLAG"]
+    ]
     # grid delete takes the record with the run.
     first("delete", "run", "two")
     assert not path.exists()
@@ -102,6 +112,15 @@ def test_containers_get_only_explicit_values_and_the_allow_list(tmp_path: Path) 
         "WANDB_MODE": "offline",
     }
     assert runenv.local_environment(tmp_path, "r")["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
+    # What -o json shows: names by the backend's rule, never a value.
+    assert runenv.names(tmp_path, "r", "docker") == {
+        "passed": ["HTTPS_PROXY", "LC_ALL", "PYTHONUNBUFFERED", "WANDB_MODE"],
+        "explicit": ["WANDB_MODE"],
+    }
+    assert runenv.names(tmp_path, "r", "ray") == runenv.names(tmp_path, "r", "docker")
+    local = runenv.names(tmp_path, "r", "local")
+    assert local is not None and "AWS_SECRET_ACCESS_KEY" in local["passed"]
+    assert runenv.names(tmp_path, "old", "local") is None
     # A run recorded before this existed gets a neutral environment, not the agent's.
     os.environ["GRIDRUN_TEST_AGENT_ONLY"] = "1"
     try:

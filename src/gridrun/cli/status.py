@@ -49,6 +49,14 @@ def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
     }
 
 
+def environment_names(run: Run) -> dict[str, list[str]] | None:
+    """The run's environment variables by name: values stay in the owner-only record."""
+    from gridrun import runenv
+    from gridrun.home import GridHome
+
+    return runenv.names(GridHome.from_env().root, run.name, run.backend)
+
+
 def run_json(run: Run) -> dict[str, Any]:
     counts = run.counts()
     return {
@@ -64,6 +72,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "instance_type": run.spec.get("instance_type"),
         "use_spot": bool(run.spec.get("use_spot")),
         "framework": run.spec.get("framework"),
+        "environment": environment_names(run),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
         "restarts": sum(e.restarts + e.retries for e in run.experiments),
