@@ -181,3 +181,27 @@ def test_datastore_is_mounted_read_only_on_the_node(ray_grid, tmp_path):  # type
     assert "READ hello data" in log and "REFUSED" in log and "WROTE" not in log, log
     stored = ray_grid.home / "datastores" / "mydata" / "1" / "files" / "sub" / "x.txt"
     assert stored.read_text() == "hello data\n"
+
+
+def test_only_explicit_values_and_the_allow_list_reach_a_node(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    """As for Docker: a node never gets the submitting shell's secrets unasked."""
+    show = (
+        "import os\nfor k in ('GRIDRUN_TEST_SECRET', 'HTTPS_PROXY', 'LC_TIME', 'WANDB_MODE',"
+        " 'FROM_FILE'):\n    print('ENV', k, os.environ.get(k))\n"
+    )
+    proj = _project(tmp_path, {"show.py": show, "vars.env": "FROM_FILE=filed\n"})
+    ray_grid.env.update(
+        GRIDRUN_TEST_SECRET="s3cr3t", HTTPS_PROXY="http://proxy.test:3128", LC_TIME="C.UTF-8"
+    )
+    ray_grid("run", "--backend", "ray", "--name", "envs", "--env", "WANDB_MODE=offline",
+             "--env_file", "vars.env", "show.py", cwd=proj)  # fmt: skip
+    data = ray_grid.wait("envs", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "envs").stdout
+    assert "ENV GRIDRUN_TEST_SECRET None" in log, log
+    assert "ENV HTTPS_PROXY http://proxy.test:3128" in log and "ENV LC_TIME C.UTF-8" in log
+    assert "ENV WANDB_MODE offline" in log and "ENV FROM_FILE filed" in log
+    names = data["environment"]
+    assert names["explicit"] == ["FROM_FILE", "WANDB_MODE"]
+    assert {"FROM_FILE", "HTTPS_PROXY", "LC_TIME", "WANDB_MODE"} <= set(names["passed"])
+    assert not {"GRIDRUN_TEST_SECRET", "PATH", "HOME"} & set(names["passed"]), names

@@ -467,7 +467,14 @@ class RayBackend(Backend):
         # Persisted before the launch: a supervisor that dies during it leaves a handle
         # that reconciliation can ask the cluster about.
         _write_text(job.exp_dir / HANDLE_FILE, handle.dumps())
-        env = {k: v for k, v in job.env.items() if k != "CUDA_VISIBLE_DEVICES"}
+        # As for Docker: only --env/--env_file values and the short allow-list travel from
+        # the submitting shell to a node (gridrun.runenv); gridrun's own variables win.
+        from gridrun.runenv import container_environment
+
+        env = {
+            **container_environment(home, job.run_name),
+            **{k: v for k, v in job.env.items() if k != "CUDA_VISIBLE_DEVICES"},
+        }
         options: dict[str, Any] = {"num_cpus": job.cpus}
         if job.gpus:
             options["num_gpus"] = job.gpus
