@@ -32,6 +32,7 @@ from gridrun.processes import (
 )
 
 PID_FILE = "backend.ref"  # the experiment's main process, as a ProcessRef
+ENV_LAYER = "env-layer"  # what the experiment wrote over its cached environment
 
 
 def script_command(script: str, python: str) -> list[str]:
@@ -115,14 +116,13 @@ class LocalBackend(Backend):
 
         home = Path(job.objects_dir).parent
         argv, extra = local_mount_command(
-            # The environment stays writable: `pip install` in a run installs into the
-            # run's environment (issue 8). It is shared by runs with the same key, so a
-            # per-run writable layer over a read-only cache is the next step.
+            # The cached environment is shared by runs with the same key: each run gets
+            # a writable layer over it, so its `pip install` reaches only itself.
             argv,
             job.datastores,
             job.workdir,
             hide=home,
-            keep_rw=[venv],
+            env_layer=(venv, job.exp_dir / ENV_LAYER),
         )
         env.update(extra)
         # Descendants that outlive their parents come back to the supervisor (this
@@ -188,7 +188,11 @@ class LocalBackend(Backend):
         return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
 
     def cleanup(self, job: Job) -> None:
+        from gridrun.datastores.mount import remove_env_layer
+
         shutil.rmtree(job.workdir, ignore_errors=True)
+        if not job.resume_dir.is_dir():  # a parked working copy keeps its layer
+            remove_env_layer(job.exp_dir / ENV_LAYER)
 
     def recover(self, job: Job) -> int | None:
         """The supervisor died: the experiment's output is lost, so end what is left.

@@ -18,8 +18,8 @@ bind-mount targets the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import os
 import shutil
 import subprocess
@@ -35,6 +35,12 @@ NSEXEC = Path(__file__).with_name("nsexec.py")
 MODES = ("root", "user", "none")
 
 
+def wrapper() -> list[str]:
+    """How nsexec.py is started: isolated, and without ``site`` (stdlib only: it starts
+    in a fraction of the time, see its module doc)."""
+    return [sys.executable, "-S", "-I", str(NSEXEC)]
+
+
 @functools.lru_cache(maxsize=1)
 def isolation_mode() -> str:
     """``root``, ``user`` (a private mount namespace works) or ``none``."""
@@ -46,7 +52,7 @@ def isolation_mode() -> str:
         folder = tempfile.mkdtemp(prefix="gridrun-probe-")
         try:
             proc = subprocess.run(
-                [sys.executable, "-I", str(NSEXEC), "--probe", mode, folder],
+                [*wrapper(), "--probe", mode, folder],
                 capture_output=True,
                 text=True,
                 timeout=20,
@@ -83,13 +89,19 @@ def local_mount_command(
     hide: Path | None = None,
     keep_ro: list[Path] | None = None,
     keep_rw: list[Path] | None = None,
+    env_layer: tuple[Path, Path] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The command to exec (wrapped when needed) and the ``GRID_DATASTORE_*`` variables.
 
     ``hide`` (GRID_HOME) is covered in the experiment's namespace, except ``workdir`` and
-    ``keep_ro`` (its environment, read-only) inside it; with a namespace, the experiment
+    ``keep_ro`` (read-only) inside it; with a namespace, the experiment
     also loses the capabilities that could remount (see ``nsexec.py``). So an experiment
     is wrapped whenever a namespace can be made, with or without datastores.
+
+    ``env_layer`` (the run's cached environment, a folder of the experiment's own):
+    inside the namespace the environment gets a writable overlay whose changes land in
+    that folder, so the cache stays as built while ``pip install`` in the run works
+    (see ``nsexec.py``). Without a namespace the environment is used as it is.
     """
     mode = mode or isolation_mode()
     if mode not in MODES:
@@ -116,17 +128,34 @@ def local_mount_command(
         plan.append({"name": m.name, "src": str(source), "dst": str(target)})
     if mode == "none" or not (plan or hide):
         return list(argv), env
-    doc: dict[str, object] = {"mode": mode, "mounts": plan}
+    args = ["--mode", mode]
     if hide is not None:
-        real = os.path.realpath
-        ro = [real(p) for p in keep_ro or [] if _within(Path(p), Path(hide))]
-        doc.update(
-            hide=real(hide),
-            keep_rw=[real(p) for p in [workdir, *(keep_rw or [])] if _within(Path(p), Path(hide))],
-            keep_ro=ro,
-        )
-    spec = json.dumps(doc)
-    return [sys.executable, "-I", str(NSEXEC), spec, "--", *argv], env
+        for path in [workdir, *(keep_rw or [])]:
+            if _within(Path(path), hide):
+                args += ["--rw", os.path.realpath(path)]
+        for path in keep_ro or []:
+            if _within(Path(path), hide):
+                args += ["--ro", os.path.realpath(path)]
+        args += ["--hide", os.path.realpath(hide)]
+    if env_layer is not None:
+        args += ["--layer", os.path.realpath(env_layer[0]), os.path.realpath(env_layer[1])]
+    for point in plan:
+        args += ["--mount", point["name"], point["src"], point["dst"]]
+    return [*wrapper(), *args, "--", *argv], env
+
+
+def remove_env_layer(folder: Path) -> None:
+    """Remove a run's layer (see ``env_layer``): overlayfs leaves its ``work/work``
+    folder mode 0, which stops an unprivileged owner's ``rmtree``."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for dirpath, dirnames, _files in os.walk(folder, onerror=lambda exc: None):
+        for d in dirnames:
+            path = os.path.join(dirpath, d)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o700)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _within(path: Path, folder: Path) -> bool:

@@ -1,11 +1,20 @@
 """Run a command in a private mount namespace with read-only bind mounts.
 
-Started as a *script* (``python -I nsexec.py PLAN -- CMD...``, standard library only,
-so it does not import gridrun and starts in milliseconds), it becomes the
-experiment's process: it calls ``unshare(2)``, makes every mount private (nothing
-propagates to the host), bind-mounts each datastore tree at its mount dir, remounts
-that bind read-only, then ``exec``s the command. The mounts disappear when the last
-process of the namespace exits; the host never sees them.
+Started as a *script* (``python -S -I nsexec.py --mode M [OPTIONS] -- CMD...``), it
+becomes the experiment's process: it calls ``unshare(2)``, makes every mount private
+(nothing propagates to the host), bind-mounts each datastore tree at its mount dir,
+remounts that bind read-only, then ``exec``s the command. The mounts disappear when
+the last process of the namespace exits; the host never sees them.
+
+It runs before every local experiment, so its start-up is kept small: standard
+library only and no ``site`` (``-S``: a virtualenv's ``.pth`` files and gridrun's
+package are never read), and the plan comes as plain arguments rather than JSON
+(``json`` pulls in ``re`` and ``enum``, most of what the wrapper would import).
+``benchmarks/bench_nsexec.py`` measures it against a bare start and ``unshare -m``.
+
+Options: ``--hide HOME``, ``--rw PATH`` and ``--ro PATH`` (see ``hide`` below),
+``--layer ENV FOLDER`` (below), ``--mount NAME SRC DST`` (a datastore), each repeatable
+but ``--mode`` and ``--hide``.
 
 Two ways in, chosen by the caller's probe (:mod:`gridrun.datastores.mount`):
 
@@ -25,9 +34,19 @@ through it, and deduplication then spread the altered file to new datastores):
 
 * ``hide``: a fresh tmpfs is mounted over ``GRID_HOME``, so its object stores, other
   runs' working copies and the datastores' host paths are not reachable at all; only
-  the experiment's own working copy (read-write) and its environment (read-only) are
-  bound back at their usual paths. They are opened (``O_PATH``) before the tmpfs goes
-  on, and bound from those descriptors.
+  the experiment's own working copy (read-write) and its environment are bound back
+  at their usual paths. They are opened (``O_PATH``) before the tmpfs goes on, and
+  bound from those descriptors.
+* ``layer``: the environment is a cache shared by every run with the same key, so a
+  run must not change it, yet ``pip install x`` in a run must work (and reach only that
+  run). An overlay mount over the environment's own path gives both: the cache is its
+  read-only lower layer, and what the run writes lands in an upper layer in the
+  experiment's folder (``FOLDER/upper``), removed with its working copy. Overlayfs
+  mounts work as root and, since Linux 5.11, inside an unprivileged user namespace,
+  so both isolation modes get it; unlike a ``--system-site-packages`` venv over the
+  cache, the run sees the same ``sys.prefix``, its own ``pip`` and
+  ``uninstall``/upgrade of a cached package too. Where the kernel refuses the overlay
+  the environment is bound writable, as before, and one line on stderr says so.
 * the capabilities that could undo that are dropped from the bounding set
   (``CAP_SYS_ADMIN``: mount, remount, umount; ``CAP_SYS_PTRACE``: reaching the host's
   mounts through ``/proc/PID/root``; ``CAP_DAC_READ_SEARCH``: ``open_by_handle_at``;
@@ -42,7 +61,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import sys
 
@@ -128,6 +146,24 @@ def hide(home: str, keep_rw: list[str], keep_ro: list[str]) -> None:
         os.close(fds[path])
 
 
+def layer(env: str, folder: str) -> str | None:
+    """Mount a per-run writable overlay over ``env``; None, or why it was refused."""
+    paths = [env, *(os.path.join(folder, p) for p in ("upper", "work"))]
+    for path in paths[1:]:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    # Every layer by descriptor: no path of GRID_HOME (spaces, commas, colons) ever has
+    # to survive overlayfs's option syntax.
+    fds = [os.open(p, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in paths]
+    lower, upper, work = (f"/proc/self/fd/{fd}" for fd in fds)
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    try:
+        rc = _libc.mount(b"gridrun-env", env.encode(), b"overlay", MS_NOSUID | MS_NODEV, opts)
+        return None if rc == 0 else os.strerror(ctypes.get_errno())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def drop_privileges() -> None:
     """Lose, for good, the capabilities that could undo the mounts (see the module doc)."""
     for cap in DROPPED_CAPS:
@@ -153,36 +189,81 @@ def probe(mode: str, folder: str) -> int:
         return 1
 
 
+class Plan:
+    """What ``local_mount_command`` asks for, parsed from plain arguments (see top)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.mode = ""
+        self.hide = ""
+        self.rw: list[str] = []
+        self.ro: list[str] = []
+        self.layers: list[tuple[str, str]] = []
+        self.mounts: list[tuple[str, str, str]] = []
+        i = 0
+        while argv[i] != "--":
+            opt = argv[i]
+            if opt == "--mode":
+                self.mode = argv[i + 1]
+            elif opt == "--hide":
+                self.hide = argv[i + 1]
+            elif opt == "--rw":
+                self.rw.append(argv[i + 1])
+            elif opt == "--ro":
+                self.ro.append(argv[i + 1])
+            elif opt == "--layer":
+                self.layers.append((argv[i + 1], argv[i + 2]))
+                i += 1
+            elif opt == "--mount":
+                self.mounts.append((argv[i + 1], argv[i + 2], argv[i + 3]))
+                i += 2
+            else:
+                raise ValueError(opt)
+            i += 2
+        self.command = argv[i + 1 :]
+        if self.mode not in ("root", "user") or not self.command:
+            raise ValueError("--mode")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "--probe":
         return probe(argv[1], argv[2])
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: nsexec.py PLAN -- COMMAND...", file=sys.stderr)
-        return 2
-    plan = json.loads(argv[0])
-    command = argv[2:]
     try:
-        enter(plan["mode"])
+        plan = Plan(argv)
+    except (ValueError, IndexError):
+        print("usage: nsexec.py --mode root|user [OPTIONS] -- COMMAND...", file=sys.stderr)
+        return 2
+    try:
+        enter(plan.mode)
     except OSError as exc:
         print(f"gridrun: cannot isolate the datastore mounts: {exc}", file=sys.stderr)
         return 126
     # Datastore trees live in GRID_HOME: open them before it is hidden.
-    sources = {m["name"]: os.open(m["src"], O_PATH | os.O_DIRECTORY) for m in plan["mounts"]}
-    if plan.get("hide"):
+    sources = {name: os.open(src, O_PATH | os.O_DIRECTORY) for name, src, _ in plan.mounts}
+    for env, folder in plan.layers:
         try:
-            hide(plan["hide"], plan.get("keep_rw", []), plan.get("keep_ro", []))
+            refused = layer(env, folder)
+        except OSError as exc:
+            refused = str(exc)
+        if refused:
+            print(
+                f"gridrun: no private layer over the cached environment here ({refused}): "
+                "what this run installs changes it for every run that shares it",
+                file=sys.stderr,
+            )
+        if plan.hide and env.startswith(plan.hide.rstrip("/") + "/"):
+            plan.rw.append(env)  # bound back over the tmpfs: the overlay, or the env itself
+    if plan.hide:
+        try:
+            hide(plan.hide, plan.rw, plan.ro)
         except OSError as exc:
             print(f"gridrun: cannot hide GRID_HOME from the experiment: {exc}", file=sys.stderr)
             return 126
-    for m in plan["mounts"]:
+    for name, _, dst in plan.mounts:
         try:
-            bind_readonly(f"/proc/self/fd/{sources[m['name']]}", m["dst"])
-            os.close(sources[m["name"]])
+            bind_readonly(f"/proc/self/fd/{sources[name]}", dst)
+            os.close(sources[name])
         except OSError as exc:
-            print(
-                f"gridrun: cannot mount datastore '{m['name']}' at {m['dst']}: {exc}",
-                file=sys.stderr,
-            )
+            print(f"gridrun: cannot mount datastore '{name}' at {dst}: {exc}", file=sys.stderr)
             return 126
     try:
         drop_privileges()
@@ -190,9 +271,9 @@ def main(argv: list[str]) -> int:
         print(f"gridrun: cannot drop privileges: {exc}", file=sys.stderr)
         return 126
     try:
-        os.execvp(command[0], command)
+        os.execvp(plan.command[0], plan.command)
     except OSError as exc:
-        print(f"gridrun: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
+        print(f"gridrun: cannot run {plan.command[0]}: {exc.strerror}", file=sys.stderr)
         return 127
     return 0  # not reached
 
