@@ -1,0 +1,112 @@
+"""What the local backend's confinement wrapper adds to each experiment's start.
+
+Every local experiment starts through ``gridrun/datastores/nsexec.py`` (a private mount
+namespace, ``GRID_HOME`` hidden, datastores bound read-only, capabilities dropped; see
+there). This prints, side by side, the median wall time of starting the same command:
+
+(a) bare;
+(b) under ``unshare -m --propagation private`` (``unshare -r -m`` when not root): what
+    a user would reach for to get a private mount namespace by hand;
+(c) under gridrun's wrapper exactly as the local backend builds it (``GRID_HOME``
+    hidden but for the working copy and the environment), and (d) the same with one
+    datastore bound read-only;
+
+for two commands: ``true`` (the wrapper alone) and ``python -c pass`` (an experiment's
+interpreter start). The figures are medians (and minimums) of starts taken in
+turns. Asserts nothing.
+
+    python benchmarks/bench_nsexec.py [--repeats 41]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(cells: list[list[str]], repeats: int) -> list[tuple[float, float]]:
+    """(median, min) wall time of each command, run in turns so that a busy machine's
+    load falls on every cell alike."""
+    for cmd in cells:
+        subprocess.run(cmd, check=True)  # warm the page cache first
+    runs: list[list[float]] = [[] for _ in cells]
+    for _ in range(repeats):
+        for i, cmd in enumerate(cells):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            runs[i].append(time.perf_counter() - start)
+    return [(statistics.median(r), min(r)) for r in runs]
+
+
+def wrappers(work: Path) -> dict[str, list[str]]:
+    """The prefixes to compare, built from gridrun's own code for (c) and (d)."""
+    from gridrun.backends.base import DatastoreMount
+    from gridrun.datastores import isolation_mode, local_mount_command
+
+    mode = isolation_mode()
+    if mode == "none":
+        sys.exit("no private mount namespace can be made here: nothing to measure")
+    home, data = work / "home", work / "data"
+    workdir, venv = home / "experiments" / "exp0" / "work", home / "envs" / "key"
+    for folder in (workdir, venv, data):
+        folder.mkdir(parents=True)
+    (data / "x.txt").write_text("x")
+    mount = DatastoreMount("bench", 1, data, str(workdir / "datastores" / "bench"))
+    marker = "GRIDRUN-BENCH-COMMAND"
+
+    def prefix(mounts: list[DatastoreMount]) -> list[str]:
+        argv, _ = local_mount_command(
+            [marker], mounts, workdir, mode=mode, hide=home, keep_rw=[venv]
+        )
+        return argv[: argv.index(marker)]
+
+    by_hand = ["unshare", "-m", "--propagation", "private"]
+    if os.geteuid() != 0:
+        by_hand.insert(1, "-r")
+    return {
+        "bare": [],
+        " ".join(by_hand): by_hand,
+        f"gridrun wrapper ({mode}), GRID_HOME hidden": prefix([]),
+        f"gridrun wrapper ({mode}), + 1 datastore": prefix([mount]),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=41)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gridrun-bench-nsexec-"))
+    try:
+        commands = {"true": [shutil.which("true") or "/bin/true"],
+                    "python -c pass": [sys.executable, "-c", "pass"]}  # fmt: skip
+        prefixes = wrappers(work)
+        cells = [[*prefix, *cmd] for prefix in prefixes.values() for cmd in commands.values()]
+        times = iter(timed(cells, args.repeats))
+        width = max(len(k) for k in prefixes)
+        head = "  ".join(f"{c + ' (min)':>24}" for c in commands)
+        print(f"{'median wall time, ms':{width}}  {head}")
+        base: dict[str, float] = {}
+        for label in prefixes:
+            row = []
+            for name in commands:
+                med, low = (x * 1000 for x in next(times))
+                base.setdefault(name, med)
+                row.append(f"{med:7.1f} (+{med - base[name]:6.1f}) ({low:5.1f})")
+            print(f"{label:{width}}  " + "  ".join(f"{c:>24}" for c in row))
+        print(
+            f"({args.repeats} starts each, in turns; +N: median added to bare; "
+            f"load average {os.getloadavg()[0]:.2f})"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
