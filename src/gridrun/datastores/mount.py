@@ -36,9 +36,15 @@ MODES = ("root", "user", "none")
 
 
 def wrapper() -> list[str]:
-    """How nsexec.py is started: isolated, and without ``site`` (stdlib only: it starts
-    in a fraction of the time, see its module doc)."""
-    return [sys.executable, "-S", "-I", str(NSEXEC)]
+    """How nsexec.py is started: isolated, without ``site`` (stdlib only: see its module
+    doc), and imported rather than run as a script, so that its cached bytecode is used
+    (a script is compiled at every start, as long as importing ``ctypes``). Its folder
+    goes last on ``sys.path``: the standard library it imports is never shadowed."""
+    code = (
+        f"import sys; sys.path.append({str(NSEXEC.parent)!r}); import nsexec; "
+        "sys.exit(nsexec.main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-S", "-I", "-c", code]
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,6 +1,7 @@
 """Run a command in a private mount namespace with read-only bind mounts.
 
-Started as a *script* (``python -S -I nsexec.py --mode M [OPTIONS] -- CMD...``), it
+Started as ``python -S -I nsexec.py --mode M [OPTIONS] -- CMD...`` (or imported by a
+``-c`` line that calls :func:`main`, to use its cached bytecode), it
 becomes the experiment's process: it calls ``unshare(2)``, makes every mount private
 (nothing propagates to the host), bind-mounts each datastore tree at its mount dir,
 remounts that bind read-only, then ``exec``s the command. The mounts disappear when
