@@ -121,3 +121,36 @@ def test_nsexec_refuses_a_malformed_plan() -> None:
     for args in ([], ["--mode", "root"], ["--mode", "bogus", "--", "true"], ["--what", "--"]):
         proc = subprocess.run([*wrapper(), *args], capture_output=True, text=True, check=False)
         assert proc.returncode == 2 and "usage: nsexec.py" in proc.stderr, (args, proc.stderr)
+
+
+RESTARTED = """\
+import os, signal, sys, time
+marker = os.path.join(sys.prefix, "installed-by-attempt-0.txt")
+if os.environ["GRID_RESTART_COUNT"] == "0":
+    open(marker, "w").write("mine")
+    print("up 0", flush=True)
+    time.sleep(600)
+print("attempt 1 sees", os.path.exists(marker), flush=True)
+"""
+
+
+def test_a_restarted_run_keeps_its_layer_and_the_cache_stays_clean(grid, tmp_path: Path) -> None:
+    """Preempted and resumed in the same working directory: what attempt 0 installed
+    is still there for attempt 1; once the run ends the layer is gone, the cache clean."""
+    import signal
+
+    _needs_namespace()
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "resumed.py").write_text(RESTARTED)
+    grid("run", "--name", "again", "--auto_resume", "resumed.py", cwd=project)
+    grid.wait_for_line("again-exp0", "up 0")
+    exp = grid.home / "experiments" / "again-exp0"
+    pid = int((exp / "backend.ref").read_text().split()[0])
+    os.killpg(pid, signal.SIGTERM)  # a spot reclaim: a preemption, resumed
+    final = grid.wait("again", timeout=90)
+    assert final["experiments"][0]["status"] == "succeeded", final
+    assert final["experiments"][0]["restarts"] == 1, final
+    assert "attempt 1 sees True" in grid("logs", "again-exp0").stdout
+    assert not (Path(final["env_ref"]) / "installed-by-attempt-0.txt").exists()
+    assert not (exp / "env-layer").exists()
