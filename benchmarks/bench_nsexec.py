@@ -12,8 +12,8 @@ there). This prints, side by side, the median wall time of starting the same com
     datastore bound read-only;
 
 for two commands: ``true`` (the wrapper alone) and ``python -c pass`` (an experiment's
-interpreter start). The figures are medians (and minimums) of starts taken in
-turns. Asserts nothing.
+interpreter start). Wall time (median and minimum of starts taken in turns) and the
+CPU time each start costs (what stays put on a busy machine). Asserts nothing.
 
     python benchmarks/bench_nsexec.py [--repeats 41]
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,18 +32,25 @@ import time
 from pathlib import Path
 
 
-def timed(cells: list[list[str]], repeats: int) -> list[tuple[float, float]]:
-    """(median, min) wall time of each command, run in turns so that a busy machine's
-    load falls on every cell alike."""
+def timed(cells: list[list[str]], repeats: int) -> list[tuple[float, float, float]]:
+    """(median wall, min wall, median CPU) seconds of each command, run in turns so that
+    a busy machine's load falls on every cell alike. CPU time (user + system of the
+    child) is what a start costs whatever else the machine is doing."""
     for cmd in cells:
         subprocess.run(cmd, check=True)  # warm the page cache first
-    runs: list[list[float]] = [[] for _ in cells]
+    wall: list[list[float]] = [[] for _ in cells]
+    cpu: list[list[float]] = [[] for _ in cells]
     for _ in range(repeats):
         for i, cmd in enumerate(cells):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(cmd, check=True)
-            runs[i].append(time.perf_counter() - start)
-    return [(statistics.median(r), min(r)) for r in runs]
+            wall[i].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[i].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return [
+        (statistics.median(w), min(w), statistics.median(c)) for w, c in zip(wall, cpu, strict=True)
+    ]
 
 
 def wrappers(work: Path) -> dict[str, list[str]]:
@@ -90,20 +98,20 @@ def main() -> None:
         cells = [[*prefix, *cmd] for prefix in prefixes.values() for cmd in commands.values()]
         times = iter(timed(cells, args.repeats))
         width = max(len(k) for k in prefixes)
-        head = "  ".join(f"{c + ' (min)':>24}" for c in commands)
-        print(f"{'median wall time, ms':{width}}  {head}")
-        base: dict[str, float] = {}
+        cols = "wall median (+ on bare), min; CPU median (+ on bare)"
+        print(f"{'ms':{width}}  " + "  ".join(f"{c + ': ' + cols:<56}" for c in commands))
+        base: dict[str, tuple[float, float]] = {}
         for label in prefixes:
             row = []
             for name in commands:
-                med, low = (x * 1000 for x in next(times))
-                base.setdefault(name, med)
-                row.append(f"{med:7.1f} (+{med - base[name]:6.1f}) ({low:5.1f})")
-            print(f"{label:{width}}  " + "  ".join(f"{c:>24}" for c in row))
-        print(
-            f"({args.repeats} starts each, in turns; +N: median added to bare; "
-            f"load average {os.getloadavg()[0]:.2f})"
-        )
+                med, low, cpu = (x * 1000 for x in next(times))
+                b_wall, b_cpu = base.setdefault(name, (med, cpu))
+                row.append(
+                    f"{med:6.1f} (+{med - b_wall:6.1f}), {low:5.1f}; "
+                    f"{cpu:5.1f} (+{cpu - b_cpu:5.1f})"
+                )
+            print(f"{label:{width}}  " + "  ".join(f"{c:<56}" for c in row))
+        print(f"({args.repeats} starts each, in turns; load average {os.getloadavg()[0]:.2f})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
