@@ -11,11 +11,12 @@ come from the series rows alone and never touch the points.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from functools import lru_cache
 from operator import itemgetter
 
-from gridrun.metrics.storage import Point, unpack
+from gridrun.metrics.storage import Point, pack_flat, unpack
 from gridrun.store.db import Store
 
 # SQLite's default limit on bound parameters is 999 on old builds; stay well below.
@@ -40,47 +41,80 @@ def series(
     without metrics map to an empty dict.
     """
     out: dict[int, dict[str, list[Point]]] = {i: {} for i in experiment_ids}
+    for exp_id, key, ordered, parts in _chunks(store, experiment_ids, keys):
+        flat = unpack(b"".join(parts))
+        n = len(flat) // 3
+        if not ordered or max_points is None or not 2 <= max_points < n:
+            pts = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+            if not ordered:
+                pts.sort(key=lambda p: p[0])  # stable: equal steps keep arrival order
+            if max_points is not None:
+                pts = downsample(pts, max_points)
+        else:  # sorted already: build only the points kept, all in C
+            kept = itemgetter(*kept_indices(n, max_points))
+            pts = list(zip(kept(flat[0::3]), kept(flat[1::3]), kept(flat[2::3]), strict=True))
+        out[exp_id][key] = pts
+    return out
+
+
+def packed(
+    store: Store, experiment_ids: list[int], keys: list[str] | None = None
+) -> dict[int, dict[str, bytes]]:
+    """experiment id -> key -> the points as stored: float64 little-endian triples
+    ``step, wall, value``, sorted by step (:func:`gridrun.metrics.storage.unpack` reads them).
+
+    For callers that hand points on in bulk (the dashboard's metrics API): a series
+    logged in order is its stored bytes, untouched, so a cold read of 400,000 points
+    costs what SQLite takes to read them, not a Python object per point.
+    """
+    out: dict[int, dict[str, bytes]] = {i: {} for i in experiment_ids}
+    for exp_id, key, ordered, parts in _chunks(store, experiment_ids, keys):
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+        if not ordered:
+            flat = unpack(blob)
+            n = len(flat) // 3
+            order = sorted(range(n), key=flat[0::3].__getitem__)  # stable, like series()
+            if n > 1:
+                flat = array("d", itemgetter(*[3 * i + j for i in order for j in range(3)])(flat))
+            blob = pack_flat(flat)
+        out[exp_id][key] = blob
+    return out
+
+
+def _chunks(
+    store: Store, experiment_ids: list[int], keys: list[str] | None
+) -> list[tuple[int, str, bool, list[bytes]]]:
+    """(experiment id, key, sorted, its chunks' blobs in order) of each series."""
     key_filter = ""
     key_args: list[str] = []
     if keys is not None:
         if not keys:
-            return out
+            return []
         key_filter = f" AND s.key IN ({', '.join('?' for _ in keys)})"
         key_args = list(keys)
+    found: dict[tuple[int, str], tuple[bool, list[bytes]]] = {}
     for batch in _batches(experiment_ids):
         marks = ", ".join("?" for _ in batch)
-        rows = store.conn.execute(
+        for exp_id, key, ordered, blob in store.conn.execute(
             "SELECT s.experiment_id, s.key, s.sorted, c.points FROM metric_series s"
             " JOIN metric_chunks c ON c.series_id = s.id"
             f" WHERE s.experiment_id IN ({marks}){key_filter}"
             " ORDER BY s.experiment_id, s.key, c.seq",
             [*batch, *key_args],
-        ).fetchall()
-        blobs: dict[tuple[int, str], list[bytes]] = {}
-        unsorted: set[tuple[int, str]] = set()
-        for exp_id, key, ordered, blob in rows:
-            blobs.setdefault((exp_id, key), []).append(blob)
-            if not ordered:
-                unsorted.add((exp_id, key))
-        for (exp_id, key), parts in blobs.items():
-            flat = unpack(b"".join(parts))
-            n = len(flat) // 3
-            if (exp_id, key) in unsorted or max_points is None or not 2 <= max_points < n:
-                pts = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
-                if (exp_id, key) in unsorted:
-                    pts.sort(key=lambda p: p[0])  # stable: equal steps keep arrival order
-                if max_points is not None:
-                    pts = downsample(pts, max_points)
-            else:  # sorted already: build only the points kept, all in C
-                kept = itemgetter(*_kept(n, max_points))
-                pts = list(zip(kept(flat[0::3]), kept(flat[1::3]), kept(flat[2::3]), strict=True))
-            out[exp_id][key] = pts
-    return out
+        ):
+            hit = found.get((exp_id, key))
+            if hit is None:
+                found[(exp_id, key)] = (bool(ordered), [blob])
+            else:
+                hit[1].append(blob)
+    return [(e, k, o, parts) for (e, k), (o, parts) in found.items()]
 
 
 @lru_cache(maxsize=256)
-def _kept(n: int, max_points: int) -> tuple[int, ...]:
-    """Indices :func:`downsample` keeps of ``n`` points."""
+def kept_indices(n: int, max_points: int) -> tuple[int, ...]:
+    """Indices :func:`downsample` keeps of ``n`` points: the same for every series of
+    that length, so the experiments of a sweep keep the same steps and their lines
+    still share one x axis."""
     if max_points <= 0:
         return ()
     if n <= max_points:
@@ -93,7 +127,7 @@ def _kept(n: int, max_points: int) -> tuple[int, ...]:
 
 def downsample(points: list[Point], max_points: int) -> list[Point]:
     """At most ``max_points`` points, evenly spaced, the first and last always kept."""
-    return [points[i] for i in _kept(len(points), max_points)]
+    return [points[i] for i in kept_indices(len(points), max_points)]
 
 
 def summary(store: Store, experiment_ids: list[int]) -> dict[int, dict[str, dict[str, float]]]:

@@ -40,6 +40,14 @@ def pack(points: Iterable[Point]) -> bytes:
     return flat.tobytes()
 
 
+def pack_flat(flat: array[float]) -> bytes:
+    """The stored bytes of a flat ``[step0, wall0, value0, step1, ...]`` array."""
+    if _BIG_ENDIAN:
+        flat = array("d", flat)
+        flat.byteswap()
+    return flat.tobytes()
+
+
 def unpack(blob: bytes) -> array[float]:
     """A flat array ``[step0, wall0, value0, step1, ...]``."""
     flat = array("d")

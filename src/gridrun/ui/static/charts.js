@@ -12,15 +12,22 @@ const charts = {
     const r = await fetch(url);
     if (!r.ok) throw new Error(`${url}: ${r.status}`);
     const buf = await r.arrayBuffer();
+    performance.mark("metrics-received");
+    return charts.decode(buf);
+  },
+
+  decode(buf) {
     const hlen = new DataView(buf).getUint32(0, true);
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, hlen)));
     let off = 4 + hlen + ((8 - ((4 + hlen) % 8)) % 8);
     const series = {};
     for (const k of header.keys) series[k] = {};
-    for (const [key, exp, n] of header.series) {
+    for (const [key, exp, n, t0] of header.series) {
       const step = new Float64Array(buf, off, n); off += 8 * n;
-      const t = new Float32Array(buf, off, n); off += 4 * n;
-      const v = new Float32Array(buf, off, n); off += 4 * n;
+      const wall = new Float64Array(buf, off, n); off += 8 * n;
+      const v = new Float64Array(buf, off, n); off += 8 * n;
+      const t = new Float64Array(n);
+      for (let i = 0; i < n; i++) t[i] = wall[i] - t0;
       series[key][exp] = { step, t, v };
     }
     return { keys: header.keys, experiments: header.experiments, series };
@@ -61,7 +68,7 @@ const charts = {
       let count = 0;
       for (let i = 0; i < x.length; i++) {
         let y = v[i];
-        if (y === null || y !== y || (logscale && y <= 0)) y = null; // NaN: a gap
+        if (y === null || !Number.isFinite(y) || (logscale && y <= 0)) y = null; // NaN, inf: a gap
         const j = shared ? i : index.get(key(x[i]));
         if (ys[j] === null && y !== null) count++;
         ys[j] = y;
@@ -133,6 +140,7 @@ const charts = {
         scales: { x: { time: false }, y: { distr: opts.logscale ? 3 : 1 } },
         axes: [{ label: opts.xmode === "time" ? "relative time (s)" : "step" }, { size: 60 }],
         hooks: {
+          draw: [() => performance.mark(`uplot-draw-${key}`)],
           setCursor: [(u) => charts.caption(u, caption)],
           setSeries: [
             (u, sidx, o) => {

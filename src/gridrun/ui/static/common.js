@@ -38,6 +38,10 @@ const grid = {
     for (const c of children) e.append(c);
     return e;
   },
+  // Text made safe to put in HTML, inside an element or a quoted attribute.
+  escape(v) {
+    return String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  },
   status(s) {
     return grid.el("span", { class: `status ${s}`, text: s });
   },

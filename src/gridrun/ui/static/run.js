@@ -2,11 +2,17 @@
 // coordinates. Everything refreshes while the run is active.
 "use strict";
 (function () {
+  performance.mark("run-js");
   let run = JSON.parse(document.getElementById("initial").textContent);
+  performance.mark("run-json");
   const name = run.name;
   // Asked for before anything is drawn: the table renders while the points arrive.
   let pending = charts.fetch(`/api/runs/${name}/metrics`);
   const state = { sortCol: null, sortDir: 1, hidden: new Set(), filter: "", metrics: null };
+  // Until the charts are on screen the table holds its first rows only (the scroller
+  // shows ~17): laying out and painting 200 rows would delay the charts by a third.
+  const FIRST_ROWS = 50;
+  let firstPaint = true;
   const table = document.getElementById("experiments");
   window.gridCharts = {};
   window.gridChartsReady = false;
@@ -82,41 +88,42 @@
         });
       }
     }
-    const head = grid.el("tr");
-    for (const c of cols) {
-      const th = grid.el("th", { text: c.label, "data-col": c.id, class: c.metric ? "num" : "" });
-      if (state.sortCol === c.id) th.classList.add(state.sortDir > 0 ? "asc" : "desc");
-      th.addEventListener("click", () => {
-        state.sortDir = state.sortCol === c.id ? -state.sortDir : 1;
-        state.sortCol = c.id;
-        renderTable();
-      });
-      head.append(th);
-    }
-    const body = grid.el("tbody");
-    for (const e of rows) {
-      const tr = grid.el("tr", { "data-experiment": e.name });
-      for (const c of cols) {
+    // One HTML string for the whole table: the parser builds 200 rows many times
+    // faster than as many createElement calls (~10x on a slow machine).
+    const esc = grid.escape;
+    const head = cols.map((c) => {
+      const cls = [c.metric ? "num" : "", state.sortCol === c.id ? (state.sortDir > 0 ? "asc" : "desc") : ""].join(" ").trim();
+      return `<th data-col="${esc(c.id)}"${cls ? ` class="${cls}"` : ""}>${esc(c.label)}</th>`;
+    }).join("");
+    const n = run.experiments.length;
+    const index = new Map(run.experiments.map((e, i) => [e, i]));
+    const body = (firstPaint ? rows.slice(0, FIRST_ROWS) : rows).map((e) => {
+      const cells = cols.map((c) => {
         const v = c.get(e);
-        const td = grid.el("td", { class: c.metric ? "num" : "" });
         if (c.link) {
-          const i = run.experiments.indexOf(e);
-          const dot = grid.el("span", { class: "swatch" });
-          dot.style.background = charts.palette(i, run.experiments.length);
-          td.append(dot, grid.el("a", { href: `/experiments/${e.name}`, text: v }));
+          const color = charts.palette(index.get(e), n);
+          return `<td><span class="swatch" style="background:${color}"></span><a href="/experiments/${encodeURIComponent(e.name)}">${esc(v)}</a></td>`;
         }
-        else if (c.status) td.append(grid.status(v));
-        else td.textContent = c.metric ? grid.num(v) : v;
-        tr.append(td);
-      }
-      body.append(tr);
-    }
-    table.replaceChildren(grid.el("thead", {}, head), body);
+        if (c.status) return `<td><span class="status ${esc(v)}">${esc(v)}</span></td>`;
+        return c.metric ? `<td class="num">${esc(grid.num(v))}</td>` : `<td>${esc(v)}</td>`;
+      });
+      return `<tr data-experiment="${esc(e.name)}">${cells.join("")}</tr>`;
+    }).join("");
+    table.innerHTML = `<thead><tr>${head}</tr></thead><tbody>${body}</tbody>`;
     document.getElementById("run-counts").textContent =
       `${run.experiments.length} experiments: ${run.running} running, ${run.queued} queued, ` +
       `${run.completed} completed, ${run.failed} failed, ${run.stopped} stopped` +
       (rows.length !== run.experiments.length ? ` (${rows.length} shown)` : "");
   }
+
+  table.addEventListener("click", (ev) => {
+    const th = ev.target.closest("th[data-col]");
+    if (!th) return;
+    const id = th.dataset.col;
+    state.sortDir = state.sortCol === id ? -state.sortDir : 1;
+    state.sortCol = id;
+    renderTable();
+  });
 
   function renderToggles() {
     const box = document.getElementById("column-toggles");
@@ -205,7 +212,19 @@
     performance.mark("metrics-parsed");
     drawCharts();
     performance.mark("charts-drawn");
-    requestAnimationFrame(() => { window.gridChartsReady = true; });
+    // On screen once the frame holding the charts was presented: the next frame.
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      window.gridChartsReadyAt ??= performance.now();
+      pageComplete();
+    }));
+  }
+
+  function pageComplete() {
+    if (firstPaint) {
+      firstPaint = false;
+      if (run.experiments.length > FIRST_ROWS) renderTable();
+    }
+    window.gridChartsReady = true;
   }
 
   // ------------------------------------------------ parallel coordinates
@@ -296,6 +315,7 @@
   renderToggles();
   renderMetricChoices();
   renderAll();
-  loadMetrics().catch((err) => { console.warn(err); window.gridChartsReady = true; });
+  performance.mark("table-drawn");
+  loadMetrics().catch((err) => { console.warn(err); pageComplete(); });
   if (run.active) setTimeout(poll, 2000);
 })();
