@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gridrun.metrics.shapes import LineShapes
 from gridrun.metrics.stdout import Patterns, StdoutParser, load_patterns
-from gridrun.metrics.storage import Point, SourceState, commit_batch, load_sources
+from gridrun.metrics.storage import Columns, Point, SourceState, commit_batch, load_sources
 from gridrun.store.db import Store
 
 if TYPE_CHECKING:
@@ -180,6 +181,7 @@ def ingest_log(
 ) -> int:
     before = sources.setdefault("log", SourceState())
     total = 0
+    shapes = LineShapes()  # learned once for all the batches of this pass
     try:
         fh = open(target.log_path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
@@ -195,8 +197,8 @@ def ingest_log(
                 if not final and len(data) < BATCH_BYTES:
                     return total  # a line still being written
                 cut = len(data)
-            parser = StdoutParser(target.patterns, before.state)
-            points: dict[str, list[Point]] = {}
+            parser = StdoutParser(target.patterns, before.state, shapes)
+            points: dict[str, list[Point] | Columns] = {}
             parser.feed_log(data[:cut].decode("utf-8", errors="replace"), points)
             if not commit_batch(
                 store,

@@ -28,6 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from gridrun.errors import ConfigError
+from gridrun.metrics.shapes import LineShapes, extend_points, feed_block
+from gridrun.metrics.storage import Point
 
 KEY = r"[A-Za-z_][\w.\-/]*"
 # Loose on purpose (``1.2.3`` matches, then fails float() and is dropped): a simpler
@@ -35,12 +37,11 @@ KEY = r"[A-Za-z_][\w.\-/]*"
 VALUE = r"[-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[Ii]nf(?:inity)?)"
 _KV = rf"(?<![\w.\-/:=@])(?P<q>[\"']?)({KEY})(?P=q)[ \t]*[:=][ \t]*({VALUE})(?=$|[\s,;|)\]}}])"
 DEFAULT_PATTERN = re.compile(_KV)
+VALUE_RE = re.compile(VALUE)
 _FINDALL = DEFAULT_PATTERN.findall
-# A whole block of output.log in one pass of the regex engine: each line's header
-# (stream, timestamp, and whether it is one of gridrun's own notes), then the pairs on
-# it. One C call per block instead of several Python calls per line is what makes a
-# million lines take seconds.
-_LOG_TOKENS = re.compile(rf"^\[(\w+)\] \[([^\]\n]*)\] (gridrun: )?|{_KV}", re.M)
+_FINDITER = DEFAULT_PATTERN.finditer
+# Bytes of a block read line by line before its shapes are known (then see shapes.py).
+_HEAD_BYTES = 16 << 10
 # In precedence order: the first present on a line is its x value.
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "epoch")
 _STREAM_PREFIXES = ("[stdout] [", "[stderr] [")
@@ -139,8 +140,15 @@ class StdoutParser:
     committed with the byte offset it belongs to.
     """
 
-    def __init__(self, patterns: Patterns, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        patterns: Patterns,
+        state: dict[str, Any] | None = None,
+        shapes: LineShapes | None = None,
+    ) -> None:
         self.patterns = patterns
+        # Learned line shapes outlive one parser: ingest passes one per log it reads.
+        self.shapes = shapes if shapes is not None else LineShapes()
         state = state or {}
         self.counters: dict[str, int] = dict(state.get("n", {}))
         self.step: float | None = state.get("step")
@@ -245,29 +253,58 @@ class StdoutParser:
         except ValueError:
             return None
 
-    def feed_log(self, block: str, out: dict[str, list[tuple[float, float, float]]]) -> None:
-        """Every complete line of a block of ``output.log``."""
+    def feed_log(self, block: str, out: dict[str, Any]) -> None:
+        """Every complete line of a block of ``output.log``.
+
+        ``out`` gets a list of points or a :class:`~gridrun.metrics.storage.Columns`
+        per key. With the built-in pattern only, lines of a shape seen before are read
+        a block at a time (:mod:`gridrun.metrics.shapes`), with the same result.
+        """
         if not self._quick or "\r" in block:
             for line in block.split("\n"):  # user patterns, or progress bars: line by line
                 self.feed_log_line(line, out)
             return
-        wall_time, emit = self.wall_time, self._emit
-        found: dict[str, float] | None = None
-        wall: float | None = 0.0
-        for stream, ts, note, _quote, key, raw in _LOG_TOKENS.findall(block):
-            if stream:  # a new line
-                if found and wall is not None:
-                    emit(found, wall, out)
-                ours = stream in ("stdout", "stderr") and not note
-                found = {} if ours else None
-                wall = wall_time(ts) if ours else None
-            elif found is not None and key not in found:
+        pos = 0
+        while pos < len(block):
+            if self.shapes.ready():
+                feed_block(self, self.shapes, block[pos:], out)
+                return
+            cut = block.find("\n", pos + _HEAD_BYTES) + 1 or len(block)
+            head: dict[str, list[Point]] = {}
+            for line in block[pos:cut].split("\n"):
+                self.feed_quick_line(line, head)
+            for key, pts in head.items():
+                extend_points(out, key, pts)
+            pos = cut
+
+    def feed_quick_line(self, line: str, out: dict[str, Any]) -> None:
+        """:meth:`feed_log_line` for the built-in pattern alone, learning line shapes."""
+        if not line.startswith(_STREAM_PREFIXES):
+            return
+        end = line.find("] ", 10)
+        if end < 0 or line.startswith("gridrun: ", end + 2):  # gridrun's own notes
+            return
+        text = line[end + 2 :]
+        if ":" not in text and "=" not in text:
+            return
+        wall = self.wall_time(line[10:end])
+        if wall is None:
+            return
+        matches = list(_FINDITER(text))
+        found: dict[str, float] = {}
+        whole = True
+        for m in matches:
+            key, raw = m.group(2, 3)
+            if key not in found:
                 try:
                     found[key] = float(raw)
                 except ValueError:
-                    continue
-        if found and wall is not None:
-            emit(found, wall, out)
+                    whole = False
+        if not found:
+            return
+        if whole:
+            self.shapes.observe(text, matches, self._rank)
+        self._emit(found, wall, out)
 
     def feed_log_line(self, line: str, out: dict[str, list[tuple[float, float, float]]]) -> None:
         """One line of ``output.log`` (``[stdout] [timestamp] text``); others are ignored."""

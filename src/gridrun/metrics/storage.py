@@ -22,8 +22,8 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import le
+from itertools import chain, filterfalse, islice
+from operator import itemgetter, le
 from typing import Any
 
 from gridrun.store.db import Store
@@ -55,6 +55,47 @@ def unpack(blob: bytes) -> array[float]:
     if _BIG_ENDIAN:
         flat.byteswap()
     return flat
+
+
+@dataclass
+class Columns:
+    """Points as three parallel arrays (steps, wall times, values), in order: what
+    the stdout parser's block path makes, and what a batch is stored from, so that a
+    million points are never a million tuples."""
+
+    steps: array[float]
+    walls: array[float]
+    values: array[float]
+
+    @classmethod
+    def of(cls, points: Sequence[Point] | Columns) -> Columns:
+        if isinstance(points, Columns):
+            return points
+        return cls(
+            array("d", map(itemgetter(0), points)),
+            array("d", map(itemgetter(1), points)),
+            array("d", map(itemgetter(2), points)),
+        )
+
+    def copy(self) -> Columns:
+        return Columns(array("d", self.steps), array("d", self.walls), array("d", self.values))
+
+    def extend(self, other: Columns) -> None:
+        self.steps.extend(other.steps)
+        self.walls.extend(other.walls)
+        self.values.extend(other.values)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def flat(self, start: int = 0, stop: int | None = None) -> array[float]:
+        """Points ``start:stop`` interleaved as stored: step, wall, value, step, ..."""
+        stop = len(self.steps) if stop is None else stop
+        out = array("d", bytes(24 * (stop - start)))
+        out[0::3] = self.steps[start:stop]
+        out[1::3] = self.walls[start:stop]
+        out[2::3] = self.values[start:stop]
+        return out
 
 
 @dataclass
@@ -95,7 +136,7 @@ def commit_batch(
     before: SourceState,
     offset: int,
     state: dict[str, Any],
-    points: dict[str, list[Point]],
+    points: dict[str, list[Point]] | dict[str, Columns] | dict[str, list[Point] | Columns],
 ) -> bool:
     """Append ``points`` and move ``source`` from ``before.offset`` to ``offset``.
 
@@ -125,17 +166,15 @@ def commit_batch(
                 except sqlite3.IntegrityError:
                     raise _LostRace from None
             for key, pts in points.items():
-                if pts:
-                    _append(c, experiment_id, source, key, pts)
+                if len(pts):
+                    _append(c, experiment_id, source, key, Columns.of(pts))
     except _LostRace:
         return False
     before.offset, before.state, before.known = offset, state, True
     return True
 
 
-def _append(
-    c: sqlite3.Connection, experiment_id: int, source: str, key: str, pts: list[Point]
-) -> None:
+def _append(c: sqlite3.Connection, experiment_id: int, source: str, key: str, pts: Columns) -> None:
     row = c.execute(
         "SELECT id, source, count, last_step, min_value, max_value, sorted FROM metric_series"
         " WHERE experiment_id = ? AND key = ?",
@@ -156,41 +195,44 @@ def _append(
         if owner != source:
             return
         ordered = bool(ordered)
-    steps = [p[0] for p in pts]
+    steps, values = pts.steps, pts.values
     if ordered:
-        ordered = (last_step is None or steps[0] >= last_step) and all(map(le, steps, steps[1:]))
-    values = [p[2] for p in pts if not math.isnan(p[2])]  # NaN: a point, never a min or max
-    if values:
-        lo = min(values) if lo is None else min(lo, *values)
-        hi = max(values) if hi is None else max(hi, *values)
-    last = pts[-1]
+        ordered = (last_step is None or steps[0] >= last_step) and all(
+            map(le, steps, islice(steps, 1, None))
+        )
+    # NaN is a point, never a min or max.
+    kept = list(filterfalse(math.isnan, values)) if any(map(math.isnan, values)) else values
+    if len(kept):
+        lo = min(kept) if lo is None else min(lo, min(kept))
+        hi = max(kept) if hi is None else max(hi, max(kept))
+    n = len(pts)
     c.execute(
         "UPDATE metric_series SET count = ?, last_step = ?, last_wall = ?, last_value = ?,"
         " min_value = ?, max_value = ?, sorted = ? WHERE id = ?",
-        (count + len(pts), last[0], last[1], last[2], lo, hi, int(ordered), series_id),
+        (count + n, steps[-1], pts.walls[-1], values[-1], lo, hi, int(ordered), series_id),
     )
     _write_chunks(c, series_id, pts)
 
 
-def _write_chunks(c: sqlite3.Connection, series_id: int, pts: Sequence[Point]) -> None:
+def _write_chunks(c: sqlite3.Connection, series_id: int, pts: Columns) -> None:
     tail = c.execute(
         "SELECT seq, n, first_step, last_step, points FROM metric_chunks WHERE series_id = ?"
         " ORDER BY seq DESC LIMIT 1",
         (series_id,),
     ).fetchone()
-    start = 0
+    start, total = 0, len(pts)
     if tail is not None and tail[1] < CHUNK_POINTS:
         seq, n, first, last, blob = tail
-        take = min(CHUNK_POINTS - n, len(pts))
-        part = pts[:take]
+        take = min(CHUNK_POINTS - n, total)
+        part = pts.steps[:take]
         c.execute(
             "UPDATE metric_chunks SET n = ?, first_step = ?, last_step = ?, points = ?"
             " WHERE series_id = ? AND seq = ?",
             (
                 n + take,
-                min(first, *(p[0] for p in part)),
-                max(last, *(p[0] for p in part)),
-                blob + pack(part),
+                min(first, min(part)),
+                max(last, max(part)),
+                blob + pack_flat(pts.flat(0, take)),
                 series_id,
                 seq,
             ),
@@ -198,12 +240,12 @@ def _write_chunks(c: sqlite3.Connection, series_id: int, pts: Sequence[Point]) -
         start, next_seq = take, seq + 1
     else:
         next_seq = 0 if tail is None else tail[0] + 1
-    for i in range(start, len(pts), CHUNK_POINTS):
-        part = pts[i : i + CHUNK_POINTS]
-        steps = [p[0] for p in part]
+    for i in range(start, total, CHUNK_POINTS):
+        j = min(i + CHUNK_POINTS, total)
+        part = pts.steps[i:j]
         c.execute(
             "INSERT INTO metric_chunks (series_id, seq, n, first_step, last_step, points)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (series_id, next_seq, len(part), min(steps), max(steps), pack(part)),
+            (series_id, next_seq, j - i, min(part), max(part), pack_flat(pts.flat(i, j))),
         )
         next_seq += 1
