@@ -171,14 +171,13 @@ def feed_block(parser: StdoutParser, shapes: LineShapes, block: str, out: dict[s
     try:
         for current[0], line in compress(enumerate(lines), map(itemgetter(-1), rows)):
             parser.feed_quick_line(line, general)
-        by_key = _template_points(templates, rows)
+        by_key, taken = _template_points(templates, rows)
     except _Fallback:
         parser.counters, parser.step = before
-        general, by_key = {}, {}
+        general, by_key, taken = {}, {}, 0
         for line in block.split("\n"):
             parser.feed_quick_line(line, general)
-    else:
-        shapes.lines_by_template += len(rows) - sum(map(bool, map(itemgetter(-1), rows)))
+    shapes.lines_by_template += taken
     for key, pts in general.items():
         if not pts:
             continue
@@ -192,9 +191,11 @@ def feed_block(parser: StdoutParser, shapes: LineShapes, block: str, out: dict[s
 
 def _template_points(
     templates: list[Template], rows: list[tuple[str, ...]]
-) -> dict[str, list[tuple[list[int], Columns]]]:
-    """Each key's points from the rows that fit each template, with their rows."""
+) -> tuple[dict[str, list[tuple[list[int], Columns]]], int]:
+    """Each key's points from the rows that fit each template, with their rows; and
+    how many rows that was."""
     by_key: dict[str, list[tuple[list[int], Columns]]] = {}
+    taken = 0
     slot = _STAMP_GROUPS  # a row starts with the timestamp's groups
     index = range(len(rows))
     for t in templates:
@@ -206,15 +207,16 @@ def _template_points(
             keep = [r[0] + r[2] not in bad for r in picked]
             picked, where = list(compress(picked, keep)), list(compress(where, keep))
         if picked:
+            taken += len(picked)
             walls = _walls(*(list(map(itemgetter(i), picked)) for i in range(3)))
             values = [_numbers(list(map(itemgetter(slot + i), picked))) for i in range(len(t.keys))]
             xs = values[t.x_slot]
-            if not all(map(math.isfinite, xs)):
+            if not _all_finite(xs):
                 raise _Fallback  # the general parser would look for another x
             for key, i in t.points:
                 by_key.setdefault(key, []).append((where, Columns(xs, walls, values[i])))
         slot += len(t.keys)
-    return by_key
+    return by_key, taken
 
 
 def _merge(parts: list[tuple[list[int], Columns]]) -> Columns:
@@ -238,13 +240,19 @@ def _numbers(raw: list[str]) -> array[float]:
         values = array("d", map(float, raw))
     except ValueError:
         raise _Fallback from None
-    if not all(map(math.isfinite, values)):
+    if not _all_finite(values):
         from gridrun.metrics.stdout import VALUE_RE
 
         odd = compress(raw, map(not_, map(math.isfinite, values)))
         if not all(VALUE_RE.fullmatch(s) for s in odd):  # float() takes "NAN" too
             raise _Fallback
     return values
+
+
+def _all_finite(values: array[float]) -> bool:
+    """No NaN or infinity: one sum in C, checked one by one only when it is not finite
+    (a NaN or infinity is in there, or finite values overflowed)."""
+    return math.isfinite(sum(values)) or all(map(math.isfinite, values))
 
 
 def _bad_dates(rows: list[tuple[str, ...]]) -> set[str]:
