@@ -34,7 +34,7 @@ def serve(
     token: str | None,
     announce: Callable[[str], None],
 ) -> None:
-    """Serve until interrupted; ``announce`` gets the URL once the socket listens."""
+    """Serve until interrupted; ``announce`` gets the URL once the server is ready."""
     import uvicorn
 
     from gridrun.ui.app import create_app
@@ -56,7 +56,10 @@ def serve(
     sock.listen(2048)
     sock.set_inheritable(True)
     real_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    announce(url_of(host, real_port, token))
+    # The URL is printed once the app has warmed up (see app._warm_up): a client that
+    # reads it meets a ready server.
+    url = url_of(host, real_port, token)
+    app.state.on_ready = lambda: announce(url)
     server.run(sockets=[sock])
