@@ -87,6 +87,21 @@ def test_choice_among_candidates_is_deterministic() -> None:
     assert choose("nothing", []) is None
 
 
+def test_a_plugin_of_a_framework_the_code_imports_wins_over_a_namesake() -> None:
+    rows = [("haystack", 1, "0.42"), ("django-haystack", 1, "3.3.0"), ("farm-haystack", 1, "1")]
+    assert choose("haystack", rows) == "haystack"
+    assert choose("haystack", rows, ["django", "haystack"]) == "django-haystack"
+    assert choose("haystack", rows, ["flask"]) == "haystack"
+
+
+def test_inference_maps_a_django_app_to_its_django_distribution(project) -> None:
+    code = "from django.db import models\nfrom haystack import indexes\n"
+    root, files = project({"search_indexes.py": code})
+    report = resolve_dependencies(root, files, "search_indexes.py")
+    assert any(line.startswith("django-haystack") for line in report.requirements)
+    assert not any(line.lower().startswith("haystack") for line in report.requirements)
+
+
 def test_pigar_database_knows_the_long_tail() -> None:
     notes: list[str] = []
     index = module_index(notes)

@@ -63,14 +63,28 @@ class PipDirs:
         return path
 
 
-def make_wheel(dest: Path, name: str, version: str, script: str | None = None) -> Path:
-    """A minimal pure-Python wheel; ``script`` adds a console script of that name."""
+def make_wheel(
+    dest: Path,
+    name: str,
+    version: str,
+    script: str | None = None,
+    body: str = "",
+    requires: tuple[str, ...] = (),
+) -> Path:
+    """A minimal pure-Python wheel; ``script`` adds a console script of that name.
+
+    ``body`` goes at the top of the package's ``__init__.py`` (an import it needs);
+    ``requires`` are its ``Requires-Dist`` lines.
+    """
     dist = f"{name}-{version}"
+    needs = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{name}/__init__.py": (
-            f"VERSION = {version!r}\n\ndef main():\n    print('{name}', VERSION)\n"
+            f"{body}VERSION = {version!r}\n\ndef main():\n    print('{name}', VERSION)\n"
         ),
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}"
+        ),
         f"{dist}.dist-info/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: gridrun-tests\nRoot-Is-Purelib: true\n"
             "Tag: py3-none-any\n"

@@ -40,6 +40,8 @@ __all__ = [
     "DependencyReport",
     "check_script_syntax",
     "infer_requirements",
+    "is_stdlib",
+    "requirement_for_import",
     "resolve_dependencies",
     "write_requirements",
 ]
@@ -90,8 +92,9 @@ def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) ->
     required: dict[str, str] = {}
     optional: dict[str, str] = {}
     origin: dict[str, str] = {}  # PEP 503 name -> the import that brought it in
+    tops = sorted({module.split(".")[0] for module in scan.imports})
     for module, is_required in sorted(scan.imports.items()):
-        dist = env.distribution_for(module)
+        dist = env.distribution_for(module, tops)
         target = required if is_required else optional
         target.setdefault(canonicalize_name(dist), dist)
         origin.setdefault(canonicalize_name(dist), module.split(".")[0])
@@ -123,6 +126,29 @@ def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) ->
         notes=list(env.notes),
         scan=scan,
     )
+
+
+def requirement_for_import(module: str) -> str | None:
+    """The requirement that provides ``module`` on the index, or None if none is known.
+
+    For imports found outside the user's code (a package that needs a module it does
+    not declare), so the invoking environment is not consulted: the held-back
+    requirements (``pkg_resources``), the table, then pigar's index of the whole index.
+    """
+    from gridrun.deps.installed import table_lookup
+    from gridrun.deps.pypimodules import module_index
+
+    top = module.split(".")[0]
+    if is_stdlib(top):
+        return None
+    held = IMPORT_REQUIREMENT.get(top)
+    if held:
+        return held
+    found = table_lookup(module)
+    if found:
+        return found
+    index = module_index()
+    return index.distribution(top) if index is not None else None
 
 
 def _satisfies(pinned: str | None, held: str) -> bool:
@@ -191,10 +217,15 @@ def _declared(
 
 
 def _checks(scan: ScanResult) -> list[str]:
-    """Dotted names the code needs from third-party packages, required ones only."""
+    """Names the code needs from third-party packages, required ones only.
+
+    The top-level modules themselves are among them: a package that installs but
+    cannot be imported (it needs a module it does not declare) is found that way.
+    """
     names = {n for n, required in scan.imports.items() if required and "." in n}
     names |= {u for u in scan.uses if not is_stdlib(u)}
     tops = {n.split(".")[0] for n, required in scan.imports.items() if required}
+    names |= tops
     return sorted(n for n in names if n.split(".")[0] in tops)[:500]
 
 

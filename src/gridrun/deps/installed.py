@@ -19,13 +19,15 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gridrun.deps.mapping import IMPORT_TO_DIST
 from gridrun.deps.pep508 import InvalidRequirement, canonicalize_name, parse_requirement
+from gridrun.deps.pypimodules import choose, is_placeholder
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _ENVIRONMENTS: dict[str, Environment] = {}
 _EXTRA_RE = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
@@ -97,6 +99,7 @@ class Environment:
             "packages": None,
             "resolved": {},
             "dists": {},
+            "plugins": {},
         }
 
     def save(self) -> None:
@@ -125,13 +128,45 @@ class Environment:
             self._dirty = True
         return self.data["packages"]
 
-    def distribution_for(self, module: str) -> str:
-        """The distribution an import needs: installed owner, then the table, then the name."""
+    def distribution_for(self, module: str, context: Iterable[str] = ()) -> str:
+        """The distribution an import needs: installed owner, then the table, then the name.
+
+        ``context``: the code's other top-level imports. For a module installed nowhere
+        here and unknown to the table, a plug-in of one of them (``django-haystack``
+        when ``django`` is imported too) wins over a namesake on the index.
+        """
         resolved = self.data["resolved"]
         if module not in resolved:
             resolved[module] = self._resolve(module)
             self._dirty = True
-        return resolved[module]
+        plugin = self._plugin(module, context) if context else None
+        return plugin or resolved[module]
+
+    def _plugin(self, module: str, context: Iterable[str]) -> str | None:
+        top = module.split(".")[0]
+        if self.packages.get(top) or table_lookup(module):
+            return None
+        plugins = self.data["plugins"]
+        if top not in plugins:
+            from gridrun.deps.pypimodules import module_index
+
+            index = module_index(self.notes)
+            key = canonicalize_name(top)
+            rows = index.candidates(top) if index is not None else []
+            # Only the rows that can be a framework's plug-in: ``<something>-<module>``.
+            plugins[top] = [r for r in rows if canonicalize_name(r[0]).endswith(key)]
+            self._dirty = True
+        key = canonicalize_name(top)
+        names = {f"{canonicalize_name(c)}{sep}{key}" for c in context for sep in ("-", "")}
+        names.discard(key)
+        rows = [
+            (str(r[0]), int(r[1]), str(r[2]))
+            for r in plugins[top]
+            if canonicalize_name(r[0]) in names and not is_placeholder(str(r[2]))
+        ]
+        if not rows:
+            return None
+        return choose(top, rows, context)
 
     def _resolve(self, module: str) -> str:
         parts = module.split(".")

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 PIGAR_VERSION = "2.2.0"
@@ -45,6 +46,11 @@ def cache_root() -> Path:
     return Path(base) / "gridrun"
 
 
+def is_placeholder(version: str) -> bool:
+    """A version like ``0.0.0`` or ``0.1``: a name reserved on the index, not a project."""
+    return bool(_PLACEHOLDER.match(version or "0"))
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -53,11 +59,16 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def choose(module: str, candidates: list[tuple[str, int, str]]) -> str | None:
+def choose(
+    module: str, candidates: list[tuple[str, int, str]], context: Iterable[str] = ()
+) -> str | None:
     """The distribution to install for ``module`` among ``(name, modules, version)``.
 
-    Deterministic, from the evidence the database holds (no popularity figures):
-    a distribution named like the module, then one named by a binding convention
+    Deterministic, from the evidence the database holds (no popularity figures).
+    First a plug-in of a framework the code also imports (``context``: its other
+    top-level imports): with ``django`` imported, ``haystack`` is ``django-haystack``,
+    not the unrelated ``haystack``. Then a distribution named like the module, then one
+    named by a binding convention
     (``python-X``, ``pyX``, ``py-X``, ``X-python``, ``X-py``), then one whose name
     contains the module's; within each, a released version before a reserved
     placeholder (``0.0.0``), fewer top-level modules (a focused package, not a bundle
@@ -75,12 +86,18 @@ def choose(module: str, candidates: list[tuple[str, int, str]]) -> str | None:
         f"{key}-py",
     ]
     flat = _norm(module)
+    plugins = sorted(
+        {f"{_canonical(c)}-{key}" for c in context if _canonical(c) != key}
+        | {f"{_canonical(c)}{key}" for c in context if _canonical(c) != key}
+    )
 
     def rank(item: tuple[str, int, str]) -> tuple[int, int, int, int, int, str]:
         name, modules, version = item
         canonical = _canonical(name)
-        placeholder = 1 if _PLACEHOLDER.match(version or "0") else 0
-        if canonical == key and not placeholder:
+        placeholder = 1 if is_placeholder(version) else 0
+        if canonical in plugins and not placeholder:
+            kind, order = -1, plugins.index(canonical)
+        elif canonical == key and not placeholder:
             kind, order = 0, 0
         elif canonical in conventions:
             kind, order = 1, conventions.index(canonical)
@@ -106,8 +123,8 @@ class ModuleIndex:
         ).fetchall()
         return [(str(d), int(n), str(v or "")) for d, n, v in rows]
 
-    def distribution(self, module: str) -> str | None:
-        return choose(module, self.candidates(module))
+    def distribution(self, module: str, context: Iterable[str] = ()) -> str | None:
+        return choose(module, self.candidates(module), context)
 
 
 def module_index(note: list[str] | None = None) -> ModuleIndex | None:

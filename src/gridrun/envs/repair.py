@@ -22,14 +22,18 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 Log = Callable[[str], None]
 MAX_TRIES = 6  # release series stepped back through, per distribution
+MAX_DEPTH = 3  # dependencies stepped back in turn for an older release to import
+MAX_ADDED = 4  # rounds of adding modules that installed packages need but do not declare
 
-# Run inside the built environment: which dotted names fail, and who owns them.
+# Run inside the built environment (any Python from 2.7 on): which dotted names fail,
+# who owns them, and which packages fail to import for want of another module.
 _CHECKER = r"""
-import importlib, json, sys
+import importlib, importlib.util, json, re, sys
 try:
     from importlib.metadata import packages_distributions, version
 except ImportError:
@@ -38,6 +42,8 @@ names = json.loads(sys.argv[1])
 strict = sys.argv[2] == "strict"
 owners = packages_distributions() if packages_distributions else {}
 out = {}
+broken = {}
+gaps = {}
 for name in names:
     parts = name.split(".")
     top = parts[0]
@@ -46,6 +52,21 @@ for name in names:
     except Exception as exc:
         if strict:  # checking a step back: a release that breaks the import is no fix
             out[name] = ["", "", "import %s failed: %s" % (top, exc)]
+        if isinstance(exc, ImportError):
+            gone = re.match(r"cannot import name '?(\w+)'? from '?([\w.]+)'?", str(exc))
+            if gone:
+                needed = gone.group(2) + "." + gone.group(1)
+            else:
+                needed = getattr(exc, "name", None)
+                if not needed:  # Python 2: the name is only in the message
+                    found = re.match(r"No module named '?([\w.]+)", str(exc))
+                    needed = found.group(1) if found else None
+            if needed and needed.split(".")[0] != top:
+                try:
+                    there = importlib.util.find_spec(needed.split(".")[0]) is not None
+                except Exception:
+                    there = False
+                (gaps if there else broken)[top] = needed
         continue  # first look: not installed, or broken for other reasons
     obj, problem = None, None
     for i in range(len(parts), 0, -1):
@@ -69,19 +90,34 @@ for name in names:
                 out[name] = [dists[0], version(dists[0]), problem]
             except Exception:
                 pass
-print(json.dumps(out))
+print(json.dumps({"missing": out, "broken": broken, "gaps": gaps}))
 """
 
 
-def missing_names(
-    python: Path, names: Sequence[str], cwd: Path, strict: bool = False
-) -> dict[str, list[str]]:
-    """``name -> [distribution, version, problem]`` for names the environment lacks.
+@dataclass
+class Check:
+    """What the checker found in an environment.
+
+    ``missing``: ``name -> [distribution, version, problem]`` for dotted names it lacks;
+    ``broken``: ``top-level module -> the module its import could not find``, for an
+    installed package that needs a module nothing installed provides (``keras`` without
+    ``tensorflow``, ``pygame`` without a ``pkg_resources``); ``gaps``: the same for a
+    name that an installed dependency no longer has (``flask_script`` needs
+    ``flask._compat``, gone since Flask 2).
+    """
+
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    gaps: dict[str, str] = field(default_factory=dict)
+
+
+def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -> Check:
+    """Import each name's package in the environment and look the names up.
 
     ``strict``: a top-level module that fails to import counts as missing too.
     """
     if not names:
-        return {}
+        return Check()
     try:
         proc = subprocess.run(
             [
@@ -99,19 +135,48 @@ def missing_names(
             env=_quiet_env(),
         )
     except (OSError, subprocess.TimeoutExpired):
-        return {}
+        return Check()
     for line in reversed(proc.stdout.splitlines()):
         with contextlib.suppress(ValueError):
             data = json.loads(line)
             if isinstance(data, dict):
-                return data
-    return {}
+                missing = data.get("missing")
+                broken = data.get("broken")
+                gaps = data.get("gaps")
+                return Check(
+                    {str(k): [str(x) for x in v] for k, v in dict(missing or {}).items()},
+                    {str(k): str(v) for k, v in dict(broken or {}).items()},
+                    {str(k): str(v) for k, v in dict(gaps or {}).items()},
+                )
+    return Check()
+
+
+def missing_names(
+    python: Path, names: Sequence[str], cwd: Path, strict: bool = False
+) -> dict[str, list[str]]:
+    """``name -> [distribution, version, problem]`` for names the environment lacks."""
+    return check(python, names, cwd, strict).missing
 
 
 def _quiet_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(PYTHONWARNINGS="ignore", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
     return env
+
+
+# ``import flask failed: cannot import name 'Markup' from 'jinja2' (/.../jinja2/__init__.py)``
+_GONE = re.compile(r"cannot import name '?(?P<name>\w+)'? from '?(?P<mod>[\w.]+)'?")
+_NO_MODULE = re.compile(r"No module named '?(?P<mod>[\w.]+)'?")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _last(output: list[str]) -> str:
+    from gridrun.envs.uvoutput import failure_message
+
+    return failure_message(output)
 
 
 def older_bound(version: str) -> str | None:
@@ -146,33 +211,100 @@ class Repairer:
         self.cwd = cwd
 
     def repair(self, names: Sequence[str], warnings: list[str]) -> list[str]:
-        """Pins chosen (``dist==version``), each with a warning; the env is left repaired."""
-        missing = missing_names(self.python, names, self.cwd)
+        """Pins chosen (``dist==version``), each with a warning; the env is left repaired.
+
+        First the modules that installed packages import without declaring them are
+        added (:meth:`complete`), since a package that cannot be imported cannot be
+        checked for names either.
+        """
+        self.complete(names, warnings)
+        found = check(self.python, names, self.cwd)
+        missing = dict(found.missing)
+        importers: set[str] = set()
+        for top, lacking in sorted(found.gaps.items()):
+            # A package the code imports fails on a name its dependency dropped: repair
+            # the dependency, and check that the package imports after it.
+            gap = missing_names(self.python, [lacking], self.cwd).get(lacking)
+            if gap and gap[0]:
+                missing[lacking] = gap
+                missing[top] = [gap[0], gap[1], f"import {top} failed"]
+                importers.add(top)
         by_dist: dict[str, tuple[str, list[str]]] = {}
         for name, (dist, version, _problem) in sorted(missing.items()):
             by_dist.setdefault(dist, (version, []))[1].append(name)
         pins: list[str] = []
         for dist, (version, wanted) in sorted(by_dist.items()):
-            pin = self._repair_one(dist, version, wanted)
-            shown = ", ".join(wanted[:3]) + (" ..." if len(wanted) > 3 else "")
+            pin, needed = self._repair_one(dist, version, wanted)
+            lacks = [n for n in wanted if n not in importers]
+            shown = ", ".join(lacks[:3]) + (" ..." if len(lacks) > 3 else "")
             if pin:
                 pins.append(pin)
-                text = f"pinned {pin}: {dist} {version} has no {shown}"
+                texts = [*needed, f"pinned {pin}: {dist} {version} has no {shown}"]
             else:
-                text = f"no release of {dist} checked provides {shown}; kept {version}"
-            line = f"Warning: version repair {text}"
-            warnings.append(line)
-            self.log(line)
+                texts = [f"no release of {dist} checked provides {shown}; kept {version}"]
+            for text in texts:
+                line = f"Warning: version repair {text}"
+                warnings.append(line)
+                self.log(line)
         return pins
 
-    def _repair_one(self, dist: str, version: str, names: list[str]) -> str | None:
+    def complete(self, names: Sequence[str], warnings: list[str]) -> list[str]:
+        """Add what installed packages need but do not declare; the requirements added.
+
+        ``keras`` imports ``tensorflow`` (or another backend) without requiring it, old
+        ``pygame`` imports ``pkg_resources``: the package installs, then its import fails
+        with ``No module named ...``. Each such module is mapped to its distribution as
+        an import in the code would be and installed, a few rounds at most (what it
+        brings may need more). One that cannot be installed is left for the run to
+        report.
+        """
+        from gridrun.deps import is_stdlib, requirement_for_import
+
+        added: list[str] = []
+        tried: set[str] = set()
+        for _ in range(MAX_ADDED):
+            wanted: dict[str, str] = {}  # requirement -> the package that needs it
+            for top, needed in sorted(check(self.python, names, self.cwd).broken.items()):
+                module = needed.split(".")[0]
+                if module in tried or is_stdlib(module):
+                    continue
+                tried.add(module)
+                requirement = requirement_for_import(needed)
+                if requirement:
+                    wanted.setdefault(requirement, f"{top} imports {module}")
+            if not wanted:
+                break
+            for requirement, why in wanted.items():
+                rc, output = self.install([requirement])
+                if rc == 0:
+                    added.append(requirement)
+                    line = f"Warning: inferred requirement added {requirement}: {why}"
+                    line += " without requiring it"
+                else:
+                    line = f"Warning: inferred requirement {requirement} ({why}) could not"
+                    line += f" be installed: {_last(output)}"
+                warnings.append(line)
+                self.log(line)
+        return added
+
+    def _repair_one(
+        self, dist: str, version: str, names: list[str], depth: int = 0
+    ) -> tuple[str | None, list[str]]:
+        """Step ``dist`` back until ``names`` resolve: the pin (None: ``version`` kept),
+        and what its dependencies needed for it (``pinned X==v: why`` each).
+
+        An older release often fails to import because a dependency has moved on since
+        (``Flask`` 0.12 with ``Jinja2`` 3 lacks ``jinja2.Markup``): the same repair is then
+        applied to that dependency, a few levels deep at most.
+        """
         key = self._cache_key(dist, version, names)
         cached = self._cache_get(key)
         if cached:
             rc, _ = self.install([f"{dist}=={cached}"])
             if rc == 0 and not missing_names(self.python, names, self.cwd, strict=True):
-                return f"{dist}=={cached}"
+                return f"{dist}=={cached}", []
         current = version
+        needed: list[str] = []  # dependency pins made on the way (they stay installed)
         for _ in range(MAX_TRIES):
             bound = older_bound(current)
             if bound is None:
@@ -183,11 +315,40 @@ class Repairer:
             if installed is None or installed == current:
                 break  # no older release installs here
             current = installed
-            if not missing_names(self.python, names, self.cwd, strict=True):
-                self._cache_put(key, installed)
-                return f"{dist}=={installed}"
+            problems = missing_names(self.python, names, self.cwd, strict=True)
+            if problems and depth < MAX_DEPTH:
+                deeper = self._repair_dependency(dist, problems, depth)
+                if deeper:
+                    needed += deeper
+                    problems = missing_names(self.python, names, self.cwd, strict=True)
+            if not problems:
+                if not needed:  # replaying the pin alone is enough only then
+                    self._cache_put(key, installed)
+                return f"{dist}=={installed}", needed
         self.install([f"{dist}=={version}"])  # nothing better: back to what resolved first
-        return None
+        return None, []
+
+    def _repair_dependency(
+        self, dist: str, problems: dict[str, list[str]], depth: int
+    ) -> list[str]:
+        """Repair the package whose missing name broke ``dist``'s import: the pins made."""
+        for _dist, _version, problem in problems.values():
+            gone = _GONE.search(problem)
+            lost = _NO_MODULE.search(problem)
+            if gone:
+                name = f"{gone.group('mod')}.{gone.group('name')}"
+            elif lost and "." in lost.group("mod"):
+                name = lost.group("mod")
+            else:
+                continue
+            gap = missing_names(self.python, [name], self.cwd).get(name)
+            if not gap or not gap[0] or canonical(gap[0]) == canonical(dist):
+                continue
+            pin, deeper = self._repair_one(gap[0], gap[1], [name], depth + 1)
+            if pin:
+                why = f"pinned {pin}: {dist} needs {name}, which {gap[0]} {gap[1]} lacks"
+                return [*deeper, why]
+        return []
 
     def _installed_version(self, dist: str) -> str | None:
         code = "import sys\nfrom importlib.metadata import version\nprint(version(sys.argv[1]))"

@@ -1,0 +1,151 @@
+"""Version repair and completion inside real uv builds of wheels made on the fly.
+
+Everything installs offline from a find-links folder (``--no-index``), so each case
+is a real build whose outcome depends only on the wheels made here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from envhelpers import make_wheel
+
+from gridrun.envs.pipconf import PipConfig
+from gridrun.envs.venv import build_venv, build_warnings, venv_python
+
+pytestmark = pytest.mark.slow
+
+
+def run_python(env: Path, code: str) -> str:
+    proc = subprocess.run(
+        [str(venv_python(env)), "-c", code], capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def offline(wheels: Path) -> PipConfig:
+    return PipConfig(find_links=(str(wheels),), no_index=True)
+
+
+def test_a_module_an_installed_package_needs_but_does_not_declare_is_added(
+    tmp_path: Path,
+) -> None:
+    # Like keras without a backend: the package installs, then its import fails with
+    # "No module named six". The module is mapped to its distribution and installed.
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridneedy", "1.0", body="import six\n")
+    make_wheel(wheels, "six", "1.0")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "needy",
+        "3.11",
+        ["gridneedy"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridneedy", "gridneedy.main"],
+    )
+    assert run_python(env, "import gridneedy, six; print(gridneedy.VERSION, six.VERSION)") == (
+        "1.0 1.0"
+    )
+    added = [w for w in build_warnings(env) if "added six" in w]
+    assert added == [
+        "Warning: inferred requirement added six: gridneedy imports six without requiring it"
+    ]
+
+
+def test_a_missing_module_nothing_provides_is_left_for_the_run(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridlonely", "1.0", body="import gridrun_no_such_module_xyz\n")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "lonely",
+        "3.11",
+        ["gridlonely"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridlonely"],
+    )
+    assert not any("added" in w for w in build_warnings(env))
+    assert (env / ".grid-complete").is_file()
+
+
+def test_version_repair_pins_the_release_that_still_has_the_name(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridold", "1.0", body="def legacy():\n    return 1\n")
+    make_wheel(wheels, "gridold", "2.0")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "old",
+        "3.11",
+        ["gridold"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridold", "gridold.legacy"],
+    )
+    assert run_python(env, "import gridold; print(gridold.VERSION)") == "1.0"
+    assert any("pinned gridold==1.0" in w for w in build_warnings(env))
+
+
+def test_an_older_release_broken_by_a_newer_dependency_gets_that_dependency_repaired(
+    tmp_path: Path,
+) -> None:
+    # Like Flask 0.12 under Jinja2 3 (no jinja2.Markup): the release that has the name
+    # cannot be imported until its dependency is stepped back too.
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridlib", "1.0", body="class Old:\n    pass\n")
+    make_wheel(wheels, "gridlib", "2.0")
+    old_app = "from gridlib import Old\next = 'ext'\n"
+    make_wheel(wheels, "gridapp", "1.0", body=old_app, requires=("gridlib",))
+    make_wheel(wheels, "gridapp", "2.0", requires=("gridlib",))
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "app",
+        "3.11",
+        ["gridapp"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridapp", "gridapp.ext"],
+    )
+    got = run_python(env, "import gridapp, gridlib; print(gridapp.VERSION, gridlib.VERSION)")
+    assert got == "1.0 1.0"
+    warnings = build_warnings(env)
+    assert any("pinned gridapp==1.0" in w for w in warnings), warnings
+    assert any("pinned gridlib==1.0: gridapp needs gridlib.Old" in w for w in warnings), warnings
+
+
+def test_a_package_the_code_imports_broken_by_its_dependency_gets_that_dependency_repaired(
+    tmp_path: Path,
+) -> None:
+    # Like Flask-Script under Flask 2 (no flask._compat): the package the code imports
+    # is fine, the name it takes from its dependency is gone.
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridcore", "1.0", body="_compat = 'old'\n")
+    make_wheel(wheels, "gridcore", "2.0")
+    plug = "from gridcore import _compat\n"
+    make_wheel(wheels, "gridplug", "1.0", body=plug, requires=("gridcore",))
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "plug",
+        "3.11",
+        ["gridplug"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridplug", "gridplug.main"],
+    )
+    got = run_python(env, "import gridplug, gridcore; print(gridcore.VERSION)")
+    assert got == "1.0"
+    warnings = build_warnings(env)
+    assert any("pinned gridcore==1.0: gridcore 2.0 has no gridcore._compat" in w for w in warnings)
+    assert not any("added" in w for w in warnings), warnings
