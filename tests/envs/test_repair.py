@@ -149,3 +149,33 @@ def test_a_package_the_code_imports_broken_by_its_dependency_gets_that_dependenc
     warnings = build_warnings(env)
     assert any("pinned gridcore==1.0: gridcore 2.0 has no gridcore._compat" in w for w in warnings)
     assert not any("added" in w for w in warnings), warnings
+
+
+def test_version_repair_steps_back_minor_releases_once_no_older_major_is_left(
+    tmp_path: Path,
+) -> None:
+    # Like django.utils.importlib: gone in Django 1.9, so 1.11 lacks it and 1.8 has it.
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "gridstep", "1.0", body="importlib = 'old'\n")
+    make_wheel(wheels, "gridstep", "1.1")
+    make_wheel(wheels, "gridstep", "1.2")
+    make_wheel(wheels, "gridstep", "2.0")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "step",
+        "3.11",
+        ["gridstep"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridstep", "gridstep.importlib"],
+    )
+    assert run_python(env, "import gridstep; print(gridstep.VERSION)") == "1.0"
+    tried = [line.split(" for ")[0] for line in lines if line.startswith("Version repair: trying")]
+    assert tried == [
+        "Version repair: trying gridstep<2",
+        "Version repair: trying gridstep<1",
+        "Version repair: trying gridstep<1.2",
+        "Version repair: trying gridstep<1.1",
+    ]

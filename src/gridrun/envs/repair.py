@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 Log = Callable[[str], None]
-MAX_TRIES = 6  # release series stepped back through, per distribution
+MAX_TRIES = 10  # release series stepped back through, per distribution
 MAX_DEPTH = 3  # dependencies stepped back in turn for an older release to import
 MAX_ADDED = 4  # rounds of adding modules that installed packages need but do not declare
 
@@ -179,11 +179,17 @@ def _last(output: list[str]) -> str:
     return failure_message(output)
 
 
-def older_bound(version: str) -> str | None:
-    """The bound below ``version``'s series: ``3.2.1`` -> ``<3``, ``0.24.2`` -> ``<0.24``."""
+def older_bound(version: str, minor: bool = False) -> str | None:
+    """The bound below ``version``'s series: ``3.2.1`` -> ``<3``, ``0.24.2`` -> ``<0.24``.
+
+    ``minor``: the series is the minor one, ``1.11.29`` -> ``<1.11`` (once no older
+    major release is left: Django 1.8 still had what 1.11 had dropped).
+    """
     nums = [int(n) for n in re.findall(r"\d+", version)[:2]]
     if not nums:
         return None
+    if minor:  # (a 0.x series is stepped by minor releases already)
+        return f"<{nums[0]}.{nums[1]}" if nums[0] > 0 and len(nums) > 1 and nums[1] > 0 else None
     if nums[0] > 0:
         return f"<{nums[0]}"
     if len(nums) > 1 and nums[1] > 0:
@@ -305,15 +311,22 @@ class Repairer:
                 return f"{dist}=={cached}", []
         current = version
         needed: list[str] = []  # dependency pins made on the way (they stay installed)
+        minor = False  # major series first; minor ones once no older major is left
         for _ in range(MAX_TRIES):
-            bound = older_bound(current)
+            bound = older_bound(current, minor)
+            if bound is None and not minor:
+                minor = True
+                bound = older_bound(current, minor)
             if bound is None:
                 break
             self.log(f"Version repair: trying {dist}{bound} for {', '.join(names[:3])}")
             rc, _ = self.install([f"{dist}{bound}"])
             installed = self._installed_version(dist) if rc == 0 else None
             if installed is None or installed == current:
-                break  # no older release installs here
+                if minor:
+                    break  # no older release installs here
+                minor = True
+                continue
             current = installed
             problems = missing_names(self.python, names, self.cwd, strict=True)
             if problems and depth < MAX_DEPTH:
