@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gridrun.deps import resolve_dependencies
-from gridrun.deps.pypimodules import choose, module_index
+from gridrun.deps.pypimodules import choose, choose_fallback, module_index
 
 EXAMPLES = {
     "README.md": "# examples\n",
@@ -92,6 +92,25 @@ def test_a_plugin_of_a_framework_the_code_imports_wins_over_a_namesake() -> None
     assert choose("haystack", rows) == "haystack"
     assert choose("haystack", rows, ["django", "haystack"]) == "django-haystack"
     assert choose("haystack", rows, ["flask"]) == "haystack"
+
+
+def test_the_fallback_for_a_failed_first_choice_is_a_mature_namesake() -> None:
+    rows = [
+        ("GraphQL-core-next", 1, "1.1.1"),
+        ("graphql-core", 1, "3.2.7"),
+        ("graphql-py", 1, "0.8.1"),
+        ("graphql-python", 1, "0.0.1"),
+        ("lambda-bundle", 9, "4.0"),  # ships a graphql module, not named after it
+    ]
+    assert choose_fallback("graphql", rows) == "graphql-core"
+    rows = [
+        ("django-registration-fc", 2, "1.0.1"),
+        ("django-registration-redux", 2, "2.13"),
+        ("thunder-registration", 1, "3.0"),
+    ]
+    assert choose_fallback("registration", rows, ["django"]) == "django-registration-redux"
+    assert choose_fallback("registration", rows) == "thunder-registration"
+    assert choose_fallback("graphql", [("lambda-bundle", 9, "4.0")]) is None
 
 
 def test_inference_maps_a_django_app_to_its_django_distribution(project) -> None:

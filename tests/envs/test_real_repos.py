@@ -101,6 +101,19 @@ def test_uninstallable_inferred_import_is_dropped_and_the_build_goes_on(
     assert any("gridrun_no_such" in w.replace("-", "_") for w in data["build_warnings"])
 
 
+def test_an_import_whose_first_choice_fails_to_build_gets_the_next_namesake(
+    grid, tmp_path: Path
+) -> None:
+    # pigar's index lists several distributions with a top-level `graphql`; the one
+    # named exactly like it is an old sdist that no longer builds.
+    project = tmp_path / "schema"
+    write(project, {"schema.py": "import graphql\nprint('graphql', graphql.__name__)\n"})
+    out = grid("run", "--name", "alt", "--follow", "schema.py", cwd=project, timeout=600)
+    build = one_line(out.stdout + out.stderr)
+    assert "trying graphql-core for import graphql instead" in build
+    assert "graphql graphql" in grid("logs", "alt-exp0").stdout
+
+
 def test_declared_requirement_that_cannot_be_installed_is_an_error(grid, tmp_path: Path) -> None:
     project = tmp_path / "strict"
     write(

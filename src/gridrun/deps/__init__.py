@@ -38,6 +38,7 @@ from gridrun.errors import DependencyError
 __all__ = [
     "INFERRED_WARNING",
     "DependencyReport",
+    "alternative_for",
     "check_script_syntax",
     "infer_requirements",
     "is_stdlib",
@@ -149,6 +150,33 @@ def requirement_for_import(module: str) -> str | None:
         return found
     index = module_index()
     return index.distribution(top) if index is not None else None
+
+
+def alternative_for(
+    dropped: str, imports: Sequence[str], tried: Sequence[str]
+) -> tuple[str, str] | None:
+    """``(distribution, import)`` to try in place of an inferred one that failed to install.
+
+    ``imports``: the code's top-level imports; the ones ``dropped`` was chosen for (pigar's
+    index lists it among their candidates) get the next candidate named after them
+    (:func:`~gridrun.deps.pypimodules.choose_fallback`), excluding ``tried``. For the
+    build, where an old ``graphql`` sdist fails and ``graphql-core`` provides the module.
+    """
+    from gridrun.deps.pypimodules import choose_fallback, module_index
+
+    index = module_index()
+    if index is None:
+        return None
+    gone = {canonicalize_name(d) for d in [dropped, *tried]}
+    for module in sorted(set(imports)):
+        rows = index.candidates(module)
+        if canonicalize_name(dropped) not in {canonicalize_name(r[0]) for r in rows}:
+            continue
+        left = [r for r in rows if canonicalize_name(r[0]) not in gone]
+        chosen = choose_fallback(module, left, imports)
+        if chosen:
+            return chosen, module
+    return None
 
 
 def _satisfies(pinned: str | None, held: str) -> bool:

@@ -110,6 +110,34 @@ def choose(
     return min(candidates, key=rank)[0]
 
 
+def choose_fallback(
+    module: str, candidates: list[tuple[str, int, str]], context: Iterable[str] = ()
+) -> str | None:
+    """The next distribution to try for ``module`` once the first choice failed to install.
+
+    Only candidates named after the module qualify (``graphql-core`` for ``graphql``),
+    never a bundle that merely ships a module of that name. Among them: a plug-in of a
+    framework the code imports (``django-registration-redux`` when ``django`` is
+    imported), then a released 1.0 or later before a 0.x experiment, then the highest
+    version (a project maintained through more releases), then the fewest modules and
+    the shortest name. Deterministic, like :func:`choose`.
+    """
+    key = _canonical(module)
+    flat = _norm(module)
+    frameworks = {_canonical(c) for c in context} - {key}
+    rows = [r for r in candidates if flat and flat in _norm(r[0]) and not is_placeholder(r[2])]
+
+    def rank(item: tuple[str, int, str]) -> tuple[int, int, tuple[int, ...], int, int, str]:
+        name, modules, version = item
+        canonical = _canonical(name)
+        plugin = 0 if any(canonical.startswith(f"{f}-") for f in frameworks) else 1
+        numbers = [int(n) for n in re.findall(r"\d+", version)[:3]] or [0]
+        mature = 0 if numbers[0] >= 1 else 1
+        return (plugin, mature, tuple(-n for n in numbers), modules, len(name), name.lower())
+
+    return min(rows, key=rank)[0] if rows else None
+
+
 class ModuleIndex:
     """Lookups in the derived database; ``None`` where it cannot be had (offline)."""
 

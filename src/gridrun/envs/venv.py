@@ -294,7 +294,8 @@ def _build(
                 argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
                 argv += ["--disable-pip-version-check", "--progress-bar", "off"]
             installer = _Installer(argv, tmp / REQUIREMENTS_FILE, env, envs_dir, log)
-            installer.install(requirements, best_effort, warnings)
+            imports = sorted({c.split(".")[0] for c in checks or []})
+            installer.install(requirements, best_effort, warnings, imports)
             if checks:
                 from gridrun.envs.repair import Repairer
 
@@ -487,10 +488,24 @@ class _Installer:
         finally:
             probe.unlink(missing_ok=True)
 
-    def install(self, requirements: list[str], best_effort: bool, warnings: list[str]) -> None:
+    def install(
+        self,
+        requirements: list[str],
+        best_effort: bool,
+        warnings: list[str],
+        imports: Sequence[str] = (),
+    ) -> None:
+        """Install the lines; best effort: relax, drop, or try another distribution.
+
+        ``imports``: the code's top-level imports. A dropped distribution that was
+        chosen for one of them gives way to the next candidate for that import (a few
+        at most), since the first choice among namesakes is sometimes an old stub.
+        """
         lines = list(requirements)
-        # Each round removes or relaxes one line, so this ends; the bound is a safeguard.
-        for _ in range(2 * len(lines) + 2):
+        tried: list[str] = []
+        # Each round removes, relaxes or replaces one line (replacements are bounded),
+        # so this ends; the bound is a safeguard.
+        for _ in range(2 * len(lines) + 2 + 2 * MAX_ALTERNATIVES):
             rc, output = self.run(lines)
             if rc == 0:
                 return
@@ -516,6 +531,15 @@ class _Installer:
                 self._warn(warnings, f"relaxed {culprit} to {name}: {message}")
                 continue
             lines.remove(culprit)
+            tried.append(name)
+            alternative = None
+            if imports and len(tried) <= MAX_ALTERNATIVES:
+                from gridrun.deps import alternative_for
+
+                alternative = alternative_for(name, imports, tried)
+            if alternative is not None:
+                lines.append(alternative[0])
+                message += f"; trying {alternative[0]} for import {alternative[1]} instead"
             self._warn(warnings, f"dropped {name}: {message}")
             if not any(not ln.startswith("-") for ln in lines):
                 return
@@ -543,6 +567,7 @@ class _Installer:
         self.log(line)
 
 
+MAX_ALTERNATIVES = 3  # other distributions tried for imports whose first choice failed
 _STRICT_HINT = "Fix the requirement (see the build log for uv's output)."
 
 
