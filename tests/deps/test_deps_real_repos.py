@@ -171,3 +171,12 @@ def test_unreachable_module_database_is_one_warning_and_retried_later(
     notes.clear()
     assert pypimodules.module_index(notes) is None and len(notes) == 1
     assert failed.is_file()
+
+
+def test_old_flask_extension_imports_name_the_extension(project) -> None:
+    code = "from flask import Flask\nfrom flask.ext.httpauth import HTTPBasicAuth\n"
+    root, files = project({"app.py": code})
+    report = resolve_dependencies(root, files, "app.py")
+    names = [line.split("==")[0].lower() for line in report.requirements]
+    assert "flask-httpauth" in names and "flask" in names
+    assert "flask.ext.httpauth.HTTPBasicAuth" in report.checks  # repair finds a Flask < 1

@@ -89,6 +89,7 @@ def _posix(path: str) -> str:
 
 def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) -> _Inference:
     scan = scan_project(root, files, script, cache_dir)
+    _add_redirected(scan.imports)
     env = Environment.current(cache_dir)
     required: dict[str, str] = {}
     optional: dict[str, str] = {}
@@ -127,6 +128,20 @@ def _infer(root: Path, files: list[str], script: str, cache_dir: Path | None) ->
         notes=list(env.notes),
         scan=scan,
     )
+
+
+def _add_redirected(imports: dict[str, bool]) -> None:
+    """Imports that a redirect serves from another package: ``flask.ext.foo`` is ``flask_foo``.
+
+    Flask before 1.0 forwarded ``flask.ext.<name>`` to the extension ``flask_<name>``, so
+    old code names Flask-SQLAlchemy as ``flask.ext.sqlalchemy``: the extension is a
+    requirement of its own (version repair then finds a Flask that still forwards).
+    """
+    for name, required in list(imports.items()):
+        parts = name.split(".")
+        if parts[:2] == ["flask", "ext"] and len(parts) > 2 and parts[2].isidentifier():
+            target = f"flask_{parts[2]}"
+            imports[target] = imports.get(target, False) or required
 
 
 def requirement_for_import(module: str) -> str | None:
