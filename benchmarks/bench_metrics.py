@@ -6,6 +6,8 @@ Prints, side by side:
   (the issue's bound: under 10 s), next to ``grep -oE`` pulling one key's numbers out
   of the same file (what a user does without gridrun, with no storage at all);
 * the next pass after 1,000 more lines (incremental: no reparse from the start);
+* lines that repeat no shape (a clock printed on each), which the block path of
+  :mod:`gridrun.metrics.shapes` cannot take: the general path's cost per line;
 * reading 100,000 scalars from a TensorBoard event file with gridrun's reader, next
   to TensorBoard's own ``EventFileLoader`` when the ``tensorboard`` package is there;
 * the read API on 200 experiments x 1,000 points x 3 metrics (the dashboard's run
@@ -84,6 +86,27 @@ def bench_stdout(tmp: Path, lines: int) -> None:
     more = ingest_experiment(store, target, final=True)
     ms = (time.perf_counter() - t0) * 1e3
     print(f"  next pass, 1,000 new lines      {ms:6.1f} ms ({more:,} points)")
+
+
+def bench_varied(tmp: Path, lines: int) -> None:
+    """Lines of no repeated shape (the script logs its own clock on each line, as
+    Python's logging with %(asctime)s does): every line goes the general way."""
+    log = tmp / "varied.log"
+    with open(log, "w") as fh:
+        for i in range(lines):
+            us = i % 1_000_000
+            fh.write(
+                f"[stdout] [2026-12-01T10:00:00.{us:06d}+00:00] 10:00:{i % 60:02d},{i % 1000:03d}"
+                f" INFO step={i} loss: {1 / (i + 1):.6f} acc={i / lines:.4f}\n"
+            )
+    store, ids = make_store(tmp / "varied.db", 1)
+    c0 = time.process_time()
+    points = ingest_experiment(store, IngestTarget(ids[0], log), final=True)
+    cpu = time.process_time() - c0
+    print(
+        f"  {lines:,} lines of no repeated shape {cpu:6.2f} s of CPU ({points:,} points; "
+        f"{cpu / lines * 1e6:.1f} us a line, the general path)"
+    )
 
 
 def bench_tensorboard(tmp: Path, events: int) -> None:
@@ -166,11 +189,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--varied-lines", type=int, default=200_000)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-metrics-"))
     try:
         calibrate()
         bench_stdout(tmp, args.lines)
+        bench_varied(tmp, args.varied_lines)
         bench_tensorboard(tmp, args.events)
         bench_query(tmp, 200, 1000)
     finally:

@@ -40,8 +40,13 @@ DEFAULT_PATTERN = re.compile(_KV)
 VALUE_RE = re.compile(VALUE)
 _FINDALL = DEFAULT_PATTERN.findall
 _FINDITER = DEFAULT_PATTERN.finditer
-# Bytes of a block read line by line before its shapes are known (then see shapes.py).
+# Bytes of a block read line by line, learning its shapes, before the rest of it goes
+# the block path of shapes.py (or, no shape repeating, the token path below).
 _HEAD_BYTES = 16 << 10
+# The general path a block at a time, for logs no template fits: one token per line
+# start (its header, or nothing for a line without one, whose pairs are then not
+# read, as feed_log_line does), then the pairs on it, all in one C call.
+_LOG_TOKENS = re.compile(rf"^(?:\[(\w+)\] \[([^\]\n]*)\] (gridrun: )?|(?P<bare>))|{_KV}", re.M)
 # In precedence order: the first present on a line is its x value.
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "epoch")
 _STREAM_PREFIXES = ("[stdout] [", "[stderr] [")
@@ -265,17 +270,42 @@ class StdoutParser:
                 self.feed_log_line(line, out)
             return
         pos = 0
-        while pos < len(block):
-            if self.shapes.ready():
-                feed_block(self, self.shapes, block[pos:], out)
-                return
-            cut = block.find("\n", pos + _HEAD_BYTES) + 1 or len(block)
+        if not self.shapes.ready():
+            pos = block.find("\n", _HEAD_BYTES) + 1 or len(block)
             head: dict[str, list[Point]] = {}
-            for line in block[pos:cut].split("\n"):
+            for line in block[:pos].split("\n"):
                 self.feed_quick_line(line, head)
             for key, pts in head.items():
                 extend_points(out, key, pts)
-            pos = cut
+        if pos >= len(block):
+            return
+        rest: dict[str, Any] = {}
+        if self.shapes.ready():
+            feed_block(self, self.shapes, block[pos:], rest)
+        else:
+            self._feed_tokens(block[pos:], rest)
+        for key, more in rest.items():
+            extend_points(out, key, more)
+
+    def _feed_tokens(self, block: str, out: dict[str, list[Point]]) -> None:
+        """Every line of a block the general way, with one regex pass over it."""
+        wall_time, emit = self.wall_time, self._emit
+        found: dict[str, float] | None = None
+        wall: float | None = 0.0
+        for stream, ts, note, _bare, _quote, key, raw in _LOG_TOKENS.findall(block):
+            if not key:  # a line starts
+                if found and wall is not None:
+                    emit(found, wall, out)
+                ours = stream in ("stdout", "stderr") and not note
+                found = {} if ours else None
+                wall = wall_time(ts) if ours else None
+            elif found is not None and key not in found:
+                try:
+                    found[key] = float(raw)
+                except ValueError:
+                    continue
+        if found and wall is not None:
+            emit(found, wall, out)
 
     def feed_quick_line(self, line: str, out: dict[str, Any]) -> None:
         """:meth:`feed_log_line` for the built-in pattern alone, learning line shapes."""
