@@ -13,12 +13,17 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
+from gridrun.specs import BuildRequest, EnvSpec, ExperimentSpec, Resources, RunSpec
+
+if TYPE_CHECKING:
+    from gridrun.store.models import Run
+    from gridrun.sweep import ExperimentArgs
 
 SCRIPT_KINDS = (".py", ".sh")
 LARGE_SWEEP = 1000
@@ -64,9 +69,11 @@ class RunRequest:
 
 @dataclass
 class Submission:
+    """What ``prepare`` resolved: the run's spec and its experiments, not yet recorded."""
+
     run_name: str
-    experiments: list[Any]
-    spec: dict[str, Any]
+    experiments: list[ExperimentArgs]
+    spec: RunSpec
     env_key: str
     snapshot_bytes: int
     dependency_source: str
@@ -279,52 +286,42 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     if deps.source.startswith("dependency_file:"):
         conda_file = None
 
-    spec: dict[str, Any] = {
-        "script": script,
-        "script_args": args,
-        "localdir": str(localdir),
-        "project_name": localdir.name,
-        "project": _project_label(localdir),
-        "python": python,
-        "cpus": cpus,
-        "gpus": gpus,
-        "memory": memory,
-        "strategy": strategy,
-        "num_trials": req.num_trials,
-        "seed": req.seed,
-        "snapshot_hash": snapshot.hash,
-        "snapshot_manifest": str(snapshot.manifest_path),
-        "snapshot_bytes": snapshot.total_bytes,
-        "requirements": deps.requirements,
-        "dependency_source": deps.source,
-        "import_checks": deps.checks,
-        "dockerfile": req.dockerfile,
-        "base_image": req.base_image,
-        "apt_packages": apt,
-        "conda_file": conda_file,
-        "datastores": [
-            {
-                "name": m.name,
-                "version": m.version,
-                "source": str(m.source),
-                "mount_dir": m.mount_dir,
-            }
-            for m in mounts
-        ],
+    spec = RunSpec(
+        script=script,
+        script_args=tuple(args),
+        localdir=str(localdir),
+        project_name=localdir.name,
+        project=_project_label(localdir),
+        env=EnvSpec(
+            python=python,
+            requirements=tuple(deps.requirements),
+            dependency_source=deps.source,
+            import_checks=tuple(deps.checks),
+            dockerfile=req.dockerfile,
+            base_image=req.base_image,
+            apt_packages=tuple(apt),
+            conda_file=conda_file,
+        ),
+        resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
+        strategy=strategy,
+        num_trials=req.num_trials,
+        seed=req.seed,
+        snapshot_hash=snapshot.hash,
+        snapshot_manifest=snapshot.manifest_path,
+        snapshot_bytes=snapshot.total_bytes,
+        datastores=tuple(mounts),
         **resume_policy(req),
-        "metrics": req.metrics,
-        "use_spot": req.use_spot,
-        "instance_type": req.instance_type,
-        "framework": req.framework,
-        "disk_size": req.disk_size,
-        "description": req.description,
-    }
-    spec["backend_options"] = backend.validate_run(spec, home.root, req.backend_options)
-    from gridrun.agent.builder import build_request
-    from gridrun.store.models import Run, Status
-
-    probe = Run(0, "", 0.0, req.backend, Status.BUILDING, spec, None, None, None, None)
-    env_key = backend.environment_key(build_request(home, probe))
+        metrics=req.metrics,
+        use_spot=req.use_spot,
+        instance_type=req.instance_type,
+        framework=req.framework,
+        disk_size=req.disk_size,
+        description=req.description,
+    )
+    spec = replace(
+        spec, backend_options=backend.validate_run(spec, home.root, req.backend_options)
+    )
+    env_key = backend.environment_key(BuildRequest.for_run("", spec, home.objects))
     return Submission(
         run_name="",
         experiments=experiments,
@@ -364,7 +361,7 @@ def _fitting_python(req: RunRequest, python: str, deps: Any, warn: Warn) -> str:
     return chosen
 
 
-def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
+def record(sub: Submission, req: RunRequest, home: GridHome) -> Run:
     """Write the run and its experiments in one transaction and wake the agent."""
     from gridrun.agent.control import ensure_agent
     from gridrun.names import generate_run_name, validate_run_name
@@ -392,14 +389,8 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Any:
             spec=spec,
             env_key=sub.env_key,
             experiments=[
-                {
-                    "argv": e.argv,
-                    "params": e.params,
-                    "cpus": spec["cpus"],
-                    "gpus": spec["gpus"],
-                    "memory": spec["memory"],
-                }
-                for e in sub.experiments
+                ExperimentSpec(i, tuple(e.argv), dict(e.params), spec.resources)
+                for i, e in enumerate(sub.experiments)
             ],
         )
     except BaseException:

@@ -299,15 +299,16 @@ def test_other_integrity_errors_are_not_name_clashes(tmp_path: Path) -> None:
     """NaN reaches SQLite as NULL: a NOT NULL failure, which is no name clash."""
     from gridrun.errors import StateError
     from gridrun.store.db import Store
+    from spec_helpers import experiments, run_spec
 
     store = Store(tmp_path / "grid.db")
     with pytest.raises(StateError, match=r"experiments\.cpus") as info:
         store.create_run(
             name="fresh",
             backend="local",
-            spec={},
+            spec=run_spec(),
             env_key="k",
-            experiments=[{"argv": [], "cpus": float("nan")}],
+            experiments=experiments([], cpus=float("nan")),
         )
     assert "already exists" not in str(info.value)
     assert store.run_names() == set()

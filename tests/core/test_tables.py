@@ -17,7 +17,9 @@ import pytest
 from rich.console import Console
 
 from gridrun.cli.status import experiments_table, history_table, runs_table
+from gridrun.specs import ExperimentSpec
 from gridrun.store.db import Store
+from spec_helpers import run_spec
 
 EXPECTED = Path(__file__).parent / "expected"
 T0 = 1623517794.0  # 2021-06-12 17:09:54 UTC
@@ -43,10 +45,10 @@ def _add(store: Store, name: str, project: str, created: float, states: list[str
     run = store.create_run(
         name=name,
         backend="local",
-        spec={"script": "argecho.py", "project": project, "project_name": "argecho"},
+        spec=run_spec("argecho.py", project=project, project_name="argecho"),
         env_key="k",
         experiments=[
-            {"argv": ["--lr", str(10**-i)], "params": {"lr": str(10**-i)}}
+            ExperimentSpec(i, ("--lr", str(10**-i)), {"lr": str(10**-i)})
             for i in range(len(states))
         ],
     )

@@ -13,6 +13,7 @@ from gridrun.errors import ConfigError, NotFoundError, StateError, UsageError
 from gridrun.names import generate_run_name, split_experiment_name, validate_run_name
 from gridrun.store.db import Store
 from gridrun.store.models import Status
+from spec_helpers import experiments, run_spec
 
 
 @pytest.fixture
@@ -24,9 +25,9 @@ def make_run(store: Store, name: str, n: int = 2, cpus: float = 1, gpus: int = 0
     return store.create_run(
         name=name,
         backend="local",
-        spec={"script": "t.py"},
+        spec=run_spec("t.py"),
         env_key="k",
-        experiments=[{"argv": [str(i)], "cpus": cpus, "gpus": gpus} for i in range(n)],
+        experiments=experiments(*[[str(i)] for i in range(n)], cpus=cpus, gpus=gpus),
     )
 
 

@@ -15,8 +15,10 @@ from gridrun.datastores import create_datastore, list_datastores
 from gridrun.datastores.layout import objects_dir
 from gridrun.datastores.objects import usage
 from gridrun.home import GridHome
+from gridrun.specs import DatastoreMount
 from gridrun.store.db import Store
 from gridrun.store.models import Status
+from spec_helpers import experiments, run_spec
 
 
 def test_create_list_json_and_bare_group(home: GridHome, tmp_path: Path) -> None:
@@ -60,9 +62,9 @@ def test_delete_refused_while_active_run_uses_it(home: GridHome, tmp_path: Path)
         run = store.create_run(
             name="busy-run",
             backend="local",
-            spec={"datastores": [{"name": "data", "version": 1, "source": str(v1.tree)}]},
+            spec=run_spec(datastores=[DatastoreMount("data", 1, v1.tree, "/datastores/data")]),
             env_key=None,
-            experiments=[{"argv": []}],
+            experiments=experiments([]),
             status=Status.PENDING,
         )
         code, out = invoke("datastore", "delete", "--name", "data", "--version", "1")

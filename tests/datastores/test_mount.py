@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -194,7 +195,7 @@ def test_no_namespace_fallback_uses_permission_bits(images: GridHome, tmp_path: 
 
 def test_deleted_version_is_a_clear_error(images: GridHome, tmp_path: Path) -> None:
     m = resolve(images, "images", None, None)
-    m.source = tmp_path / "gone"
+    m = dataclasses.replace(m, source=tmp_path / "gone")  # specs are frozen
     with pytest.raises(DatastoreError, match="is gone"):
         local_mount_command(["true"], [m], _workdir(tmp_path))
 

@@ -13,6 +13,7 @@ from gridrun.backends.docker import DockerBackend
 from gridrun.cli import cli
 from gridrun.envs.image import find_image, read_last_used
 from gridrun.store.db import Store
+from spec_helpers import experiments, run_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -37,7 +38,11 @@ def test_list_and_prune_keep_images_of_active_runs(
     store = Store(home.db_path)
     try:  # an active (pending) run that uses `kept`
         store.create_run(
-            name="active", backend="docker", spec={}, env_key=kept, experiments=[{"argv": []}]
+            name="active",
+            backend="docker",
+            spec=run_spec(),
+            env_key=kept,
+            experiments=experiments([]),
         )
     finally:
         store.close()

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gridrun.specs import ExperimentSpec
 from gridrun.store.db import Store
+from spec_helpers import run_spec
 
 
 @pytest.fixture
@@ -15,9 +17,9 @@ def store(tmp_path: Path) -> Store:
     s.create_run(
         name="metric-run",
         backend="local",
-        spec={},
+        spec=run_spec(),
         env_key=None,
-        experiments=[{"argv": ["t.py"], "params": {"lr": str(i)}} for i in range(3)],
+        experiments=[ExperimentSpec(i, ("t.py",), {"lr": str(i)}) for i in range(3)],
     )
     return s
 

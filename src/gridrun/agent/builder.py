@@ -41,24 +41,7 @@ def load_build_warnings(home: GridHome, run_name: str) -> list[str]:
 
 
 def build_request(home: GridHome, run: Run) -> BuildRequest:
-    spec = run.spec
-    return BuildRequest(
-        run_name=run.name,
-        project_name=spec.get("project_name", "project"),
-        python=spec["python"],
-        requirements=list(spec.get("requirements", [])),
-        snapshot_hash=spec["snapshot_hash"],
-        snapshot_manifest=Path(spec["snapshot_manifest"]),
-        objects_dir=home.objects,
-        gpu=int(spec.get("gpus", 0)) > 0,
-        dockerfile=spec.get("dockerfile"),
-        base_image=spec.get("base_image"),
-        apt_packages=list(spec.get("apt_packages", [])),
-        conda_file=spec.get("conda_file"),
-        best_effort=spec.get("dependency_source") == "inferred",
-        checks=list(spec.get("import_checks", [])),
-        backend_options=dict(spec.get("backend_options") or {}),
-    )
+    return BuildRequest.for_run(run.name, run.spec, home.objects)
 
 
 def build_run(home: GridHome, run_id: int) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from gridrun.backends.base import DatastoreMount, Job
+from gridrun.backends.base import Job
 from gridrun.home import GridHome
 from gridrun.store.models import Experiment, Run
 
@@ -34,7 +32,7 @@ def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, s
         "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
     }
     threads = str(max(1, int(exp.cpus)))
-    user_env = run.spec.get("env") or {}
+    user_env = run.spec.env_vars
     for var in THREAD_VARS:
         # Cap numeric libraries to the CPUs asked for, unless the user chose a value.
         if var not in os.environ and var not in user_env:
@@ -53,38 +51,26 @@ def make_job(
         experiment_name=exp.name,
         experiment_id=exp.id,
         env_ref=run.env_ref or "",
-        script=spec["script"],
+        script=spec.script,
         args=list(exp.argv),
         exp_dir=exp_dir,
         workdir=exp_dir / "workdir",
-        snapshot_manifest=Path(spec["snapshot_manifest"]),
+        snapshot_manifest=spec.snapshot_manifest,
         objects_dir=home.objects,
         env=experiment_env(run, exp, gpu_ids),
         cpus=exp.cpus,
         memory=exp.memory,
         gpus=exp.gpus,
         gpu_ids=gpu_ids,
-        datastores=[
-            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
-            for d in spec.get("datastores", [])
-        ],
+        datastores=list(spec.datastores),
         stop_grace=stop_grace,
     )
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
 def save_job(job: Job, backend: str) -> Path:
+    """Write ``job.json`` atomically: a supervisor or a reconciler may read it any time."""
     job.exp_dir.mkdir(parents=True, exist_ok=True)
-    data = _jsonable(asdict(job))
+    data = job.to_dict()
     data["backend"] = backend
     path = job.exp_dir / "job.json"
     tmp = path.with_suffix(".tmp")
@@ -95,11 +81,4 @@ def save_job(job: Job, backend: str) -> Path:
 
 def load_job(path: Path) -> tuple[Job, str]:
     data = json.loads(path.read_text())
-    backend = data.pop("backend")
-    for key in ("exp_dir", "workdir", "snapshot_manifest", "objects_dir"):
-        data[key] = Path(data[key])
-    data["datastores"] = [
-        DatastoreMount(d["name"], d["version"], Path(d["source"]), d["mount_dir"])
-        for d in data["datastores"]
-    ]
-    return Job(**data), backend
+    return Job.from_dict(data), str(data["backend"])

@@ -12,84 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 from gridrun.logs import LogSink
+from gridrun.specs import BuildRequest, DatastoreMount, Job
 
-
-@dataclass
-class DatastoreMount:
-    """A datastore version to show read-only inside an experiment."""
-
-    name: str
-    version: int
-    source: Path  # host folder holding the version's files
-    mount_dir: str  # where the experiment sees it
-
-
-@dataclass
-class BuildRequest:
-    """Everything needed to build (or find cached) the environment of one run."""
-
-    run_name: str
-    project_name: str
-    python: str  # "3.11"
-    requirements: list[str]  # normalised requirement lines
-    snapshot_hash: str
-    snapshot_manifest: Path
-    objects_dir: Path
-    gpu: bool = False
-    dockerfile: str | None = None  # path inside the project, used as given
-    base_image: str | None = None
-    apt_packages: list[str] = field(default_factory=list)
-    conda_file: str | None = None  # environment.yml inside the project
-    best_effort: bool = False  # inferred requirements: drop what cannot be installed
-    checks: list[str] = field(default_factory=list)  # names version repair makes resolve
-    # What the backend resolved at submission (validate_run), e.g. the Ray address.
-    backend_options: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Job:
-    """One experiment as the supervisor runs it."""
-
-    run_name: str
-    experiment_name: str
-    experiment_id: int
-    env_ref: str  # a virtualenv path (local) or an image tag (docker)
-    script: str  # path of the script inside the project
-    args: list[str]  # the script's own arguments, passed untouched
-    exp_dir: Path  # GRID_HOME/experiments/<name>: logs, exit record, artifacts
-    workdir: Path  # the experiment's own copy of the project (local backend)
-    snapshot_manifest: Path
-    objects_dir: Path
-    env: dict[str, str]  # GRID_* variables, thread caps, CUDA_VISIBLE_DEVICES
-    cpus: float = 1.0
-    memory: int | None = None  # bytes
-    gpus: int = 0
-    gpu_ids: list[int] = field(default_factory=list)
-    datastores: list[DatastoreMount] = field(default_factory=list)
-    stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.exp_dir / "artifacts"
-
-    @property
-    def log_path(self) -> Path:
-        return self.exp_dir / "output.log"
-
-    @property
-    def resume_dir(self) -> Path:
-        """Where a preempted attempt's working directory waits for the restart."""
-        return self.exp_dir / "resume"
-
-    @property
-    def restart_count(self) -> int:
-        """How many times this experiment was started before (``GRID_RESTART_COUNT``)."""
-        return int(self.env.get("GRID_RESTART_COUNT") or 0)
+__all__ = ["Backend", "BuildLog", "BuildRequest", "DatastoreMount", "Job"]
 
 
 BuildLog = Callable[[str], None]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gridrun.cli.common import home_of, output_of
+
+if TYPE_CHECKING:
+    from gridrun.store.models import Run
 
 _SUMMARY = """\
 Run submitted!
@@ -327,7 +330,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
     for line in sub.notes:
         note(line)
     if req.dry_run:
-        commands = [_command_line(sub.spec["script"], e.argv) for e in sub.experiments]
+        commands = [_command_line(sub.spec.script, e.argv) for e in sub.experiments]
         if as_json:
             emit_json(
                 [
@@ -344,22 +347,22 @@ def run(ctx: click.Context, **opts: Any) -> None:
         emit_json(_run_json(run_record))
     else:
         spec = sub.spec
-        ds = spec["datastores"]
+        ds = spec.datastores
         console.print(
             _SUMMARY.format(
                 name=run_record.name,
-                script=spec["script"],
+                script=spec.script,
                 backend=run_record.backend,
-                cpus=f"{spec['cpus']:g}",
-                gpus=spec["gpus"],
-                memory=_memory(req.memory, spec["memory"]),
+                cpus=f"{spec.cpus:g}",
+                gpus=spec.gpus,
+                memory=_memory(req.memory, spec.memory),
                 instance_type=req.instance_type or None,
                 use_spot=req.use_spot,
                 snapshot=f"{len(sub.snapshot_files)} files, {_size(sub.snapshot_bytes)}",
                 n=len(sub.experiments),
-                ds_name=", ".join(d["name"] for d in ds) or None,
-                ds_version=", ".join(str(d["version"]) for d in ds) or None,
-                ds_mount=", ".join(d["mount_dir"] for d in ds) or None,
+                ds_name=", ".join(d.name for d in ds) or None,
+                ds_version=", ".join(str(d.version) for d in ds) or None,
+                ds_mount=", ".join(d.mount_dir for d in ds) or None,
                 deps=_deps_line(spec, sub.dependency_source, run_record.name),
                 env_key=sub.env_key,
             ),
@@ -373,19 +376,19 @@ def run(ctx: click.Context, **opts: Any) -> None:
         sys.exit(follow_run(home, run_record.name, show_build=True, prefix=None))
 
 
-def _deps_line(spec: dict, source: str, name: str) -> str:
+def _deps_line(spec: RunSpec, source: str, name: str) -> str:
     """``3 from dcgan/requirements.txt``; inferred ones say they are best effort."""
-    text = f"{len(spec['requirements'])} from {source}"
+    text = f"{len(spec.env.requirements)} from {source}"
     if source == "inferred":
         text += f" (best effort: any that cannot be installed is dropped, see `grid status {name}`)"
     return text
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return f"{n} B"
 
 
@@ -402,7 +405,7 @@ def _command_line(script: str, argv: list[str]) -> str:
     return shlex.join([interpreter, script, *argv])
 
 
-def _run_json(run: object) -> dict:
+def _run_json(run: Run) -> dict:
     from gridrun.cli.status import run_json
 
-    return run_json(run)  # type: ignore[arg-type]
+    return run_json(run)

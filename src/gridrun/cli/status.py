@@ -67,11 +67,11 @@ def run_json(run: Run) -> dict[str, Any]:
         "error": run.error,
         "env_key": run.env_key,
         "env_ref": run.env_ref,
-        "script": run.spec.get("script"),
+        "script": run.spec.script,
         "project": project_of(run),
-        "instance_type": run.spec.get("instance_type"),
-        "use_spot": bool(run.spec.get("use_spot")),
-        "framework": run.spec.get("framework"),
+        "instance_type": run.spec.instance_type,
+        "use_spot": run.spec.use_spot,
+        "framework": run.spec.framework,
         "environment": environment_names(run),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
@@ -86,11 +86,11 @@ def run_json(run: Run) -> dict[str, Any]:
 
 def project_of(run: Run) -> str:
     """The Project column: the git remote's owner/repo, else the folder name."""
-    return str(run.spec.get("project") or run.spec.get("project_name") or "-")
+    return run.spec.project or run.spec.project_name or "-"
 
 
 def command_of(run: Run, exp: Experiment) -> str:
-    script = run.spec.get("script", "")
+    script = run.spec.script
     interpreter = "bash" if script.endswith(".sh") else "python"
     return shlex.join([interpreter, script, *exp.argv])
 

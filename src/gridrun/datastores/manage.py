@@ -76,12 +76,8 @@ def users_of(store: Store, name: str, version: int) -> list[str]:
     """Names of the active runs whose experiments mount this version."""
     users = []
     for run in store.list_runs():
-        for d in run.spec.get("datastores") or []:
-            try:
-                same = d.get("name") == name and int(d.get("version")) == version
-            except (TypeError, ValueError):
-                same = False
-            if same and run.derived_status().active:
+        for d in run.spec.datastores:
+            if d.name == name and d.version == version and run.derived_status().active:
                 users.append(run.name)
                 break
     return users

@@ -43,6 +43,7 @@ from gridrun.store.db import Store
 if TYPE_CHECKING:
     from gridrun.backends.base import Job
     from gridrun.home import GridHome
+    from gridrun.specs import RunSpec
 
 log = logging.getLogger("gridrun.metrics")
 
@@ -75,7 +76,7 @@ class IngestTarget:
     patterns: Patterns = field(default_factory=Patterns)
 
 
-def target_for(home: GridHome, job: Job, run_spec: dict[str, Any]) -> IngestTarget:
+def target_for(home: GridHome, job: Job, run_spec: RunSpec) -> IngestTarget:
     """The sources of a job: its log, its working copy, its saved artifacts.
 
     Patterns come from the run's ``--config`` first, then ``GRID_HOME/config.yaml``;
@@ -85,7 +86,7 @@ def target_for(home: GridHome, job: Job, run_spec: dict[str, Any]) -> IngestTarg
     from gridrun.config import load_machine_config
     from gridrun.errors import GridError
 
-    sections: list[tuple[Any, str]] = [(run_spec.get("metrics"), "the run's --config")]
+    sections: list[tuple[Any, str]] = [(run_spec.metrics, "the run's --config")]
     try:
         sections.append((load_machine_config(home.config_path).metrics, str(home.config_path)))
         patterns = load_patterns(sections)

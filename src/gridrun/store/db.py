@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.errors import NotFoundError, StateError
+from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.endings import Decision, Ending
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -151,9 +152,9 @@ class Store:
         *,
         name: str,
         backend: str,
-        spec: dict[str, Any],
+        spec: RunSpec,
         env_key: str | None,
-        experiments: Sequence[dict[str, Any]],
+        experiments: Sequence[ExperimentSpec],
         status: Status = Status.BUILDING,
     ) -> Run:
         """Record a run and all its experiments at once, or nothing."""
@@ -163,7 +164,7 @@ class Store:
                 cur = c.execute(
                     "INSERT INTO runs (name, created_at, backend, status, spec, env_key)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, now, backend, status.value, json.dumps(spec), env_key),
+                    (name, now, backend, status.value, json.dumps(spec.to_dict()), env_key),
                 )
                 run_id = cur.lastrowid
                 c.executemany(
@@ -174,12 +175,12 @@ class Store:
                             run_id,
                             f"{name}-exp{i}",
                             i,
-                            json.dumps(e["argv"]),
-                            json.dumps(e.get("params", {})),
+                            json.dumps(list(e.argv)),
+                            json.dumps(dict(e.params)),
                             status.value,
-                            e.get("cpus", 1),
-                            e.get("gpus", 0),
-                            e.get("memory"),
+                            e.resources.cpus,
+                            e.resources.gpus,
+                            e.resources.memory,
                             now,
                         )
                         for i, e in enumerate(experiments)

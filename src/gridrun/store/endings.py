@@ -20,11 +20,10 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
-
+from gridrun.specs import DEFAULT_MAX_RESTARTS, RunSpec
 from gridrun.store.models import Status
 
-DEFAULT_MAX_RESTARTS = 3
+__all__ = ["DEFAULT_MAX_RESTARTS", "Decision", "Ending", "Policy"]
 
 
 class Ending(str, Enum):
@@ -48,12 +47,11 @@ class Policy:
     retries_on_failure: int = 0
 
     @classmethod
-    def of_spec(cls, spec: dict[str, Any]) -> Policy:
-        max_restarts = spec.get("max_restarts")
+    def of_spec(cls, spec: RunSpec) -> Policy:
         return cls(
-            auto_resume=bool(spec.get("auto_resume")),
-            max_restarts=DEFAULT_MAX_RESTARTS if max_restarts is None else int(max_restarts),
-            retries_on_failure=int(spec.get("retries_on_failure") or 0),
+            auto_resume=spec.auto_resume,
+            max_restarts=spec.max_restarts,
+            retries_on_failure=spec.retries_on_failure,
         )
 
 

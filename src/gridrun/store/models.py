@@ -6,7 +6,8 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+
+from gridrun.specs import RunSpec
 
 
 class Status(str, Enum):
@@ -41,7 +42,7 @@ class Run:
     created_at: float
     backend: str
     status: Status
-    spec: dict[str, Any]
+    spec: RunSpec
     env_key: str | None
     env_ref: str | None
     error: str | None
@@ -56,7 +57,7 @@ class Run:
             created_at=row["created_at"],
             backend=row["backend"],
             status=Status(row["status"]),
-            spec=json.loads(row["spec"]),
+            spec=RunSpec.from_dict(json.loads(row["spec"])),
             env_key=row["env_key"],
             env_ref=row["env_ref"],
             error=row["error"],
