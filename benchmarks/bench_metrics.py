@@ -29,6 +29,7 @@ from pathlib import Path
 from gridrun.metrics import query
 from gridrun.metrics.ingest import IngestTarget, ingest_experiment
 from gridrun.metrics.storage import SourceState, commit_batch
+from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
 
 
@@ -37,9 +38,9 @@ def make_store(path: Path, experiments: int) -> tuple[Store, list[int]]:
     store.create_run(
         name="bench",
         backend="local",
-        spec={},
+        spec=RunSpec.from_dict({}),
         env_key=None,
-        experiments=[{"argv": ["t.py"], "params": {"lr": str(i)}} for i in range(experiments)],
+        experiments=[ExperimentSpec(i, ("t.py",), {"lr": str(i)}) for i in range(experiments)],
     )
     return store, [e.id for e in store.get_run("bench").experiments]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from gridrun.errors import StateError
 from gridrun.home import GridHome
+from gridrun.specs import RunSpec
 from gridrun.store.db import Store
 
 GRACE_SECONDS = 15 * 60
@@ -75,7 +76,7 @@ def collect(home: GridHome, store: Store, grace: float = GRACE_SECONDS) -> Freed
 
 def _sweep(home: GridHome, store: Store, cutoff: float) -> Freed:
     runs = store.list_runs()
-    manifests = {Path(r.spec["snapshot_manifest"]).name for r in runs if _manifest(r.spec)}
+    manifests = {r.spec.snapshot_manifest.name for r in runs if _manifest(r.spec)}
     env_keys = {r.env_key for r in runs if r.env_key}
     exp_names = {e.name for r in runs for e in r.experiments}
     run_names = {r.name for r in runs}
@@ -123,8 +124,8 @@ def _sweep(home: GridHome, store: Store, cutoff: float) -> Freed:
     return freed
 
 
-def _manifest(spec: dict) -> bool:
-    return bool(spec.get("snapshot_manifest"))
+def _manifest(spec: RunSpec) -> bool:
+    return spec.snapshot_manifest.name != ""  # an empty path reads as Path(".")
 
 
 def _listed_objects(manifest: Path) -> set[str]:

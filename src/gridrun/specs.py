@@ -20,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 SPEC_VERSION = 1
+SCRIPT_KINDS = (".py", ".sh")
+
+
+def script_command(script: str, python: str = "python") -> list[str]:
+    """``python SCRIPT`` or ``bash SCRIPT``: the one rule, for every backend and the CLI."""
+    if script.endswith(".sh"):
+        return ["bash", script]
+    return [python, script]
+
 
 # How often a preempted experiment restarts under --auto_resume unless asked otherwise.
 DEFAULT_MAX_RESTARTS = 3
@@ -98,6 +107,28 @@ class Resources:
     cpus: float = 1.0
     gpus: int = 0
     memory: int | None = None  # bytes
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a place offers experiments: this machine, or an engine's largest node."""
+
+    cpus: float
+    memory: int  # bytes
+    gpus: list[int] = field(default_factory=list)  # device indices
+
+    def refuse(self, cpus: float, gpus: int, memory: int | None) -> str | None:
+        """Why one experiment could never run here, or None when it could."""
+        if cpus > self.cpus:
+            return f"asks for {cpus:g} CPUs but this machine has {self.cpus:g}"
+        if gpus > len(self.gpus):
+            return f"asks for {gpus} GPU(s) but this machine has {len(self.gpus)}"
+        if memory and memory > self.memory:
+            return (
+                f"asks for {memory / 2**30:.1f} GiB of memory but this machine has "
+                f"{self.memory / 2**30:.1f} GiB"
+            )
+        return None
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
-from gridrun.specs import BuildRequest, EnvSpec, ExperimentSpec, Resources, RunSpec
+from gridrun.specs import (
+    BuildRequest,
+    DatastoreMount,
+    EnvSpec,
+    ExperimentSpec,
+    Resources,
+    RunSpec,
+)
 
 if TYPE_CHECKING:
+    from gridrun.backends.base import Backend
     from gridrun.store.models import Run
     from gridrun.sweep import ExperimentArgs
 
@@ -112,6 +120,21 @@ def resolve_script(localdir: Path, script: str) -> str:
     return rel.as_posix()
 
 
+def _validate(backend: Backend, spec: RunSpec, req: RunRequest) -> dict[str, str]:
+    """The backend's own checks, and whether one experiment could ever fit there."""
+    try:
+        return backend.validate(spec)
+    except UsageError as exc:
+        if not (req.instance_type and exc.message.startswith("Each experiment ")):
+            raise
+        from gridrun.instances import lookup
+
+        sized = f"(--instance_type {req.instance_type}: {lookup(req.instance_type).describe()})"
+        raise UsageError(
+            exc.message.replace("Each experiment", f"Each experiment {sized}", 1), hint=exc.hint
+        ) from None
+
+
 def resume_policy(req: RunRequest) -> dict[str, Any]:
     """What happens after a preemption or a failure, checked and as the store keeps it.
 
@@ -197,7 +220,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
                 )
             warn(problem)
 
-    backend = get_backend(req.backend)
+    backend = get_backend(req.backend, home)
     notes = config_notes + _read_grid_flags(req, backend)
     if req.cpus is None and req.gpus is None:
         warn(
@@ -231,28 +254,24 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         raise UsageError("Submission cancelled.")
     experiments = expand(args, strategy, req.num_trials, req.seed)
 
-    _check_capabilities(backend, req, gpus)
     python = req.python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    # What the backend must accept, before the snapshot and dependencies fill in the
+    # rest: an option it cannot honour, or a request that could never fit, stops here.
+    draft = RunSpec(
+        script=script,
+        env=EnvSpec(python=python, dockerfile=req.dockerfile, base_image=req.base_image),
+        snapshot_hash="",
+        snapshot_manifest=Path(),
+        resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
+        datastores=tuple(
+            DatastoreMount(name, int(version or 0), Path(), mount_dir or "")
+            for name, version, mount_dir in req.datastores
+        ),
+    )
+    backend.validate(draft, fits=False)
 
     # A dry run goes on through every check below: it refuses what a submission refuses.
     backend.check_available()
-    if not backend.schedules_itself:  # an engine checks its own cluster in validate_run
-        from gridrun.agent.capacity import machine_capacity
-        from gridrun.agent.scheduler import check_fits
-
-        capacity = machine_capacity(machine)
-        too_big = check_fits(capacity, cpus, gpus, memory)
-        if too_big:
-            sized = ""
-            if req.instance_type:
-                from gridrun.instances import lookup
-
-                described = lookup(req.instance_type).describe()
-                sized = f" (--instance_type {req.instance_type}: {described})"
-            raise UsageError(
-                f"Each experiment{sized} {too_big}.",
-                hint="Ask for less, or change capacity in GRID_HOME/config.yaml.",
-            )
 
     mounts = [_resolve_datastore(home, *d) for d in req.datastores]
 
@@ -273,13 +292,10 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     python = _fitting_python(req, python, deps, warn)
     if req.dockerfile and not (localdir / req.dockerfile).is_file():
         raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
-    apt = []
-    if "apt.txt" in snapshot.files:
-        apt = [
-            line.strip()
-            for line in (localdir / "apt.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
+    # apt.txt is read once, by the image builder, from the snapshot it builds
+    # (``envs.dockerfile.parse_apt_txt``): ``apt_packages`` holds only packages
+    # asked for besides it.
+    apt: list[str] = []
     conda_file = (
         deps.source if deps.source.endswith(("environment.yml", "environment.yaml")) else None
     )
@@ -311,6 +327,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_bytes=snapshot.total_bytes,
         datastores=tuple(mounts),
         **resume_policy(req),
+        backend_options=dict(req.backend_options),
         metrics=req.metrics,
         use_spot=req.use_spot,
         instance_type=req.instance_type,
@@ -318,9 +335,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         disk_size=req.disk_size,
         description=req.description,
     )
-    spec = replace(
-        spec, backend_options=backend.validate_run(spec, home.root, req.backend_options)
-    )
+    spec = replace(spec, backend_options=_validate(backend, spec, req))
     env_key = backend.environment_key(BuildRequest.for_run("", spec, home.objects))
     return Submission(
         run_name="",
@@ -416,7 +431,7 @@ def _read_grid_flags(req: RunRequest, backend: Any) -> list[str]:
         base_image=req.base_image,
         dockerfile=req.dockerfile,
         auto_resume=req.auto_resume,
-        container_backend=bool(backend.supports_dockerfile),
+        container_backend=backend.capabilities.dockerfile,
         backend=backend.name,
     )
     req.cpus, req.gpus = ask.cpus, ask.gpus
@@ -474,21 +489,6 @@ def _check_name(home: GridHome, name: str) -> None:
         store.close()
     if taken:
         raise UsageError(f"A run named '{name}' already exists.", hint="Choose another --name.")
-
-
-def _check_capabilities(backend: Any, req: RunRequest, gpus: int) -> None:
-    from gridrun.errors import UnsupportedError
-
-    if gpus and not backend.supports_gpus:
-        raise UnsupportedError(f"The {backend.name} backend does not support --gpus.")
-    if req.datastores and not backend.supports_datastores:
-        raise UnsupportedError(f"The {backend.name} backend does not support datastores.")
-    if (req.dockerfile or req.base_image) and not backend.supports_dockerfile:
-        raise UnsupportedError(
-            f"--dockerfile and --base_image need a container backend; the {backend.name} "
-            "backend runs in a virtualenv.",
-            hint="Pass --backend docker.",
-        )
 
 
 def _resolve_datastore(home: GridHome, name: str, version: Any, mount_dir: str | None) -> Any:

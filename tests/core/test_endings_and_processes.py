@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from gridrun.processes import ProcessRef, read_ref, start_ticks, write_ref
+from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
 from gridrun.store.endings import Ending, Policy, classify, decide
 from gridrun.store.models import Status
@@ -50,8 +51,10 @@ def test_decide_counts_restarts_and_retries_apart() -> None:
 
 
 def test_policy_defaults() -> None:
-    assert Policy.of_spec({}) == Policy(False, 3, 0)
-    assert Policy.of_spec({"auto_resume": True, "max_restarts": 0}).max_restarts == 0
+    # As read from a stored run: the keys an older record lacks take their defaults.
+    assert Policy.of_spec(RunSpec.from_dict({})) == Policy(False, 3, 0)
+    stored = RunSpec.from_dict({"auto_resume": True, "max_restarts": 0})
+    assert Policy.of_spec(stored).max_restarts == 0
 
 
 def test_process_ref_refuses_a_recycled_or_bare_pid(tmp_path: Path) -> None:
@@ -87,9 +90,9 @@ def test_queue_head_reads_only_the_head(tmp_path: Path) -> None:
     run = store.create_run(
         name="big",
         backend="local",
-        spec={},
+        spec=RunSpec.from_dict({}),
         env_key=None,
-        experiments=[{"argv": [str(i)]} for i in range(2000)],
+        experiments=[ExperimentSpec(i, (str(i),)) for i in range(2000)],
         status=Status.PENDING,
     )
     head = store.queue_head(5)

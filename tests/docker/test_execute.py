@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gridrun.backends.base import DatastoreMount
+from gridrun.backends.base import DatastoreMount, Poll, PollState
 from gridrun.backends.docker import DockerBackend, container_name
 from gridrun.logs import LogSink, parse_line
 
@@ -33,7 +33,7 @@ def _image(make_project, make_request, files: dict[str, str]) -> tuple[Any, str]
 
 def _run(backend: DockerBackend, job: Any) -> int:
     with LogSink(job.log_path) as sink:
-        return backend.execute(job, sink)
+        return backend.run(job, sink)
 
 
 def _lines(job: Any) -> list[tuple[str, str, str]]:
@@ -64,10 +64,10 @@ def test_streams_exit_code_limits_artifacts_and_removal(
     assert info["Config"]["Labels"]["gridrun.experiment"] == job.experiment_name
     assert info["Config"]["Labels"]["gridrun.run"] == job.run_name
 
-    assert backend.collect_artifacts(job) == ["data.txt", "out/metrics.json"]
+    assert backend.collect(job, None) == ["data.txt", "out/metrics.json"]
     assert (job.artifacts_dir / "out/metrics.json").read_text() == '{"acc": 1}'
     assert (job.artifacts_dir / "data.txt").read_text() == "x\nchanged\n"
-    backend.cleanup(job)
+    backend.release(job, None)
     assert api.containers(all=True, filters={"name": container_name(job)}) == []
     assert not job.workdir.exists()
 
@@ -104,8 +104,8 @@ def test_bash_script_and_read_only_datastores(
     assert out == ["from mnist", "from inner", "read-only", "no-remount", "args: x y"]
     host = DockerBackend().api.inspect_container(container_name(job))["HostConfig"]
     assert "SYS_ADMIN" in host["CapDrop"] and host["SecurityOpt"] == ["no-new-privileges"]
-    assert backend.collect_artifacts(job) == []  # a mounted datastore is not an artifact
-    backend.cleanup(job)
+    assert backend.collect(job, None) == []  # a mounted datastore is not an artifact
+    backend.release(job, None)
 
 
 def _wait_for(job: Any, text: str, limit: float = 60) -> None:
@@ -135,12 +135,12 @@ def test_terminate(make_project, make_request, make_job, handler: bool, expected
     runner.start()
     _wait_for(job, "started")
     started = time.monotonic()
-    backend.terminate(job, grace=2)
+    backend.stop(job, None, 2)
     runner.join(timeout=30)
     assert result == [expected]
     assert time.monotonic() - started < 15
     assert ("got SIGTERM" in job.log_path.read_text()) is handler
-    backend.cleanup(job)
+    backend.release(job, None)
 
 
 def test_recover_after_the_supervisor_died(api, make_project, make_request, make_job) -> None:
@@ -149,23 +149,27 @@ def test_recover_after_the_supervisor_died(api, make_project, make_request, make
     )
     req, tag = _image(make_project, make_request, {"job.py": script})
     quick, slow = make_job(req, tag, "job.py", ["0"]), make_job(req, tag, "job.py", ["300"])
+    ids = {}
     for job in (quick, slow):  # what a supervisor does before it dies
         first = DockerBackend()
-        api.start(first._create(job))
+        ids[job.experiment_name] = first._create(job)
+        api.start(ids[job.experiment_name])
         first.close()
+    q, s = ids[quick.experiment_name], ids[slow.experiment_name]
     deadline = time.monotonic() + 30
     while api.inspect_container(container_name(quick))["State"]["Running"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    later = DockerBackend()  # a new process, knowing nothing but the job
-    assert later.is_running(slow) and not later.is_running(quick)
-    assert later.recover(slow) is None  # still running: left alone
-    assert later.recover(quick) == 0
+    later = DockerBackend()  # a new process, knowing nothing but the job and its handle
+    assert later.poll([(slow, s), (quick, q)]) == [Poll.running(), Poll.exited(0)]
+    # What reconciliation does with an exit the engine kept: save, release, record.
+    later.collect(quick, q)
+    later.release(quick, q)
     assert (quick.artifacts_dir / "done.txt").read_text() == "yes"
     assert api.containers(all=True, filters={"name": container_name(quick)}) == []
-    assert later.recover(quick) is None  # gone: nothing to tell
-    later.terminate(slow, grace=0)
-    later.cleanup(slow)
+    assert later.poll([(quick, q)])[0].state == PollState.GONE  # gone: nothing to tell
+    later.stop(slow, s, grace=0)
+    later.release(slow, s)
 
 
 def test_engine_restarted_mid_experiment(
@@ -208,5 +212,5 @@ def test_engine_restarted_mid_experiment(
     ticks = [t for s, _, t in _lines(job) if s == "stdout"]
     assert ticks[:4] == ["tick 0", "tick 1", "tick 2", "tick 3"]
     assert len(ticks) == len(set(ticks))  # no line written twice after reconnecting
-    backend.collect_artifacts(job)
-    backend.cleanup(job)
+    backend.collect(job, None)
+    backend.release(job, None)

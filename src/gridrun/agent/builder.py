@@ -65,7 +65,7 @@ def build_run(home: GridHome, run_id: int) -> None:
 
             started = time.monotonic()
             try:
-                backend = get_backend(run.backend)
+                backend = get_backend(run.backend, home)
                 env_ref = backend.build(build_request(home, run), log)
             except GridError as exc:
                 log(f"Build failed: {exc.message}")

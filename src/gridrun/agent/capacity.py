@@ -1,47 +1,11 @@
-"""What this machine offers to experiments: CPUs, memory and GPUs.
+"""This machine's capacity, as the agent places experiments of the backends sharing it.
 
-Detected with psutil and NVML (nvidia-ml-py) and overridable in
-``GRID_HOME/config.yaml`` under ``capacity:``, e.g. to keep a core for yourself.
+The detection lives in :mod:`gridrun.machine` (backends use it too); this module keeps
+the agent's names for it.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from gridrun.machine import Capacity, detect_gpus, machine_capacity
 
-from gridrun.config import MachineConfig
-
-
-@dataclass(frozen=True)
-class Capacity:
-    cpus: float
-    memory: int
-    gpus: list[int] = field(default_factory=list)
-
-
-def detect_gpus() -> list[int]:
-    """Indices of the NVIDIA GPUs NVML sees; none when there is no driver."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        return []
-    try:
-        return list(range(pynvml.nvmlDeviceGetCount()))
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
-def machine_capacity(cfg: MachineConfig) -> Capacity:
-    import psutil
-
-    cpus = cfg.cpus if cfg.cpus is not None else float(len(os.sched_getaffinity(0)))
-    memory = cfg.memory if cfg.memory is not None else psutil.virtual_memory().total
-    gpus = cfg.gpus if cfg.gpus is not None else detect_gpus()
-    return Capacity(cpus=cpus, memory=memory, gpus=gpus)
+__all__ = ["Capacity", "detect_gpus", "machine_capacity"]

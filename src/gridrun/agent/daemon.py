@@ -25,6 +25,7 @@ from gridrun.agent.jobs import make_job, save_job
 from gridrun.agent.launcher import Launcher
 from gridrun.agent.reconcile import reconcile
 from gridrun.agent.scheduler import place
+from gridrun.backends import Backend, get_backend
 from gridrun.config import load_machine_config
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef, read_ref, write_ref
@@ -47,6 +48,7 @@ class Agent:
         self.exiting = False
         self.wake_fd: int | None = None
         self.launcher = Launcher(home)
+        self.backends: dict[str, Backend] = {}
 
     def wake(self) -> None:
         """Interrupt the loop's wait (a build finished, an experiment can start)."""
@@ -72,6 +74,11 @@ class Agent:
                 self.builders[run.id] = t
                 t.start()
         self.schedule()
+
+    def backend(self, name: str) -> Backend:
+        if name not in self.backends:
+            self.backends[name] = get_backend(name, self.home)
+        return self.backends[name]
 
     def schedule(self) -> None:
         """Start what fits, reading only the busy experiments and the queue's head.
@@ -99,12 +106,11 @@ class Agent:
                 return
 
     def _engine_runs(self, run_ids: set[int]) -> set[int]:
-        from gridrun.backends import get_backend_class
-
+        """Those of ``run_ids`` whose backend's engine schedules them (not this machine)."""
         out = set()
         for run_id in run_ids:
             run = self.store.get_run_by_id(run_id, with_experiments=False)
-            if get_backend_class(run.backend).schedules_itself:
+            if not self.backend(run.backend).capabilities.shares_machine:
                 out.add(run_id)
         return out
 

@@ -27,8 +27,6 @@ def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, s
         # Times it was started before (Slurm's SLURM_RESTART_COUNT): 0, then 1 after
         # the first preemption or retry. A script resumes from its checkpoint when > 0.
         "GRID_RESTART_COUNT": str(exp.attempt),
-        # Without GPUs, an empty value hides every device (CUDA's documented behaviour).
-        "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpu_ids),
         "PYTHONUNBUFFERED": os.environ.get("PYTHONUNBUFFERED", "1"),
     }
     threads = str(max(1, int(exp.cpus)))

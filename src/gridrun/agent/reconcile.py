@@ -3,21 +3,26 @@
 Called by the agent at start-up and on every loop (it is cheap). For each experiment
 the store thinks is running, it checks the supervisor is the same live process
 (pid *and* start time, so a recycled pid does not fool it). A dead supervisor's exit
-record is applied; without one, the backend is asked whether it can tell the exit
-code (the Docker engine can); otherwise the experiment was preempted with its
-supervisor: failed "preempted", or queued again under ``--auto_resume``. Stale
-claims (an agent died between claiming an experiment and its supervisor starting)
-are released; the supervisor's conditional claim makes sure a late one never runs
-as well.
+record is applied; without one, the backend is polled with the handle it gave at
+launch (``backend_ref``). Still running (a container outlives its supervisor) leaves
+the experiment running; an engine that cannot be reached is ``unknown``, never taken
+for gone, and asked again on a later pass; an exit code the engine kept is recorded.
+A backend whose experiments die with their supervisor (local processes) has what is
+left stopped. Otherwise the experiment was preempted with its supervisor: failed
+"preempted", or queued again under ``--auto_resume``. Stale claims (an agent died
+between claiming an experiment and its supervisor starting) are released; the
+supervisor's conditional claim makes sure a late one never runs as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from gridrun.agent.jobs import load_job
 from gridrun.agent.supervisor import apply_exit_record, read_exit_record, settle_attempt
 from gridrun.backends import get_backend
+from gridrun.backends.base import PollState, read_handle
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
@@ -46,7 +51,13 @@ def settle_lost(
 
 
 def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
-    """Settle one running experiment whose supervisor may be gone. Returns what happened."""
+    """Settle one running experiment whose supervisor may be gone. Returns what happened.
+
+    The answers, in order: ``alive`` (its supervisor runs, or the engine still runs it
+    or cannot be reached to tell), ``finished`` (its exit record was written),
+    ``recovered`` (the engine told its exit code), ``requeued`` (lost, and the run
+    asked for ``--auto_resume``) and ``lost``.
+    """
     if supervisor_alive(exp):
         return "alive"
     exp_dir = home.experiment_dir(exp.name)
@@ -58,20 +69,27 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     job_path = exp_dir / "job.json"
     if job_path.exists():
         job, backend_name = load_job(job_path)
-        backend = get_backend(backend_name)
-        answers = getattr(backend, "engine_answers", None)
-        if answers is not None and not answers():
-            # The engine cannot tell (unreachable): its container may still run. Never
-            # take unknown for gone, or a requeue would run it twice; ask again later.
-            return "unknown"
-        is_running = getattr(backend, "is_running", None)
-        if is_running is not None and is_running(job):
-            # The engine still runs it (a container outlives its supervisor): keep it
-            # running; a later pass records its exit code from the engine.
-            return "alive"
-        recover = getattr(backend, "recover", None)
-        if recover is not None:
-            code = recover(job)
+        backend = get_backend(backend_name, home)
+        handle = exp.backend_ref or read_handle(job)
+        if not backend.capabilities.survives_supervisor:
+            # Its output went with the supervisor: end what is left (a restart under
+            # --auto_resume continues in the working directory it left).
+            backend.stop(job, handle, 1.0)
+        elif handle is not None:
+            (state,) = backend.poll([(job, handle)])
+            if state.state == PollState.UNKNOWN:
+                # The engine cannot tell (unreachable): its container may still run.
+                # Never take unknown for gone, or a requeue would run it twice.
+                return "unknown"
+            if state.state == PollState.RUNNING:
+                # The engine still runs it: a later pass records its exit code.
+                return "alive"
+            if state.state == PollState.EXITED:
+                code = state.exit_code
+                with contextlib.suppress(Exception):
+                    backend.collect(job, handle)
+                with contextlib.suppress(Exception):
+                    backend.release(job, handle)
     exp = store.get_experiment(exp.id)
     if code is not None:
         ending, reason = classify(code, stop_requested=exp.stop_requested, preempted=None)

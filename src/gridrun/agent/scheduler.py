@@ -52,14 +52,4 @@ def place(
 
 def check_fits(capacity: Capacity, cpus: float, gpus: int, memory: int | None) -> str | None:
     """Why one experiment could never run here, or None when it could."""
-    if cpus > capacity.cpus:
-        return f"asks for {cpus:g} CPUs but this machine has {capacity.cpus:g}"
-    if gpus > len(capacity.gpus):
-        have = len(capacity.gpus)
-        return f"asks for {gpus} GPU(s) but this machine has {have}"
-    if memory and memory > capacity.memory:
-        return (
-            f"asks for {memory / 2**30:.1f} GiB of memory but this machine has "
-            f"{capacity.memory / 2**30:.1f} GiB"
-        )
-    return None
+    return capacity.refuse(cpus, gpus, memory)

@@ -23,15 +23,19 @@ def _terminate_orphan(home: GridHome, exp: Experiment, grace: float) -> None:
     """Stop an experiment whose supervisor is gone, through its backend (a container)."""
     from gridrun.agent.jobs import load_job
     from gridrun.backends import get_backend
+    from gridrun.backends.base import PollState, read_handle
 
     job_path = home.experiment_dir(exp.name) / "job.json"
     if not job_path.exists():
         return
     job, backend_name = load_job(job_path)
-    backend = get_backend(backend_name)
-    is_running = getattr(backend, "is_running", None)
-    if is_running is not None and is_running(job):
-        backend.terminate(job, grace)
+    backend = get_backend(backend_name, home)
+    handle = exp.backend_ref or read_handle(job)
+    if handle is None:
+        return
+    (state,) = backend.poll([(job, handle)])
+    if state.state == PollState.RUNNING:
+        backend.stop(job, handle, grace)
 
 
 def _request_stop(store: Store, exp: Experiment, now: float) -> Experiment | None:

@@ -105,8 +105,9 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     store = Store(home.db_path)
     exp_dir = home.experiment_dir(store.get_experiment(exp_id).name)
     job, backend_name = load_job(exp_dir / "job.json")
-    backend = get_backend(backend_name)
+    backend = get_backend(backend_name, home)
     grace = job.stop_grace
+    handle: str | None = None  # the backend's, once launched; kept in the store too
     stopping = threading.Event()
     executing = [True]  # a SIGTERM after the experiment ended on its own changes nothing
 
@@ -117,7 +118,12 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             stop_signalled.set()  # a stop even when a full disk kept it out of the store
         if executing[0] and not stopping.is_set():
             stopping.set()
-            threading.Thread(target=backend.terminate, args=(job, grace), daemon=True).start()
+            threading.Thread(target=backend.stop, args=(job, None, grace), daemon=True).start()
+
+    def on_handle(ref: str) -> None:
+        nonlocal handle
+        handle = ref
+        when_space(lambda: store.record_handle(exp_id, ref))
 
     # Before the claim: a `grid stop` that sees the experiment running may signal at once.
     signal.signal(signal.SIGTERM, on_term)
@@ -151,7 +157,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     error = None
     with LogSink(job.log_path) as sink:
         try:
-            exit_code = backend.execute(job, sink)
+            exit_code = backend.run(job, sink, on_handle)
         except Exception as exc:  # a backend failure is the experiment's failure
             exit_code = -1
             error = f"{type(exc).__name__}: {exc}"
@@ -177,7 +183,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
         # It may run again: keep its working directory (checkpoints) for the restart.
         again = ending in (Ending.PREEMPTED, Ending.FAILED)
         try:
-            backend.collect_artifacts(job, keep_workdir=again)
+            backend.collect(job, handle, keep_workdir=again)
         except Exception as exc:
             sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
             if NO_SPACE in str(exc) and error is None:
@@ -196,7 +202,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
         if again:
             park_workdir(job)
         try:
-            backend.cleanup(job)
+            backend.release(job, handle)
         except Exception as exc:
             sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 

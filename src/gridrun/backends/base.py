@@ -1,81 +1,355 @@
-"""The backend protocol: the mechanics of building and running, nothing else.
+"""The backend protocol: one narrow seam between gridrun and whatever runs experiments.
 
-The split follows SkyPilot's public-wrapper/private-hook pattern: the agent and the
-supervisor own validation, scheduling and every state transition in the store; a
-backend only builds an environment, runs one experiment to completion, stops it,
-and says whether a previously started experiment is still alive. Capabilities are
-declared as class attributes so that an option a backend cannot honour is refused at
-submission, never silently ignored.
+The split follows SkyPilot's public-wrapper/private-hook pattern. The public methods
+here (:meth:`Backend.validate`, :meth:`~Backend.build`, :meth:`~Backend.launch`,
+:meth:`~Backend.wait`, :meth:`~Backend.poll`, :meth:`~Backend.stop`,
+:meth:`~Backend.collect`, :meth:`~Backend.release`) own what every backend must do
+the same way: refusing options a backend cannot honour, timing and logging, keeping the
+handle on disk, turning an exception during a poll into ``unknown`` (never ``gone``),
+stopping a job that was asked to stop before it started. A backend implements the
+private hooks (``_launch``, ``_poll``, ``_stop``, ...) and only does mechanics.
+
+The lifecycle of one experiment::
+
+    handle = backend.launch(job, sink)      # start it; the handle is an opaque string
+    code = backend.wait(job, handle, sink)  # block until it ends (the supervisor does)
+    backend.poll([(job, handle)])           # anyone, any process: running/exited/gone/unknown
+    backend.stop(job, handle, grace)        # SIGTERM, SIGKILL after ``grace`` seconds
+    backend.collect(job, handle)            # save new files into job.artifacts_dir
+    backend.release(job, handle)            # free what launch took (container, copy)
+
+Capabilities and capacity are declared, so that an option a backend cannot honour is
+refused at submission (never silently ignored), and so that the agent knows whether it
+must place experiments within this machine's CPUs, memory and GPUs (``local``,
+``docker``) or hand them to an engine that schedules them itself (Ray, Kubernetes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 from typing import ClassVar
 
+from gridrun.errors import UnsupportedError, UsageError
+from gridrun.home import GridHome
 from gridrun.logs import LogSink
-from gridrun.specs import BuildRequest, DatastoreMount, Job
+from gridrun.specs import BuildRequest, Capacity, DatastoreMount, Job, RunSpec
 
-__all__ = ["Backend", "BuildLog", "BuildRequest", "DatastoreMount", "Job"]
+__all__ = [
+    "Backend",
+    "BuildLog",
+    "BuildRequest",
+    "Capabilities",
+    "Capacity",
+    "DatastoreMount",
+    "Job",
+    "Poll",
+    "PollState",
+    "read_handle",
+]
 
+log = logging.getLogger("gridrun.backends")
 
 BuildLog = Callable[[str], None]
+HANDLE_FILE = "backend.ref"  # in the experiment's folder, written before anything else
+
+
+class PollState(str, Enum):
+    RUNNING = "running"
+    EXITED = "exited"  # it ended, with ``Poll.exit_code``
+    GONE = "gone"  # the engine answers and does not know it: lost
+    UNKNOWN = "unknown"  # the engine cannot be reached: ask again later, never "gone"
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What a backend knows about one launched experiment, now."""
+
+    state: PollState
+    exit_code: int | None = None
+    detail: str = ""  # why: shown in logs and in the experiment's error
+
+    @classmethod
+    def running(cls) -> Poll:
+        return cls(PollState.RUNNING)
+
+    @classmethod
+    def exited(cls, code: int) -> Poll:
+        return cls(PollState.EXITED, int(code))
+
+    @classmethod
+    def gone(cls, detail: str = "") -> Poll:
+        return cls(PollState.GONE, detail=detail)
+
+    @classmethod
+    def unknown(cls, detail: str = "") -> Poll:
+        return cls(PollState.UNKNOWN, detail=detail)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can honour; anything else is refused at submission.
+
+    ``shares_machine``: its experiments use this machine's CPUs, memory and GPUs, so
+    the agent places them (one pool for every such backend) and grants GPU ids.
+    Otherwise the backend's engine schedules them itself and the agent hands each
+    pending experiment over as soon as it is queued.
+
+    ``survives_supervisor``: an experiment keeps running when its supervisor dies
+    (a container, a Ray task) and :meth:`Backend.poll` can still tell how it ended.
+    When False (local processes, whose output pipes die with the supervisor) a
+    reconciling agent stops what is left and records the experiment as lost.
+    """
+
+    gpus: bool = False
+    datastores: bool = False
+    dockerfile: bool = False  # --dockerfile and --base_image
+    shares_machine: bool = True
+    survives_supervisor: bool = False
 
 
 class Backend(ABC):
-    """One kind of compute. Subclasses implement the mechanics only."""
+    """One kind of compute. Subclasses implement the private hooks only."""
 
     name: ClassVar[str]
-    supports_gpus: ClassVar[bool] = False
-    supports_datastores: ClassVar[bool] = False
-    supports_dockerfile: ClassVar[bool] = False
-    # An engine (a Ray cluster) places experiments itself: the agent applies no local
-    # capacity to them and launches each as soon as it is queued.
-    schedules_itself: ClassVar[bool] = False
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    poll_interval: ClassVar[float] = 1.0  # seconds between polls in the default ``_wait``
 
-    #: Set by :meth:`execute` when the attempt ended because its machine or engine
-    #: went away (a Docker engine restart), not on the script's own: the reason.
-    preempted: str | None = None
+    def __init__(self, home: GridHome | None = None) -> None:
+        # GRID_HOME: where config.yaml says what this machine offers, and where a
+        # backend may keep its own state (under ``home.backend_dir(name)``).
+        self.home = home or GridHome.from_env()
+        self._machine: Capacity | None = None
+        self._stopping: set[str] = set()  # experiment names asked to stop
+        self._stop_lock = threading.Lock()
+        #: Set by :meth:`wait` when the attempt ended because its machine or engine went
+        #: away (a Docker engine restart), not on the script's own: the reason. The
+        #: supervisor records such an ending as a preemption.
+        self.preempted: str | None = None
 
-    def check_available(self) -> None:  # noqa: B027 - optional hook
+    # ------------------------------------------------------------- submission
+    def check_available(self) -> None:
         """Raise :class:`~gridrun.errors.BackendError` with a next step when unusable."""
+        self._check_available()
 
-    def validate_run(self, spec: dict, home_root: Path, options: dict[str, str]) -> dict[str, str]:
-        """Refuse at submission what this backend could never run; called before recording.
+    def capacity(self) -> Capacity | None:
+        """The most one experiment can ever get here; None when the engine cannot say."""
+        return self._capacity()
 
-        ``options`` are the backend's own command-line options (``--ray_address``).
-        Returns the backend options to keep in the run's spec for the agent.
+    def validate(self, spec: RunSpec, *, fits: bool = True) -> dict[str, str]:
+        """Refuse, with one line, a run this backend cannot honour or could never fit.
+
+        ``fits=False`` checks capabilities only (asks no engine anything). Returns the
+        backend options to keep in the run's spec for the agent: ``spec.backend_options``
+        holds the user's (``--ray_address``), and the backend resolves them here.
         """
-        return {}
+        caps = self.capabilities
+        if spec.gpus and not caps.gpus:
+            raise UnsupportedError(f"The {self.name} backend does not support --gpus.")
+        if spec.datastores and not caps.datastores:
+            raise UnsupportedError(f"The {self.name} backend does not support datastores.")
+        if (spec.env.dockerfile or spec.env.base_image) and not caps.dockerfile:
+            raise UnsupportedError(
+                f"--dockerfile and --base_image need a container backend; the {self.name} "
+                "backend runs in a virtualenv.",
+                hint="Pass --backend docker.",
+            )
+        if not fits:
+            return {}
+        options = self._validate(spec)
+        capacity = self.capacity()
+        if capacity is None:
+            return options
+        too_big = capacity.refuse(spec.cpus, spec.gpus, spec.memory)
+        if too_big:
+            where = "this machine" if caps.shares_machine else f"the {self.name} backend"
+            raise UsageError(
+                f"Each experiment {too_big.replace('this machine', where)}.",
+                hint="Ask for less, or change capacity in GRID_HOME/config.yaml."
+                if caps.shares_machine
+                else f"Ask for less, or add nodes to the {self.name} cluster.",
+            )
+        return options
 
+    # ------------------------------------------------------------------ build
     @abstractmethod
     def environment_key(self, req: BuildRequest) -> str:
         """The content hash that names this request's environment in the cache."""
 
-    @abstractmethod
     def build(self, req: BuildRequest, log: BuildLog) -> str:
         """Build (or reuse) the environment; return its reference for :class:`Job`."""
+        return self._build(req, log)
 
-    @abstractmethod
-    def execute(self, job: Job, sink: LogSink) -> int:
-        """Run the experiment to completion, writing its output to ``sink``.
+    # -------------------------------------------------------------------- run
+    def launch(self, job: Job, sink: LogSink) -> str:
+        """Start the experiment; return its handle, already saved in its folder.
 
-        Called inside the experiment's supervisor process. Returns the exit code
-        (negative for a signal, as :mod:`subprocess` does).
+        A stop that arrived before the launch (the supervisor was signalled while
+        the job was starting) is honoured as soon as the handle exists.
         """
+        started = time.monotonic()
+        handle = self._launch(job, sink)
+        write_handle(job, handle)
+        log.info(
+            "%s: launched %s as %s in %.2fs",
+            self.name,
+            job.experiment_name,
+            handle,
+            time.monotonic() - started,
+        )
+        if self._stop_requested(job):
+            self._stop(job, handle, job.stop_grace)
+        return handle
 
-    @abstractmethod
-    def terminate(self, job: Job, grace: float) -> None:
-        """Stop a running experiment: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    def wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        """Block until the experiment ends; its exit code (negative for a signal)."""
+        return self._wait(job, handle, sink)
 
-    @abstractmethod
-    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+    def run(self, job: Job, sink: LogSink, on_handle: Callable[[str], None] | None = None) -> int:
+        """Launch and wait: what a supervisor does with one experiment."""
+        if self._stop_requested(job):
+            return 143  # stopped before it started: 128 + SIGTERM, as a shell reports it
+        handle = self.launch(job, sink)
+        if on_handle is not None:
+            on_handle(handle)
+        return self.wait(job, handle, sink)
+
+    def poll(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+        """The state of each launched experiment, in order; one batch for engines.
+
+        Any failure to ask becomes ``unknown``: an unreachable engine must never make
+        a running experiment look lost.
+        """
+        if not items:
+            return []
+        try:
+            out = self._poll_many(items)
+        except Exception as exc:  # the engine, not the experiment, failed
+            return [Poll.unknown(f"{type(exc).__name__}: {exc}") for _ in items]
+        if len(out) != len(items):
+            raise RuntimeError(f"{self.name}: poll answered {len(out)} of {len(items)} jobs")
+        return out
+
+    def stop(self, job: Job, handle: str | None, grace: float) -> None:
+        """SIGTERM the experiment, SIGKILL after ``grace`` seconds; None: not launched yet."""
+        with self._stop_lock:
+            self._stopping.add(job.experiment_name)
+        if handle is None:
+            handle = read_handle(job)
+        if handle is not None:
+            self._stop(job, handle, grace)
+
+    def collect(self, job: Job, handle: str | None, *, keep_workdir: bool = False) -> list[str]:
         """Save every file the experiment created into ``job.artifacts_dir``.
 
-        ``keep_workdir``: the experiment will run again (it was preempted), so copy
-        rather than move, and leave its whole working directory in ``job.workdir``.
+        ``keep_workdir``: the experiment will run again (preempted, or a failure to
+        retry), so copy rather than move, and leave its working directory in place.
+        """
+        return self._collect(job, handle, keep_workdir)
+
+    def release(self, job: Job, handle: str | None) -> None:
+        """Free what :meth:`launch` took; safe to call twice, or for a job never launched."""
+        self._release(job, handle)
+
+    # ------------------------------------------------------------ the hooks
+    def _check_available(self) -> None:  # noqa: B027 - optional hook
+        """Raise BackendError when the engine cannot be used (no socket, no cluster)."""
+
+    def _validate(self, spec: RunSpec) -> dict[str, str]:
+        """Backend-specific checks at submission; the backend options to keep.
+
+        Default: a backend with no options of its own refuses none and keeps none.
+        """
+        return {}
+
+    def _capacity(self) -> Capacity | None:
+        """This machine's capacity: right for every backend that shares the machine."""
+        if self._machine is None:
+            from gridrun.config import load_machine_config
+            from gridrun.machine import machine_capacity
+
+            self._machine = machine_capacity(load_machine_config(self.home.config_path))
+        return self._machine
+
+    @abstractmethod
+    def _build(self, req: BuildRequest, log: BuildLog) -> str: ...
+
+    @abstractmethod
+    def _launch(self, job: Job, sink: LogSink) -> str:
+        """Start the experiment and return a handle (a pid, a container id, JSON).
+
+        The handle is persisted by the caller and given back to every other hook,
+        possibly in another process after a crash: it must be enough to find the
+        experiment again. Output goes to ``sink`` as ``stdout``/``stderr`` lines.
         """
 
-    def cleanup(self, job: Job) -> None:  # noqa: B027 - optional hook
-        """Release what :meth:`execute` left behind (working copies, containers)."""
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        """Block until the experiment ends. Default: poll until it is not running."""
+        unknown_since: float | None = None
+        while True:
+            (state,) = self.poll([(job, handle)])
+            if state.state == PollState.EXITED:
+                assert state.exit_code is not None
+                return state.exit_code
+            if state.state == PollState.GONE:
+                from gridrun.errors import BackendError
+
+                raise BackendError(f"The {self.name} backend lost the experiment: {state.detail}")
+            if state.state == PollState.UNKNOWN and unknown_since is None:
+                unknown_since = time.monotonic()
+                sink.write(
+                    "stderr", f"gridrun: cannot reach the {self.name} engine: {state.detail}"
+                )
+            elif state.state == PollState.RUNNING:
+                unknown_since = None
+            time.sleep(self.poll_interval)
+
+    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+        """Override to ask an engine once for many jobs; default: one ``_poll`` each."""
+        return [self._poll(job, handle) for job, handle in items]
+
+    @abstractmethod
+    def _poll(self, job: Job, handle: str) -> Poll: ...
+
+    @abstractmethod
+    def _stop(self, job: Job, handle: str, grace: float) -> None: ...
+
+    def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
+        return []
+
+    def _release(self, job: Job, handle: str | None) -> None:  # noqa: B027 - optional hook
+        pass
+
+    # ---------------------------------------------------------------- helpers
+    def _stop_requested(self, job: Job) -> bool:
+        with self._stop_lock:
+            return job.experiment_name in self._stopping
+
+
+def write_handle(job: Job, handle: str) -> None:
+    """Keep the handle beside the job before anything else: it outlives every process."""
+    from gridrun.fsutil import atomic_write_text
+
+    job.exp_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(job.exp_dir / HANDLE_FILE, handle)
+
+
+def read_handle(job: Job | Path) -> str | None:
+    exp_dir = job.exp_dir if isinstance(job, Job) else job
+    with contextlib.suppress(OSError):
+        text = (exp_dir / HANDLE_FILE).read_text().strip()
+        return text or None
+    return None
+
+
+def handle_json(**fields: object) -> str:
+    """A structured handle (for engines that need more than one id), as compact JSON."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"))

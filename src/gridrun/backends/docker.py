@@ -32,9 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
+from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
 from gridrun.envs.dockerfile import PROJECT_DIR
 from gridrun.errors import BackendError
+from gridrun.home import GridHome
 from gridrun.logs import LogSink
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
@@ -144,14 +145,17 @@ def _transient(exc: BaseException) -> bool:
 
 class DockerBackend(Backend):
     name = "docker"
-    supports_gpus = True
-    supports_datastores = True
-    supports_dockerfile = True
+    # Containers share this machine's CPUs, memory and GPUs, and keep running when
+    # their supervisor dies: the engine still knows them and their exit codes.
+    capabilities = Capabilities(
+        gpus=True, datastores=True, dockerfile=True, shares_machine=True, survives_supervisor=True
+    )
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
+    def __init__(self, home: GridHome | None = None) -> None:
+        super().__init__(home)
         self._lock = threading.Lock()
         self._api: Any = None
+        self._pumps: dict[str, tuple[list[threading.Thread], threading.Event]] = {}
 
     @property
     def api(self) -> Any:
@@ -167,7 +171,7 @@ class DockerBackend(Backend):
                 self._api.close()
                 self._api = None
 
-    def check_available(self) -> None:
+    def _check_available(self) -> None:
         _probe_socket()
         client = connect(timeout=5)
         try:
@@ -209,7 +213,7 @@ class DockerBackend(Backend):
 
         return image_tag(req, container_pip(load_pip_config()))
 
-    def build(self, req: BuildRequest, log: BuildLog) -> str:
+    def _build(self, req: BuildRequest, log: BuildLog) -> str:
         from gridrun.envs.image import build_image
 
         self.check_available()
@@ -231,7 +235,7 @@ class DockerBackend(Backend):
     def _create(self, job: Job) -> str:
         from docker.types import DeviceRequest
 
-        from gridrun.backends.local import script_command
+        from gridrun.specs import script_command
 
         api = self.api
         name = container_name(job)
@@ -242,6 +246,8 @@ class DockerBackend(Backend):
         from gridrun.runenv import container_environment
 
         env = {**container_environment(Path(job.objects_dir).parent, job.run_name), **job.env}
+        # GPU visibility is this backend's business: none unless granted (below).
+        env["CUDA_VISIBLE_DEVICES"] = ""
         device_requests = None
         if job.gpus > 0:
             ids = [str(g) for g in job.gpu_ids]
@@ -288,7 +294,7 @@ class DockerBackend(Backend):
             restore_project(api, created["Id"], job.resume_dir)
         return created["Id"]
 
-    def execute(self, job: Job, sink: LogSink) -> int:
+    def _launch(self, job: Job, sink: LogSink) -> str:
         import docker.errors
 
         from gridrun.envs.image import record_use
@@ -302,12 +308,8 @@ class DockerBackend(Backend):
             ) from exc
         except docker.errors.APIError as exc:
             raise BackendError(f"Docker refused the container: {exc.explanation}") from exc
-        record_use(job_home(job), job.env_ref)
-        if self._stop.is_set():  # stopped before it started
-            return 143
+        record_use(self.home.root, job.env_ref)
         self.api.start(cid)
-        if self._stop.is_set():
-            self.terminate(job, 0)
         done = threading.Event()
         pumps = [
             threading.Thread(target=self._pump, args=(cid, s, sink, done), daemon=True)
@@ -315,19 +317,40 @@ class DockerBackend(Backend):
         ]
         for t in pumps:
             t.start()
+        self._pumps[cid] = (pumps, done)
+        return str(cid)
+
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        pumps, done = self._pumps.pop(handle, ([], threading.Event()))
         try:
-            code = self._wait(cid, sink)
+            code = self._wait_container(handle, sink)
         finally:
             for t in pumps:
                 t.join(timeout=10.0)
             done.set()  # a pump still waiting for the engine gives up
             for t in pumps:
                 t.join(timeout=5.0)
-        self._report_oom(cid, job, sink)
+        self._report_oom(handle, job, sink)
         self.close()  # its connections may predate an engine restart; reopened on demand
         return code
 
-    def _wait(self, cid: str, sink: LogSink) -> int:
+    def _poll(self, job: Job, handle: str) -> Poll:
+        """Ask the engine on a fresh connection; "unknown" when it does not answer."""
+        try:
+            state = self._state(handle)
+        except Exception as exc:
+            if _transient(exc):
+                return Poll.unknown(f"no Docker engine answers at {engine_url()}")
+            raise
+        if state is None:
+            return Poll.gone("its container is not in the engine any more")
+        if state.get("Running") or state.get("Restarting"):
+            return Poll.running()
+        if state.get("Status") == "created":
+            return Poll.gone("its container was created but never started")
+        return Poll.exited(int(state.get("ExitCode", -1)))
+
+    def _wait_container(self, cid: str, sink: LogSink) -> int:
         """The container's exit code; survives an engine restart, never waits forever."""
         while True:
             waiter = connect(timeout=None)
@@ -432,79 +455,49 @@ class DockerBackend(Backend):
                 if client is not None:
                     client.close()
 
-    def terminate(self, job: Job, grace: float) -> None:
+    def _stop(self, job: Job, handle: str, grace: float) -> None:
         """SIGTERM the container's script (tini forwards it), SIGKILL after ``grace``."""
-        self._stop.set()
         import docker.errors
 
         with contextlib.suppress(docker.errors.NotFound):
-            found = self.find_container(job)
-            if found is not None:
-                self.api.stop(found["Id"], timeout=max(0, math.ceil(grace)))
+            self.api.stop(handle, timeout=max(0, math.ceil(grace)))
+
+    def _container_id(self, job: Job, handle: str | None) -> str | None:
+        if handle is not None:
+            return handle
+        found = self.find_container(job)
+        return found["Id"] if found is not None else None
 
     # -------------------------------------------------------------- artifacts
-    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+    def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
         """Copy /gridai/project out and keep what differs from the snapshot.
 
         With ``keep_workdir`` the whole copy stays in ``job.workdir``: a restarted
-        container gets it back (see :meth:`_restore_workdir`).
+        container gets it back (see :func:`restore_project`).
         """
+        import docker.errors
+
         from gridrun.project import collect_artifacts
 
-        found = self.find_container(job)
-        if found is None:
+        cid = self._container_id(job, handle)
+        if cid is None:
             return []
-        copy_project_out(self.api, found["Id"], job)
+        try:
+            copy_project_out(self.api, cid, job)
+        except docker.errors.NotFound:
+            return []
         return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
 
-    def cleanup(self, job: Job) -> None:
+    def _release(self, job: Job, handle: str | None) -> None:
         import docker.errors
 
         try:
             with contextlib.suppress(docker.errors.NotFound):
-                found = self.find_container(job)
-                if found is not None:
-                    self.api.remove_container(found["Id"], force=True, v=True)
+                cid = self._container_id(job, handle)
+                if cid is not None:
+                    self.api.remove_container(cid, force=True, v=True)
         finally:
             shutil.rmtree(job.workdir, ignore_errors=True)
-            self.close()
-
-    def recover(self, job: Job) -> int | None:
-        """The exit code of a container whose supervisor died, if it has finished.
-
-        Finished: its artifacts are saved, it is removed, and its exit code returned.
-        Returns None when the container is still running (or was created but never
-        started), when there is none, or when no engine answers to tell.
-        """
-        try:
-            found = self.find_container(job)
-            if found is None:
-                return None
-            state = self._state(found["Id"]) or {}
-            if state.get("Running") or state.get("Restarting"):
-                return None
-            if state.get("Status") == "created":
-                self.cleanup(job)
-                return None
-            code = int(state.get("ExitCode", -1))
-        except Exception:
-            self.close()
-            return None
-        with contextlib.suppress(Exception):
-            self.collect_artifacts(job)
-        with contextlib.suppress(Exception):
-            self.cleanup(job)
-        self.close()
-        return code
-
-    def is_running(self, job: Job) -> bool:
-        """Whether the experiment's container is still running (for reconciliation)."""
-        try:
-            found = self.find_container(job)
-            return found is not None and bool((self._state(found["Id"]) or {}).get("Running"))
-        except Exception:
-            return False
-        finally:
             self.close()
 
 

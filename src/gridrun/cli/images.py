@@ -93,7 +93,7 @@ def _size(n: float) -> str:
 def _engine(ctx: click.Context) -> Any:
     from gridrun.backends.docker import DockerBackend, connect
 
-    DockerBackend().check_available()
+    DockerBackend(home_of(ctx)).check_available()
     api = connect()
     ctx.call_on_close(api.close)
     return api

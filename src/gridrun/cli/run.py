@@ -17,6 +17,7 @@ import click
 from gridrun.cli.common import home_of, output_of
 
 if TYPE_CHECKING:
+    from gridrun.specs import RunSpec
     from gridrun.store.models import Run
 
 _SUMMARY = """\

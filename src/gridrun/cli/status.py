@@ -78,9 +78,9 @@ def run_json(run: Run) -> dict[str, Any]:
         "restarts": sum(e.restarts + e.retries for e in run.experiments),
         "preemptions": sum(e.preemptions for e in run.experiments),
         "failure_retries": sum(e.retries for e in run.experiments),
-        "auto_resume": bool(run.spec.get("auto_resume")),
-        "max_restarts": run.spec.get("max_restarts"),
-        "retries_on_failure": run.spec.get("retries_on_failure", 0),
+        "auto_resume": run.spec.auto_resume,
+        "max_restarts": run.spec.max_restarts,
+        "retries_on_failure": run.spec.retries_on_failure,
     }
 
 
@@ -230,7 +230,7 @@ def experiments_table(
     varying = _varying_params(exps)
     # Restarts, where the run can restart (--auto_resume, --retries_on_failure) or an
     # experiment was preempted: ordinary runs keep Grid's columns.
-    restarts = bool(run.spec.get("auto_resume") or run.spec.get("retries_on_failure")) or any(
+    restarts = bool(run.spec.auto_resume or run.spec.retries_on_failure) or any(
         e.preemptions or e.retries for e in exps
     )
     nodes = {e.name: node_of(e) for e in exps}

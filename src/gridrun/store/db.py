@@ -32,7 +32,10 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-_EXP_SELECT = "SELECT e.*, r.name AS run_name FROM experiments e JOIN runs r ON r.id = e.run_id"
+_EXP_SELECT = (
+    "SELECT e.*, r.name AS run_name, r.backend AS backend"
+    " FROM experiments e JOIN runs r ON r.id = e.run_id"
+)
 
 
 class Store:
@@ -284,7 +287,7 @@ class Store:
                     " restarts = restarts + ?, retries = retries + ?,"
                     " preemptions = preemptions + ?, claim_token = NULL, claimed_at = NULL,"
                     " supervisor_pid = NULL, supervisor_started = NULL, pid = NULL,"
-                    " gpu_ids = NULL WHERE id = ?",
+                    " gpu_ids = NULL, backend_ref = NULL WHERE id = ?",
                     (
                         Status.PENDING.value,
                         exit_code,
@@ -351,6 +354,11 @@ class Store:
                     )
             done += found
         return done
+
+    def record_handle(self, exp_id: int, handle: str) -> None:
+        """Keep the backend's handle of a running experiment (``backend_ref``)."""
+        with self.transaction() as c:
+            c.execute("UPDATE experiments SET backend_ref = ? WHERE id = ?", (handle, exp_id))
 
     def set_experiments_status(
         self, run_id: int, frm: Sequence[Status], to: Status, **fields: Any

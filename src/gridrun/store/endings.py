@@ -20,6 +20,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from enum import Enum
+
 from gridrun.specs import DEFAULT_MAX_RESTARTS, RunSpec
 from gridrun.store.models import Status
 

@@ -128,6 +128,8 @@ class Experiment:
         """How many times it was started before this attempt (GRID_RESTART_COUNT)."""
         return self.restarts + self.retries
 
+    backend: str = "local"  # the run's
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Experiment:
         return cls(
@@ -159,4 +161,5 @@ class Experiment:
             retries=row["retries"],
             preemptions=row["preemptions"],
             ending=row["ending"],
+            backend=row["backend"],
         )

@@ -39,7 +39,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "status": run.derived_status().value,
         "active": run.active,
         "backend": run.backend,
-        "script": run.spec.get("script"),
+        "script": run.spec.script,
         "created_at": run.created_at,
         "duration": duration(run_duration(run)),
         "experiments": len(run.experiments),

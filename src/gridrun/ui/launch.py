@@ -117,15 +117,15 @@ def preview(form: dict[str, str], home: GridHome) -> Preview:
     sub = prepare(req, home, out.warnings.append, confirm)
     spec = sub.spec
     out.experiments = len(sub.experiments)
-    out.commands = [_command_line(spec["script"], e.argv) for e in sub.experiments[:50]]
+    out.commands = [_command_line(spec.script, e.argv) for e in sub.experiments[:50]]
     out.summary = {
-        "script": spec["script"],
+        "script": spec.script,
         "backend": req.backend,
-        "cpus": f"{spec['cpus']:g}",
-        "gpus": str(spec["gpus"]),
+        "cpus": f"{spec.cpus:g}",
+        "gpus": str(spec.gpus),
         "experiments": str(len(sub.experiments)),
         "snapshot": f"{len(sub.snapshot_files)} files",
-        "dependencies": f"{len(spec['requirements'])} from {sub.dependency_source}",
+        "dependencies": f"{len(spec.env.requirements)} from {sub.dependency_source}",
         "environment hash": sub.env_key,
     }
     return out

@@ -32,11 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
+from gridrun.backends.base import (
+    Backend,
+    BuildLog,
+    BuildRequest,
+    Capabilities,
+    Job,
+    Poll,
+    PollState,
+    write_handle,
+)
 from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
 from gridrun.backends.ray.settings import RaySettings
 from gridrun.errors import BackendError, DatastoreError, UsageError
 from gridrun.logs import LogSink
+from gridrun.specs import Capacity, RunSpec
 
 ENV_JSON = "environment.json"
 OFFSET_FILE = "ray.offset"
@@ -370,7 +380,6 @@ def _write_text(path: Path, text: str) -> None:
 
 # ------------------------------------------------------------- the backend
 RAY_JSON = "ray.json"
-HANDLE_FILE = "ray.handle"
 UNREACHABLE_SECONDS = 300.0
 
 
@@ -378,58 +387,52 @@ class RayBackend(Backend):
     """Experiments as tasks on an existing Ray cluster (see the module docstring)."""
 
     name = "ray"
-    supports_gpus = True
-    supports_datastores = True
-    schedules_itself = True
-
-    def __init__(self) -> None:
-        self._stopping: dict[str, float] = {}
+    # The cluster places experiments itself, and a task outlives its supervisor: the
+    # coordinator keeps its exit code for a reconciling agent.
+    capabilities = Capabilities(
+        gpus=True, datastores=True, shares_machine=False, survives_supervisor=True
+    )
+    poll_interval = 0.25
 
     # ------------------------------------------------------------ submission
-    def validate_run(
-        self, spec: dict[str, Any], home_root: Path, options: dict[str, str]
-    ) -> dict[str, str]:
+    def _validate(self, spec: RunSpec) -> dict[str, str]:
         """Resolve the address and refuse what the cluster could never run.
 
         Returns the backend options to keep in the run's spec.
         """
-        from gridrun.backends.base import DatastoreMount
         from gridrun.backends.ray.package import check_package_size
         from gridrun.backends.ray.settings import load_settings, resolve_address
 
-        settings = load_settings(home_root / "config.yaml")
-        address = resolve_address(options.get("ray_address"), settings)
-        check_package_size(Path(spec["snapshot_manifest"]))
-        mounts = [
-            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
-            for d in spec.get("datastores") or []
-        ]
+        settings = load_settings(self.home.config_path)
+        address = resolve_address(spec.backend_options.get("ray_address"), settings)
+        check_package_size(spec.snapshot_manifest)
         RayBackendCore().check_request(
-            address, float(spec["cpus"]), int(spec["gpus"]), spec.get("memory"), settings, mounts
+            address, spec.cpus, spec.gpus, spec.memory, settings, list(spec.datastores)
         )
         return {"ray_address": address}
+
+    def _capacity(self) -> Capacity | None:
+        return None  # the cluster's largest node is checked in _validate
 
     # ------------------------------------------------------------------ build
     def environment_key(self, req: BuildRequest) -> str:
         from gridrun.envs.key import environment_key
         from gridrun.envs.pipconf import load_pip_config
 
-        return environment_key(req.python, req.requirements, load_pip_config().fingerprint())
+        return environment_key(req.python, list(req.requirements), load_pip_config().fingerprint())
 
-    def build(self, req: BuildRequest, log: BuildLog) -> str:
+    def _build(self, req: BuildRequest, log: BuildLog) -> str:
         """Write the run's package; the environment is built on each node on first use."""
         from gridrun.backends.ray.package import build_package
         from gridrun.backends.ray.settings import load_settings
-        from gridrun.home import GridHome
 
-        home = GridHome.from_env()
-        address = (req.backend_options or {}).get("ray_address")
+        address = req.backend_options.get("ray_address")
         if not address:
             raise BackendError("The run has no Ray address; submit it again.")
         package = build_package(
-            req.snapshot_manifest, req.objects_dir, home.run_dir(req.run_name) / "ray-package"
+            req.snapshot_manifest, req.objects_dir, self.home.run_dir(req.run_name) / "ray-package"
         )
-        settings = load_settings(home.config_path)
+        settings = load_settings(self.home.config_path)
         key = self.environment_key(req)
         (package.parent / RAY_JSON).write_text(
             json.dumps(
@@ -448,17 +451,15 @@ class RayBackend(Backend):
 
     # -------------------------------------------------------------------- run
     def _run_info(self, job: Job) -> dict[str, Any]:
-        return json.loads((Path(job.env_ref).parent / RAY_JSON).read_text())
+        info: dict[str, Any] = json.loads((Path(job.env_ref).parent / RAY_JSON).read_text())
+        return info
 
-    def _handle(self, job: Job) -> str | None:
-        return _read_text(job.exp_dir / HANDLE_FILE) or None
-
-    def execute(self, job: Job, sink: LogSink) -> int:
+    def _launch(self, job: Job, sink: LogSink) -> str:
         import secrets
 
         from gridrun.backends.ray.bridge import BridgeError, request
 
-        home = job.exp_dir.parent.parent
+        home = self.home.root
         info = self._run_info(job)
         attempt = secrets.token_hex(4)
         handle = Handle(
@@ -466,9 +467,10 @@ class RayBackend(Backend):
         )
         # Persisted before the launch: a supervisor that dies during it leaves a handle
         # that reconciliation can ask the cluster about.
-        _write_text(job.exp_dir / HANDLE_FILE, handle.dumps())
+        write_handle(job, handle.dumps())
         # As for Docker: only --env/--env_file values and the short allow-list travel from
         # the submitting shell to a node (gridrun.runenv); gridrun's own variables win.
+        # GPU visibility is Ray's business on the node (it sets CUDA_VISIBLE_DEVICES).
         from gridrun.runenv import container_environment
 
         env = {
@@ -493,12 +495,8 @@ class RayBackend(Backend):
             "args": list(job.args),
             "env": env,
             "gpus": job.gpus,
-            "datastores": [
-                {"name": d.name, "version": d.version, "source": str(d.source),
-                 "mount_dir": d.mount_dir}
-                for d in job.datastores
-            ],
-        }  # fmt: skip
+            "datastores": [d.to_dict() for d in job.datastores],
+        }
         try:
             request(
                 home,
@@ -517,96 +515,70 @@ class RayBackend(Backend):
             )
         except BridgeError as exc:
             raise BackendError(str(exc)) from exc
-        return self._follow(job, handle, sink)
+        return handle.dumps()
 
-    def _follow(self, job: Job, handle: Handle, sink: LogSink) -> int:
-        from gridrun.backends.ray.bridge import BridgeError, request
-
-        home = job.exp_dir.parent.parent
-        lost_since: float | None = None
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        """Follow the task until it ends; an unreachable cluster is waited out, a while."""
+        address = Handle.loads(handle).address
+        unreachable_since: float | None = None
         while True:
-            try:
-                o = request(
-                    home,
-                    {"op": "poll", "handle": handle.dumps(), "exp_dir": str(job.exp_dir)},
-                    timeout=60,
-                )
-            except (BridgeError, OSError, ValueError) as exc:
-                o = {"state": "unreachable", "error": str(exc)}
-            state = o["state"]
-            if state == "exited":
-                return int(o["exit_code"]) if o.get("exit_code") is not None else -1
-            if state in ("lost", "unknown"):
-                raise BackendError(
-                    o.get("error") or "lost: the run's Ray driver no longer knows it"
-                )
-            if state == "unreachable":
-                lost_since = lost_since or time.monotonic()
-                if time.monotonic() - lost_since > UNREACHABLE_SECONDS:
+            (state,) = self.poll([(job, handle)])
+            if state.state == PollState.EXITED:
+                return state.exit_code if state.exit_code is not None else -1
+            if state.state == PollState.GONE:
+                raise BackendError(state.detail or "lost: the run's Ray driver no longer knows it")
+            if state.state == PollState.UNKNOWN:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > UNREACHABLE_SECONDS:
                     raise BackendError(
-                        f"The Ray cluster at {handle.address} did not answer for "
+                        f"The Ray cluster at {address} did not answer for "
                         f"{UNREACHABLE_SECONDS:.0f}s; the experiment's exit code is unknown."
                     )
             else:
-                lost_since = None
-            time.sleep(0.25)
+                unreachable_since = None
+            time.sleep(self.poll_interval)
 
-    def terminate(self, job: Job, grace: float) -> None:
+    def _poll(self, job: Job, handle: str) -> Poll:
+        """Ask the run's coordinator; its answer also appends the new output lines."""
+        from gridrun.backends.ray.bridge import BridgeError, request
+
+        try:
+            o = request(
+                self.home.root,
+                {"op": "poll", "handle": handle, "exp_dir": str(job.exp_dir)},
+                timeout=60,
+            )
+        except (BridgeError, OSError, ValueError) as exc:
+            return Poll.unknown(f"the Ray cluster does not answer: {exc}")
+        state = o["state"]
+        if state == "exited":
+            code = o.get("exit_code")
+            return Poll.exited(int(code) if code is not None else -1)
+        if state == "running":
+            return Poll.running()
+        if state == "unreachable":
+            return Poll.unknown(str(o.get("error") or "the Ray cluster does not answer"))
+        return Poll.gone(str(o.get("error") or "lost: the run's Ray driver no longer knows it"))
+
+    def _stop(self, job: Job, handle: str, grace: float) -> None:
         from gridrun.backends.ray.bridge import request
 
-        raw = self._handle(job)
-        if raw:
-            request(job.exp_dir.parent.parent, {"op": "stop", "handle": raw, "grace": grace})
+        request(self.home.root, {"op": "stop", "handle": handle, "grace": grace})
 
-    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+    def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
         from gridrun.backends.ray.bridge import request
 
-        raw = self._handle(job)
-        if not raw:
+        if not handle:
             return []
         reply = request(
-            job.exp_dir.parent.parent,
-            {"op": "artifacts", "handle": raw, "dir": str(job.artifacts_dir)},
+            self.home.root,
+            {"op": "artifacts", "handle": handle, "dir": str(job.artifacts_dir)},
             timeout=900,
         )
         return list(reply.get("names") or [])
 
-    def cleanup(self, job: Job) -> None:
+    def _release(self, job: Job, handle: str | None) -> None:
         from gridrun.backends.ray.bridge import request
 
-        raw = self._handle(job)
-        if raw:
-            request(job.exp_dir.parent.parent, {"op": "release", "handle": raw})
-
-    def _poll_once(self, job: Job) -> dict[str, Any] | None:
-        from gridrun.backends.ray.bridge import BridgeError, request
-
-        raw = self._handle(job)
-        if not raw:
-            return None
-        try:
-            return request(
-                job.exp_dir.parent.parent,
-                {"op": "poll", "handle": raw, "exp_dir": str(job.exp_dir)},
-                timeout=60,
-            )
-        except (BridgeError, OSError, ValueError):
-            return {"state": "unreachable"}
-
-    def is_running(self, job: Job) -> bool:
-        """Reconciliation: the supervisor died; is the task still running on the cluster?"""
-        o = self._poll_once(job)
-        # An unreachable cluster is not a dead experiment: keep it running for now.
-        return o is not None and o["state"] in ("running", "unreachable")
-
-    def recover(self, job: Job) -> int | None:
-        """The supervisor died and the task ended: its exit code, from the coordinator."""
-        o = self._poll_once(job)
-        if o is not None and o["state"] == "exited" and o.get("exit_code") is not None:
-            try:
-                self.collect_artifacts(job)
-                self.cleanup(job)
-            except Exception:
-                pass
-            return int(o["exit_code"])
-        return None
+        if handle:
+            request(self.home.root, {"op": "release", "handle": handle})

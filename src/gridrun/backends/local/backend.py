@@ -1,9 +1,16 @@
-"""The embedded default backend: subprocesses on this machine, cached uv virtualenvs.
+"""The local backend: subprocesses on this machine, cached uv virtualenvs.
 
-Each experiment runs in its own copy of the project snapshot, under a supervisor
-that is its child subreaper (so ``grid stop`` reaches every process it started),
-with the run's virtualenv first on PATH. Output is read line by line from pipes and
-written to the experiment's log with a timestamp the moment it arrives.
+Each experiment runs in its own copy of the project snapshot, under a supervisor that
+is its child subreaper (so ``grid stop`` reaches every process it started, even one
+that started its own session), with the run's virtualenv first on PATH. Output is
+read line by line from pipes and written to the experiment's log with a timestamp the
+moment it arrives. The handle is the main process's :class:`~gridrun.processes.ProcessRef`
+(pid and start time, so a recycled pid is never taken for it).
+
+A local experiment cannot outlive its supervisor usefully (its output pipes die with
+it), so the backend declares ``survives_supervisor=False``: a reconciling agent stops
+what is left and records the attempt as preempted (restarted under ``--auto_resume``,
+in the working directory it left).
 """
 
 from __future__ import annotations
@@ -12,13 +19,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Job
+from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
+from gridrun.backends.local.process import pump
+from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.processes import (
     ProcessRef,
@@ -28,24 +36,27 @@ from gridrun.processes import (
     kill_all,
     kill_descendants,
     terminate_all,
-    write_ref,
 )
+from gridrun.specs import script_command
 
-PID_FILE = "backend.ref"  # the experiment's main process, as a ProcessRef
 ENV_LAYER = "env-layer"  # what the experiment wrote over its cached environment
 
 
-def script_command(script: str, python: str) -> list[str]:
-    """``python SCRIPT`` or ``bash SCRIPT``: the interpreter is chosen by extension."""
-    if script.endswith(".sh"):
-        return ["bash", script]
-    return [python, script]
+@dataclass
+class _Child:
+    """An experiment started by this process: its exit code is ours to read."""
+
+    proc: subprocess.Popen[bytes]
+    pumps: list[threading.Thread]
 
 
 class LocalBackend(Backend):
     name = "local"
-    supports_gpus = True
-    supports_datastores = True
+    capabilities = Capabilities(gpus=True, datastores=True, shares_machine=True)
+
+    def __init__(self, home: GridHome | None = None) -> None:
+        super().__init__(home)
+        self._children: dict[str, _Child] = {}
 
     # ------------------------------------------------------------------ build
     def environment_key(self, req: BuildRequest) -> str:
@@ -55,35 +66,32 @@ class LocalBackend(Backend):
         extra = load_pip_config().fingerprint()
         if req.best_effort:  # what gets dropped or repaired depends on what the code uses
             extra += "|best-effort|" + "\n".join(sorted(req.checks))
-        return environment_key(req.python, req.requirements, extra)
+        return environment_key(req.python, list(req.requirements), extra)
 
-    def build(self, req: BuildRequest, log: BuildLog) -> str:
+    def _build(self, req: BuildRequest, log: BuildLog) -> str:
         from gridrun.envs.pipconf import load_pip_config
         from gridrun.envs.venv import build_venv
-        from gridrun.home import GridHome
 
         pip = load_pip_config()
         key = self.environment_key(req)
         env = build_venv(
-            GridHome.from_env().envs,
+            self.home.envs,
             key,
             req.python,
-            req.requirements,
+            list(req.requirements),
             log,
             pip=pip,
             best_effort=req.best_effort,
-            checks=req.checks if req.best_effort else [],
+            checks=list(req.checks) if req.best_effort else [],
         )
         return str(env)
 
     # -------------------------------------------------------------------- run
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # orders execute's start against terminate
-        self._stop = threading.Event()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def execute(self, job: Job, sink: LogSink) -> int:
+    def _launch(self, job: Job, sink: LogSink) -> str:
+        from gridrun.agent.jobs import THREAD_VARS
+        from gridrun.datastores import local_mount_command
         from gridrun.project import materialize
+        from gridrun.runenv import local_environment
 
         if resume_workdir(job):
             sink.write(
@@ -95,26 +103,24 @@ class LocalBackend(Backend):
                 shutil.rmtree(job.workdir)
             materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
         venv = Path(job.env_ref)
+        home = self.home.root
         # The submitting shell's environment, never the agent's (gridrun.runenv).
-        from gridrun.agent.jobs import THREAD_VARS
-        from gridrun.runenv import local_environment
-
-        env = local_environment(Path(job.objects_dir).parent, job.run_name)
+        env = local_environment(home, job.run_name)
         for var in ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__"):
             env.pop(var, None)
         # gridrun's own variables win, but thread caps the shell chose are kept.
         env.update({k: v for k, v in job.env.items() if not (k in THREAD_VARS and k in env)})
+        # GPU visibility is this backend's business: the ids the agent granted, and
+        # without GPUs an empty value, which hides every device (CUDA's documented rule).
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpu_ids)
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         # What experiment_processes() finds the experiment's processes by, should its
         # supervisor die: every descendant inherits it, whatever session it starts.
-        env["GRID_HOME"] = str(job.exp_dir.parent.parent)
+        env["GRID_HOME"] = str(home)
         argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]
         # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
         # remounting is impossible, when a private namespace can be made (nsexec.py).
-        from gridrun.datastores import local_mount_command
-
-        home = Path(job.objects_dir).parent
         argv, extra = local_mount_command(
             # The cached environment is shared by runs with the same key: each run gets
             # a writable layer over it, so its `pip install` reaches only itself.
@@ -128,81 +134,88 @@ class LocalBackend(Backend):
         # Descendants that outlive their parents come back to the supervisor (this
         # process), so none escapes, not even one that starts its own session.
         become_subreaper()
-        with self._lock:
-            if self._stop.is_set():  # stopped before it started
-                return -signal.SIGTERM
-            proc = subprocess.Popen(
-                argv,
-                cwd=job.workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group, apart from the supervisor's
-            )
-            self._proc = proc
-            ref = ProcessRef.of(proc.pid)
-            if ref is not None:
-                write_ref(job.exp_dir / PID_FILE, ref)
+        proc = subprocess.Popen(
+            argv,
+            cwd=job.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, apart from the supervisor's
+        )
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, "stdout", sink), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, "stderr", sink), daemon=True),
+            threading.Thread(target=pump, args=(proc.stdout, "stdout", sink), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, "stderr", sink), daemon=True),
         ]
         for t in pumps:
             t.start()
-        code = proc.wait()
-        with self._lock:
-            self._proc = None
+        ref = ProcessRef.of(proc.pid)
+        handle = ref.dump() if ref is not None else f"{proc.pid} 0"
+        self._children[handle] = _Child(proc, pumps)
+        return handle
+
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        child = self._children.get(handle)
+        if child is None:  # not ours: all we can do is watch it
+            return super()._wait(job, handle, sink)
+        code = child.proc.wait()
         # The experiment is its main process: whatever it left running (a background
         # child, a daemon in its own session) ends with it and must not hold the pipes.
         kill_descendants(grace=1.0)
-        for t in pumps:
+        for t in child.pumps:
             t.join(timeout=5.0)
         return code
 
-    def terminate(self, job: Job, grace: float) -> None:
+    def _poll(self, job: Job, handle: str) -> Poll:
+        child = self._children.get(handle)
+        if child is not None:
+            code = child.proc.poll()
+            return Poll.running() if code is None else Poll.exited(code)
+        # Not our child: its exit code went to the supervisor that started it.
+        ref = ProcessRef.parse(handle)
+        if ref is not None and ref.alive():
+            return Poll.running()
+        return Poll.gone("its process ended with no supervisor to record the exit code")
+
+    def _stop(self, job: Job, handle: str, grace: float) -> None:
         """SIGTERM every process of the experiment, SIGKILL what is left after ``grace``.
 
         In the supervisor (the usual case) the experiment's processes are this
         process's descendants; elsewhere they are found by their environment.
         """
-        with self._lock:
-            self._stop.set()
-            proc = self._proc
-        if proc is None:
-            terminate_all(experiment_processes(job.exp_dir.parent.parent, job.experiment_id), grace)
+        child = self._children.get(handle)
+        if child is None:
+            # Another process started it: its main process (the handle) and whatever
+            # of it is left, found by the environment every descendant inherits.
+            refs = experiment_processes(self.home.root, job.experiment_id)
+            main = ProcessRef.parse(handle)
+            if main is not None and main.alive() and main not in refs:
+                refs = [main, *descendants(main.pid), *refs]
+            terminate_all(refs, grace)
             return
         for ref in descendants():
             ref.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while proc.poll() is None and time.monotonic() < deadline:
+        while child.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         kill_all(descendants())
 
-    def collect_artifacts(self, job: Job, keep_workdir: bool = False) -> list[str]:
+    def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
         from gridrun.project import collect_artifacts
 
         if not job.workdir.exists():
             return []
         return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
 
-    def cleanup(self, job: Job) -> None:
+    def _release(self, job: Job, handle: str | None) -> None:
         from gridrun.datastores.mount import remove_env_layer
 
+        if handle is not None:
+            self._children.pop(handle, None)
         shutil.rmtree(job.workdir, ignore_errors=True)
         if not job.resume_dir.is_dir():  # a parked working copy keeps its layer
             remove_env_layer(job.exp_dir / ENV_LAYER)
-
-    def recover(self, job: Job) -> int | None:
-        """The supervisor died: the experiment's output is lost, so end what is left.
-
-        Returns None: a local experiment cannot be re-attached (its pipes went with the
-        supervisor), so reconciliation records it as preempted (and requeues it with
-        ``--auto_resume``, in the same working directory).
-        """
-        terminate_all(experiment_processes(job.exp_dir.parent.parent, job.experiment_id), 1.0)
-        return None
 
 
 def resume_workdir(job: Job) -> bool:
@@ -218,13 +231,3 @@ def resume_workdir(job: Job) -> bool:
         shutil.rmtree(job.workdir, ignore_errors=True)
         os.replace(parked, job.workdir)
     return job.workdir.is_dir()
-
-
-def _pump(stream: IO[bytes], name: str, sink: LogSink) -> None:
-    for raw in iter(stream.readline, b""):
-        sink.write(name, raw.decode("utf-8", errors="replace"))
-    stream.close()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("gridrun.backends.local is a library module")

@@ -1,0 +1,193 @@
+"""The backends the conformance suite runs on, each as a small ``Case``.
+
+To add a backend (Ray next), write a ``Case`` subclass that knows how to build an
+environment for a project folder, how to make its engine unreachable and how to lose
+a job behind gridrun's back, and add it to ``CASES``. Every test in
+``test_conformance.py`` then runs on it. A case whose engine is missing skips on a
+developer's machine and fails when ``CI`` is set: CI starts every engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from gridrun.backends import Backend, get_backend
+from gridrun.backends.base import BuildRequest, Job
+from gridrun.home import GridHome
+
+BASE_IMAGE = "gridrun-test-base:bookworm"  # debootstrapped by .ci/docker-engine.sh
+
+
+class Case:
+    """How the suite drives one backend."""
+
+    name: ClassVar[str]
+    has_engine: ClassVar[bool] = True  # an engine that can be unreachable
+
+    def __init__(self, home: GridHome, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.home = home
+        self.monkeypatch = monkeypatch
+
+    def available(self) -> str | None:
+        """Why this backend cannot run here, or None."""
+        return None
+
+    def backend(self) -> Backend:
+        """A fresh instance, as a new process would have."""
+        return get_backend(self.name, self.home, testing=True)
+
+    def build_request(self, req: BuildRequest) -> BuildRequest:
+        return req
+
+    def break_engine(self, backend: Backend) -> None:
+        raise NotImplementedError
+
+    def mend_engine(self, backend: Backend) -> None:
+        raise NotImplementedError
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        """Make the engine forget the job, as a vanished node would."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class FakeCase(Case):
+    name = "fake"
+
+    def break_engine(self, backend: Backend) -> None:
+        backend.engine_down = True  # type: ignore[attr-defined]
+
+    def mend_engine(self, backend: Backend) -> None:
+        backend.engine_down = False  # type: ignore[attr-defined]
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        backend.lose(handle)  # type: ignore[attr-defined]
+
+
+class LocalCase(Case):
+    name = "local"
+    has_engine = False  # processes on this machine: nothing to be unreachable
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        # Killed from outside, seen by a process that did not start it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(handle.split()[0]), signal.SIGKILL)
+
+
+class DockerCase(Case):
+    name = "docker"
+
+    def available(self) -> str | None:
+        try:
+            get_backend("docker", self.home).check_available()
+        except Exception as exc:
+            return str(exc)
+        return None
+
+    def build_request(self, req: BuildRequest) -> BuildRequest:
+        import dataclasses
+
+        return dataclasses.replace(
+            req, base_image=BASE_IMAGE, project_name=f"gridrun-test-{req.project_name}"
+        )
+
+    def break_engine(self, backend: Backend) -> None:
+        self.saved = os.environ.get("DOCKER_HOST")
+        self.monkeypatch.setenv("DOCKER_HOST", f"unix://{self.home.root}/no-engine.sock")
+        backend.close()  # type: ignore[attr-defined]
+
+    def mend_engine(self, backend: Backend) -> None:
+        if self.saved is None:
+            self.monkeypatch.delenv("DOCKER_HOST")
+        else:
+            self.monkeypatch.setenv("DOCKER_HOST", self.saved)
+        backend.close()  # type: ignore[attr-defined]
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        from gridrun.backends.docker import connect
+
+        api = connect()
+        try:
+            api.remove_container(handle, force=True)
+        finally:
+            api.close()
+
+
+CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase)}
+
+
+@pytest.fixture(params=list(CASES))
+def case(
+    request: pytest.FixtureRequest, grid_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Case]:
+    home = GridHome(grid_home).ensure()
+    c = CASES[request.param](home, monkeypatch)
+    why = c.available()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the {c.name} backend cannot run: {why}")
+        pytest.skip(f"the {c.name} backend cannot run here: {why}")
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def make_job(case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend, Job]]]:
+    """Snapshot a one-file project, build its environment, return a backend and a job."""
+    from gridrun.project import take_snapshot
+
+    made: list[tuple[Backend, Job]] = []
+
+    def make(script: str, args: list[str] | None = None, name: str = "job.py") -> Any:
+        root = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
+        root.mkdir()
+        (root / name).write_text(script)
+        snap = take_snapshot(root, case.home)
+        req = case.build_request(
+            BuildRequest(
+                run_name="conformance",
+                project_name=root.name,
+                python="3.11",
+                requirements=[],
+                snapshot_hash=snap.hash,
+                snapshot_manifest=snap.manifest_path,
+                objects_dir=case.home.objects,
+            )
+        )
+        backend = case.backend()
+        env_ref = backend.build(req, lambda line: None)
+        exp = f"conf-{case.name}-{uuid.uuid4().hex[:8]}"
+        exp_dir = case.home.experiment_dir(exp)
+        job = Job(
+            run_name="conformance",
+            experiment_name=exp,
+            experiment_id=1,
+            env_ref=env_ref,
+            script=name,
+            args=args or [],
+            exp_dir=exp_dir,
+            workdir=exp_dir / "workdir",
+            snapshot_manifest=snap.manifest_path,
+            objects_dir=case.home.objects,
+            env={"GRID_EXPERIMENT_NAME": exp},
+            stop_grace=2.0,
+        )
+        made.append((backend, job))
+        return backend, job
+
+    yield make
+    for backend, job in made:
+        with contextlib.suppress(Exception):
+            backend.stop(job, None, 0)
+        with contextlib.suppress(Exception):
+            backend.release(job, None)

@@ -1,0 +1,209 @@
+"""What every backend must do, the same way: one suite, run on each of ``CASES``.
+
+Each script carries ``# fake:`` directives that make the fake backend act out what the
+real backends run for real, so one script serves them all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gridrun.backends.base import Poll, PollState, read_handle
+from gridrun.errors import BackendError, UnsupportedError, UsageError
+from gridrun.logs import LogSink
+from gridrun.specs import EnvSpec, Resources, RunSpec
+
+FINISHES = """\
+# fake: stdout hello out
+# fake: stderr hello err
+# fake: write made.txt made
+# fake: exit 3
+import sys
+print("hello out", flush=True)
+print("hello err", file=sys.stderr, flush=True)
+open("made.txt", "w").write("made")
+sys.exit(3)
+"""
+
+SLEEPS = """\
+# fake: stdout started
+# fake: sleep 300
+import time
+print("started", flush=True)
+time.sleep(300)
+"""
+
+IGNORES_SIGTERM = """\
+# fake: ignore-sigterm
+# fake: stdout started
+# fake: sleep 300
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("started", flush=True)
+time.sleep(300)
+"""
+
+KILLED = (-9, 137)  # SIGKILL: as a process reports it, as an engine does
+STOPPED = (-15, 143, *KILLED)
+
+
+def _wait_for(path: Path, text: str, limit: float = 60) -> None:
+    deadline = time.monotonic() + limit
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.05)
+
+
+def _in_background(backend, job) -> tuple[threading.Thread, list[int], list[str]]:
+    """Launch and wait as a supervisor does, in a thread; the handle once known."""
+    codes: list[int] = []
+    handles: list[str] = []
+
+    def supervise() -> None:
+        with LogSink(job.log_path) as sink:
+            try:
+                codes.append(backend.run(job, sink, handles.append))
+            except BackendError:  # the engine lost it: the supervisor records a failure
+                codes.append(-1)
+
+    t = threading.Thread(target=supervise, daemon=True)
+    t.start()
+    _wait_for(job.log_path, "started")
+    deadline = time.monotonic() + 30
+    while not handles:  # the script may print before launch returns its handle
+        assert time.monotonic() < deadline, "launch never returned a handle"
+        time.sleep(0.01)
+    return t, codes, handles
+
+
+def test_exit_code_output_artifacts_and_release(make_job) -> None:
+    backend, job = make_job(FINISHES)
+    with LogSink(job.log_path) as sink:
+        handle = backend.launch(job, sink)
+        assert read_handle(job) == handle  # persisted before anything else
+        assert backend.wait(job, handle, sink) == 3
+    log = job.log_path.read_text()
+    assert "[stdout] " in log and "hello out" in log
+    assert "[stderr] " in log and "hello err" in log
+    assert backend.poll([(job, handle)]) == [Poll.exited(3)]
+    assert "made.txt" in backend.collect(job, handle)
+    assert (job.artifacts_dir / "made.txt").read_text() == "made"
+    backend.release(job, handle)
+    backend.release(job, handle)  # twice is harmless
+    assert backend.poll([(job, handle)])[0].state == PollState.GONE
+
+
+def test_a_new_instance_finds_the_job_by_its_handle(case, make_job) -> None:
+    backend, job = make_job(SLEEPS)
+    t, codes, handles = _in_background(backend, job)
+    later = case.backend()  # another process, knowing only the job and the handle
+    assert later.poll([(job, read_handle(job))]) == [Poll.running()]
+    later.stop(job, handles[0], 1.0)
+    t.join(timeout=30)
+    assert codes and codes[0] in STOPPED
+
+
+def test_stop_terminates_within_the_grace_period(make_job) -> None:
+    backend, job = make_job(SLEEPS)
+    t, codes, handles = _in_background(backend, job)
+    started = time.monotonic()
+    backend.stop(job, handles[0], job.stop_grace)
+    t.join(timeout=30)
+    assert codes and codes[0] in STOPPED
+    assert time.monotonic() - started < job.stop_grace + 10
+    assert backend.poll([(job, handles[0])])[0].state == PollState.EXITED
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(case, make_job) -> None:
+    backend, job = make_job(IGNORES_SIGTERM)
+    if case.name == "fake":
+        backend.slow_stop = True
+    t, codes, handles = _in_background(backend, job)
+    started = time.monotonic()
+    backend.stop(job, handles[0], 1.0)
+    t.join(timeout=30)
+    assert codes and codes[0] in KILLED
+    assert time.monotonic() - started >= 0.9
+
+
+def test_stop_before_launch_never_starts_it(make_job) -> None:
+    backend, job = make_job(FINISHES)
+    backend.stop(job, None, 1.0)
+    with LogSink(job.log_path) as sink:
+        assert backend.run(job, sink) == 143
+    assert read_handle(job) is None
+    assert not (job.workdir / "made.txt").exists()
+
+
+def test_poll_is_batched_and_keeps_order(make_job) -> None:
+    backend, quick = make_job(FINISHES)
+    _, slow = make_job(SLEEPS)
+    with LogSink(quick.log_path) as sink:
+        q = backend.launch(quick, sink)
+        assert backend.wait(quick, q, sink) == 3
+    t, _, handles = _in_background(backend, slow)
+    assert backend.poll([(slow, handles[0]), (quick, q)]) == [Poll.running(), Poll.exited(3)]
+    assert backend.poll([]) == []
+    backend.stop(slow, handles[0], 0.5)
+    t.join(timeout=30)
+
+
+def test_a_lost_job_is_gone(case, make_job) -> None:
+    backend, job = make_job(SLEEPS)
+    t, _, handles = _in_background(backend, job)
+    case.lose(backend, job, handles[0])
+    t.join(timeout=60)
+    later = case.backend()
+    assert later.poll([(job, handles[0])])[0].state in (PollState.GONE, PollState.EXITED)
+    if case.name != "local":  # a killed local process is only gone to a stranger
+        assert later.poll([(job, handles[0])])[0].state == PollState.GONE
+
+
+def test_an_unreachable_engine_is_unknown_never_gone(case, make_job) -> None:
+    if not case.has_engine:
+        # Processes on this machine have no engine to lose: the failure cannot exist.
+        assert case.name == "local"
+        return
+    backend, job = make_job(SLEEPS)
+    t, _, handles = _in_background(backend, job)
+    later = case.backend()
+    case.break_engine(later)
+    try:
+        state = later.poll([(job, handles[0])])[0]
+        assert state.state == PollState.UNKNOWN, state
+        assert state.detail
+    finally:
+        case.mend_engine(later)
+    assert later.poll([(job, handles[0])]) == [Poll.running()]
+    later.stop(job, handles[0], 0.5)
+    t.join(timeout=60)
+
+
+def _spec(**kw: object) -> RunSpec:
+    fields: dict = {
+        "script": "job.py",
+        "env": EnvSpec(python="3.11"),
+        "snapshot_hash": "",
+        "snapshot_manifest": Path(),
+    }
+    fields.update(kw)
+    return RunSpec(**fields)
+
+
+def test_validate_refuses_what_it_cannot_honour(case) -> None:
+    backend = case.backend()
+    backend.validate(_spec())
+    caps = backend.capabilities
+    if not caps.dockerfile:
+        with pytest.raises(UnsupportedError, match=backend.name):
+            backend.validate(_spec(env=EnvSpec(python="3.11", dockerfile="Dockerfile")))
+    capacity = backend.capacity()
+    if capacity is not None:
+        too_many = Resources(cpus=capacity.cpus + 1)
+        with pytest.raises(UsageError, match="CPUs"):
+            backend.validate(_spec(resources=too_many))
+        backend.validate(_spec(resources=too_many), fits=False)
