@@ -118,14 +118,7 @@ class Agent:
         self, exp: Experiment, gpu_ids: list[int], runs: dict[int, Run] | None = None
     ) -> bool:
         token = uuid.uuid4().hex
-        if not self.store.transition(
-            exp.id,
-            where=[Status.PENDING],
-            extra_where="claim_token IS NULL",
-            claim_token=token,
-            claimed_at=time.time(),
-            gpu_ids=gpu_ids,
-        ):
+        if not self.store.claim(exp.id, token, gpu_ids):
             return False
         runs = {} if runs is None else runs
         run = runs.get(exp.run_id)

@@ -121,13 +121,4 @@ def reconcile(store: Store, home: GridHome) -> None:
     now = time.time()
     for exp in store.claimed_pending():
         if exp.claimed_at and now - exp.claimed_at > CLAIM_TIMEOUT:
-            store.transition(
-                exp.id,
-                where=[Status.PENDING],
-                extra_where="claim_token = ?",
-                extra_args=[exp.claim_token],
-                claim_token=None,
-                claimed_at=None,
-                gpu_ids=[],
-                event="claim-expired",
-            )
+            store.expire_claim(exp.id, exp.claim_token or "")

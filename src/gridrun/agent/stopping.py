@@ -52,18 +52,11 @@ def _request_stop(store: Store, exp: Experiment, now: float) -> Experiment | Non
         if e.status.finished:
             return None
         if e.status in (Status.BUILDING, Status.PENDING):
-            if store.transition(
-                e.id,
-                where=[Status.BUILDING, Status.PENDING],
-                status=Status.STOPPED,
-                stop_requested=1,
-                finished_at=now,
-                event="stopped",
-            ):
+            if store.stop_not_started(e.id, now):
                 return e
         else:
             try:
-                if store.transition(e.id, where=[Status.RUNNING], stop_requested=1):
+                if store.request_stop(e.id):
                     return store.get_experiment(e.id)
             except Exception as exc:
                 # A full disk: the SIGTERM still stops it (recorded when there is room).
@@ -99,11 +92,7 @@ def stop_experiments(
             running.append(e)
     for run_id in run_ids:
         try:
-            with store.transaction() as c:
-                c.execute(
-                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
-                    (Status.STOPPED.value, now, run_id, Status.BUILDING.value),
-                )
+            store.stop_building_run(run_id, now)
         except Exception as exc:
             if not out_of_space(exc):
                 raise

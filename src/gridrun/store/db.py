@@ -23,6 +23,7 @@ from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.endings import Decision, Ending
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
+from gridrun.store.transitions import check
 
 OPEN_TIMEOUT = 30.0  # seconds a busy database is retried on open
 
@@ -227,6 +228,8 @@ class Store:
 
         Returns whether the row changed: the caller that gets ``False`` lost a race
         (another process already moved the experiment) and must do nothing more.
+        The low-level primitive under the named transitions below, which product code
+        uses; tests call it to put a row in a given state.
         """
         cols = ", ".join(f"{k} = ?" for k in fields)
         values: list[Any] = []
@@ -252,6 +255,137 @@ class Store:
                     (time.time(), exp_id, event),
                 )
         return changed
+
+    # ----------------------------------------------------- named transitions
+    def _move(
+        self,
+        name: str,
+        exp_id: int,
+        to: Status,
+        *,
+        extra_where: str = "",
+        extra_args: Sequence[Any] = (),
+        **fields: Any,
+    ) -> bool:
+        t = check(name, to)
+        if to not in t.frm:
+            fields["status"] = to
+        return self.transition(
+            exp_id,
+            where=list(t.frm),
+            extra_where=extra_where,
+            extra_args=extra_args,
+            event=name,
+            **fields,
+        )
+
+    def claim(self, exp_id: int, token: str, gpu_ids: list[int]) -> bool:
+        """Reserve a pending, unclaimed experiment for the supervisor holding ``token``."""
+        return self._move(
+            "claim",
+            exp_id,
+            Status.PENDING,
+            extra_where="claim_token IS NULL",
+            claim_token=token,
+            claimed_at=time.time(),
+            gpu_ids=gpu_ids,
+        )
+
+    def expire_claim(self, exp_id: int, token: str) -> bool:
+        """Release a claim no supervisor took up (the agent died before it started)."""
+        return self._move(
+            "expire_claim",
+            exp_id,
+            Status.PENDING,
+            extra_where="claim_token = ?",
+            extra_args=[token],
+            claim_token=None,
+            claimed_at=None,
+            gpu_ids=[],
+        )
+
+    def start(
+        self,
+        exp_id: int,
+        token: str,
+        *,
+        supervisor_pid: int,
+        supervisor_started: int,
+        gpu_ids: list[int],
+        started_at: float,
+    ) -> bool:
+        """The supervisor holding the claim runs the experiment; False: it lost the race."""
+        return self._move(
+            "start",
+            exp_id,
+            Status.RUNNING,
+            extra_where="claim_token = ?",
+            extra_args=[token],
+            started_at=started_at,
+            supervisor_pid=supervisor_pid,
+            supervisor_started=supervisor_started,
+            gpu_ids=gpu_ids,
+        )
+
+    def request_stop(self, exp_id: int) -> bool:
+        """Mark a running experiment as asked to stop (its supervisor is signalled)."""
+        return self._move("request_stop", exp_id, Status.RUNNING, stop_requested=1)
+
+    def stop_not_started(self, exp_id: int, now: float) -> bool:
+        """Stop an experiment still building or pending: it never runs."""
+        return self._move("stop_queued", exp_id, Status.STOPPED, stop_requested=1, finished_at=now)
+
+    def mark_built(self, run_id: int, env_ref: str | None) -> None:
+        """The run's environment is ready: the run and its experiments are queued."""
+        check("run_built", Status.PENDING)
+        check("mark_built", Status.PENDING)
+        with self.transaction() as c:
+            changed = c.execute(
+                "UPDATE runs SET status = ?, env_ref = ? WHERE id = ? AND status = ?",
+                (Status.PENDING.value, env_ref, run_id, Status.BUILDING.value),
+            ).rowcount
+            c.execute(
+                "UPDATE experiments SET status = ? WHERE run_id = ? AND status = ?",
+                (Status.PENDING.value, run_id, Status.BUILDING.value),
+            )
+            if changed:
+                c.execute(
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'built', ?)",
+                    (time.time(), run_id, env_ref or ""),
+                )
+
+    def fail_build(self, run_id: int, message: str) -> None:
+        """The run's environment could not be built: the run and its experiments failed."""
+        check("run_build_failed", Status.FAILED)
+        check("fail_build", Status.FAILED)
+        now = time.time()
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ?"
+                " WHERE id = ? AND status = ?",
+                (Status.FAILED.value, message, now, run_id, Status.BUILDING.value),
+            )
+            c.execute(
+                "UPDATE experiments SET status = ?, error = ?, finished_at = ?"
+                " WHERE run_id = ? AND status = ?",
+                (Status.FAILED.value, message, now, run_id, Status.BUILDING.value),
+            )
+            c.execute(
+                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'build-failed', ?)",
+                (now, run_id, message),
+            )
+
+    def stop_building_run(self, run_id: int, now: float) -> bool:
+        """A run stopped while its environment builds: it never queues."""
+        check("run_stopped_building", Status.STOPPED)
+        with self.transaction() as c:
+            return (
+                c.execute(
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
+                    (Status.STOPPED.value, now, run_id, Status.BUILDING.value),
+                ).rowcount
+                == 1
+            )
 
     def settle(
         self,
@@ -280,6 +414,7 @@ class Store:
                 return None
             if row["stop_requested"] and decision.status != Status.STOPPED:
                 decision = Decision(Status.STOPPED, Ending.STOPPED, None)
+            check("requeue" if decision.requeue else "finish", decision.status)
             preempted = int(decision.ending == Ending.PREEMPTED)
             if decision.requeue:
                 c.execute(

@@ -1,0 +1,64 @@
+"""Every state change an experiment or a run may go through, in one table.
+
+Each named transition says from which statuses it may start and to which it may lead;
+:class:`~gridrun.store.db.Store` has one method per name, each one transaction that
+checks the move against this table, applies it only if the row is still in an
+allowed status (a conditional ``UPDATE``, so the loser of a race changes nothing) and
+records an event. Nothing outside ``gridrun.store`` writes a status.
+
+The one rule from an ended attempt to the experiment's next status lives in
+:mod:`gridrun.store.endings` (``decide``); ``finish`` and ``requeue`` are its two
+outcomes, applied by ``Store.settle``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridrun.errors import StateError
+from gridrun.store.models import Status
+
+B, P, R = Status.BUILDING, Status.PENDING, Status.RUNNING
+S, F, X = Status.SUCCEEDED, Status.FAILED, Status.STOPPED
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    frm: tuple[Status, ...]  # the statuses it may start from
+    to: tuple[Status, ...]  # the statuses it may lead to (== frm: it sets fields only)
+    what: str
+
+
+TABLE: dict[str, Transition] = {
+    t.name: t
+    for t in (
+        # Experiments
+        Transition("claim", (P,), (P,), "the agent reserves a pending one for a supervisor"),
+        Transition("expire_claim", (P,), (P,), "a claim no supervisor took up is released"),
+        Transition("start", (P,), (R,), "its supervisor, holding the claim, runs it"),
+        Transition("request_stop", (R,), (R,), "grid stop asks a running one to stop"),
+        Transition("stop_queued", (B, P), (X,), "grid stop ends one not started yet"),
+        Transition("finish", (R,), (S, F, X), "an attempt ended, and it is final"),
+        Transition("requeue", (R,), (P,), "an attempt ended, and it runs again"),
+        Transition("mark_built", (B,), (P,), "its run's environment is ready"),
+        Transition("fail_build", (B,), (F,), "its run's environment could not be built"),
+        # Runs (runs.status is only the build's progress; users see Run.derived_status)
+        Transition("run_built", (B,), (P,), "the run's environment is ready"),
+        Transition("run_build_failed", (B,), (F,), "the run's environment failed"),
+        Transition("run_stopped_building", (B,), (X,), "grid stop while it builds"),
+    )
+}
+
+
+def check(name: str, to: Status) -> Transition:
+    """The transition called ``name``, if it may lead to ``to``; StateError otherwise."""
+    t = TABLE.get(name)
+    if t is None:
+        raise StateError(f"No state transition is called '{name}'.")
+    if to not in t.to:
+        raise StateError(
+            f"Transition '{name}' cannot lead to '{to.value}' "
+            f"(only {', '.join(s.value for s in t.to)})."
+        )
+    return t

@@ -1,0 +1,97 @@
+"""The named transitions: each moves only from the statuses its table row allows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gridrun.errors import StateError
+from gridrun.store.db import Store
+from gridrun.store.endings import Decision, Ending
+from gridrun.store.models import Status
+from gridrun.store.transitions import TABLE, check
+from spec_helpers import experiments, run_spec
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "gridrun"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "grid.db")
+
+
+def _run(store: Store, n: int = 1):
+    return store.create_run(
+        name="r-1",
+        backend="local",
+        spec=run_spec(),
+        env_key="k",
+        experiments=experiments(*[[str(i)] for i in range(n)]),
+    )
+
+
+def test_the_table_refuses_a_move_it_does_not_list() -> None:
+    assert check("start", Status.RUNNING).frm == (Status.PENDING,)
+    with pytest.raises(StateError, match="cannot lead to 'succeeded'"):
+        check("requeue", Status.SUCCEEDED)
+    with pytest.raises(StateError, match="No state transition"):
+        check("teleport", Status.RUNNING)
+    for t in TABLE.values():
+        assert t.frm and t.to and t.what
+
+
+def test_an_experiment_goes_through_its_life_by_named_moves_only(store: Store) -> None:
+    run = _run(store)
+    exp = run.experiments[0]
+    assert not store.claim(exp.id, "t1", [])  # still building
+    assert not store.request_stop(exp.id)  # not running
+    store.mark_built(run.id, "/envs/k")
+    assert store.get_run("r-1").env_ref == "/envs/k"
+    assert store.get_experiment(exp.id).status == Status.PENDING
+    assert not store.start(exp.id, "t1", supervisor_pid=1, supervisor_started=1, gpu_ids=[],
+                           started_at=1.0)  # fmt: skip
+    assert store.claim(exp.id, "t1", [])
+    assert not store.claim(exp.id, "t2", [])  # claimed once
+    assert store.expire_claim(exp.id, "t1")
+    assert store.claim(exp.id, "t2", [0])
+    assert not store.start(exp.id, "t1", supervisor_pid=1, supervisor_started=1, gpu_ids=[],
+                           started_at=1.0)  # fmt: skip
+    assert store.start(exp.id, "t2", supervisor_pid=1, supervisor_started=1, gpu_ids=[0],
+                       started_at=1.0)  # fmt: skip
+    assert store.get_experiment(exp.id).status == Status.RUNNING
+    assert not store.stop_not_started(exp.id, 2.0)  # it has started
+    assert store.request_stop(exp.id)
+    settled = store.settle(
+        exp.id, Decision(Status.PENDING, Ending.PREEMPTED, "x", restart=True),
+        exit_code=-15, finished_at=3.0,
+    )  # fmt: skip
+    assert settled == Status.STOPPED  # a stop wins over a requeue
+    kinds = [
+        k for (k,) in store.conn.execute("SELECT kind FROM events WHERE experiment_id = ?",
+                                         (exp.id,))
+    ]  # fmt: skip
+    assert kinds[:6] == ["claim", "expire_claim", "claim", "start", "request_stop", "stopped"]
+
+
+def test_a_failed_build_fails_only_what_still_builds(store: Store) -> None:
+    run = _run(store, 2)
+    assert store.stop_not_started(run.experiments[0].id, 1.0)
+    store.fail_build(run.id, "Could not install 'x'")
+    after = store.get_run("r-1")
+    assert [e.status for e in after.experiments] == [Status.STOPPED, Status.FAILED]
+    assert after.experiments[1].error == "Could not install 'x'"
+    assert not store.stop_building_run(run.id, 2.0)  # it failed already
+
+
+def test_nothing_outside_the_store_writes_a_status() -> None:
+    """The store is the only writer: no raw UPDATE of runs/experiments, no ad-hoc moves."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if "store" in path.relative_to(SRC).parts[:1]:
+            continue
+        text = path.read_text()
+        if re.search(r"UPDATE\s+(runs|experiments)\b|\.transition\(", text):
+            offenders.append(str(path.relative_to(SRC)))
+    assert offenders == []
