@@ -119,9 +119,9 @@ def read_ref(path: Path) -> ProcessRef | None:
 
 
 def write_ref(path: Path, ref: ProcessRef) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(ref.dump())
-    os.replace(tmp, path)
+    from gridrun.fsutil import atomic_write_text
+
+    atomic_write_text(path, ref.dump())
 
 
 # ----------------------------------------------------------- collecting processes

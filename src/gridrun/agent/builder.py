@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from gridrun.backends import get_backend
 from gridrun.backends.base import BuildRequest
 from gridrun.errors import GridError
+from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.store.db import Store
@@ -26,10 +26,7 @@ def build_warnings_path(home: GridHome, run_name: str) -> Path:
 
 def save_build_warnings(home: GridHome, run_name: str, warnings: list[str]) -> None:
     """What the build dropped or changed, for ``grid status RUN`` long after the build."""
-    path = build_warnings_path(home, run_name)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(list(dict.fromkeys(warnings))), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(build_warnings_path(home, run_name), list(dict.fromkeys(warnings)))
 
 
 def load_build_warnings(home: GridHome, run_name: str) -> list[str]:
@@ -69,36 +66,14 @@ def build_run(home: GridHome, run_id: int) -> None:
                 env_ref = backend.build(build_request(home, run), log)
             except GridError as exc:
                 log(f"Build failed: {exc.message}")
-                _fail(store, run, exc.message)
+                store.fail_build(run.id, exc.message)
                 return
             except Exception as exc:  # a bug, but the run must not stay 'building'
                 log(f"Build failed: {type(exc).__name__}: {exc}")
-                _fail(store, run, f"internal error while building: {exc}")
+                store.fail_build(run.id, f"internal error while building: {exc}")
                 return
             log(f"Environment ready in {time.monotonic() - started:.1f}s: {env_ref}")
             save_build_warnings(home, run.name, warnings)
-        with store.transaction() as c:
-            c.execute(
-                "UPDATE runs SET status = ?, env_ref = ? WHERE id = ? AND status = ?",
-                (Status.PENDING.value, env_ref, run.id, Status.BUILDING.value),
-            )
-            c.execute(
-                "UPDATE experiments SET status = ? WHERE run_id = ? AND status = ?",
-                (Status.PENDING.value, run.id, Status.BUILDING.value),
-            )
+        store.mark_built(run.id, env_ref)
     finally:
         store.close()
-
-
-def _fail(store: Store, run: Run, message: str) -> None:
-    now = time.time()
-    with store.transaction() as c:
-        c.execute(
-            "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-            (Status.FAILED.value, message, now, run.id),
-        )
-        c.execute(
-            "UPDATE experiments SET status = ?, error = ?, finished_at = ?"
-            " WHERE run_id = ? AND status = ?",
-            (Status.FAILED.value, message, now, run.id, Status.BUILDING.value),
-        )

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from gridrun.backends.base import Job
+from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
 from gridrun.store.models import Experiment, Run
 
@@ -71,9 +72,7 @@ def save_job(job: Job, backend: str) -> Path:
     data = job.to_dict()
     data["backend"] = backend
     path = job.exp_dir / "job.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=1)
     return path
 
 

@@ -32,6 +32,7 @@ from gridrun.agent.jobs import load_job
 from gridrun.backends import get_backend
 from gridrun.backends.base import Job
 from gridrun.errors import out_of_space
+from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
@@ -43,10 +44,7 @@ PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
 
 
 def write_exit_record(exp_dir: Path, record: dict) -> None:
-    path = exp_dir / "exit.json"
-    tmp = exp_dir / "exit.json.tmp"
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    atomic_write_json(exp_dir / "exit.json", record)
 
 
 def read_exit_record(exp_dir: Path) -> dict | None:
@@ -131,17 +129,13 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     me = ProcessRef.current()
     first_start = store.get_experiment(exp_id).started_at  # kept across restarts
-    claimed = store.transition(
+    claimed = store.start(
         exp_id,
-        where=[Status.PENDING],
-        extra_where="claim_token = ?",
-        extra_args=[token],
-        status=Status.RUNNING,
-        started_at=first_start or time.time(),
+        token,
         supervisor_pid=me.pid,
         supervisor_started=me.start,
         gpu_ids=job.gpu_ids,
-        event="running",
+        started_at=first_start or time.time(),
     )
     if not claimed:  # stopped, or the claim expired and was given to someone else
         return 0
