@@ -107,7 +107,7 @@ def main() -> None:
 
         # By hand: the same Dockerfile and context, built with the docker CLI.
         from gridrun.agent.builder import build_request
-        from gridrun.envs.image import container_pip, prepare_context
+        from gridrun.backends.docker.image import container_pip, prepare_context
         from gridrun.envs.pipconf import load_pip_config
         from gridrun.home import GridHome
         from gridrun.store.db import Store

@@ -34,7 +34,7 @@ TARBALL = Path(os.environ.get("GRIDRUN_CI_CACHE", "/var/cache/gridrun-ci")) / (
 
 def _engine_error() -> str | None:
     import docker
-    from gridrun.backends.docker import _probe_socket
+    from gridrun.backends.docker.backend import _probe_socket
     from gridrun.errors import BackendError
 
     try:

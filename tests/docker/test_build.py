@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gridrun.backends.docker import DockerBackend
-from gridrun.envs.image import find_image
+from gridrun.backends.docker.image import find_image
 from gridrun.errors import BuildError
 from gridrun.logs import LogSink
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gridrun.backends.base import BuildRequest
-from gridrun.envs import dockerfile as df
-from gridrun.envs.image import container_pip, explain_failure, image_tag, sanitize_repo
+from gridrun.backends.docker import dockerfile as df
+from gridrun.backends.docker.image import container_pip, explain_failure, image_tag, sanitize_repo
 from gridrun.envs.pipconf import PipConfig
 from gridrun.errors import BackendError, BuildError
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gridrun.backends.base import DatastoreMount, Poll, PollState
-from gridrun.backends.docker import DockerBackend, container_name
+from gridrun.backends.docker import DockerBackend
 from gridrun.logs import LogSink, parse_line
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -57,7 +57,7 @@ def test_streams_exit_code_limits_artifacts_and_removal(
     stamps = [datetime.fromisoformat(ts).timestamp() for _, ts, _ in lines]
     assert all(before - 1 < ts < time.time() + 1 for ts in stamps)
 
-    info = api.inspect_container(container_name(job))  # still there until cleanup
+    info = api.inspect_container(DockerBackend().container_name(job))  # still there until cleanup
     assert info["HostConfig"]["NanoCpus"] == 1_500_000_000
     assert info["HostConfig"]["Memory"] == 256 * 2**20
     assert info["HostConfig"]["Init"] is True
@@ -68,7 +68,7 @@ def test_streams_exit_code_limits_artifacts_and_removal(
     assert (job.artifacts_dir / "out/metrics.json").read_text() == '{"acc": 1}'
     assert (job.artifacts_dir / "data.txt").read_text() == "x\nchanged\n"
     backend.release(job, None)
-    assert api.containers(all=True, filters={"name": container_name(job)}) == []
+    assert api.containers(all=True, filters={"name": DockerBackend().container_name(job)}) == []
     assert not job.workdir.exists()
 
 
@@ -102,7 +102,7 @@ def test_bash_script_and_read_only_datastores(
     assert _run(backend, job) == 0
     out = [t for s, _, t in _lines(job) if s == "stdout"]
     assert out == ["from mnist", "from inner", "read-only", "no-remount", "args: x y"]
-    host = DockerBackend().api.inspect_container(container_name(job))["HostConfig"]
+    host = DockerBackend().api.inspect_container(DockerBackend().container_name(job))["HostConfig"]
     assert "SYS_ADMIN" in host["CapDrop"] and host["SecurityOpt"] == ["no-new-privileges"]
     assert backend.collect(job, None) == []  # a mounted datastore is not an artifact
     backend.release(job, None)
@@ -157,7 +157,7 @@ def test_recover_after_the_supervisor_died(api, make_project, make_request, make
         first.close()
     q, s = ids[quick.experiment_name], ids[slow.experiment_name]
     deadline = time.monotonic() + 30
-    while api.inspect_container(container_name(quick))["State"]["Running"]:
+    while api.inspect_container(DockerBackend().container_name(quick))["State"]["Running"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     later = DockerBackend()  # a new process, knowing nothing but the job and its handle
@@ -166,7 +166,7 @@ def test_recover_after_the_supervisor_died(api, make_project, make_request, make
     later.collect(quick, q)
     later.release(quick, q)
     assert (quick.artifacts_dir / "done.txt").read_text() == "yes"
-    assert api.containers(all=True, filters={"name": container_name(quick)}) == []
+    assert api.containers(all=True, filters={"name": DockerBackend().container_name(quick)}) == []
     assert later.poll([(quick, q)])[0].state == PollState.GONE  # gone: nothing to tell
     later.stop(slow, s, grace=0)
     later.release(slow, s)

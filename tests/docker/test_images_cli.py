@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from gridrun.backends.docker import DockerBackend
+from gridrun.backends.docker.image import find_image, read_last_used
 from gridrun.cli import cli
-from gridrun.envs.image import find_image, read_last_used
 from gridrun.store.db import Store
 from spec_helpers import experiments, run_spec
 

@@ -1,44 +1,22 @@
 """``grid images``: the Docker images gridrun cached, and pruning them.
 
-Images are found in the engine by their ``gridrun=1`` label; their last use comes from
-``GRID_HOME/images/last-used.json`` (see :mod:`gridrun.envs.image`), so an image built
-from another GRID_HOME shows its build time instead. An image is in use while a run of
-this GRID_HOME that is building, pending or running needs it, or while any container
-(of any GRID_HOME) was made from it; ``prune`` never removes those.
+The command line only: what an image is, when it is in use and how pruning works live
+with the Docker backend (:mod:`gridrun.backends.docker.images`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gridrun.cli.common import home_of, open_store, output_of
-from gridrun.errors import BackendError, UsageError
+from gridrun.errors import UsageError
 
-
-@dataclass
-class CachedImage:
-    tag: str
-    id: str
-    project: str
-    size: int
-    created: float
-    last_used: float | None
-    in_use: bool
-    deps: str
-
-
-def _created(raw: Any) -> float:
-    if isinstance(raw, int | float):
-        return float(raw)
-    try:
-        return datetime.fromisoformat(str(raw).split(".")[0].rstrip("Z")).timestamp()
-    except ValueError:
-        return 0.0
+if TYPE_CHECKING:
+    from gridrun.backends.docker.images import CachedImage
 
 
 def _active_refs(ctx: click.Context) -> set[str]:
@@ -54,32 +32,9 @@ def _active_refs(ctx: click.Context) -> set[str]:
 
 
 def cached_images(ctx: click.Context, api: Any) -> list[CachedImage]:
-    from gridrun.envs.image import read_last_used
+    from gridrun.backends.docker import images as docker_images
 
-    last_used = read_last_used(home_of(ctx).root)
-    active = _active_refs(ctx)
-    used_by_containers: set[str] = set()
-    for c in api.containers(all=True):
-        used_by_containers.update({c.get("Image", ""), c.get("ImageID", "")})
-    out = []
-    for img in api.images(filters={"label": "gridrun=1"}):
-        labels = img.get("Labels") or {}
-        tags = [t for t in (img.get("RepoTags") or []) if t != "<none>:<none>"]
-        for tag in tags:
-            out.append(
-                CachedImage(
-                    tag=tag,
-                    id=img["Id"].split(":")[-1][:12],
-                    project=labels.get("gridrun.project", "-"),
-                    size=int(img.get("Size") or 0),
-                    created=_created(img.get("Created")),
-                    last_used=last_used.get(tag),
-                    in_use=tag in active or bool({tag, img["Id"]} & used_by_containers),
-                    deps=labels.get("gridrun.deps", ""),
-                )
-            )
-    out.sort(key=lambda i: -(i.last_used or i.created))
-    return out
+    return docker_images.cached_images(api, home_of(ctx).root, _active_refs(ctx))
 
 
 def _size(n: float) -> str:
@@ -154,22 +109,14 @@ def _days(value: str | None) -> float | None:
 @click.pass_context
 def prune(ctx: click.Context, older_than: str | None, project: str | None, yes: bool) -> None:
     """Remove cached images that no active run or container uses."""
-    import docker.errors
-
+    from gridrun.backends.docker import images as docker_images
     from gridrun.cli.output import console, emit_json
-    from gridrun.envs.image import forget_use
 
     days = _days(older_than)
     api = _engine(ctx)
     found = cached_images(ctx, api)
     cutoff = time.time() - days * 86400 if days is not None else None
-    doomed = [
-        i
-        for i in found
-        if not i.in_use
-        and (cutoff is None or (i.last_used or i.created) < cutoff)
-        and (project is None or i.project == project)
-    ]
+    doomed = docker_images.prunable(found, cutoff, project)
     as_json = output_of(ctx) == "json"
     if not doomed:
         if as_json:
@@ -185,36 +132,8 @@ def prune(ctx: click.Context, older_than: str | None, project: str | None, yes: 
             click.confirm(f"Remove {len(doomed)} image(s)?", abort=True, err=True)
         except click.Abort:
             raise UsageError("Nothing removed.", hint="Pass --yes to prune without asking.")
-    removed: list[str] = []
-    reclaimed = 0
-    for i in doomed:
-        try:
-            api.remove_image(i.tag)
-        except docker.errors.APIError as exc:
-            raise BackendError(f"Could not remove {i.tag}: {exc.explanation or exc}") from exc
-        removed.append(i.tag)
-        reclaimed += i.size
-    forget_use(home_of(ctx).root, removed)
-    _prune_dependency_stages(api, {i.deps for i in found if i.tag not in removed})
+    removed, reclaimed = docker_images.remove_images(api, home_of(ctx).root, doomed, found)
     if as_json:
         emit_json({"removed": removed, "reclaimed_bytes": reclaimed})
     else:
         console.print(f"Removed {len(removed)} image(s), about {_size(reclaimed)}.")
-
-
-def _prune_dependency_stages(api: Any, keep: set[str]) -> None:
-    """Remove the untagged dependency-stage images no remaining image was built with.
-
-    They hold the pip configuration of their build and the layer cache of the
-    dependencies; the ones a kept image shares stay, so its next rebuild is fast.
-    """
-    import docker.errors
-
-    for img in api.images(filters={"label": ["gridrun=1", "gridrun.stage=deps"]}):
-        tags = [t for t in (img.get("RepoTags") or []) if t != "<none>:<none>"]
-        if tags or (img.get("Labels") or {}).get("gridrun.deps") in keep:
-            continue
-        try:
-            api.remove_image(img["Id"])
-        except docker.errors.APIError:
-            pass  # used by another build right now, or a parent of something: keep it

@@ -1,6 +1,6 @@
 """The Docker backend: one cached image per run, one container per experiment.
 
-Images come from :mod:`gridrun.envs.image`. Each experiment is a container labelled
+Images come from :mod:`gridrun.backends.docker.image`. Each experiment is a container labelled
 with its run, experiment and GRID_HOME (so it is found again by labels after any
 process died), with the job's CPU, memory and GPU limits, env vars and read-only
 datastore mounts, running ``python <script> <args>`` (or ``bash``) in
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
-from gridrun.envs.dockerfile import PROJECT_DIR
+from gridrun.backends.docker.dockerfile import PROJECT_DIR
 from gridrun.errors import BackendError
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
@@ -96,25 +96,21 @@ def home_label(home_root: Path) -> str:
     return hashlib.sha256(str(Path(home_root).absolute()).encode()).hexdigest()[:12]
 
 
-def job_home(job: Job) -> Path:
-    return job.exp_dir.parent.parent  # GRID_HOME/experiments/<name>
-
-
-def container_name(job: Job) -> str:
-    raw = f"gridrun-{home_label(job_home(job))[:8]}-{job.experiment_name}"
+def container_name(job: Job, home_root: Path) -> str:
+    raw = f"gridrun-{home_label(home_root)[:8]}-{job.experiment_name}"
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", raw)
 
 
 DROPPED_CAPS = ("SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_MODULE", "SYS_RAWIO")
 
 
-def job_labels(job: Job) -> dict[str, str]:
+def job_labels(job: Job, home_root: Path) -> dict[str, str]:
     return {
         "gridrun": "1",
         "gridrun.run": job.run_name,
         "gridrun.experiment": job.experiment_name,
         "gridrun.experiment_id": str(job.experiment_id),
-        "gridrun.home": home_label(job_home(job)),
+        "gridrun.home": home_label(home_root),
     }
 
 
@@ -208,24 +204,27 @@ class DockerBackend(Backend):
     # ------------------------------------------------------------------ build
     def environment_key(self, req: BuildRequest) -> str:
         """The image tag: ``<project>-<cpu|gpu>:<snapshot hash>-<dependency hash>``."""
-        from gridrun.envs.image import container_pip, image_tag
+        from gridrun.backends.docker.image import container_pip, image_tag
         from gridrun.envs.pipconf import load_pip_config
 
         return image_tag(req, container_pip(load_pip_config()))
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
-        from gridrun.envs.image import build_image
+        from gridrun.backends.docker.image import build_image
 
         self.check_available()
         try:
-            return build_image(self.api, req, log)
+            return build_image(self.api, req, log, self.home.root)
         finally:
             self.close()
 
     # -------------------------------------------------------------------- run
+    def container_name(self, job: Job) -> str:
+        return container_name(job, self.home.root)
+
     def find_container(self, job: Job) -> dict | None:
         """This experiment's container (any state), found by its labels."""
-        labels = job_labels(job)
+        labels = job_labels(job, self.home.root)
         found = self.api.containers(
             all=True,
             filters={"label": [f"{k}={labels[k]}" for k in ("gridrun.home", "gridrun.experiment")]},
@@ -238,14 +237,14 @@ class DockerBackend(Backend):
         from gridrun.specs import script_command
 
         api = self.api
-        name = container_name(job)
+        name = self.container_name(job)
         with contextlib.suppress(Exception):  # a leftover of an earlier attempt
             api.remove_container(name, force=True)
         # Only --env values and a short allow-list (proxies, locale) cross into the
         # container; the host shell's PATH, HOME and credentials do not (gridrun.runenv).
         from gridrun.runenv import container_environment
 
-        env = {**container_environment(Path(job.objects_dir).parent, job.run_name), **job.env}
+        env = {**container_environment(self.home.root, job.run_name), **job.env}
         # GPU visibility is this backend's business: none unless granted (below).
         env["CUDA_VISIBLE_DEVICES"] = ""
         device_requests = None
@@ -284,7 +283,7 @@ class DockerBackend(Backend):
             command=[*script_command(job.script, "python"), *job.args],
             working_dir=PROJECT_DIR,
             environment=env,
-            labels=job_labels(job),
+            labels=job_labels(job, self.home.root),
             host_config=host_config,
             name=name,
             stdin_open=False,
@@ -297,7 +296,7 @@ class DockerBackend(Backend):
     def _launch(self, job: Job, sink: LogSink) -> str:
         import docker.errors
 
-        from gridrun.envs.image import record_use
+        from gridrun.backends.docker.image import record_use
 
         try:
             cid = self._create(job)

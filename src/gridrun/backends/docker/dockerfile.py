@@ -33,7 +33,7 @@ CUDA_BASE = "nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04"
 CUDA_BASE_PYTHON = "3.10"  # the python3 of Ubuntu 22.04
 MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10"
 
-# Paths inside the build context (see gridrun.envs.image.prepare_context).
+# Paths inside the build context (see gridrun.backends.docker.image.prepare_context).
 CTX_DOCKERFILE = "gridrun/Dockerfile"
 CTX_REQUIREMENTS = "gridrun/requirements.txt"
 CTX_PIP_DIR = "gridrun/pip"

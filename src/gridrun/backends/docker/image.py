@@ -3,7 +3,7 @@
 An image is named ``<project>-<cpu|gpu>:<snapshot hash>-<dependency hash>`` (12 hex
 digits each). The tag is computed before anything is built, so a run whose code and
 dependencies are unchanged finds its image and builds nothing. The Dockerfile
-(:mod:`gridrun.envs.dockerfile`) puts the dependency layers before the project, so a
+(:mod:`gridrun.backends.docker.dockerfile`) puts the dependency layers before the project, so a
 code-only change reuses them from the engine's layer cache and only re-copies the code.
 
 Builds use the low-level API (``APIClient.build(decode=True)``) to stream every line of
@@ -18,10 +18,8 @@ tagged, so neither can say when an image was last used.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import tarfile
 import tempfile
@@ -32,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.backends.base import BuildLog, BuildRequest
-from gridrun.envs import dockerfile as df
+from gridrun.backends.docker import dockerfile as df
 from gridrun.envs.pipconf import PipConfig, load_pip_config
 from gridrun.errors import BuildError, ProjectError
+from gridrun.fsutil import atomic_write_json, file_lock
 
 LABEL = "gridrun"
 SHORT = 12
@@ -50,13 +49,8 @@ def images_dir(home_root: Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(path):
+        yield
 
 
 def read_last_used(home_root: Path) -> dict[str, float]:
@@ -74,9 +68,7 @@ def record_use(home_root: Path, tag: str, when: float | None = None) -> None:
         with _locked(folder / ".lock"):
             data = read_last_used(home_root)
             data[tag] = when if when is not None else time.time()
-            tmp = folder / "last-used.json.tmp"
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, folder / "last-used.json")
+            atomic_write_json(folder / "last-used.json", data, indent=1, sort_keys=True)
     except OSError:
         pass
 
@@ -87,9 +79,7 @@ def forget_use(home_root: Path, tags: list[str]) -> None:
         data = read_last_used(home_root)
         for tag in tags:
             data.pop(tag, None)
-        tmp = folder / "last-used.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, folder / "last-used.json")
+        atomic_write_json(folder / "last-used.json", data, indent=1, sort_keys=True)
 
 
 # -------------------------------------------------------------------- naming
@@ -359,11 +349,12 @@ def ensure_base_image(api: Any, image: str, log: BuildLog) -> None:
         ) from exc
 
 
-def build_image(api: Any, req: BuildRequest, log: BuildLog, pip: PipConfig | None = None) -> str:
+def build_image(
+    api: Any, req: BuildRequest, log: BuildLog, home_root: Path, pip: PipConfig | None = None
+) -> str:
     """Build (or reuse) the run's image; return its tag. Raises BuildError on failure."""
     cpip = container_pip(pip if pip is not None else load_pip_config())
     tag = image_tag(req, cpip)
-    home_root = Path(req.objects_dir).parent
     lock = images_dir(home_root) / "locks" / (re.sub(r"[^a-z0-9.-]", "_", tag) + ".lock")
     with _locked(lock):  # two runs of the same code build once
         if find_image(api, tag) is not None:

@@ -45,6 +45,7 @@ from gridrun.backends.base import (
 from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
 from gridrun.backends.ray.settings import RaySettings
 from gridrun.errors import BackendError, DatastoreError, UsageError
+from gridrun.fsutil import atomic_write_text
 from gridrun.logs import LogSink
 from gridrun.specs import Capacity, RunSpec
 
@@ -373,9 +374,7 @@ def _read_text(path: Path) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text, fsync=False)  # a cache: rebuilt if lost
 
 
 # ------------------------------------------------------------- the backend

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from gridrun.specs import script_command
+
 REPORT_SECONDS = 0.25
 SNAPSHOT_TAR = "snapshot.tar"
 MANIFEST_JSON = "manifest.json"
@@ -53,13 +55,6 @@ def node_dir() -> Path:
     if raw:
         return Path(raw)
     return Path(tempfile.gettempdir()) / f"gridrun-node-{os.getuid()}"
-
-
-def script_command(script: str, python: str) -> list[str]:
-    """``bash SCRIPT`` for ``.sh``, ``python SCRIPT`` otherwise, as on the local backend."""
-    if script.endswith(".sh"):
-        return ["bash", script]
-    return [python, script]
 
 
 class Outbox:
