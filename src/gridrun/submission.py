@@ -293,7 +293,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     if req.dockerfile and not (localdir / req.dockerfile).is_file():
         raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
     # apt.txt is read once, by the image builder, from the snapshot it builds
-    # (``envs.dockerfile.parse_apt_txt``): ``apt_packages`` holds only packages
+    # (``backends.docker.dockerfile.parse_apt_txt``): ``apt_packages`` holds only packages
     # asked for besides it.
     apt: list[str] = []
     conda_file = (
@@ -356,7 +356,24 @@ def _python2_source(path: Path) -> bool:
 
 
 def _fitting_python(req: RunRequest, python: str, deps: Any, warn: Warn) -> str:
-    """An installed Python the code can run on, when the default one cannot run it."""
+    """The declared Python, else an installed one the code can run on.
+
+    A version the project declares (``requires-python`` pinned to one minor version,
+    ``environment.yml``'s ``python=X.Y``) is used when it is installed here (or the
+    backend builds its own image); otherwise the run says so and uses the default.
+    """
+    declared = None if req.python else getattr(deps, "python_version", None)
+    if declared and declared != python:
+        from gridrun.envs.pyselect import python_path
+
+        if req.backend == "docker" or python_path(declared) is not None:
+            warn(f"Using Python {declared}, as {deps.source} declares.")
+            return str(declared)
+        warn(
+            f"{deps.source} declares Python {declared}, which is not installed here; "
+            f"using Python {python}. Install it, or pass --python."
+        )
+        return python
     newest = deps.python_max
     if req.python or newest is None or tuple(sys.version_info[:2]) <= newest:
         return python
