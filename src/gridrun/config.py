@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridrun.backends.registry import CONFIG_SECTIONS
 from gridrun.errors import ConfigError, UsageError
 
 _UNITS = {
@@ -88,7 +89,7 @@ class MachineConfig:
     backend_sections: dict[str, Any] = field(default_factory=dict)
 
 
-BACKEND_SECTIONS = {"ray"}
+BACKEND_SECTIONS = CONFIG_SECTIONS
 MACHINE_KEYS = {
     "capacity",
     "stop_grace_seconds",

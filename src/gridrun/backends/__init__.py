@@ -1,10 +1,10 @@
 """Compute backends behind one protocol (:mod:`gridrun.backends.base`).
 
-This registry is the only place that names backends. Adding one is a folder
-``backends/<name>/`` whose package exports a :class:`~gridrun.backends.base.Backend`
-subclass, one line in ``_REGISTRY`` below and one entry in the conformance suite
-(``tests/conformance/``); see ``docs/backends.md``. Backends are imported lazily, so
-``local`` never imports the Docker SDK or Ray.
+:mod:`gridrun.backends.registry` is the only place that names backends. Adding one is
+a folder ``backends/<name>/`` whose package exports a
+:class:`~gridrun.backends.base.Backend` subclass, its lines in the registry and one entry
+in the conformance suite (``tests/conformance/``); see ``docs/backends.md``. Backends
+are imported lazily, so ``local`` never imports the Docker SDK or Ray.
 """
 
 from __future__ import annotations
@@ -19,15 +19,8 @@ from gridrun.errors import UsageError
 if TYPE_CHECKING:
     from gridrun.home import GridHome
 
-_REGISTRY = {
-    "local": "gridrun.backends.local:LocalBackend",
-    "docker": "gridrun.backends.docker:DockerBackend",
-    "ray": "gridrun.backends.ray:RayBackend",
-}
-# In-process and deterministic, for tests only: never offered to users.
-_TESTING = {
-    "fake": "gridrun.backends.fake:FakeBackend",
-}
+from gridrun.backends.registry import BACKENDS as _REGISTRY
+from gridrun.backends.registry import TESTING as _TESTING
 
 BACKENDS = tuple(_REGISTRY)
 

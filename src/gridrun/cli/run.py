@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from gridrun.backends.registry import OPTIONS as BACKEND_OPTIONS
 from gridrun.cli.common import home_of, output_of
 
 if TYPE_CHECKING:
@@ -102,6 +104,13 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
         return kind(value)
 
     return check
+
+
+def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options backends own (``--ray_address``), from the backend registry."""
+    for option, (_owner, help_text) in reversed(BACKEND_OPTIONS.items()):
+        f = click.option(f"--{option}", help=help_text)(f)
+    return f
 
 
 @click.command(
@@ -209,11 +218,7 @@ def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-
     help="Project folder to snapshot (the current directory).",
 )
 @click.option("--backend", default=None, help="local (default), docker or ray.")
-@click.option(
-    "--ray_address",
-    help="Ray cluster (host:port or http://host:8265); else RAY_ADDRESS, else ray.address "
-    "in GRID_HOME/config.yaml.",
-)
+@_backend_options
 @click.option("--python", "python_version", help="Python version of the environment.")
 @click.option("--follow", is_flag=True, help="Stream logs; exit with the experiments' code.")
 @click.option(
@@ -290,12 +295,13 @@ def run(ctx: click.Context, **opts: Any) -> None:
     ]
     backend = opts["backend"] or load_machine_config(home.config_path).default_backend
     backend_options = {}
-    if opts["ray_address"]:
-        if backend != "ray":
-            from gridrun.errors import UsageError
+    for option, (owner, _help) in BACKEND_OPTIONS.items():
+        if opts[option]:
+            if backend != owner:
+                from gridrun.errors import UsageError
 
-            raise UsageError("--ray_address needs --backend ray.")
-        backend_options["ray_address"] = str(opts["ray_address"])
+                raise UsageError(f"--{option} needs --backend {owner}.")
+            backend_options[option] = str(opts[option])
     req = RunRequest(
         script=str(opts["script"]),
         script_args=list(opts["script_args"]),

@@ -1,0 +1,32 @@
+"""The one place that names backends, and what each adds to the command line and config.
+
+Plain data with no imports, so the CLI and the config reader can consult it without
+loading any backend. Adding a backend is its folder plus its lines here.
+"""
+
+from __future__ import annotations
+
+#: name -> "module:Class", imported only when that backend is used.
+BACKENDS: dict[str, str] = {
+    "local": "gridrun.backends.local:LocalBackend",
+    "docker": "gridrun.backends.docker:DockerBackend",
+    "ray": "gridrun.backends.ray:RayBackend",
+}
+
+#: In-process and deterministic, for tests only: never offered to users.
+TESTING: dict[str, str] = {
+    "fake": "gridrun.backends.fake:FakeBackend",
+}
+
+#: ``grid run`` options a backend owns: option -> (backend, help). The value reaches the
+#: backend as ``RunSpec.backend_options[option]``, which ``Backend.validate`` resolves.
+OPTIONS: dict[str, tuple[str, str]] = {
+    "ray_address": (
+        "ray",
+        "Ray cluster (host:port or http://host:8265); else RAY_ADDRESS, else ray.address "
+        "in GRID_HOME/config.yaml.",
+    ),
+}
+
+#: Sections of GRID_HOME/config.yaml a backend owns and checks itself (``ray:``).
+CONFIG_SECTIONS: frozenset[str] = frozenset({"ray"})
