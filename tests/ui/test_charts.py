@@ -9,6 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from gridrun.metrics.storage import SourceState, commit_batch, pack
+from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
 from gridrun.ui.charts import SeriesCache, encode_series, run_metrics
 
@@ -62,9 +63,9 @@ def test_run_metrics_body_and_cache(tmp_path: Path) -> None:
     store.create_run(
         name="r",
         backend="local",
-        spec={},
+        spec=RunSpec.from_dict({}),
         env_key=None,
-        experiments=[{"argv": ["t.py"], "params": {}} for _ in range(2)],
+        experiments=[ExperimentSpec(i, ("t.py",)) for i in range(2)],
     )
     exps = store.get_run("r").experiments
     src = SourceState()
