@@ -96,13 +96,9 @@ _G4DN = {
     "16xlarge": (64, 256, 1),
     "metal": (96, 384, 8),
 }
+# g5 sizes up to 16xlarge have g4dn's vCPUs, memory and GPU counts; the A10G boxes add two.
 _G5 = {
-    "xlarge": (4, 16, 1),
-    "2xlarge": (8, 32, 1),
-    "4xlarge": (16, 64, 1),
-    "8xlarge": (32, 128, 1),
-    "12xlarge": (48, 192, 4),
-    "16xlarge": (64, 256, 1),
+    **{k: v for k, v in _G4DN.items() if k != "metal"},
     "24xlarge": (96, 384, 4),
     "48xlarge": (192, 768, 8),
 }

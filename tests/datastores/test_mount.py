@@ -18,6 +18,7 @@ from gridrun.datastores import create_datastore, isolation_mode, local_mount_com
 from gridrun.datastores.names import env_var
 from gridrun.errors import DatastoreError
 from gridrun.home import GridHome
+from nobody import NOBODY, python_for_nobody
 
 READER = """
 import os, sys
@@ -65,25 +66,6 @@ def _run(
 
 
 USERNS_NAME = "userns-images"
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def _python_for_nobody() -> str | None:
-    """An interpreter the unprivileged user may run (pyenv under /root is not one)."""
-    for candidate in (sys.executable, "/usr/local/bin/python3", "/usr/bin/python3"):
-        try:
-            ok = subprocess.run(
-                # Through `env`, so that the interpreter is exec'd by the unprivileged user.
-                [*NOBODY, "env", candidate, "-c", "import sqlite3, ctypes"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        except OSError:
-            continue
-        if ok.returncode == 0:
-            return candidate
-    return None
 
 
 @pytest.fixture
@@ -184,7 +166,11 @@ def test_no_namespace_fallback_uses_permission_bits(images: GridHome, tmp_path: 
     proc = _run(argv, env, work)
     assert proc.returncode == 0 and "DATA pixels" in proc.stdout, proc.stderr
     assert Path(env["GRID_DATASTORE_IMAGES_DIR"]).resolve() == m.source.resolve()
-    python = _python_for_nobody() if os.geteuid() == 0 and shutil.which("setpriv") else None
+    python = (
+        python_for_nobody("sqlite3, ctypes")
+        if os.geteuid() == 0 and shutil.which("setpriv")
+        else None
+    )
     if python is not None:
         # Permission bits stop a non-root experiment (root is the documented gap).
         os.chmod(tmp_path, 0o755)
@@ -204,7 +190,7 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
     """A non-root experiment gets the read-only mount through a user namespace."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("needs root to switch to an unprivileged user")
-    python = _python_for_nobody()
+    python = python_for_nobody("sqlite3, ctypes")
     if python is None:
         pytest.skip("no Python interpreter the unprivileged user can run")
     base = Path(tempfile.mkdtemp(prefix="gridrun-userns-"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,31 +17,15 @@ from pathlib import Path
 import pytest
 
 from gridrun.home import GridHome
+from nobody import NOBODY, python_for_nobody
 
 NOBODY_UID = 65534
-NOBODY = ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture
 def home(grid_home: Path) -> GridHome:
     return GridHome(grid_home).ensure()
-
-
-def _python_for_nobody() -> str | None:
-    for candidate in (sys.executable, "/usr/local/bin/python3", "/usr/bin/python3"):
-        try:
-            ok = subprocess.run(
-                [*NOBODY, "env", candidate, "-c", "import json, hashlib"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )
-        except OSError:
-            continue
-        if ok.returncode == 0:
-            return candidate
-    return None
 
 
 class Nobody:
@@ -76,7 +59,7 @@ def nobody() -> Iterator[Nobody]:
     if os.geteuid() != 0:
         pytest.skip("already unprivileged: the root-only half of this test does not apply")
     assert shutil.which("setpriv"), "setpriv (util-linux) is needed to test as nobody"
-    python = _python_for_nobody()
+    python = python_for_nobody("json, hashlib")
     assert python, "no Python interpreter that nobody can run"
     base = Path(tempfile.mkdtemp(prefix="gridrun-nobody-"))
     os.chmod(base, 0o755)
