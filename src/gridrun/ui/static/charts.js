@@ -12,7 +12,7 @@ const charts = {
     const r = await fetch(url);
     if (!r.ok) throw new Error(`${url}: ${r.status}`);
     const buf = await r.arrayBuffer();
-    performance.mark("metrics-received");
+    grid.mark("metrics-received");
     return charts.decode(buf);
   },
 
@@ -140,7 +140,7 @@ const charts = {
         scales: { x: { time: false }, y: { distr: opts.logscale ? 3 : 1 } },
         axes: [{ label: opts.xmode === "time" ? "relative time (s)" : "step" }, { size: 60 }],
         hooks: {
-          draw: [() => performance.mark(`uplot-draw-${key}`)],
+          draw: [() => grid.mark(`uplot-draw-${key}`)], // first draw, for bench_ui
           setCursor: [(u) => charts.caption(u, caption)],
           setSeries: [
             (u, sidx, o) => {

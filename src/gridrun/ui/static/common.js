@@ -38,6 +38,11 @@ const grid = {
     for (const c of children) e.append(c);
     return e;
   },
+  // A performance mark the first time only (bench_ui.py prints them): a page left
+  // open and polling must not grow the timeline forever.
+  mark(name) {
+    if (!performance.getEntriesByName(name, "mark").length) performance.mark(name);
+  },
   // Text made safe to put in HTML, inside an element or a quoted attribute.
   escape(v) {
     return String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

@@ -2,9 +2,7 @@
 // coordinates. Everything refreshes while the run is active.
 "use strict";
 (function () {
-  performance.mark("run-js");
   let run = JSON.parse(document.getElementById("initial").textContent);
-  performance.mark("run-json");
   const name = run.name;
   // Asked for before anything is drawn: the table renders while the points arrive.
   let pending = charts.fetch(`/api/runs/${name}/metrics`);
@@ -206,12 +204,12 @@
   });
 
   async function loadMetrics() {
-    performance.mark("metrics-fetch");
+    grid.mark("metrics-fetch");
     state.metrics = await (pending || charts.fetch(`/api/runs/${name}/metrics`));
     pending = null;
-    performance.mark("metrics-parsed");
+    grid.mark("metrics-parsed");
     drawCharts();
-    performance.mark("charts-drawn");
+    grid.mark("charts-drawn");
     // On screen once the frame holding the charts was presented: the next frame.
     requestAnimationFrame(() => requestAnimationFrame(() => {
       window.gridChartsReadyAt ??= performance.now();
@@ -315,7 +313,7 @@
   renderToggles();
   renderMetricChoices();
   renderAll();
-  performance.mark("table-drawn");
+  grid.mark("table-drawn");
   loadMetrics().catch((err) => { console.warn(err); pageComplete(); });
   if (run.active) setTimeout(poll, 2000);
 })();
