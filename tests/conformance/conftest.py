@@ -57,6 +57,10 @@ class Case:
         """Make the engine forget the job, as a vanished node would."""
         raise NotImplementedError
 
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        """End the job from outside, as a spot reclaim or a node drain does (SIGTERM)."""
+        raise NotImplementedError
+
     def cleanup(self) -> None:
         pass
 
@@ -73,6 +77,9 @@ class FakeCase(Case):
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
         backend.lose(handle)  # type: ignore[attr-defined]
 
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        backend.preempt(handle)  # type: ignore[attr-defined]
+
 
 class LocalCase(Case):
     name = "local"
@@ -82,6 +89,10 @@ class LocalCase(Case):
         # Killed from outside, seen by a process that did not start it.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(handle.split()[0]), signal.SIGKILL)
+
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        # What a node drain sends: SIGTERM to the experiment's process group.
+        os.killpg(int(handle.split()[0]), signal.SIGTERM)
 
 
 class DockerCase(Case):
@@ -119,6 +130,19 @@ class DockerCase(Case):
         api = connect()
         try:
             api.remove_container(handle, force=True)
+        finally:
+            api.close()
+
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        # SIGTERM to the container from outside gridrun (a drain on the shared engine).
+        # The engine restart itself is a preemption too, acted out on a private engine
+        # by tests/docker (test_engine_restarted_mid_experiment): restarting the shared
+        # engine here would break every other test using it.
+        from gridrun.backends.docker import connect
+
+        api = connect()
+        try:
+            api.kill(handle, signal="SIGTERM")
         finally:
             api.close()
 

@@ -16,6 +16,8 @@ from gridrun.backends.base import Poll, PollState, read_handle
 from gridrun.errors import BackendError, UnsupportedError, UsageError
 from gridrun.logs import LogSink
 from gridrun.specs import EnvSpec, Resources, RunSpec
+from gridrun.store.endings import Ending, Policy, classify, decide
+from gridrun.store.models import Status
 
 FINISHES = """\
 # fake: stdout hello out
@@ -161,6 +163,41 @@ def test_a_lost_job_is_gone(case, make_job) -> None:
     assert later.poll([(job, handles[0])])[0].state in (PollState.GONE, PollState.EXITED)
     if case.name != "local":  # a killed local process is only gone to a stranger
         assert later.poll([(job, handles[0])])[0].state == PollState.GONE
+
+
+def test_an_attempt_ended_from_outside_is_a_preemption(case, make_job) -> None:
+    """The machine or engine, not the script, ended it: the supervisor records a preemption.
+
+    What each backend can act out: the fake engine reclaims the job's machine, a local
+    experiment's process group gets SIGTERM (a node drain), a container gets SIGTERM
+    from the engine's side. The supervisor classifies the attempt exactly as here.
+    """
+    backend, job = make_job(SLEEPS)
+    t, codes, handles = _in_background(backend, job)
+    case.preempt(case.backend(), job, handles[0])
+    t.join(timeout=60)
+    assert not t.is_alive(), "the preempted job never ended"
+    assert codes and codes[0] != -1, "the backend lost the job instead of reporting its end"
+    ending, reason = classify(codes[0], stop_requested=False, preempted=backend.preempted)
+    assert ending == Ending.PREEMPTED, (codes[0], backend.preempted)
+    assert reason
+    # Under --auto_resume it runs again, in the same working directory.
+    decision = decide(
+        ending, reason, Policy(auto_resume=True), restarts=0, retries=0, preemptions=0
+    )
+    assert decision.status == Status.PENDING and decision.restart
+
+
+def test_a_stop_is_never_a_preemption(make_job) -> None:
+    backend, job = make_job(SLEEPS)
+    t, codes, handles = _in_background(backend, job)
+    backend.stop(job, handles[0], 1.0)
+    t.join(timeout=30)
+    assert codes and codes[0] in STOPPED
+    assert backend.preempted is None
+    assert classify(codes[0], stop_requested=True, preempted=backend.preempted)[0] == (
+        Ending.STOPPED
+    )
 
 
 def test_an_unreachable_engine_is_unknown_never_gone(case, make_job) -> None:

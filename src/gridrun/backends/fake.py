@@ -6,7 +6,11 @@ failures real engines only show on a bad day can be injected on purpose:
 
 * ``engine_down``: every poll answers ``unknown`` (an engine that cannot be reached);
 * :meth:`FakeBackend.lose`: the engine forgets a job (``gone``);
-* ``slow_stop``: a job ignores SIGTERM and ends only when killed after the grace period.
+* ``slow_stop``: a job ignores SIGTERM and ends only when killed after the grace period;
+* :meth:`FakeBackend.preempt`: the machine under a job goes away (a spot reclaim): the
+  job gets SIGTERM from the engine, saves its state and exits 0, and the instance
+  waiting on it reports the attempt as preempted (``Backend.preempted``), as Docker
+  does after an engine restart: an exit 0 that must not be recorded as a success.
 
 A fake job does not run its script: it acts out the directives in the script's
 comments, so one script serves the fake and the real backends alike::
@@ -46,6 +50,7 @@ class _FakeJob:
     term: threading.Event = field(default_factory=threading.Event)
     kill: threading.Event = field(default_factory=threading.Event)
     lost: bool = False
+    preempted: str | None = None  # why the engine ended it, when it did
     created: list[str] = field(default_factory=list)
 
 
@@ -102,6 +107,12 @@ class FakeBackend(Backend):
             self._jobs[handle].lost = True
             self._jobs[handle].kill.set()
 
+    def preempt(self, handle: str, why: str = "the fake engine reclaimed its machine") -> None:
+        """The engine takes the job's machine back: SIGTERM, then its code as it exits."""
+        with self._lock:
+            self._jobs[handle].preempted = why
+            self._jobs[handle].term.set()
+
     # ------------------------------------------------------------------ build
     def environment_key(self, req: BuildRequest) -> str:
         return f"fake-{req.python}-{len(req.requirements)}"
@@ -147,7 +158,10 @@ class FakeBackend(Backend):
                 ignore_term = True
             elif verb == "exit":
                 code = int(arg)
-        if state.kill.is_set():
+        if state.preempted and not state.kill.is_set():
+            # It saved its checkpoint and left cleanly: only the engine knows why.
+            code = 0
+        elif state.kill.is_set():
             code = 137
         elif state.term.is_set() and not ignore_term:
             code = 143
@@ -170,6 +184,13 @@ class FakeBackend(Backend):
         if state.code is None:
             return Poll.running()
         return Poll.exited(state.code)
+
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        code = super()._wait(job, handle, sink)
+        state = self._find(handle)
+        if state is not None and state.preempted:
+            self.preempted = state.preempted
+        return code
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:
         state = self._find(handle)
