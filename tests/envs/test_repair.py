@@ -179,3 +179,25 @@ def test_version_repair_steps_back_minor_releases_once_no_older_major_is_left(
         "Version repair: trying gridstep<1.2",
         "Version repair: trying gridstep<1.1",
     ]
+
+
+def test_the_newest_major_series_is_not_stepped_by_minor_releases(tmp_path: Path) -> None:
+    # Like tensorflow.contrib: gone in 2.0, and no 1.x installs here. Trying every 2.x
+    # release would cost a TensorFlow install each, for nothing.
+    wheels = tmp_path / "wheels"
+    for version in ("2.0", "2.1", "2.2"):
+        make_wheel(wheels, "gridnew", version)
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "new",
+        "3.11",
+        ["gridnew"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridnew", "gridnew.contrib"],
+    )
+    tried = [line.split(" for ")[0] for line in lines if line.startswith("Version repair: trying")]
+    assert tried == ["Version repair: trying gridnew<2"]
+    assert run_python(env, "import gridnew; print(gridnew.VERSION)") == "2.2"

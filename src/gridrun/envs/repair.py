@@ -21,12 +21,14 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 Log = Callable[[str], None]
 MAX_TRIES = 10  # release series stepped back through, per distribution
+MAX_SECONDS = 300  # time spent stepping back one distribution (TensorFlow: ~1 min a try)
 MAX_DEPTH = 3  # dependencies stepped back in turn for an older release to import
 MAX_ADDED = 4  # rounds of adding modules that installed packages need but do not declare
 
@@ -311,10 +313,17 @@ class Repairer:
                 return f"{dist}=={cached}", []
         current = version
         needed: list[str] = []  # dependency pins made on the way (they stay installed)
-        minor = False  # major series first; minor ones once no older major is left
+        # Major series first. Minor ones only inside an older major series that stepping
+        # back reached (Django 1.11 -> 1.8): within the newest one (TensorFlow 2.x for
+        # tensorflow.contrib) every minor release lacks what the major step found gone.
+        minor = False
+        deadline = time.monotonic() + MAX_SECONDS
         for _ in range(MAX_TRIES):
+            if time.monotonic() > deadline:
+                self.log(f"Version repair: gave up on {dist} after {MAX_SECONDS} s")
+                break
             bound = older_bound(current, minor)
-            if bound is None and not minor:
+            if bound is None and not minor and current != version:
                 minor = True
                 bound = older_bound(current, minor)
             if bound is None:
@@ -323,7 +332,7 @@ class Repairer:
             rc, _ = self.install([f"{dist}{bound}"])
             installed = self._installed_version(dist) if rc == 0 else None
             if installed is None or installed == current:
-                if minor:
+                if minor or current == version:
                     break  # no older release installs here
                 minor = True
                 continue
