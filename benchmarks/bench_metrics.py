@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from gridrun.metrics import query
 from gridrun.metrics.ingest import IngestTarget, ingest_experiment
-from gridrun.metrics.storage import SourceState, commit_batch
 from gridrun.specs import ExperimentSpec, RunSpec
+from gridrun.store import metric_query as query
 from gridrun.store.db import Store
+from gridrun.store.metrics import SourceState, commit_batch
 
 
 def make_store(path: Path, experiments: int) -> tuple[Store, list[int]]:

@@ -60,7 +60,7 @@ def grid(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
 
 def wait_metrics(env: dict[str, str], name: str, n: int, points: int) -> float:
     """Seconds until every experiment ended and has all its points ingested."""
-    from gridrun.metrics import query
+    from gridrun.store import metric_query as query
     from gridrun.store.db import Store
 
     start = time.perf_counter()
@@ -83,7 +83,7 @@ def wait_metrics(env: dict[str, str], name: str, n: int, points: int) -> float:
 
 
 def naive_json(env: dict[str, str], name: str) -> float:
-    from gridrun.metrics import query
+    from gridrun.store import metric_query as query
     from gridrun.store.db import Store
 
     store = Store(Path(env["GRID_HOME"]) / "grid.db")

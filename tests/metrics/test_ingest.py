@@ -12,10 +12,10 @@ from pathlib import Path
 from tensorboardX import SummaryWriter
 
 from gridrun.logs import LogSink
-from gridrun.metrics import query
 from gridrun.metrics.ingest import IngestTarget, discover_files, ingest_experiment, ingest_log
-from gridrun.metrics.storage import load_sources
+from gridrun.store import metric_query as query
 from gridrun.store.db import Store
+from gridrun.store.metrics import load_sources
 
 
 def target(tmp_path: Path, exp_id: int, **kw) -> IngestTarget:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import pytest
 from gridrun.logs import format_line
 from gridrun.metrics.shapes import LineShapes
 from gridrun.metrics.stdout import Patterns, StdoutParser
-from gridrun.metrics.storage import Columns
+from gridrun.store.metrics import Columns
 
 VALUES = [
     *("0", "1", "-2", "+3.5", "0.25", ".5", "5.", "1e-05", "2E+3", "nan", "NaN", "inf"),

@@ -6,9 +6,9 @@ import math
 import sqlite3
 from pathlib import Path
 
-from gridrun.metrics import query
-from gridrun.metrics.storage import CHUNK_POINTS, SourceState, commit_batch, load_sources
+from gridrun.store import metric_query as query
 from gridrun.store.db import Store
+from gridrun.store.metrics import CHUNK_POINTS, SourceState, commit_batch, load_sources
 from gridrun.store.schema import SCHEMA, SCHEMA_VERSION
 
 

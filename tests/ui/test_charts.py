@@ -8,9 +8,9 @@ import struct
 from itertools import pairwise
 from pathlib import Path
 
-from gridrun.metrics.storage import SourceState, commit_batch, pack
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
+from gridrun.store.metrics import SourceState, commit_batch, pack
 from gridrun.ui.charts import SeriesCache, encode_series, run_metrics
 
 

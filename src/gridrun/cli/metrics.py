@@ -99,7 +99,7 @@ def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) ->
     Metrics are read, with no change to the script, from `key: value` and `key=value`
     lines it prints, TensorBoard event files and metrics.csv files it writes.
     """
-    from gridrun.metrics import query
+    from gridrun.store import metric_query as query
 
     fmt = fmt or output_of(ctx)
     store = open_store(ctx, read_only=True)

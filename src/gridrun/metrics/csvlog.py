@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.metrics.stdout import STEP_KEYS
-from gridrun.metrics.storage import ReadBatch
+from gridrun.store.metrics import ReadBatch
 
 WALL_KEYS = ("time", "timestamp", "wall_time", "created_at")
 

@@ -7,7 +7,7 @@ copied out), before the working copy is removed. The supervisor is detached from
 agent, so the agent dying changes nothing; if the supervisor itself dies, the
 reconciling agent runs a last pass over what is left (``output.log`` always is).
 Each source is read from the byte offset committed with its last points (see
-:mod:`gridrun.metrics.storage`), never from the start, and a pass that loses a race
+:mod:`gridrun.store.metrics`), never from the start, and a pass that loses a race
 with another reader writes nothing.
 
 Sources, each named by a stable id:
@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from gridrun.metrics.shapes import LineShapes
 from gridrun.metrics.stdout import Patterns, StdoutParser, load_patterns
-from gridrun.metrics.storage import Columns, Point, SourceState, commit_batch, load_sources
 from gridrun.store.db import Store
+from gridrun.store.metrics import Columns, Point, SourceState, commit_batch, load_sources
 
 if TYPE_CHECKING:
     from gridrun.backends.base import Job

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gridrun.metrics.stdout import StdoutParser
 
-from gridrun.metrics.storage import Columns
+from gridrun.store.metrics import Columns
 
 # A value slot: the characters of a number, nan or inf in ASCII. None ends a value
 # for the general regex, and a value written otherwise (1_000, unicode digits) fits no

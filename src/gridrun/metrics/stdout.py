@@ -29,7 +29,7 @@ from typing import Any
 
 from gridrun.errors import ConfigError
 from gridrun.metrics.shapes import LineShapes, extend_points, feed_block
-from gridrun.metrics.storage import Point
+from gridrun.store.metrics import Point
 
 KEY = r"[A-Za-z_][\w.\-/]*"
 # Loose on purpose (``1.2.3`` matches, then fails float() and is dropped): a simpler
@@ -261,7 +261,7 @@ class StdoutParser:
     def feed_log(self, block: str, out: dict[str, Any]) -> None:
         """Every complete line of a block of ``output.log``.
 
-        ``out`` gets a list of points or a :class:`~gridrun.metrics.storage.Columns`
+        ``out`` gets a list of points or a :class:`~gridrun.store.metrics.Columns`
         per key. With the built-in pattern only, lines of a shape seen before are read
         a block at a time (:mod:`gridrun.metrics.shapes`), with the same result.
         """

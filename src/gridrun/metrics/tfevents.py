@@ -31,7 +31,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from gridrun.metrics.storage import ReadBatch
+from gridrun.store.metrics import ReadBatch
 
 log = logging.getLogger("gridrun.metrics")
 

@@ -77,7 +77,7 @@ def _find_experiment(store: Store, name: str) -> tuple[Run, Experiment]:
 
 
 def _summary(store: Store, exps: list[Experiment]) -> dict[int, dict[str, dict[str, float]]]:
-    from gridrun.metrics import query
+    from gridrun.store import metric_query as query
 
     return query.summary(store, [e.id for e in exps]) if exps else {}
 

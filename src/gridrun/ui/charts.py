@@ -12,7 +12,7 @@ parse; as typed arrays it is a few MB that it does not parse at all. Layout::
                 (NaN or infinite where the value was)
 
 ``t0`` is the experiment's start, the origin of the relative-time axis. Every block is
-cut from the stored points (:func:`gridrun.metrics.query.packed`) with array slices,
+cut from the stored points (:func:`gridrun.store.metric_query.packed`) with array slices,
 never a Python object per point, so a cold answer for a whole sweep takes
 milliseconds; float64 throughout is what makes that possible (float32 would need a
 conversion per point), for 1.5 times the bytes of float32 values.
@@ -36,9 +36,9 @@ import sys
 import threading
 from collections import OrderedDict
 
-from gridrun.metrics import query
-from gridrun.metrics.storage import unpack
+from gridrun.store import metric_query as query
 from gridrun.store.db import Store
+from gridrun.store.metrics import unpack
 from gridrun.store.models import Experiment
 
 CacheKey = tuple[int, str, float | None, str, int | None]

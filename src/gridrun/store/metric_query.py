@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from operator import itemgetter
 
-from gridrun.metrics.storage import Point, pack_flat, unpack
 from gridrun.store.db import Store
+from gridrun.store.metrics import Point, pack_flat, unpack
 
 # SQLite's default limit on bound parameters is 999 on old builds; stay well below.
 _BATCH = 500
@@ -61,7 +61,7 @@ def packed(
     store: Store, experiment_ids: list[int], keys: list[str] | None = None
 ) -> dict[int, dict[str, bytes]]:
     """experiment id -> key -> the points as stored: float64 little-endian triples
-    ``step, wall, value``, sorted by step (:func:`gridrun.metrics.storage.unpack` reads them).
+    ``step, wall, value``, sorted by step (:func:`gridrun.store.metrics.unpack` reads them).
 
     For callers that hand points on in bulk (the dashboard's metrics API): a series
     logged in order is its stored bytes, untouched, so a cold read of 400,000 points
