@@ -95,3 +95,16 @@ def test_nothing_outside_the_store_writes_a_status() -> None:
         if re.search(r"UPDATE\s+(runs|experiments)\b|\.transition\(", text):
             offenders.append(str(path.relative_to(SRC)))
     assert offenders == []
+
+
+def test_no_sql_runs_outside_the_store() -> None:
+    """Queries of grid.db live in gridrun.store; pigar's module index is its own database."""
+    own_database = {Path("deps/pypimodules.py")}
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "store" or rel in own_database:
+            continue
+        if re.search(r"\.execute(many)?\(|\bconn\.", path.read_text()):
+            offenders.append(str(rel))
+    assert offenders == []
