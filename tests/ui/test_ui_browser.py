@@ -69,6 +69,8 @@ def test_run_page_shows_every_experiment_and_one_line_each(
     )
     assert page.locator("#parcoords svg").count() > 0
     # CSV export: one row per experiment, parameters then metrics.
+    for missing in ("/runs/no-such-run", "/runs/no-such-run/export.csv"):
+        assert dashboard.get(missing)[0] == 404, missing
     code, body = dashboard.get(f"/runs/{name}/export.csv")
     assert code == 200
     table = list(csv.DictReader(io.StringIO(body)))

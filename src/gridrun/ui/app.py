@@ -92,15 +92,22 @@ def index(request: Request) -> Response:
     return _render(request, "index.html", runs=rows)
 
 
-def run_page(request: Request) -> Response:
+def _run_detail(request: Request) -> dict[str, Any] | Response:
+    """The run named in the path, as its page and its CSV show it; a 404 page if none."""
     store = _store(request)
     try:
         run = _find_run(store, request.path_params["name"])
-        detail = data.run_detail(run, _summary(store, run.experiments))
+        return data.run_detail(run, _summary(store, run.experiments))
     except NotFoundError as exc:
         return _not_found(request, exc)
     finally:
         store.close()
+
+
+def run_page(request: Request) -> Response:
+    detail = _run_detail(request)
+    if isinstance(detail, Response):
+        return detail
     return _render(request, "run.html", run=detail, initial=_script_json(detail))
 
 
@@ -222,14 +229,9 @@ def api_run_metrics(request: Request) -> Response:
 
 def run_csv(request: Request) -> Response:
     """The experiments table as CSV: parameters, then each metric's last, min and max."""
-    store = _store(request)
-    try:
-        run = _find_run(store, request.path_params["name"])
-        detail = data.run_detail(run, _summary(store, run.experiments))
-    except NotFoundError as exc:
-        return _not_found(request, exc)
-    finally:
-        store.close()
+    detail = _run_detail(request)
+    if isinstance(detail, Response):
+        return detail
     buf = io.StringIO()
     w = csv.writer(buf)
     keys = [m["key"] for m in detail["metrics"]]
@@ -254,7 +256,7 @@ def run_csv(request: Request) -> Response:
     return Response(
         buf.getvalue(),
         media_type="text/csv",
-        headers={"content-disposition": f'attachment; filename="{run.name}.csv"'},
+        headers={"content-disposition": f'attachment; filename="{detail["name"]}.csv"'},
     )
 
 
