@@ -107,7 +107,10 @@ def queued_rate(n: int, window: float) -> None:
     home = work / "home"
     home.mkdir()
     # Experiments ask for little, so capacity never limits the rate: the scheduler does.
-    (home / "config.yaml").write_text("capacity: {cpus: 64}\nagent_idle_seconds: 30\n")
+    # max_experiments: the default (10,000) refuses larger sweeps, by design.
+    (home / "config.yaml").write_text(
+        f"capacity: {{cpus: 64}}\nagent_idle_seconds: 30\nmax_experiments: {max(n, 10_000)}\n"
+    )
     env = dict(os.environ, GRID_HOME=str(home))
     grid = [sys.executable, "-m", "gridrun"]
     try:

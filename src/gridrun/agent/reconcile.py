@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from gridrun.agent.jobs import load_job
+from gridrun.agent.jobs import read_job
 from gridrun.agent.supervisor import apply_exit_record, read_exit_record, settle_attempt
 from gridrun.backends import get_backend
 from gridrun.backends.base import PollState, read_handle
@@ -66,9 +66,9 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         apply_exit_record(store, exp.id, record)
         return "finished"
     code: int | None = None
-    job_path = exp_dir / "job.json"
-    if job_path.exists():
-        job, backend_name = load_job(job_path)
+    loaded = read_job(exp_dir / "job.json")
+    if loaded is not None:
+        job, backend_name = loaded
         backend = get_backend(backend_name, home)
         handle = exp.backend_ref or read_handle(job)
         if not backend.capabilities.survives_supervisor:
@@ -106,10 +106,10 @@ def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> No
     """Its supervisor died: read what it had not read yet of the experiment's metrics."""
     from gridrun.metrics.ingest import final_ingest, target_for
 
-    job_path = home.experiment_dir(exp.name) / "job.json"
-    if not job_path.exists():
+    loaded = read_job(home.experiment_dir(exp.name) / "job.json")
+    if loaded is None:
         return
-    job, _backend = load_job(job_path)
+    job, _backend = loaded
     run = store.get_run_by_id(exp.run_id, with_experiments=False)
     final_ingest(store, target_for(home, job, run.spec))
 

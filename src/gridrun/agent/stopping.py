@@ -21,14 +21,14 @@ from gridrun.store.models import Experiment, Status
 
 def _terminate_orphan(home: GridHome, exp: Experiment, grace: float) -> None:
     """Stop an experiment whose supervisor is gone, through its backend (a container)."""
-    from gridrun.agent.jobs import load_job
+    from gridrun.agent.jobs import read_job
     from gridrun.backends import get_backend
     from gridrun.backends.base import PollState, read_handle
 
-    job_path = home.experiment_dir(exp.name) / "job.json"
-    if not job_path.exists():
+    loaded = read_job(home.experiment_dir(exp.name) / "job.json")
+    if loaded is None:
         return
-    job, backend_name = load_job(job_path)
+    job, backend_name = loaded
     backend = get_backend(backend_name, home)
     handle = exp.backend_ref or read_handle(job)
     if handle is None:
