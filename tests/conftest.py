@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from raycluster import LocalRayCluster
+
 
 @dataclass
 class GridCLI:
@@ -123,3 +125,24 @@ def weird_tmp_path(tmp_path: Path) -> Path:
     p = tmp_path / "we ird 'quo\"ted' ünï©ode"
     p.mkdir()
     return p
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    """One real local Ray cluster for the session: a head with 1 CPU and a worker with
+    2 CPUs and a custom resource ``special``, on private ports and a private temp dir.
+
+    Started on first use (a minute on a busy machine), by the Ray tests and the Ray case
+    of the conformance suite alike, and stopped at the end.
+    """
+    reuse = os.environ.get("GRIDRUN_TEST_RAY_CLUSTER")
+    if reuse:  # by hand: a cluster already started, {"gcs": ..., "dash": ...} in a file
+        info = json.loads(Path(reuse).read_text())
+        yield LocalRayCluster(gcs_address=info["gcs"], dashboard_url=info["dash"])
+        return
+    cluster = LocalRayCluster(head_cpus=1, workers=[{"cpus": 2, "resources": {"special": 1}}])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -147,7 +147,52 @@ class DockerCase(Case):
             api.close()
 
 
-CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase)}
+class RayCase(Case):
+    """The session's real local Ray cluster (``ray_cluster``), through the Ray bridge."""
+
+    name = "ray"
+
+    def __init__(self, home: GridHome, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(home, monkeypatch)
+        self.cluster: Any = None  # set by the ``case`` fixture
+
+    def attach(self, cluster: Any) -> None:
+        self.cluster = cluster
+        # What `grid run` would resolve from --ray_address: validate needs a cluster.
+        self.monkeypatch.setenv("RAY_ADDRESS", cluster.gcs_address)
+
+    def build_request(self, req: BuildRequest) -> BuildRequest:
+        import dataclasses
+
+        return dataclasses.replace(req, backend_options={"ray_address": self.cluster.gcs_address})
+
+    def break_engine(self, backend: Backend) -> None:
+        # Every process of the cluster frozen: the cluster is there but does not answer,
+        # as a head behind a broken network. Asked with a short timeout so the test is quick.
+        backend.request_timeout = 5.0  # type: ignore[attr-defined]
+        for proc in self.cluster.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGSTOP)
+
+    def mend_engine(self, backend: Backend) -> None:
+        for proc in self.cluster.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+        backend.request_timeout = 60.0  # type: ignore[attr-defined]
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        # The run's coordinator forgets the task, as when its driver is gone.
+        from gridrun.backends.ray.bridge import request
+
+        request(self.home.root, {"op": "release", "handle": handle})
+
+    def cleanup(self) -> None:
+        for proc in self.cluster.procs:  # never leave the shared cluster frozen
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+
+
+CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase, RayCase)}
 
 
 @pytest.fixture(params=list(CASES))
@@ -156,6 +201,8 @@ def case(
 ) -> Iterator[Case]:
     home = GridHome(grid_home).ensure()
     c = CASES[request.param](home, monkeypatch)
+    if isinstance(c, RayCase):
+        c.attach(request.getfixturevalue("ray_cluster"))
     why = c.available()
     if why is not None:
         if os.environ.get("CI"):

@@ -392,6 +392,8 @@ class RayBackend(Backend):
         gpus=True, datastores=True, shares_machine=False, survives_supervisor=True
     )
     poll_interval = 0.25
+    #: Seconds to wait for the cluster to answer one poll, stop or release.
+    request_timeout = 60.0
 
     # ------------------------------------------------------------ submission
     def _validate(self, spec: RunSpec) -> dict[str, str]:
@@ -404,7 +406,8 @@ class RayBackend(Backend):
 
         settings = load_settings(self.home.config_path)
         address = resolve_address(spec.backend_options.get("ray_address"), settings)
-        check_package_size(spec.snapshot_manifest)
+        if spec.snapshot_manifest.name:  # a draft spec has no snapshot yet
+            check_package_size(spec.snapshot_manifest)
         RayBackendCore().check_request(
             address, spec.cpus, spec.gpus, spec.memory, settings, list(spec.datastores)
         )
@@ -545,10 +548,10 @@ class RayBackend(Backend):
             o = request(
                 self.home.root,
                 {"op": "poll", "handle": handle, "exp_dir": str(job.exp_dir)},
-                timeout=60,
+                timeout=self.request_timeout,
             )
         except (BridgeError, OSError, ValueError) as exc:
-            return Poll.unknown(f"the Ray cluster does not answer: {exc}")
+            return Poll.unknown(f"the Ray cluster does not answer: {exc or type(exc).__name__}")
         state = o["state"]
         if state == "exited":
             code = o.get("exit_code")
