@@ -528,7 +528,11 @@ class RayBackend(Backend):
             if state.state == PollState.EXITED:
                 return state.exit_code if state.exit_code is not None else -1
             if state.state == PollState.GONE:
-                raise BackendError(state.detail or "lost: the run's Ray driver no longer knows it")
+                # The cluster lost the task (its node died, the run's driver went away),
+                # not the script: a preemption, which --auto_resume runs again.
+                self.preempted = state.detail or "lost: the run's Ray driver no longer knows it"
+                sink.write("stderr", f"gridrun: {self.preempted}")
+                return -1
             if state.state == PollState.UNKNOWN:
                 unreachable_since = unreachable_since or time.monotonic()
                 if time.monotonic() - unreachable_since > UNREACHABLE_SECONDS:
