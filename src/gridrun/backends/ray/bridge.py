@@ -81,7 +81,7 @@ def _send(path: Path, payload: dict[str, Any], timeout: float) -> dict[str, Any]
 
 def _spawn(home_root: Path) -> None:
     with open(home_root / LOG, "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "gridrun.backends.ray.bridge", str(home_root)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -90,6 +90,10 @@ def _spawn(home_root: Path) -> None:
             start_new_session=True,
             close_fds=True,
         )
+    # The bridge outlives most callers, but a long-lived one (the agent, a test) must
+    # neither drop a live child (a ResourceWarning) nor keep a zombie when the bridge
+    # exits idle: a daemon thread reaps it the moment it ends.
+    threading.Thread(target=proc.wait, name="ray-bridge-reaper", daemon=True).start()
 
 
 # ----------------------------------------------------------------- server side
@@ -137,7 +141,7 @@ def _dispatch(core: Any, req: dict[str, Any], Handle: Any) -> dict[str, Any]:
         return {"handle": handle.dumps()}
     handle = Handle.loads(req["handle"])
     if op == "poll":
-        o = core.poll(handle, Path(req["exp_dir"]))
+        o = core.poll(handle, Path(req["exp_dir"]), float(req.get("timeout") or 30.0))
         return {"state": o.state, "exit_code": o.exit_code, "error": o.error, "node": o.node}
     if op == "stop":
         core.stop(handle, float(req["grace"]))
