@@ -52,7 +52,6 @@ from gridrun.specs import Capacity, RunSpec
 ENV_JSON = "environment.json"
 OFFSET_FILE = "ray.offset"
 NODE_FILE = "node"  # GridHome.experiment_node_file: shown by `grid status RUN`
-POLL_CACHE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -181,26 +180,35 @@ class RayCoordinators:
             self.actors.pop(name, None)
             self.cache.pop(name, None)
 
-    def poll(self, name: str, key: str, offset: int) -> dict | None:
-        """The coordinator's answer for ``key``, polled for all its known keys at once."""
+    def poll(self, name: str, key: str, offset: int, timeout: float = 30.0) -> dict | None:
+        """The coordinator's answer for ``key``, polled for all its known keys at once.
+
+        Polls of one run share calls, but an answer is never older than the question:
+        one call serves every poll that arrived before it started (they queue on the
+        lock while the previous call is out), and a poll that arrives during a call
+        makes the next. So many supervisors polling every quarter second cost the
+        coordinator a call each time round, not one per experiment, and a cluster that
+        stopped answering is seen by the very next poll.
+        """
         import ray
 
+        asked = time.monotonic()
         with self.lock:
             keys = self.keys.setdefault(name, {})
             keys[key] = offset
             cached = self.cache.get(name)
-            if cached and time.monotonic() - cached[0] < POLL_CACHE_SECONDS and key in cached[1]:
-                answer = cached[1].pop(key)
-                return answer
+            if cached and cached[0] >= asked and key in cached[1]:
+                return cached[1].pop(key)
             actor = self.actor(name)
             if actor is None:
                 return None
+            started = time.monotonic()
             try:
-                result = ray.get(actor.poll.remote(dict(keys)), timeout=30)
+                result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
             except ray.exceptions.RayActorError:
                 self.forget_actor(name)
                 return None
-            self.cache[name] = (time.monotonic(), result)
+            self.cache[name] = (started, result)
             return result.pop(key, None)
 
 
@@ -260,7 +268,7 @@ class RayBackendCore:
         import ray
 
         coords = self.coordinators(address)
-        name = coordinator_name(home_root, run_name)
+        name = coordinator_name(home_root, run_name, package)
         handle = Handle(address, name, f"{experiment_id}:{attempt}")
         deadline = time.monotonic() + 120
         while True:
@@ -276,12 +284,12 @@ class RayBackendCore:
                 raise BackendError(f"The run's Ray driver {name} would not take experiments.")
             time.sleep(0.2)  # the closing driver is exiting; its name frees in a moment
 
-    def poll(self, handle: Handle, exp_dir: Path) -> Observed:
+    def poll(self, handle: Handle, exp_dir: Path, timeout: float = 30.0) -> Observed:
         """The experiment's state on the cluster; appends its new lines to its log."""
         try:
             coords = self.coordinators(handle.address)
             offset = _read_int(exp_dir / OFFSET_FILE)
-            answer = coords.poll(handle.coordinator, handle.key, offset)
+            answer = coords.poll(handle.coordinator, handle.key, offset, timeout)
         except BackendError:
             return Observed("unreachable")
         except Exception as exc:  # the cluster did not answer: never taken for gone
@@ -431,9 +439,10 @@ class RayBackend(Backend):
         address = req.backend_options.get("ray_address")
         if not address:
             raise BackendError("The run has no Ray address; submit it again.")
-        package = build_package(
-            req.snapshot_manifest, req.objects_dir, self.home.run_dir(req.run_name) / "ray-package"
-        )
+        # One package per snapshot (a run has one; a rebuild after a crash reuses it),
+        # with its settings beside it: what each of its tasks runs is its own job's.
+        where = self.home.run_dir(req.run_name) / "ray" / (req.snapshot_hash[:16] or "snapshot")
+        package = build_package(req.snapshot_manifest, req.objects_dir, where / "package")
         settings = load_settings(self.home.config_path)
         key = self.environment_key(req)
         (package.parent / RAY_JSON).write_text(
@@ -464,9 +473,8 @@ class RayBackend(Backend):
         home = self.home.root
         info = self._run_info(job)
         attempt = secrets.token_hex(4)
-        handle = Handle(
-            info["address"], coordinator_name(home, job.run_name), f"{job.experiment_id}:{attempt}"
-        )
+        name = coordinator_name(home, job.run_name, Path(job.env_ref))
+        handle = Handle(info["address"], name, f"{job.experiment_id}:{attempt}")
         # Persisted before the launch: a supervisor that dies during it leaves a handle
         # that reconciliation can ask the cluster about.
         write_handle(job, handle.dumps())
@@ -551,7 +559,12 @@ class RayBackend(Backend):
         try:
             o = request(
                 self.home.root,
-                {"op": "poll", "handle": handle, "exp_dir": str(job.exp_dir)},
+                {
+                    "op": "poll",
+                    "handle": handle,
+                    "exp_dir": str(job.exp_dir),
+                    "timeout": self.request_timeout,
+                },
                 timeout=self.request_timeout,
             )
         except (BridgeError, OSError, ValueError) as exc:

@@ -23,10 +23,13 @@ from gridrun.errors import BackendError
 DRIVER_START_SECONDS = 120.0
 
 
-def coordinator_name(home_root: Path, run_name: str) -> str:
-    """The run's actor name: two GRID_HOMEs sharing a cluster never meet."""
+def coordinator_name(home_root: Path, run_name: str, package: Path) -> str:
+    """The actor name of the run's driver for ``package``: two GRID_HOMEs sharing a
+    cluster never meet, and a task always runs the snapshot its job was built with
+    (the driver's ``working_dir`` is what its tasks run)."""
     label = hashlib.sha256(str(Path(home_root).absolute()).encode()).hexdigest()[:10]
-    return f"gridrun-{label}-{run_name}"
+    pkg = hashlib.sha256(str(Path(package).absolute()).encode()).hexdigest()[:6]
+    return f"gridrun-{label}-{run_name}-{pkg}"
 
 
 @dataclass(frozen=True)
