@@ -145,4 +145,13 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
         cluster.start()
         yield cluster
     finally:
+        _disconnect_ray()  # tests that validate in-process connected this process
         cluster.stop()
+
+
+def _disconnect_ray() -> None:
+    """End this process's Ray connection before its cluster goes, or Ray's core worker
+    ends the process (exit code and all) once it finds the cluster gone."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

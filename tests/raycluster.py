@@ -222,27 +222,74 @@ class LocalRayCluster:
                 time.sleep(0.5)
         raise RuntimeError("the Ray dashboard did not answer")
 
-    def kill_node(self, index: int) -> None:
-        """End worker node ``index`` abruptly (its raylet and workers with it)."""
-        proc = self.procs[1 + index]
-        for sig in (signal.SIGKILL,):
+    def add_worker(self, cpus: int = 1, resources: dict | None = None) -> int:
+        """Start one more worker node; its index for :meth:`kill_node` / :meth:`remove_node`."""
+        self.workers.append({"cpus": cpus, "resources": resources or {}})
+        index = len(self.workers) - 1
+        args = ["--address", self.gcs_address, "--num-cpus", str(cpus), "--num-gpus", "0"]
+        if resources:
+            args += ["--resources", json.dumps(resources)]
+        for attempt in range(3):
+            self._start([*args, *_node_ports(_port_block())], f"worker{index}.log")
             try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
+                self._wait_nodes(2 + index, 240)
+                break
+            except RuntimeError:
+                if attempt == 2 or self.procs[-1].poll() is None:
+                    raise
+                self._drop_last()
+        self._normal_priority()
+        return index
+
+    def _tree(self, proc: subprocess.Popen) -> list:
+        """The node's processes: ``ray start`` and every descendant, whatever its session
+        (a job's driver, an experiment's script)."""
+        import psutil
+
+        try:
+            top = psutil.Process(proc.pid)
+            return [top, *top.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def kill_node(self, index: int) -> None:
+        """End worker node ``index`` abruptly, as a machine that dies: its raylet, its
+        workers and what they started, all at once with SIGKILL."""
+        import psutil
+
+        proc = self.procs[1 + index]
+        for p in self._tree(proc):
+            try:
+                p.kill()
+            except psutil.Error:
                 pass
         proc.wait(timeout=30)
 
+    def remove_node(self, index: int) -> None:
+        """Take worker node ``index`` out of the cluster for good (dead or alive)."""
+        proc = self.procs[1 + index]
+        self._stop_procs([proc])
+        proc.wait(timeout=30)
+
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        self._stop_procs(list(reversed(self.procs)))
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_procs(self, procs: list[subprocess.Popen]) -> None:
+        import psutil
+
+        trees = [self._tree(proc) for proc in procs]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in reversed(self.procs):
+        for proc, tree in zip(procs, trees, strict=True):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        shutil.rmtree(self.root, ignore_errors=True)
+            for p in tree:  # whatever outlived ``ray start --block``'s own clean-up
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            proc.wait(timeout=30)

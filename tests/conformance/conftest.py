@@ -167,18 +167,35 @@ class RayCase(Case):
         return dataclasses.replace(req, backend_options={"ray_address": self.cluster.gcs_address})
 
     def break_engine(self, backend: Backend) -> None:
-        # Every process of the cluster frozen: the cluster is there but does not answer,
-        # as a head behind a broken network. Asked with a short timeout so the test is quick.
+        # Every process of the cluster frozen (GCS, raylets, workers, the run's driver and
+        # coordinator: all descendants of its `ray start` processes, whatever their
+        # session): the cluster is there but does not answer, as a head behind a broken
+        # network. Asked with a short timeout so the test is quick.
         backend.request_timeout = 5.0  # type: ignore[attr-defined]
-        for proc in self.cluster.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGSTOP)
+        self.frozen = self._cluster_processes()
+        for p in self.frozen:
+            with contextlib.suppress(Exception):
+                p.suspend()
 
     def mend_engine(self, backend: Backend) -> None:
-        for proc in self.cluster.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGCONT)
+        self._thaw()
         backend.request_timeout = 60.0  # type: ignore[attr-defined]
+
+    def _cluster_processes(self) -> list[Any]:
+        import psutil
+
+        out = []
+        for proc in self.cluster.procs:
+            with contextlib.suppress(psutil.Error):
+                top = psutil.Process(proc.pid)
+                out += [top, *top.children(recursive=True)]
+        return out
+
+    def _thaw(self) -> None:
+        for p in getattr(self, "frozen", []):
+            with contextlib.suppress(Exception):
+                p.resume()
+        self.frozen = []
 
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
         # The run's coordinator forgets the task, as when its driver is gone.
@@ -187,9 +204,15 @@ class RayCase(Case):
         request(self.home.root, {"op": "release", "handle": handle})
 
     def cleanup(self) -> None:
-        for proc in self.cluster.procs:  # never leave the shared cluster frozen
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGCONT)
+        self._thaw()  # never leave the shared cluster frozen
+        # This GRID_HOME's bridge would idle for minutes holding a Ray connection.
+        import psutil
+
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if "gridrun.backends.ray.bridge" in cmd and str(self.home.root) in cmd:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
 
 
 CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase, RayCase)}
