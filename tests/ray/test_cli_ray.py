@@ -28,15 +28,6 @@ open("out/model.txt", "w").write(os.environ["GRID_EXPERIMENT_NAME"])
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture
-def ray_grid(grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    grid.env["RAY_ADDRESS"] = ray_cluster.gcs_address
-    grid.marks = marks
-    return grid
-
-
 def _project(tmp_path: Path, files: dict[str, str] | None = None, sleep: float = 2.0) -> Path:
     proj = tmp_path / "proj"
     proj.mkdir()
@@ -205,3 +196,32 @@ def test_only_explicit_values_and_the_allow_list_reach_a_node(ray_grid, tmp_path
     assert names["explicit"] == ["FROM_FILE", "WANDB_MODE"]
     assert {"FROM_FILE", "HTTPS_PROXY", "LC_TIME", "WANDB_MODE"} <= set(names["passed"])
     assert not {"GRIDRUN_TEST_SECRET", "PATH", "HOME"} & set(names["passed"]), names
+
+
+def test_the_dashboard_address_form_runs_end_to_end(ray_grid, ray_cluster, tmp_path):  # type: ignore[no-untyped-def]
+    """``--ray_address http://host:8265``, the address Ray Jobs' own tools take."""
+    proj = _project(tmp_path, sleep=0)
+    ray_grid.env.pop("RAY_ADDRESS")
+    url = ray_cluster.dashboard_url
+    assert url.startswith("http://")
+    out = ray_grid("run", "--backend", "ray", "--ray_address", url, "--name", "viadash",
+                   "train.py", "--x", "[1, 2]", cwd=proj)  # fmt: skip
+    assert "Traceback" not in out.stderr
+    data = ray_grid.wait("viadash", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 2, data
+    for e in data["experiments"]:
+        assert "argv ['train.py', '--x'" in ray_grid("logs", e["name"]).stdout
+        assert e["node"], e
+    # The run's driver is a job of that cluster, found through the same address.
+    from ray.job_submission import JobSubmissionClient
+
+    jobs = JobSubmissionClient(url).list_jobs()
+    drivers = [
+        j for j in jobs if (j.metadata or {}).get("gridrun_coordinator", "").count("viadash")
+    ]
+    assert drivers, [j.metadata for j in jobs]
+    # A dashboard nobody serves is one line naming it.
+    bad = ray_grid("run", "--backend", "ray", "--ray_address", "http://127.0.0.1:9",
+                   "train.py", cwd=proj, check=False)  # fmt: skip
+    assert bad.returncode != 0 and "http://127.0.0.1:9" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr

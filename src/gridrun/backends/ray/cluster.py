@@ -9,13 +9,14 @@ to the cluster and shows the run in ``ray job list``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gridrun.backends.ray.driver import NAMESPACE
 from gridrun.errors import BackendError
@@ -50,6 +51,7 @@ class Cluster:
 
     _lock = threading.Lock()
     _connected: str | None = None
+    _gcs: ClassVar[dict[str, str]] = {}  # dashboard address -> the GCS address found through it
 
     def __init__(self, address: str) -> None:
         self.address = address
@@ -65,7 +67,7 @@ class Cluster:
                 ray.shutdown()
             try:
                 ray.init(
-                    address=_init_address(self.address),
+                    address=self.gcs_address(),
                     namespace=NAMESPACE,
                     log_to_driver=False,
                     logging_level=logging.ERROR,
@@ -74,6 +76,23 @@ class Cluster:
             except Exception as exc:
                 raise unreachable(self.address, exc) from exc
             Cluster._connected = self.address
+
+    def gcs_address(self) -> str:
+        """What ``ray.init`` connects to: the address itself, or for the dashboard's
+        ``http://host:8265`` the GCS that dashboard serves.
+
+        Ray's dashboard does not say where its GCS listens, but every job it starts is
+        told (``RAY_ADDRESS`` in the entrypoint's environment): one ``echo`` job, once
+        per address and process, asks. The head's own view of its address is what the
+        nodes use too, so a cluster whose GCS this machine cannot reach (only the
+        dashboard forwarded) is reported unreachable, naming both.
+        """
+        if not self.address.startswith(("http://", "https://")):
+            return self.address
+        found = Cluster._gcs.get(self.address)
+        if found is None:
+            found = Cluster._gcs[self.address] = _ask_dashboard_for_gcs(self.address)
+        return found
 
     def nodes(self) -> list[NodeInfo]:
         import ray
@@ -149,14 +168,38 @@ class Cluster:
         )
 
 
-def _init_address(address: str) -> str:
-    """What ``ray.init`` takes for an address: the GCS host:port, or a ray:// client."""
-    if address.startswith(("http://", "https://")):
-        from urllib.parse import urlparse
+GCS_PROBE_SECONDS = 120.0
 
-        host = urlparse(address).hostname or "127.0.0.1"
-        return f"ray://{host}:10001"
-    return address
+
+def _ask_dashboard_for_gcs(address: str) -> str:
+    """The GCS address of the cluster whose dashboard (Ray Jobs API) is ``address``."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    try:
+        jobs = JobSubmissionClient(address)
+        job = jobs.submit_job(
+            entrypoint='echo "gridrun-gcs $RAY_ADDRESS"',
+            entrypoint_num_cpus=0,
+            metadata={"gridrun": "1", "gridrun_probe": "gcs address"},
+        )
+    except Exception as exc:
+        raise unreachable(address, exc) from exc
+    deadline = time.monotonic() + GCS_PROBE_SECONDS
+    while time.monotonic() < deadline:
+        status = jobs.get_job_status(job)
+        if status.is_terminal():
+            for line in jobs.get_job_logs(job).splitlines():
+                if line.startswith("gridrun-gcs "):
+                    with contextlib.suppress(Exception):
+                        jobs.delete_job(job)  # a probe, not the user's history
+                    return line.split(None, 1)[1].strip()
+            if status != JobStatus.SUCCEEDED:
+                break
+        time.sleep(0.1)
+    raise BackendError(
+        f"The Ray dashboard at {address} did not tell its cluster's GCS address.",
+        hint="Pass the head's host:port (`ray start --head` prints it) as --ray_address.",
+    )
 
 
 def _jobs_address(address: str) -> str:
