@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "ray"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from raycluster import RAY, LocalRayCluster
 
 SLOTS = 3  # head 1 CPU + worker 2 CPUs

@@ -53,7 +53,7 @@ KILLED = (-9, 137)  # SIGKILL: as a process reports it, as an engine does
 STOPPED = (-15, 143, *KILLED)
 
 
-def _wait_for(path: Path, text: str, limit: float = 60) -> None:
+def _wait_for(path: Path, text: str, limit: float = 180) -> None:
     deadline = time.monotonic() + limit
     while not (path.exists() and text in path.read_text()):
         assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
