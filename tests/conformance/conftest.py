@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -202,6 +203,22 @@ class RayCase(Case):
         from gridrun.backends.ray.bridge import request
 
         request(self.home.root, {"op": "release", "handle": handle})
+
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        # What a drain of its node sends: SIGTERM to the experiment's process group,
+        # found on the node (this machine) by the name the task gave it.
+        import psutil
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for p in psutil.process_iter(["environ"]):
+                with contextlib.suppress(psutil.Error):
+                    env = p.info["environ"] or {}
+                    if env.get("GRID_EXPERIMENT_NAME") == job.experiment_name:
+                        os.killpg(os.getpgid(p.pid), signal.SIGTERM)
+                        return
+            time.sleep(0.2)
+        raise AssertionError(f"no process of {job.experiment_name} on the cluster's nodes")
 
     def cleanup(self) -> None:
         self._thaw()  # never leave the shared cluster frozen
