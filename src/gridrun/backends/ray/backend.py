@@ -288,7 +288,7 @@ class RayBackendCore:
         """The experiment's state on the cluster; appends its new lines to its log."""
         try:
             coords = self.coordinators(handle.address)
-            offset = _read_int(exp_dir / OFFSET_FILE)
+            offset = _read_offset(exp_dir / OFFSET_FILE, handle.key)
             answer = coords.poll(handle.coordinator, handle.key, offset, timeout)
         except BackendError:
             return Observed("unreachable")
@@ -311,7 +311,7 @@ class RayBackendCore:
             with LogSink(exp_dir / "output.log") as sink:
                 for stream, ts, text in lines[skip:]:
                     sink.write(stream, text, ts=ts)
-            _write_text(exp_dir / OFFSET_FILE, str(start + len(lines)))
+            _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
         state = answer["state"]
         if state == "queued":
             state = "running"  # placed by Ray: waiting for resources is part of running
@@ -367,10 +367,14 @@ def _is_connection_error(exc: BaseException) -> bool:
         return False
 
 
-def _read_int(path: Path) -> int:
+def _read_offset(path: Path, key: str) -> int:
+    """Lines of attempt ``key`` already in the log: a restart (a new key) starts at 0."""
     try:
-        return int(path.read_text())
-    except (OSError, ValueError):
+        fields = path.read_text().split()
+        if len(fields) == 1:  # written by an older gridrun, for the attempt it ran
+            return int(fields[0])
+        return int(fields[1]) if fields[0] == key else 0
+    except (OSError, ValueError, IndexError):
         return 0
 
 
