@@ -21,7 +21,6 @@ from pathlib import Path
 from gridrun.agent.builder import build_run
 from gridrun.agent.capacity import machine_capacity
 from gridrun.agent.detach import settle_daemon
-from gridrun.agent.jobs import make_job, save_job
 from gridrun.agent.launcher import Launcher
 from gridrun.agent.reconcile import reconcile
 from gridrun.agent.scheduler import place
@@ -30,7 +29,7 @@ from gridrun.config import load_machine_config
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef, read_ref, write_ref
 from gridrun.store.db import Store
-from gridrun.store.models import Experiment, Run, Status
+from gridrun.store.models import Experiment, Status
 
 log = logging.getLogger("gridrun.agent")
 POLL_SECONDS = 1.0
@@ -88,7 +87,6 @@ class Agent:
         experiments itself: they are launched at once, outside this machine's capacity.
         """
         busy = [*self.store.experiments(Status.RUNNING), *self.store.claimed_pending()]
-        runs: dict[int, Run] = {}
         engine = self._engine_runs({e.run_id for e in busy})
         busy = [e for e in busy if e.run_id not in engine]
         while not self.exiting:
@@ -96,11 +94,11 @@ class Agent:
             engine |= self._engine_runs({e.run_id for e in queue})
             for exp in queue:
                 if exp.run_id in engine:
-                    self.launch(exp, [], runs)
+                    self.launch(exp, [])
             local = [e for e in queue if e.run_id not in engine]
             placements = place(self.capacity, busy, local)
             for placement in placements:
-                if self.launch(placement.experiment, placement.gpu_ids, runs):
+                if self.launch(placement.experiment, placement.gpu_ids):
                     busy.append(placement.experiment)
             if len(queue) < QUEUE_BATCH or (local and len(placements) < len(local)):
                 return
@@ -114,20 +112,16 @@ class Agent:
                 out.add(run_id)
         return out
 
-    def launch(
-        self, exp: Experiment, gpu_ids: list[int], runs: dict[int, Run] | None = None
-    ) -> bool:
+    def launch(self, exp: Experiment, gpu_ids: list[int]) -> bool:
         token = uuid.uuid4().hex
         if not self.store.claim(exp.id, token, gpu_ids):
             return False
-        runs = {} if runs is None else runs
-        run = runs.get(exp.run_id)
-        if run is None:
-            run = runs[exp.run_id] = self.store.get_run_by_id(exp.run_id, with_experiments=False)
         exp.gpu_ids = gpu_ids
-        job = make_job(self.home, run, exp, gpu_ids, self.config.stop_grace_seconds)
-        save_job(job, run.backend)
-        self.launcher.launch(exp.id, token, job.exp_dir / "supervisor.log")
+        # The supervisor writes job.json itself (from the store): one file fewer per
+        # start on this, the serial path.
+        exp_dir = self.home.experiment_dir(exp.name)
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        self.launcher.launch(exp.id, token, exp_dir / "supervisor.log")
         log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
         return True
 

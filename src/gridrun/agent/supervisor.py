@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from gridrun.agent.jobs import load_job
+from gridrun.agent.jobs import make_job, save_job
 from gridrun.backends import get_backend
 from gridrun.backends.base import Job
 from gridrun.errors import out_of_space
@@ -99,10 +99,29 @@ def settle_attempt(
     return store.settle(exp.id, decision, exit_code=code, finished_at=finished_at, attempt=attempt)
 
 
+def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, str]:
+    """The claimed attempt's job, made from the store and saved as ``job.json``.
+
+    Here and not in the agent: the agent starts experiments one after another, and a
+    file written per start was most of its time with a long queue (issue 12); each
+    supervisor writes its own, in parallel. It is written before ``store.start`` makes
+    the experiment running, so a running experiment always has one for stop and
+    reconcile.
+    """
+    from gridrun.config import load_machine_config
+
+    exp = store.get_experiment(exp_id)
+    run = store.get_run_by_id(exp.run_id, with_experiments=False)
+    grace = load_machine_config(home.config_path).stop_grace_seconds
+    job = make_job(home, run, exp, exp.gpu_ids, grace)
+    save_job(job, run.backend)
+    return job, run.backend
+
+
 def supervise(home: GridHome, exp_id: int, token: str) -> int:
     store = Store(home.db_path)
-    exp_dir = home.experiment_dir(store.get_experiment(exp_id).name)
-    job, backend_name = load_job(exp_dir / "job.json")
+    job, backend_name = _job_of(home, store, exp_id)
+    exp_dir = job.exp_dir
     backend = get_backend(backend_name, home)
     grace = job.stop_grace
     handle: str | None = None  # the backend's, once launched; kept in the store too
