@@ -179,3 +179,31 @@ def test_grid_preempt_on_docker_resumes_in_the_same_directory(grid, project: Pat
     starts = _starts(grid, "dk-pre-exp0")
     assert [s[1] for s in starts] == ["0", "1"] and int(starts[1][2]) >= 2, starts
     assert (grid.home / "experiments" / "dk-pre-exp0" / "artifacts" / "ckpt.json").exists()
+
+
+def test_engine_restart_under_auto_resume_resumes_from_its_checkpoint(
+    grid, project: Path, second_engine
+) -> None:
+    """The resume case on Docker: the engine restarts under a checkpointing experiment.
+
+    dockerd's shutdown sends the container SIGTERM; the script saves and exits 0. That
+    is a preemption (the engine ended it), so under --auto_resume it runs again once
+    the engine is back, in the same working directory, and finishes exactly once.
+    """
+    host, restart = second_engine
+    grid.env["DOCKER_HOST"] = host
+    (project / "ckpt.py").write_text(DOCKER_CKPT)
+    (project / "requirements.txt").write_text("")
+    docker_run(grid, project, "--name", "dk-eng", "--auto_resume", "ckpt.py", "30")
+    grid.wait_for_line("dk-eng-exp0", "step 2", timeout=300)
+    restart()
+    exp = grid.wait("dk-eng", timeout=300)["experiments"][0]
+    assert exp["status"] == "succeeded" and exp["restarts"] == 1, (
+        exp,
+        grid("logs", "dk-eng-exp0").stdout,
+    )
+    starts = _starts(grid, "dk-eng-exp0")
+    assert [s[1] for s in starts] == ["0", "1"] and int(starts[1][2]) >= 2, starts
+    log = grid("logs", "dk-eng-exp0").stdout
+    assert log.count("finished") == 1, log
+    assert "Docker engine restarted" in log, log

@@ -354,7 +354,19 @@ class DockerBackend(Backend):
         while True:
             waiter = connect(timeout=None)
             try:
-                return int(waiter.wait(cid)["StatusCode"])
+                code = int(waiter.wait(cid)["StatusCode"])
+                if self.engine_answers():
+                    return code
+                # dockerd shutting down closes its listeners first, then stops its
+                # containers, and a wait already open still gets the exit code: a
+                # fresh connection refused now means the engine ended the container
+                # (a script that saves on SIGTERM exits 0). Wait for the engine, then
+                # record the attempt as preempted below.
+                sink.write(
+                    "stderr",
+                    f"gridrun: the Docker engine went away as the container ended (exit"
+                    f" code {code}); waiting up to {ENGINE_GRACE:.0f}s for it to come back",
+                )
             except Exception as exc:
                 if not _transient(exc):
                     raise BackendError(f"Lost the experiment's container: {exc}") from exc
