@@ -144,6 +144,8 @@ def test_a_lost_job_is_requeued_with_auto_resume(store, home, tmp_path) -> None:
     assert reconcile_experiment(store, home, exp) == "requeued"
     after = _status(store, exp)
     assert after.status == Status.PENDING and after.backend_ref is None
+    assert after.ending == "preempted"
+    assert "lost its supervisor" not in (after.error or "")  # the engine's reason is kept
 
 
 def test_a_lost_job_asked_to_stop_is_stopped(store, home, tmp_path) -> None:

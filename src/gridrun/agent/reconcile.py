@@ -66,6 +66,7 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         apply_exit_record(store, exp.id, record)
         return "finished"
     code: int | None = None
+    why = "lost its supervisor (killed or crashed)"
     loaded = read_job(exp_dir / "job.json")
     if loaded is not None:
         job, backend_name = loaded
@@ -90,6 +91,8 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
                     backend.collect(job, handle)
                 with contextlib.suppress(Exception):
                     backend.release(job, handle)
+            elif state.state == PollState.GONE and state.detail:
+                why = state.detail  # the engine's own reason: the node that died
     exp = store.get_experiment(exp.id)
     if code is not None:
         ending, reason = classify(code, stop_requested=exp.stop_requested, preempted=None)
@@ -98,7 +101,7 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     # Its supervisor died (SIGKILL, OOM, a crash) and took the experiment with it:
     # a preemption, which --auto_resume restarts in the same working directory.
     ending = Ending.STOPPED if exp.stop_requested else Ending.PREEMPTED
-    status = settle_lost(store, exp, ending, "lost its supervisor (killed or crashed)", None)
+    status = settle_lost(store, exp, ending, why, None)
     return "requeued" if status == Status.PENDING else "lost"
 
 

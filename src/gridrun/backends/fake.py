@@ -180,7 +180,7 @@ class FakeBackend(Backend):
             return Poll.unknown("the fake engine is down")
         state = self._find(handle)
         if state is None or state.lost:
-            return Poll.gone("the fake engine does not know it")
+            return Poll.gone("lost: the fake engine does not know it")
         if state.code is None:
             return Poll.running()
         return Poll.exited(state.code)
