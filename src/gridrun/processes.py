@@ -19,11 +19,12 @@ by the variables every experiment process inherits.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +160,40 @@ def children(pid: int) -> list[int] | None:
     return out
 
 
+_DEDICATED = False  # set by dedicate_process(): every descendant is the experiment's
+
+
+def dedicate_process() -> None:
+    """Declare that this process exists to run one experiment (the supervisor does).
+
+    Then every descendant of it is the experiment's and is ended with it, whatever it
+    did to its environment. A process that also runs other things (a test, an embedding
+    program) never declares it, and only the experiment's marked processes are ended.
+    """
+    global _DEDICATED
+    _DEDICATED = True
+
+
+def experiment_descendants(home: Path, experiment_id: int) -> list[ProcessRef]:
+    """This process's descendants that belong to the experiment (all, when dedicated)."""
+    found = descendants()
+    if _DEDICATED:
+        return found
+    return [r for r in found if _carries_mark(r.pid, home, experiment_id)]
+
+
+def _carries_mark(pid: int, home: Path, experiment_id: int) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    env = dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return (
+        env.get(b"GRID_EXPERIMENT_ID") == str(experiment_id).encode()
+        and env.get(b"GRID_HOME") == str(home).encode()
+    )
+
+
 def descendants(pid: int | None = None) -> list[ProcessRef]:
     """Every live descendant of ``pid`` (this process by default), parents first."""
     root = pid or os.getpid()
@@ -225,26 +260,33 @@ def kill_all(refs: Iterable[ProcessRef]) -> None:
         r.signal(signal.SIGKILL)
 
 
-def kill_descendants(grace: float = 1.0, rounds: int = 20) -> None:
-    """End every descendant of this process (it should be a subreaper).
+def kill_descendants(
+    grace: float = 1.0, rounds: int = 20, pick: Callable[[], list[ProcessRef]] = descendants
+) -> None:
+    """End every descendant of this process that ``pick`` names (it should be a subreaper).
 
     Repeated until none is left, since a dying process may fork, and re-parenting of
     its orphans to us is only visible once it has exited.
     """
     for i in range(rounds):
-        found = descendants()
+        found = pick()
         if not found:
             return
         if i == 0:
             terminate_all(found, grace)
         else:
             kill_all(found)
-        _reap_children()
+        _reap_children(None if _DEDICATED else [r.pid for r in found])
         time.sleep(0.01)
 
 
-def _reap_children() -> None:
-    """Collect exited re-parented orphans, so they do not linger as zombies."""
+def _reap_children(pids: list[int] | None = None) -> None:
+    """Collect exited re-parented orphans (only ``pids``, if given), so none lingers."""
+    if pids is not None:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        return
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)

@@ -119,6 +119,9 @@ def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, str]:
 
 
 def supervise(home: GridHome, exp_id: int, token: str) -> int:
+    from gridrun.processes import dedicate_process
+
+    dedicate_process()  # every descendant of this process is the experiment's
     store = Store(home.db_path)
     job, backend_name = _job_of(home, store, exp_id)
     exp_dir = job.exp_dir

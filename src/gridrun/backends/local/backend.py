@@ -32,6 +32,7 @@ from gridrun.processes import (
     ProcessRef,
     become_subreaper,
     descendants,
+    experiment_descendants,
     experiment_processes,
     kill_all,
     kill_descendants,
@@ -118,6 +119,7 @@ class LocalBackend(Backend):
         # What experiment_processes() finds the experiment's processes by, should its
         # supervisor die: every descendant inherits it, whatever session it starts.
         env["GRID_HOME"] = str(home)
+        env["GRID_EXPERIMENT_ID"] = str(job.experiment_id)
         argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]
         # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
         # remounting is impossible, when a private namespace can be made (nsexec.py).
@@ -162,7 +164,7 @@ class LocalBackend(Backend):
         code = child.proc.wait()
         # The experiment is its main process: whatever it left running (a background
         # child, a daemon in its own session) ends with it and must not hold the pipes.
-        kill_descendants(grace=1.0)
+        kill_descendants(grace=1.0, pick=lambda: self._descendants(job))
         for t in child.pumps:
             t.join(timeout=5.0)
         return code
@@ -194,12 +196,16 @@ class LocalBackend(Backend):
                 refs = [main, *descendants(main.pid), *refs]
             terminate_all(refs, grace)
             return
-        for ref in descendants():
+        for ref in self._descendants(job):
             ref.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         while child.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        kill_all(descendants())
+        kill_all(self._descendants(job))
+
+    def _descendants(self, job: Job) -> list[ProcessRef]:
+        """The experiment's processes among ours: all of them in its supervisor."""
+        return experiment_descendants(self.home.root, job.experiment_id)
 
     def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
         from gridrun.project import collect_artifacts
