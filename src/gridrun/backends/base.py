@@ -334,6 +334,15 @@ class Backend(ABC):
             return job.experiment_name in self._stopping
 
 
+def collect_workdir(job: Job) -> list[str]:
+    """Save what the experiment created in ``job.workdir`` (a copy on this machine)."""
+    from gridrun.project import collect_artifacts
+
+    if not job.workdir.exists():
+        return []
+    return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
+
+
 def write_handle(job: Job, handle: str) -> None:
     """Keep the handle beside the job before anything else: it outlives every process."""
     from gridrun.fsutil import atomic_write_text

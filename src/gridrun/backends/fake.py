@@ -34,7 +34,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
+from gridrun.backends.base import (
+    Backend,
+    BuildLog,
+    BuildRequest,
+    Capabilities,
+    Job,
+    Poll,
+    collect_workdir,
+)
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 
@@ -203,11 +211,7 @@ class FakeBackend(Backend):
             state.thread.join()
 
     def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
-        from gridrun.project import collect_artifacts
-
-        if not job.workdir.exists():
-            return []
-        return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
+        return collect_workdir(job)
 
     def _release(self, job: Job, handle: str | None) -> None:
         if handle is not None:

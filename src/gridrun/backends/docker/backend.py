@@ -32,7 +32,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
+from gridrun.backends.base import (
+    Backend,
+    BuildLog,
+    BuildRequest,
+    Capabilities,
+    Job,
+    Poll,
+    collect_workdir,
+)
 from gridrun.backends.docker.dockerfile import PROJECT_DIR
 from gridrun.errors import BackendError
 from gridrun.home import GridHome
@@ -488,8 +496,6 @@ class DockerBackend(Backend):
         """
         import docker.errors
 
-        from gridrun.project import collect_artifacts
-
         cid = self._container_id(job, handle)
         if cid is None:
             return []
@@ -497,7 +503,7 @@ class DockerBackend(Backend):
             copy_project_out(self.api, cid, job)
         except docker.errors.NotFound:
             return []
-        return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
+        return collect_workdir(job)
 
     def _release(self, job: Job, handle: str | None) -> None:
         import docker.errors

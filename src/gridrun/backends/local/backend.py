@@ -24,7 +24,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridrun.backends.base import Backend, BuildLog, BuildRequest, Capabilities, Job, Poll
+from gridrun.backends.base import (
+    Backend,
+    BuildLog,
+    BuildRequest,
+    Capabilities,
+    Job,
+    Poll,
+    collect_workdir,
+)
 from gridrun.backends.local.process import pump
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
@@ -208,11 +216,7 @@ class LocalBackend(Backend):
         return experiment_descendants(self.home.root, job.experiment_id)
 
     def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
-        from gridrun.project import collect_artifacts
-
-        if not job.workdir.exists():
-            return []
-        return collect_artifacts(job.snapshot_manifest, job.workdir, job.artifacts_dir)
+        return collect_workdir(job)
 
     def _release(self, job: Job, handle: str | None) -> None:
         from gridrun.datastores.mount import remove_env_layer
