@@ -239,7 +239,7 @@ def test_the_tutorial_command_line(grid, project: Path) -> None:
     ("grid_spelling", "value"),
     [
         ("--grid_cpus", "1"),
-        ("--grid_gpus", "0"),
+        ("--grid_gpus", "1"),
         ("--grid_memory", "1G"),
         ("--grid_name", "spelled-2021"),
         ("--grid_strategy", "grid_search"),
@@ -248,6 +248,8 @@ def test_the_tutorial_command_line(grid, project: Path) -> None:
 def test_2021_spellings(
     cli: CLI, grid_home: Path, project: Path, grid_spelling: str, value: str
 ) -> None:
+    # A machine that declares one GPU (config.yaml capacity), so --grid_gpus 1 fits.
+    (grid_home / "config.yaml").write_text("capacity:\n  gpus: 1\n")
     proc = cli("run", "--dry_run", grid_spelling, value, "argecho.py")
     assert proc.stdout.strip() == "exp0: python argecho.py"
 
@@ -262,6 +264,8 @@ def test_2021_spellings(
         ("--cpus", "0"),
         ("--cpus", "-1"),
         ("--gpus", "-1"),
+        ("--gpus", "0"),
+        ("--grid_gpus", "0"),
         ("--gpus", "nan"),
         ("--gpus", "1.5"),
         ("--memory", "0"),
@@ -281,6 +285,29 @@ def test_bad_numbers_name_the_option(
     assert_one_line_error(proc, f"'{base}'")
     assert "already exists" not in proc.stderr
     nothing_recorded_in(cli)
+
+
+@pytest.mark.parametrize("option", ["--gpus", "--grid_gpus"])
+@pytest.mark.parametrize("dry", [False, True])
+def test_gpus_zero_on_the_command_line_is_refused(
+    cli: CLI, grid_home: Path, project: Path, option: str, dry: bool
+) -> None:
+    """Leaving --gpus out means no GPU, so a typed 0 is refused with that hint."""
+    proc = cli("run", *(["--dry_run"] if dry else []), option, "0", "argecho.py")
+    assert_one_line_error(proc, "'--gpus'", "got 0", "Leave it out to run on CPUs only.")
+    nothing_recorded_in(cli)
+
+
+def test_gpus_zero_in_a_grid_yaml_and_the_default_still_work(grid, project: Path) -> None:
+    """``compute.train.gpus: 0`` is common in Grid's configs: it stays valid."""
+    (project / "grid.yml").write_text("compute:\n  train:\n    cpus: 1\n    gpus: 0\n")
+    dry = grid("run", "--dry_run", "--config", "grid.yml", "argecho.py", cwd=project)
+    assert dry.stdout.strip() == "exp0: python argecho.py"
+    proc = grid("run", "--config", "grid.yml", "--name", "yaml-zero", "argecho.py", cwd=project)
+    assert re.search(r"^gpus: +0$", proc.stdout, re.M), proc.stdout
+    proc = grid("run", "--cpus", "1", "--name", "no-gpus", "argecho.py", cwd=project)
+    assert re.search(r"^gpus: +0$", proc.stdout, re.M), proc.stdout
+    assert {r["name"] for r in grid.json("history")} == {"yaml-zero", "no-gpus"}
 
 
 def test_name_clash_only_when_the_name_exists(grid, project: Path) -> None:

@@ -89,18 +89,21 @@ def suggest_option(name: str, known: dict[str, bool] | list[str]) -> list[str]:
     return [by_key[c] for c in close]
 
 
-def _positive(kind: type, allow_zero: bool = False):  # type: ignore[no-untyped-def]
-    """A click callback refusing nan, inf and values below (or at) zero, naming the option."""
+def _positive(kind: type, hint: str = ""):  # type: ignore[no-untyped-def]
+    """A click callback refusing nan, inf, zero and negative values, naming the option.
+
+    ``--gpus 0`` is refused too: leaving the option out already means no GPU, so a 0
+    typed on the command line is most likely a slip (Grid's YAML ``gpus: 0``, which is
+    common, is read by ``--config`` and stays valid).
+    """
     import math
 
     def check(ctx: click.Context, param: click.Parameter, value: object) -> object:
         if value is None:
             return None
         number = float(value)  # type: ignore[arg-type]
-        bad = not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero)
-        if bad:
-            what = "at least 0" if allow_zero else "a positive number"
-            raise click.BadParameter(f"must be {what}, got {value}.")
+        if not math.isfinite(number) or number <= 0:
+            raise click.BadParameter(f"must be a positive number, got {value}.{hint}")
         return kind(value)
 
     return check
@@ -137,8 +140,8 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--grid_gpus",
     "gpus",
     type=int,
-    callback=_positive(int, allow_zero=True),
-    help="GPUs per experiment (0).",
+    callback=_positive(int, " Leave it out to run on CPUs only."),
+    help="GPUs per experiment (none if left out).",
 )
 @click.option("--memory", "--grid_memory", "memory", help="Memory per experiment, e.g. 4G.")
 @click.option(
