@@ -9,7 +9,10 @@ meaning in a one-line note instead of ignoring the flag:
   GPUs (:mod:`gridrun.instances`); explicit ``--cpus``/``--gpus``/``--memory`` win;
 - ``--use_spot`` means preemptible with auto-resume (there are no spot machines here);
 - ``--framework`` picks the Docker base image; on other backends the script's imports
-  decide what is installed, so it is only noted;
+  decide what is installed (a Julia script runs with the ``julia`` on PATH), so it is
+  only noted. ``julia`` goes with ``.jl`` scripts and the others with Python ones: a
+  mismatch is refused, since the image would lack the script's interpreter. A ``.jl``
+  script on Docker gets Julia's image even without the flag;
 - ``--disk_size`` is noted: experiments use this machine's disk.
 
 The same keys in a ``--config`` YAML (``compute.train.instance_type`` ...) go through
@@ -20,18 +23,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridrun.errors import UnsupportedError, UsageError
+from gridrun.errors import UsageError
 from gridrun.instances import lookup
+from gridrun.specs import needs_python_env
 
-#: ``--framework`` -> (CPU image, GPU image). Each has a Python 3 on PATH, which the
-#: generated Dockerfile needs for its virtualenv; Lightning itself is installed from the
-#: script's imports (``import lightning``), on top of PyTorch's image.
+#: Julia's official image, pinned to a minor version so that a rebuild months later
+#: runs the same Julia (``julia:latest`` would move under a cached run). It has no
+#: Python, so a Julia script's generated Dockerfile has no Python stage; CUDA.jl brings
+#: its own CUDA libraries, so the same image serves GPUs.
+JULIA_IMAGE = "julia:1.11"
+
+#: ``--framework`` -> (CPU image, GPU image). The Python ones have a Python 3 on PATH,
+#: which the generated Dockerfile needs for its virtualenv; Lightning itself is
+#: installed from the script's imports (``import lightning``), on top of PyTorch's image.
 FRAMEWORK_IMAGES: dict[str, tuple[str, str]] = {
     "torch": ("pytorch/pytorch:latest", "pytorch/pytorch:latest"),
     "lightning": ("pytorch/pytorch:latest", "pytorch/pytorch:latest"),
     "tensorflow": ("tensorflow/tensorflow:latest", "tensorflow/tensorflow:latest-gpu"),
+    "julia": (JULIA_IMAGE, JULIA_IMAGE),
 }
-FRAMEWORKS = (*FRAMEWORK_IMAGES, "julia")
+FRAMEWORKS = tuple(FRAMEWORK_IMAGES)
 
 
 @dataclass
@@ -60,6 +71,7 @@ def read_grid_flags(
     auto_resume: bool,
     container_backend: bool,
     backend: str,
+    script: str = "",
 ) -> MachineAsk:
     """Fold Grid's flags into resources and an image, with a note for each flag used."""
     ask = MachineAsk(cpus, gpus, memory, base_image, auto_resume, [])
@@ -72,7 +84,11 @@ def read_grid_flags(
             "after a preemption (as --auto_resume)."
         )
     if framework:
-        _framework(ask, framework, dockerfile, container_backend, backend)
+        _framework(ask, framework, dockerfile, container_backend, backend, script)
+    elif _julia_default(script, container_backend, ask.base_image or dockerfile):
+        # Without the flag a .jl script still needs Julia's image, not python:X-slim.
+        ask.base_image = JULIA_IMAGE
+        ask.notes.append(f"{script} is a Julia script: base image {JULIA_IMAGE}.")
     if disk_size is not None:
         if isinstance(disk_size, bool) or not isinstance(disk_size, int) or disk_size <= 0:
             raise UsageError(f"--disk_size must be a positive number of GB, got {disk_size!r}.")
@@ -81,6 +97,10 @@ def read_grid_flags(
             "provisioned."
         )
     return ask
+
+
+def _julia_default(script: str, container: bool, image_given: str | None) -> bool:
+    return bool(script) and not needs_python_env(script) and container and not image_given
 
 
 def _instance(ask: MachineAsk, name: str) -> None:
@@ -106,22 +126,41 @@ def _instance(ask: MachineAsk, name: str) -> None:
 
 
 def _framework(
-    ask: MachineAsk, framework: str, dockerfile: str | None, container: bool, backend: str
+    ask: MachineAsk,
+    framework: str,
+    dockerfile: str | None,
+    container: bool,
+    backend: str,
+    script: str,
 ) -> None:
     if framework not in FRAMEWORKS:
         raise UsageError(
             f"Unknown framework '{framework}'.", hint=f"Valid frameworks: {', '.join(FRAMEWORKS)}."
         )
-    if framework == "julia":
-        raise UnsupportedError(
-            "--framework julia: gridrun runs Python (.py) and bash (.sh) scripts.",
-            hint="Install Julia in a --dockerfile and call it from a .sh script.",
+    julia_script = bool(script) and not needs_python_env(script)
+    # Each framework's image has one interpreter: a mismatch could only fail inside it.
+    if script and julia_script and framework != "julia":
+        raise UsageError(
+            f"--framework {framework} runs Python scripts, and {script} is a Julia script.",
+            hint="Pass --framework julia, or leave --framework out.",
+        )
+    if script and not julia_script and framework == "julia":
+        raise UsageError(
+            f"--framework julia runs Julia (.jl) scripts, and {script} is not one.",
+            hint="Leave --framework out, or pass --framework lightning, torch or tensorflow.",
         )
     if not container:
-        ask.notes.append(
-            f"--framework {framework}: the {backend} backend installs what the script "
-            "imports; the framework only chooses the base image on Docker."
-        )
+        if framework == "julia":
+            where = "each node's PATH" if backend == "ray" else "PATH"
+            ask.notes.append(
+                f"--framework julia: the {backend} backend runs the script with the julia "
+                f"on {where}; the framework only chooses the base image on Docker."
+            )
+        else:
+            ask.notes.append(
+                f"--framework {framework}: the {backend} backend installs what the script "
+                "imports; the framework only chooses the base image on Docker."
+            )
         return
     if ask.base_image or dockerfile:
         chosen = "--base_image" if ask.base_image else "--dockerfile"
@@ -132,4 +171,4 @@ def _framework(
     ask.notes.append(f"--framework {framework}: base image {ask.base_image}.")
 
 
-__all__ = ["FRAMEWORKS", "FRAMEWORK_IMAGES", "MachineAsk", "read_grid_flags"]
+__all__ = ["FRAMEWORKS", "FRAMEWORK_IMAGES", "JULIA_IMAGE", "MachineAsk", "read_grid_flags"]

@@ -20,14 +20,31 @@ from pathlib import Path
 from typing import Any
 
 SPEC_VERSION = 1
-SCRIPT_KINDS = (".py", ".sh")
+SCRIPT_KINDS = (".py", ".sh", ".jl")
+#: ``Job.env_ref`` of a run that has no Python environment (a Julia script, locally or
+#: on Ray): there is no virtualenv to put first on PATH.
+NO_PYTHON_ENV = "no-python-env"
 
 
 def script_command(script: str, python: str = "python") -> list[str]:
-    """``python SCRIPT`` or ``bash SCRIPT``: the one rule, for every backend and the CLI."""
+    """``python SCRIPT``, ``bash SCRIPT`` or ``julia SCRIPT``: the one rule, for every
+    backend and the CLI. ``julia`` is the one on PATH (locally, on a Ray node) or in the
+    image (Docker: ``--framework julia``)."""
     if script.endswith(".sh"):
         return ["bash", script]
+    if script.endswith(".jl"):
+        return ["julia", script]
     return [python, script]
+
+
+def needs_python_env(script: str) -> bool:
+    """Whether the script's environment holds Python packages.
+
+    A ``.sh`` script gets the run's virtualenv (its commands usually call ``python``);
+    a Julia script gets none: no dependency inference, no virtualenv, no Python stage in
+    the image (Julia's official image has no Python).
+    """
+    return not script.endswith(".jl")
 
 
 # How often a preempted experiment restarts under --auto_resume unless asked otherwise.
@@ -68,6 +85,7 @@ class EnvSpec:
     apt_packages: tuple[str, ...] = ()
     conda_file: str | None = None  # environment.yml inside the project
     import_checks: tuple[str, ...] = ()  # names version repair must make importable
+    python_env: bool = True  # False for a Julia script (see needs_python_env)
 
     @property
     def best_effort(self) -> bool:
@@ -84,6 +102,7 @@ class EnvSpec:
             "apt_packages": list(self.apt_packages),
             "conda_file": self.conda_file,
             "import_checks": list(self.import_checks),
+            "python_env": self.python_env,
         }
 
     @classmethod
@@ -97,6 +116,7 @@ class EnvSpec:
             apt_packages=tuple(d.get("apt_packages") or ()),
             conda_file=d.get("conda_file"),
             import_checks=tuple(d.get("import_checks") or ()),
+            python_env=bool(d.get("python_env", True)),
         )
 
 
@@ -290,6 +310,7 @@ class BuildRequest:
     conda_file: str | None = None  # environment.yml inside the project
     best_effort: bool = False  # inferred requirements: drop what cannot be installed
     checks: list[str] | tuple[str, ...] = ()  # names version repair makes resolve
+    python_env: bool = True  # False: a Julia script, no virtualenv or Python stage
     # What the backend resolved at submission (Backend.validate), e.g. the Ray address.
     backend_options: Mapping[str, str] = field(default_factory=dict)
 
@@ -310,6 +331,7 @@ class BuildRequest:
             conda_file=spec.env.conda_file,
             best_effort=spec.env.best_effort,
             checks=list(spec.env.import_checks),
+            python_env=spec.env.python_env,
             backend_options=dict(spec.backend_options),
         )
 

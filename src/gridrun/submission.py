@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
 from gridrun.specs import (
+    SCRIPT_KINDS,
     BuildRequest,
     DatastoreMount,
     EnvSpec,
     ExperimentSpec,
     Resources,
     RunSpec,
+    needs_python_env,
 )
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from gridrun.store.models import Run
     from gridrun.sweep import ExperimentArgs
 
-SCRIPT_KINDS = (".py", ".sh")
+JULIA_SOURCE = "none (a Julia script)"  # DependencyReport.source: no Python packages
 LARGE_SWEEP = 1000
 
 
@@ -102,13 +104,13 @@ def resolve_script(localdir: Path, script: str) -> str:
     if path is None:
         raise ProjectError(
             f"Script '{script}' not found in {localdir}.",
-            hint="Pass the path of a .py or .sh file inside the project.",
+            hint="Pass the path of a .py, .sh or .jl file inside the project.",
         )
     if path.is_dir():
         raise ProjectError(f"'{script}' is a directory, not a script.")
     if path.suffix not in SCRIPT_KINDS:
         raise ProjectError(
-            f"Cannot run '{script}': gridrun runs Python (.py) and bash (.sh) scripts."
+            f"Cannot run '{script}': gridrun runs Python (.py), bash (.sh) and Julia (.jl) scripts."
         )
     try:
         rel = path.resolve().relative_to(localdir.resolve())
@@ -282,14 +284,12 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     for w in snapshot.warnings:
         warn(w)
 
-    from gridrun.deps import resolve_dependencies
-
-    deps = resolve_dependencies(
-        localdir, snapshot.paths(), script, req.dependency_file, cache_dir=home.cache
-    )
+    python_env = needs_python_env(script)
+    deps = _dependencies(localdir, snapshot.paths(), script, req, home)
     for w in deps.warnings:
         warn(w)
-    python = _fitting_python(req, python, deps, warn)
+    if python_env:
+        python = _fitting_python(req, python, deps, warn)
     if req.dockerfile and not (localdir / req.dockerfile).is_file():
         raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
     # apt.txt is read once, by the image builder, from the snapshot it builds
@@ -317,6 +317,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             base_image=req.base_image,
             apt_packages=tuple(apt),
             conda_file=conda_file,
+            python_env=python_env,
         ),
         resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
         strategy=strategy,
@@ -347,6 +348,30 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_files=snapshot.paths(),
         notes=notes,
     )
+
+
+def _dependencies(
+    localdir: Path, files: list[str], script: str, req: RunRequest, home: GridHome
+) -> Any:
+    """The run's Python requirements; none for a Julia script, which gets no virtualenv.
+
+    A Julia project's ``.py`` files (helpers, docs) are not the script's: reading their
+    imports would build a Python environment the script never uses.
+    """
+    from gridrun.deps import DependencyReport, resolve_dependencies
+
+    if needs_python_env(script):
+        return resolve_dependencies(
+            localdir, files, script, req.dependency_file, cache_dir=home.cache
+        )
+    if req.dependency_file:
+        raise UsageError(
+            f"--dependency_file lists Python packages, and {script} is a Julia script, "
+            "which gets none.",
+            hint="Add Julia packages in the script (using Pkg; Pkg.add(...)) or in a "
+            "--dockerfile, and leave --dependency_file out.",
+        )
+    return DependencyReport(requirements=[], source=JULIA_SOURCE)
 
 
 def _python2_source(path: Path) -> bool:
@@ -450,6 +475,7 @@ def _read_grid_flags(req: RunRequest, backend: Any) -> list[str]:
         auto_resume=req.auto_resume,
         container_backend=backend.capabilities.dockerfile,
         backend=backend.name,
+        script=req.script,
     )
     req.cpus, req.gpus = ask.cpus, ask.gpus
     req.memory = ask.memory

@@ -202,9 +202,10 @@ def test_framework_is_noted_on_local(
     )
 
 
-def test_framework_julia_is_refused(cli: CLI, grid_home: Path, project: Path) -> None:
+def test_framework_julia_needs_a_julia_script(cli: CLI, grid_home: Path, project: Path) -> None:
+    """Julia runs are tested in test_julia.py; a Python script under Julia's flag is refused."""
     proc = cli("run", "--framework", "julia", "argecho.py")
-    assert_one_line_error(proc, "--framework julia", ".sh")
+    assert_one_line_error(proc, "--framework julia runs Julia (.jl) scripts", "argecho.py")
     proc = cli("run", "--framework", "jax", "argecho.py")
     assert_one_line_error(proc, "'--framework'", "jax")
 

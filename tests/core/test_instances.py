@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gridrun.errors import UnsupportedError, UsageError
-from gridrun.gridflags import read_grid_flags
+from gridrun.errors import UsageError
+from gridrun.gridflags import JULIA_IMAGE, read_grid_flags
 from gridrun.instances import INSTANCE_TYPES, lookup
 
 
@@ -113,9 +113,30 @@ def test_framework_elsewhere_is_a_note() -> None:
     assert ask.base_image is None and "the local backend installs" in ask.notes[0]
 
 
+def test_julia_framework_and_scripts() -> None:
+    ask = _read(framework="julia", script="train.jl", container_backend=True, backend="docker")
+    assert ask.base_image == JULIA_IMAGE == "julia:1.11"
+    assert ask.notes == ["--framework julia: base image julia:1.11."]
+    ask = _read(framework="julia", script="train.jl", gpus=1, container_backend=True)
+    assert ask.base_image == JULIA_IMAGE  # CUDA.jl brings its own CUDA libraries
+    ask = _read(script="train.jl", container_backend=True, backend="docker")
+    assert ask.base_image == JULIA_IMAGE, "a .jl script gets Julia's image without the flag"
+    assert ask.notes == ["train.jl is a Julia script: base image julia:1.11."]
+    ask = _read(script="train.jl", base_image="mine:1", container_backend=True)
+    assert ask.base_image == "mine:1" and ask.notes == []
+    ask = _read(framework="julia", script="train.jl")
+    assert ask.base_image is None
+    assert ask.notes == [
+        "--framework julia: the local backend runs the script with the julia on PATH; "
+        "the framework only chooses the base image on Docker."
+    ]
+    with pytest.raises(UsageError, match="runs Julia"):
+        _read(framework="julia", script="train.py")
+    with pytest.raises(UsageError, match="--framework tensorflow runs Python scripts"):
+        _read(framework="tensorflow", script="train.jl", container_backend=True)
+
+
 def test_refusals() -> None:
-    with pytest.raises(UnsupportedError, match="julia"):
-        _read(framework="julia")
     with pytest.raises(UsageError, match="Unknown framework"):
         _read(framework="jax")
     with pytest.raises(UsageError, match="--disk_size"):

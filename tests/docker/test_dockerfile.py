@@ -8,6 +8,7 @@ the reference; regenerate them with ``GRIDRUN_RECORD=1`` after a deliberate chan
 from __future__ import annotations
 
 import os
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,15 @@ CASES = {
         python="3.12",
         has_requirements=False,
         deps_hash="0123456789ab",
+    ),
+    # --framework julia: Julia's image has no Python, and the script needs none.
+    "julia-apt": df.DockerfileSpec(
+        base_image="julia:1.11",
+        python="3.12",
+        apt_packages=("curl",),
+        has_requirements=False,
+        deps_hash="0123456789ab",
+        python_env=False,
     ),
 }
 
@@ -221,6 +231,39 @@ def test_build_failure_names_the_package() -> None:
     apt = ["E: Unable to locate package libnothing"]
     assert "libnothing" in explain_failure("non-zero code: 100", apt)
     assert explain_failure("boom\n", ["plain"]) == "boom"
+
+
+def test_a_julia_dockerfile_needs_no_python() -> None:
+    text = df.render(CASES["julia-apt"], LABELS)
+    assert "python" not in text.lower() and "venv" not in text and "pip" not in text
+    assert text.count("FROM ") == 1 and "FROM julia:1.11\n" in text
+    order = [
+        text.index(s)
+        for s in ("apt-get install", "command -v julia", "WORKDIR /gridai/project", "COPY project/")
+    ]
+    assert order == sorted(order)
+    # An image without julia fails its build with the one line that says what it needs.
+    recent = [df.NO_JULIA, "The command '/bin/sh -c command -v julia' returned a non-zero code: 1"]
+    reason = explain_failure("The command ... returned a non-zero code: 1", recent)
+    assert reason.startswith("this image has no julia on PATH") and "--framework julia" in reason
+
+
+def test_a_julia_run_gets_julias_image_and_its_own_tag(tmp_path: Path) -> None:
+    from gridrun.backends.docker.image import dockerfile_spec
+    from gridrun.home import GridHome
+    from gridrun.project import take_snapshot
+
+    root = tmp_path / "jl"
+    root.mkdir()
+    (root / "train.jl").write_text('println("hi")\n')
+    home = GridHome(tmp_path / "home").ensure()
+    snap = take_snapshot(root, home)
+    req = BuildRequest("run-1", "jl", "3.12", [], snap.hash, snap.manifest_path, home.objects)
+    pip = container_pip(PipConfig())
+    julia = dataclass_replace(req, python_env=False)
+    spec = dockerfile_spec(julia, pip).spec
+    assert (spec.base_image, spec.python_env, spec.install_python) == ("julia:1.11", False, False)
+    assert image_tag(julia, pip) != image_tag(req, pip)  # never a Python image's tag
 
 
 def test_no_engine_is_one_line_with_next_step(

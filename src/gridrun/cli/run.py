@@ -388,6 +388,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
 
 def _deps_line(spec: RunSpec, source: str, name: str) -> str:
     """``3 from dcgan/requirements.txt``; inferred ones say they are best effort."""
+    if not spec.env.python_env:
+        return source  # a Julia script: "none (a Julia script)"
     text = f"{len(spec.env.requirements)} from {source}"
     if source == "inferred":
         text += f" (best effort: any that cannot be installed is dropped, see `grid status {name}`)"
@@ -411,8 +413,9 @@ def _memory(asked: object, memory: int | None) -> str:
 def _command_line(script: str, argv: list[str]) -> str:
     import shlex
 
-    interpreter = "bash" if script.endswith(".sh") else "python"
-    return shlex.join([interpreter, script, *argv])
+    from gridrun.specs import script_command
+
+    return shlex.join([*script_command(script), *argv])
 
 
 def _run_json(run: Run) -> dict:

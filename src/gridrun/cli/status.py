@@ -90,9 +90,9 @@ def project_of(run: Run) -> str:
 
 
 def command_of(run: Run, exp: Experiment) -> str:
-    script = run.spec.script
-    interpreter = "bash" if script.endswith(".sh") else "python"
-    return shlex.join([interpreter, script, *exp.argv])
+    from gridrun.specs import script_command
+
+    return shlex.join([*script_command(run.spec.script), *exp.argv])
 
 
 def _run_duration(run: Run, now: float | None = None) -> float | None:

@@ -179,8 +179,10 @@ def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
     The contents of ``apt.txt``, ``environment.yml`` and a user Dockerfile are covered
     by the snapshot hash, which is the other half of the tag.
     """
+    parts = () if req.python_env else ("julia",)  # existing tags stay as they were
     return _sha(
         df.GENERATOR_VERSION,
+        *parts,
         req.python,
         req.base_image or "",
         "gpu" if req.gpu else "cpu",
@@ -222,6 +224,10 @@ def dockerfile_spec(req: BuildRequest, pip: ContainerPip) -> DockerfileSpecResul
     """The generated Dockerfile's inputs, read from the request and the snapshot."""
     if req.base_image:
         base, install_python = req.base_image, False
+    elif not req.python_env:  # a Julia script (submission names the image; older specs)
+        from gridrun.gridflags import JULIA_IMAGE
+
+        base, install_python = JULIA_IMAGE, False
     else:
         base, install_python = df.default_base_image(req.python, req.gpu)
     apt = list(req.apt_packages)
@@ -243,6 +249,7 @@ def dockerfile_spec(req: BuildRequest, pip: ContainerPip) -> DockerfileSpecResul
         has_cert=pip.has_cert,
         install_python=install_python,
         deps_hash=dependency_hash(req, pip)[:SHORT],
+        python_env=req.python_env,
     )
     return DockerfileSpecResult(spec, conda_text)
 
@@ -304,6 +311,8 @@ _APT_MISSING = re.compile(r"E: Unable to locate package (\S+)")
 def explain_failure(error: str, recent: list[str]) -> str:
     """One line naming what broke: the package pip or apt could not find, if any."""
     for line in reversed(recent):
+        if line.startswith("gridrun: "):  # a check of the generated Dockerfile (NO_JULIA)
+            return line[len("gridrun: ") :]
         for pattern in _PIP_MISSING:
             match = pattern.search(line)
             if match:

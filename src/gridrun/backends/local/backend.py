@@ -34,6 +34,7 @@ from gridrun.backends.base import (
     collect_workdir,
 )
 from gridrun.backends.local.process import pump
+from gridrun.errors import UsageError
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.processes import (
@@ -46,7 +47,7 @@ from gridrun.processes import (
     kill_descendants,
     terminate_all,
 )
-from gridrun.specs import script_command
+from gridrun.specs import NO_PYTHON_ENV, RunSpec, script_command
 
 ENV_LAYER = "env-layer"  # what the experiment wrote over its cached environment
 
@@ -67,10 +68,28 @@ class LocalBackend(Backend):
         super().__init__(home)
         self._children: dict[str, _Child] = {}
 
+    # ------------------------------------------------------------- submission
+    def _validate(self, spec: RunSpec) -> dict[str, str]:
+        """A Julia script runs with the julia on PATH: refuse it now when there is none.
+
+        The PATH is this shell's, which the experiment inherits (gridrun.runenv): a
+        missing julia is found here, in one line, not as a failure inside the run.
+        """
+        if not spec.env.python_env and shutil.which("julia") is None:
+            raise UsageError(
+                f"{spec.script} is a Julia script, and there is no julia on PATH.",
+                hint="Install Julia (https://julialang.org/downloads) and put it on PATH, "
+                "or run it in Julia's image: --backend docker --framework julia.",
+            )
+        return {}
+
     # ------------------------------------------------------------------ build
     def environment_key(self, req: BuildRequest) -> str:
         from gridrun.envs.key import environment_key
         from gridrun.envs.pipconf import load_pip_config
+
+        if not req.python_env:
+            return NO_PYTHON_ENV
 
         extra = load_pip_config().fingerprint()
         if req.best_effort:  # what gets dropped or repaired depends on what the code uses
@@ -81,6 +100,9 @@ class LocalBackend(Backend):
         from gridrun.envs.pipconf import load_pip_config
         from gridrun.envs.venv import build_venv
 
+        if not req.python_env:
+            log("A Julia script: no Python environment to build; it runs with the julia on PATH.")
+            return NO_PYTHON_ENV
         pip = load_pip_config()
         key = self.environment_key(req)
         env = build_venv(
@@ -111,7 +133,8 @@ class LocalBackend(Backend):
             if job.workdir.exists():
                 shutil.rmtree(job.workdir)
             materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
-        venv = Path(job.env_ref)
+        # A Julia script has no virtualenv: the shell's PATH finds its julia.
+        venv = None if job.env_ref == NO_PYTHON_ENV else Path(job.env_ref)
         home = self.home.root
         # The submitting shell's environment, never the agent's (gridrun.runenv).
         env = local_environment(home, job.run_name)
@@ -122,13 +145,15 @@ class LocalBackend(Backend):
         # GPU visibility is this backend's business: the ids the agent granted, and
         # without GPUs an empty value, which hides every device (CUDA's documented rule).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpu_ids)
-        env["VIRTUAL_ENV"] = str(venv)
-        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        if venv is not None:
+            env["VIRTUAL_ENV"] = str(venv)
+            env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         # What experiment_processes() finds the experiment's processes by, should its
         # supervisor die: every descendant inherits it, whatever session it starts.
         env["GRID_HOME"] = str(home)
         env["GRID_EXPERIMENT_ID"] = str(job.experiment_id)
-        argv = [*script_command(job.script, str(venv / "bin" / "python")), *job.args]
+        python = str(venv / "bin" / "python") if venv is not None else "python"
+        argv = [*script_command(job.script, python), *job.args]
         # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
         # remounting is impossible, when a private namespace can be made (nsexec.py).
         argv, extra = local_mount_command(
@@ -138,7 +163,7 @@ class LocalBackend(Backend):
             job.datastores,
             job.workdir,
             hide=home,
-            env_layer=(venv, job.exp_dir / ENV_LAYER),
+            env_layer=(venv, job.exp_dir / ENV_LAYER) if venv is not None else None,
         )
         env.update(extra)
         # Descendants that outlive their parents come back to the supervisor (this

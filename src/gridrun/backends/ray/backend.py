@@ -432,7 +432,10 @@ class RayBackend(Backend):
     def environment_key(self, req: BuildRequest) -> str:
         from gridrun.envs.key import environment_key
         from gridrun.envs.pipconf import load_pip_config
+        from gridrun.specs import NO_PYTHON_ENV
 
+        if not req.python_env:  # a Julia script: each node's julia, no virtualenv
+            return NO_PYTHON_ENV
         return environment_key(req.python, list(req.requirements), load_pip_config().fingerprint())
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
@@ -456,12 +459,16 @@ class RayBackend(Backend):
                     "env_key": key,
                     "python": req.python,
                     "requirements": list(req.requirements),
+                    "python_env": req.python_env,
                     "resources": dict(settings.resources),
                 }
             )
         )
         log(f"Snapshot packaged for Ray: {package}")
-        log(f"Environment {key} is built on each Ray node on first use, then cached there")
+        if req.python_env:
+            log(f"Environment {key} is built on each Ray node on first use, then cached there")
+        else:
+            log("A Julia script: no Python environment; it runs with each node's julia on PATH")
         return str(package)
 
     # -------------------------------------------------------------------- run
@@ -502,6 +509,7 @@ class RayBackend(Backend):
             "env_key": info["env_key"],
             "python": info["python"],
             "requirements": info["requirements"],
+            "python_env": info.get("python_env", True),
             "home_label": handle.coordinator.split("-")[1],
             "experiment": job.experiment_name,
             "attempt": attempt,

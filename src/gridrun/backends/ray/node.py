@@ -7,8 +7,9 @@ The task is the Ray backend's equivalent of the local backend's supervisor:
    node and the other 99 reuse it (their ``[build]`` lines say so);
 2. unpacks the snapshot into the experiment's own working copy (modes, symlinks and
    modification times as in the manifest, so artifact detection works as locally);
-3. runs ``python SCRIPT ARGS`` or ``bash SCRIPT ARGS`` in that copy, in its own process
-   group, with datastores mounted read-only as the local backend mounts them;
+3. runs ``python SCRIPT ARGS``, ``bash SCRIPT ARGS`` or ``julia SCRIPT ARGS`` in that
+   copy, in its own process group, with datastores mounted read-only as the local
+   backend mounts them (a Julia script has no virtualenv: the node's julia runs it);
 4. streams every output line, timestamped where it is read, to the run's coordinator
    actor every :data:`REPORT_SECONDS`, and learns from the reply whether ``grid stop``
    asked it to stop (SIGTERM, then SIGKILL after the grace period);
@@ -106,9 +107,15 @@ def pack_artifacts(files: dict[str, Any], workdir: Path) -> tuple[bytes, list[st
     return buf.getvalue(), names
 
 
-def build_environment(spec: dict[str, Any], log: Callable[[str], None]) -> Path:
-    """The run's virtualenv on this node, built on first use and cached by its key."""
+def build_environment(spec: dict[str, Any], log: Callable[[str], None]) -> Path | None:
+    """The run's virtualenv on this node, built on first use and cached by its key.
+
+    None for a Julia script, which needs no Python environment.
+    """
     from gridrun.envs.venv import build_venv
+
+    if not spec.get("python_env", True):
+        return None
 
     return build_venv(
         node_dir() / "envs",
@@ -174,14 +181,28 @@ def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[
     return {"exit_code": code, "artifacts": artifacts, "names": names, "error": error}
 
 
-def _run(spec: dict[str, Any], env_dir: Path, workdir: Path, outbox: Outbox, report: Report) -> int:
+def _run(
+    spec: dict[str, Any], env_dir: Path | None, workdir: Path, outbox: Outbox, report: Report
+) -> int:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     env.update(spec["env"])
     if int(spec.get("gpus") or 0) == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # as locally: no GPU asked, none visible
-    env["VIRTUAL_ENV"] = str(env_dir)
-    env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    argv = [*script_command(spec["script"], str(env_dir / "bin" / "python")), *spec["args"]]
+    python = "python"
+    if env_dir is not None:
+        env["VIRTUAL_ENV"] = str(env_dir)
+        env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        python = str(env_dir / "bin" / "python")
+    argv = [*script_command(spec["script"], python), *spec["args"]]
+    if argv[0] == "julia" and shutil.which("julia", path=env.get("PATH")) is None:
+        # The submitting machine cannot see the nodes' PATH: this is the first place
+        # that can tell. 127 is what a shell answers for a command it cannot find.
+        outbox.put(
+            "stderr",
+            f"gridrun: no julia on the PATH of Ray node {socket.gethostname()}; install "
+            "Julia on every node (in the environment of `ray start`) to run .jl scripts",
+        )
+        return 127
     if spec.get("datastores"):
         from gridrun.backends.base import DatastoreMount
         from gridrun.datastores import local_mount_command
