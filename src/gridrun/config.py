@@ -6,6 +6,7 @@ never silently fall back to a default.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,9 +126,31 @@ def _include_secrets(data: dict[str, Any], path: Path) -> list[str]:
 CAPACITY_KEYS = {"cpus", "memory", "gpus"}
 
 
+# The last parse of each config file, by what ``stat`` says of it. A supervisor reads
+# the config at every start, and a pure-Python YAML parse was the largest part of its
+# CPU (issue 12): the launcher parses it once before forking them, and each one then
+# only checks that the file is still the same (a changed file parses again).
+_PARSED: dict[str, tuple[tuple[int, int, int, int], MachineConfig]] = {}
+
+
 def load_machine_config(path: Path) -> MachineConfig:
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return MachineConfig()
+    except OSError:
+        st = None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st else None
+    cached = _PARSED.get(str(path))
+    if key is not None and cached is not None and cached[0] == key:
+        return copy.deepcopy(cached[1])
+    cfg = _parse_machine_config(path)
+    if key is not None:
+        _PARSED[str(path)] = (key, copy.deepcopy(cfg))
+    return cfg
+
+
+def _parse_machine_config(path: Path) -> MachineConfig:
     data = _load_yaml(path, "Config file")
     _check_keys(data, MACHINE_KEYS, str(path))
     cfg = MachineConfig()

@@ -141,6 +141,12 @@ def test_experiment_without_datastores_cannot_reach_grid_home(grid, tmp_path: Pa
                 found += [os.path.relpath(os.path.join(d, f), home) for f in files]
             print("FOUND", json.dumps(sorted(found)))
             print("CWD", os.getcwd())
+            # Relative to the working directory, not through GRID_HOME's path: a
+            # directory entered before the tmpfs covered GRID_HOME would lead out.
+            up = []
+            for d, dirs, files in os.walk("../.."):
+                up += [os.path.relpath(os.path.join(d, f), "../..") for f in files]
+            print("UP", json.dumps(sorted(up)))
             """
         )
     )
@@ -154,5 +160,7 @@ def test_experiment_without_datastores_cannot_reach_grid_home(grid, tmp_path: Pa
     assert not [f for f in found if not f.startswith((workdir, "envs/"))], found
     assert f"{workdir}data.txt" in found and f"{workdir}peek.py" in found
     assert not any(f.startswith(("objects/", "snapshots/", "grid.db")) for f in found)
+    up = json.loads(next(x for x in out.splitlines() if "UP " in x).split("UP ", 1)[1])
+    assert up and all(f.startswith("peek-exp0/workdir/") for f in up), up
     # The run's artifacts are still collected from the working copy as before.
     assert (grid.home / "experiments" / "peek-exp0").is_dir()

@@ -31,6 +31,7 @@ from typing import TypeVar
 from gridrun.agent.jobs import make_job, save_job
 from gridrun.backends import get_backend
 from gridrun.backends.base import Job
+from gridrun.config import MachineConfig, load_machine_config
 from gridrun.errors import out_of_space
 from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
@@ -38,13 +39,18 @@ from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
 from gridrun.store.endings import Ending, Policy, classify, decide
-from gridrun.store.models import Experiment, Status
+from gridrun.store.models import Experiment, Run, Status
 
 PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
 
 
 def write_exit_record(exp_dir: Path, record: dict) -> None:
-    atomic_write_json(exp_dir / "exit.json", record)
+    # Renamed into place, not fsynced: the record is for a supervisor that dies before
+    # the store has the exit (a crash, SIGKILL), and the rename alone makes it whole
+    # for the reconciler. A power loss may lose it, but it ends the experiment too and
+    # may roll back the store's last commits (synchronous=NORMAL): reconciliation then
+    # finds no record and takes it for a preemption, which is what it was.
+    atomic_write_json(exp_dir / "exit.json", record, fsync=False)
 
 
 def read_exit_record(exp_dir: Path) -> dict | None:
@@ -99,7 +105,7 @@ def settle_attempt(
     return store.settle(exp.id, decision, exit_code=code, finished_at=finished_at, attempt=attempt)
 
 
-def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, str]:
+def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, Run, MachineConfig]:
     """The claimed attempt's job, made from the store and saved as ``job.json``.
 
     Here and not in the agent: the agent starts experiments one after another, and a
@@ -108,14 +114,12 @@ def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, str]:
     the experiment running, so a running experiment always has one for stop and
     reconcile.
     """
-    from gridrun.config import load_machine_config
-
     exp = store.get_experiment(exp_id)
     run = store.get_run_by_id(exp.run_id, with_experiments=False)
-    grace = load_machine_config(home.config_path).stop_grace_seconds
-    job = make_job(home, run, exp, exp.gpu_ids, grace)
+    machine = load_machine_config(home.config_path)
+    job = make_job(home, run, exp, exp.gpu_ids, machine.stop_grace_seconds)
     save_job(job, run.backend)
-    return job, run.backend
+    return job, run, machine
 
 
 def supervise(home: GridHome, exp_id: int, token: str) -> int:
@@ -123,9 +127,9 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
 
     dedicate_process()  # every descendant of this process is the experiment's
     store = Store(home.db_path)
-    job, backend_name = _job_of(home, store, exp_id)
+    job, run, machine = _job_of(home, store, exp_id)
     exp_dir = job.exp_dir
-    backend = get_backend(backend_name, home)
+    backend = get_backend(run.backend, home)
     grace = job.stop_grace
     handle: str | None = None  # the backend's, once launched; kept in the store too
     stopping = threading.Event()
@@ -166,8 +170,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
 
     from gridrun.metrics.ingest import LiveIngest, final_ingest, target_for
 
-    run = store.get_run_by_id(store.get_experiment(exp_id).run_id, with_experiments=False)
-    metrics = target_for(home, job, run.spec)
+    metrics = target_for(home, job, run.spec, machine)
     live = LiveIngest(home.db_path, metrics).start()
 
     error = None

@@ -348,7 +348,10 @@ def write_handle(job: Job, handle: str) -> None:
     from gridrun.fsutil import atomic_write_text
 
     job.exp_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job.exp_dir / HANDLE_FILE, handle)
+    # Renamed into place, not fsynced (as job.json, see agent/jobs.py): the rename
+    # makes it whole for every process that outlives a crash; only a power loss could
+    # tear it, and that also ends the job it names.
+    atomic_write_text(job.exp_dir / HANDLE_FILE, handle, fsync=False)
 
 
 def read_handle(job: Job | Path) -> str | None:

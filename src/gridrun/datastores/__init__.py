@@ -36,7 +36,7 @@ from __future__ import annotations
 from gridrun.datastores.create import create_datastore, resume
 from gridrun.datastores.layout import DatastoreVersion, get_version, list_datastores
 from gridrun.datastores.manage import delete_version, resolve
-from gridrun.datastores.mount import isolation_mode, local_mount_command
+from gridrun.datastores.mount import isolation_mode, local_confinement, local_mount_command
 from gridrun.datastores.names import env_var, parse_grid_uri, validate_name
 from gridrun.datastores.progress import NullProgress, Progress
 
@@ -50,6 +50,7 @@ __all__ = [
     "get_version",
     "isolation_mode",
     "list_datastores",
+    "local_confinement",
     "local_mount_command",
     "parse_grid_uri",
     "resolve",

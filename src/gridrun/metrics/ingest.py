@@ -42,6 +42,7 @@ from gridrun.store.metrics import Columns, Point, SourceState, commit_batch, loa
 
 if TYPE_CHECKING:
     from gridrun.backends.base import Job
+    from gridrun.config import MachineConfig
     from gridrun.home import GridHome
     from gridrun.specs import RunSpec
 
@@ -76,19 +77,23 @@ class IngestTarget:
     patterns: Patterns = field(default_factory=Patterns)
 
 
-def target_for(home: GridHome, job: Job, run_spec: RunSpec) -> IngestTarget:
+def target_for(
+    home: GridHome, job: Job, run_spec: RunSpec, machine: MachineConfig | None = None
+) -> IngestTarget:
     """The sources of a job: its log, its working copy, its saved artifacts.
 
-    Patterns come from the run's ``--config`` first, then ``GRID_HOME/config.yaml``;
-    both were checked at submission, so a file broken since then only costs its
-    patterns (with a note in the supervisor's log), never the experiment.
+    Patterns come from the run's ``--config`` first, then ``GRID_HOME/config.yaml``
+    (``machine``, when the caller has read it already); both were checked at
+    submission, so a file broken since then only costs its patterns (with a note in
+    the supervisor's log), never the experiment.
     """
     from gridrun.config import load_machine_config
     from gridrun.errors import GridError
 
     sections: list[tuple[Any, str]] = [(run_spec.metrics, "the run's --config")]
     try:
-        sections.append((load_machine_config(home.config_path).metrics, str(home.config_path)))
+        machine = machine or load_machine_config(home.config_path)
+        sections.append((machine.metrics, str(home.config_path)))
         patterns = load_patterns(sections)
     except GridError as exc:
         print(f"gridrun: metrics patterns ignored: {exc}", file=sys.stderr)

@@ -120,7 +120,7 @@ class LocalBackend(Backend):
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
         from gridrun.agent.jobs import THREAD_VARS
-        from gridrun.datastores import local_mount_command
+        from gridrun.datastores import local_confinement
         from gridrun.project import materialize
         from gridrun.runenv import local_environment
 
@@ -155,8 +155,9 @@ class LocalBackend(Backend):
         python = str(venv / "bin" / "python") if venv is not None else "python"
         argv = [*script_command(job.script, python), *job.args]
         # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
-        # remounting is impossible, when a private namespace can be made (nsexec.py).
-        argv, extra = local_mount_command(
+        # remounting is impossible, when a private namespace can be made (nsexec.py):
+        # set up in the forked child before it execs the script, not by a wrapper.
+        confine, extra = local_confinement(
             # The cached environment is shared by runs with the same key: each run gets
             # a writable layer over it, so its `pip install` reaches only itself.
             argv,
@@ -177,6 +178,7 @@ class LocalBackend(Backend):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, apart from the supervisor's
+            preexec_fn=confine,
         )
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
