@@ -8,7 +8,8 @@ With ``--queued N`` it measures instead how fast the scheduler starts experiment
 while N are queued (issue 12: at least 40/s with 100,000 queued): it submits N
 experiments of a trivial shell script, counts starts in the store for ``--window``
 seconds, stops the run, and prints the rate beside ``xargs -P`` starting the same
-script (what a user would use instead, with no queue, no records and no logs).
+script (what a user would use instead, with no queue, no records and no logs), and
+how long ``grid stop run`` then takes with the rest still queued.
 
     python benchmarks/bench_sweep.py [--n 200]
     python benchmarks/bench_sweep.py --queued 100000 [--window 20]
@@ -92,6 +93,7 @@ def main() -> None:
             f"overhead per experiment      {(inner - ideal) / args.n * 1000:8.1f} ms"
             "   (target < 50 ms)"
         )
+        print(f"load average (1, 5, 15 min)  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         subprocess.run([*grid, "agent", "stop"], env=env, capture_output=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -144,7 +146,9 @@ def queued_rate(n: int, window: float) -> None:
         ).fetchone()[0]
         conn.close()
         rate = (s1 - s0) / (t1 - t0)
+        stop_start = time.perf_counter()
         subprocess.run([*grid, "stop", "run", name], env=env, capture_output=True, timeout=600)
+        stop_time = time.perf_counter() - stop_start
         subprocess.run([*grid, "agent", "stop"], env=env, capture_output=True)
         baseline = _xargs_rate(project / "trivial.sh", 400)
         print(f"queued experiments           {n}")
@@ -152,6 +156,8 @@ def queued_rate(n: int, window: float) -> None:
         print(f"still pending after window   {pending}")
         print(f"experiments started / s      {rate:8.1f}      (target >= 40 with 100,000 queued)")
         print(f"xargs -P 8, same script      {baseline:8.1f} /s   (no queue, records or logs)")
+        print(f"grid stop run (rest queued)  {stop_time:8.2f} s")
+        print(f"load average (1, 5, 15 min)  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

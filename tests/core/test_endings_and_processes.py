@@ -108,3 +108,56 @@ def test_queue_head_reads_only_the_head(tmp_path: Path) -> None:
     stopped = store.stop_queued([e.id for e in run.experiments], time.time())
     assert len(stopped) == 2000 and store.queue_head(5) == []
     store.close()
+
+
+def test_a_run_is_stopped_and_claimed_in_bulk(tmp_path: Path) -> None:
+    """``grid stop run`` on a large queue: one indexed statement, an event per experiment;
+    the agent's batched claim takes only what is still pending and unclaimed."""
+    store = Store(tmp_path / "grid.db")
+    spec = RunSpec.from_dict({})
+    other = store.create_run(
+        name="other",
+        backend="local",
+        spec=spec,
+        env_key=None,
+        experiments=[ExperimentSpec(i, (str(i),)) for i in range(3)],
+        status=Status.PENDING,
+    )
+    run = store.create_run(
+        name="big",
+        backend="local",
+        spec=spec,
+        env_key=None,
+        experiments=[ExperimentSpec(i, (str(i),)) for i in range(3000)],
+        status=Status.PENDING,
+    )
+    first, second, third = run.experiments[:3]
+    claims = [(first.id, "t1", [0]), (second.id, "t2", []), (first.id, "t3", [])]
+    assert store.claim_many(claims) == [first.id, second.id]  # claimed once
+    assert store.get_experiment(first.id).gpu_ids == [0]
+    assert store.start(
+        second.id, "t2", supervisor_pid=1, supervisor_started=1, gpu_ids=[], started_at=1.0
+    )
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN UPDATE experiments SET status = 'stopped'"
+        " WHERE run_id = ? AND status IN ('building', 'pending')",
+        (run.id,),
+    ).fetchall()
+    assert "experiments_run_status" in " ".join(str(tuple(r)) for r in plan)
+    stopped = store.stop_run_queued(run.id, 5.0)
+    assert len(stopped) == 2999 and second.name not in stopped and first.name in stopped
+    assert store.get_experiment(second.id).status == Status.RUNNING  # signalled, not here
+    assert store.get_experiment(first.id).status == Status.STOPPED
+    assert not store.start(
+        first.id, "t1", supervisor_pid=1, supervisor_started=1, gpu_ids=[], started_at=1.0
+    )  # its supervisor comes too late
+    assert not store.claim_many([(third.id, "t4", [])])
+    events = store.conn.execute(
+        "SELECT count(*) FROM events WHERE kind = 'stopped' AND ts = 5.0"
+    ).fetchone()[0]
+    assert events == 2999
+    assert [e.status for e in store.run_experiments(other.id, Status.PENDING)] == [
+        Status.PENDING
+    ] * 3
+    assert store.stop_run_queued(run.id, 6.0) == []
+    store.close()

@@ -48,6 +48,7 @@ class Agent:
         self.wake_fd: int | None = None
         self.launcher = Launcher(home)
         self.backends: dict[str, Backend] = {}
+        self.engine_run: dict[int, bool] = {}  # run id -> its engine places it (Ray)
 
     def wake(self) -> None:
         """Interrupt the loop's wait (a build finished, an experiment can start)."""
@@ -92,14 +93,14 @@ class Agent:
         while not self.exiting:
             queue = self.store.queue_head(QUEUE_BATCH)
             engine |= self._engine_runs({e.run_id for e in queue})
-            for exp in queue:
-                if exp.run_id in engine:
-                    self.launch(exp, [])
+            wanted: list[tuple[Experiment, list[int]]] = [
+                (e, []) for e in queue if e.run_id in engine
+            ]
             local = [e for e in queue if e.run_id not in engine]
             placements = place(self.capacity, busy, local)
-            for placement in placements:
-                if self.launch(placement.experiment, placement.gpu_ids):
-                    busy.append(placement.experiment)
+            wanted += [(p.experiment, p.gpu_ids) for p in placements]
+            started = self.launch_many(wanted)
+            busy += [p.experiment for p in placements if p.experiment.id in started]
             if len(queue) < QUEUE_BATCH or (local and len(placements) < len(local)):
                 return
 
@@ -107,23 +108,38 @@ class Agent:
         """Those of ``run_ids`` whose backend's engine schedules them (not this machine)."""
         out = set()
         for run_id in run_ids:
-            run = self.store.get_run_by_id(run_id, with_experiments=False)
-            if not self.backend(run.backend).capabilities.shares_machine:
+            if run_id not in self.engine_run:  # a run's backend never changes
+                run = self.store.get_run_by_id(run_id, with_experiments=False)
+                caps = self.backend(run.backend).capabilities
+                self.engine_run[run_id] = not caps.shares_machine
+            if self.engine_run[run_id]:
                 out.add(run_id)
         return out
 
-    def launch(self, exp: Experiment, gpu_ids: list[int]) -> bool:
-        token = uuid.uuid4().hex
-        if not self.store.claim(exp.id, token, gpu_ids):
-            return False
-        exp.gpu_ids = gpu_ids
-        # The supervisor writes job.json itself (from the store): one file fewer per
-        # start on this, the serial path.
-        exp_dir = self.home.experiment_dir(exp.name)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        self.launcher.launch(exp.id, token, exp_dir / "supervisor.log")
-        log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
-        return True
+    def launch_many(self, wanted: list[tuple[Experiment, list[int]]]) -> set[int]:
+        """Claim and start what one scheduling pass placed; returns the ids started.
+
+        One transaction claims them all (``Store.claim_many``) and one write hands
+        them to the launcher: with 10^5 queued and a hundred supervisors writing, a
+        transaction per experiment spent the agent's time waiting for the lock.
+        """
+        if not wanted:
+            return set()
+        tokens = {exp.id: uuid.uuid4().hex for exp, _ in wanted}
+        claimed = set(self.store.claim_many([(e.id, tokens[e.id], g) for e, g in wanted]))
+        requests = []
+        for exp, gpu_ids in wanted:
+            if exp.id not in claimed:
+                continue
+            exp.gpu_ids = gpu_ids
+            # The supervisor writes job.json itself (from the store): one file fewer
+            # per start on this, the serial path.
+            exp_dir = self.home.experiment_dir(exp.name)
+            exp_dir.mkdir(parents=True, exist_ok=True)
+            requests.append((exp.id, tokens[exp.id], exp_dir / "supervisor.log"))
+            log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
+        self.launcher.launch_many(requests)
+        return claimed
 
     def idle(self) -> bool:
         return not self.store.has_active_work() and not any(

@@ -291,6 +291,33 @@ class Store:
             gpu_ids=gpu_ids,
         )
 
+    def claim_many(self, claims: Sequence[tuple[int, str, list[int]]]) -> list[int]:
+        """``claim`` for many experiments (id, token, GPU ids) in one transaction.
+
+        The agent claims everything a scheduling pass places at once: with a hundred
+        supervisors writing, each write transaction first waits for the lock, and one
+        wait per experiment capped how fast the agent could start them (issue 12).
+        Returns the ids claimed; the others were taken or stopped meanwhile.
+        """
+        t = check("claim", Status.PENDING)
+        now = time.time()
+        claimed: list[int] = []
+        marks = ", ".join("?" for _ in t.frm)
+        with self.transaction() as c:
+            for exp_id, token, gpu_ids in claims:
+                changed = c.execute(
+                    "UPDATE experiments SET claim_token = ?, claimed_at = ?, gpu_ids = ?"
+                    f" WHERE id = ? AND status IN ({marks}) AND claim_token IS NULL",
+                    (token, now, json.dumps(gpu_ids), exp_id, *(s.value for s in t.frm)),
+                ).rowcount
+                if changed == 1:
+                    claimed.append(exp_id)
+            c.executemany(
+                "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, 'claim', '')",
+                [(now, i) for i in claimed],
+            )
+        return claimed
+
     def expire_claim(self, exp_id: int, token: str) -> bool:
         """Release a claim no supervisor took up (the agent died before it started)."""
         return self._move(
@@ -490,6 +517,30 @@ class Store:
             done += found
         return done
 
+    def stop_run_queued(self, run_id: int, now: float) -> list[str]:
+        """Stop every experiment of a run not started yet (building or pending).
+
+        The ``stop_queued`` transition for a whole run as one indexed statement
+        (``experiments_run_status``), its events written by the database from the same
+        rows: stopping a sweep of 10^5 queued experiments loads none of them into
+        Python. Returns the names of those it stopped.
+        """
+        check("stop_queued", Status.STOPPED)
+        frm = (Status.BUILDING.value, Status.PENDING.value)
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO events (ts, experiment_id, kind, message)"
+                " SELECT ?, id, 'stopped', '' FROM experiments"
+                " WHERE run_id = ? AND status IN (?, ?)",
+                (now, run_id, *frm),
+            )
+            rows = c.execute(
+                "UPDATE experiments SET status = ?, stop_requested = 1, finished_at = ?"
+                " WHERE run_id = ? AND status IN (?, ?) RETURNING name",
+                (Status.STOPPED.value, now, run_id, *frm),
+            ).fetchall()
+        return [r[0] for r in rows]
+
     def record_handle(self, exp_id: int, handle: str) -> None:
         """Keep the backend's handle of a running experiment (``backend_ref``)."""
         with self.transaction() as c:
@@ -545,12 +596,12 @@ class Store:
     def list_runs(self) -> list[Run]:
         return self._runs()
 
-    def find_run(self, name: str) -> Run | None:
-        runs = self._runs("WHERE name = ?", (name,))
+    def find_run(self, name: str, with_experiments: bool = True) -> Run | None:
+        runs = self._runs("WHERE name = ?", (name,), with_experiments)
         return runs[0] if runs else None
 
-    def get_run(self, name: str) -> Run:
-        run = self.find_run(name)
+    def get_run(self, name: str, with_experiments: bool = True) -> Run:
+        run = self.find_run(name, with_experiments)
         if run is None:
             raise NotFoundError(f"No run named '{name}'.", hint="`grid history` lists every run.")
         return run
@@ -576,6 +627,15 @@ class Store:
         rows = self.conn.execute(
             f"{_EXP_SELECT} WHERE e.status IN ({marks}) ORDER BY e.queued_at, e.run_id, e.idx",
             [s.value for s in statuses],
+        ).fetchall()
+        return [Experiment.from_row(r) for r in rows]
+
+    def run_experiments(self, run_id: int, *statuses: Status) -> list[Experiment]:
+        """The experiments of one run in ``statuses``, read through ``experiments_run_status``."""
+        marks = ", ".join("?" for _ in statuses)
+        rows = self.conn.execute(
+            f"{_EXP_SELECT} WHERE e.run_id = ? AND e.status IN ({marks}) ORDER BY e.idx",
+            [run_id, *(s.value for s in statuses)],
         ).fetchall()
         return [Experiment.from_row(r) for r in rows]
 

@@ -347,7 +347,7 @@ def artifact_download(request: Request) -> Response:
 # ----------------------------------------------------------------- actions
 async def stop(request: Request) -> Response:
     """POST /runs/<name>/stop or /experiments/<name>/stop: as ``grid stop``."""
-    from gridrun.agent.stopping import stop_experiments
+    from gridrun.agent.stopping import stop_experiments, stop_run
     from gridrun.config import load_machine_config
 
     refused = await require_csrf(request)
@@ -362,14 +362,12 @@ async def stop(request: Request) -> Response:
     def do_stop() -> list[str]:
         store = _store(request)
         try:
-            if kind == "runs":
-                run = _find_run(store, name)
-                exps = run.experiments
-            else:
-                run, exp = _find_experiment(store, name)
-                exps = [exp]
             grace = load_machine_config(home.config_path).stop_grace_seconds
-            return stop_experiments(home, store, exps, grace)
+            if kind == "runs":
+                run = store.get_run(name, with_experiments=False)
+                return stop_run(home, store, run.id, grace)
+            _run, exp = _find_experiment(store, name)
+            return stop_experiments(home, store, [exp], grace)
         finally:
             store.close()
 
