@@ -4,9 +4,10 @@ Two ways in: the local backend's supervisor calls :func:`child_setup` in the chi
 forks for the experiment, before that child execs the script (no interpreter to start);
 a caller that can only exec a command starts ``python -S -I nsexec.py --mode M
 [OPTIONS] -- CMD...`` (or imports it from a ``-c`` line that calls :func:`main`, to
-use its cached bytecode). Either way it becomes the experiment's process: it calls ``unshare(2)``, makes every mount private
-(nothing propagates to the host), bind-mounts each datastore tree at its mount dir,
-remounts that bind read-only, then ``exec``s the command. The mounts disappear when
+use its cached bytecode). Either way it becomes the experiment's process: it calls
+``unshare(2)``, makes every mount private (nothing propagates to the host),
+bind-mounts each datastore tree at its mount dir, remounts that bind read-only, then
+``exec``s the command. The mounts disappear when
 the last process of the namespace exits; the host never sees them.
 
 As a wrapper it runs before the experiment, so its start-up is kept small: standard
