@@ -41,6 +41,14 @@ CASES = {
         install_python=True,
         deps_hash="0123456789ab",
     ),
+    "cpu-inferred-best-effort": df.DockerfileSpec(
+        base_image="gridrun-test-base:bookworm",
+        python="3.11",
+        has_requirements=True,
+        deps_hash="0123456789ab",
+        best_effort=True,
+        closed=True,
+    ),
     "slim-no-requirements": df.DockerfileSpec(
         base_image="python:3.12-slim",
         python="3.12",

@@ -58,6 +58,10 @@ _NO_PYTHON = re.compile(
 )
 
 
+class PythonNotFound(BuildError):
+    """The Python asked for is not installed on this machine (uv downloads none)."""
+
+
 @dataclass(frozen=True)
 class EnvInfo:
     """One cached environment, as ``grid`` lists it."""
@@ -337,7 +341,7 @@ def _create_venv(uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path
         return
     minor = python_minor(python)
     if _NO_PYTHON.search("\n".join(lines)):
-        raise BuildError(
+        raise PythonNotFound(
             f"Python {python} was not found on this machine.",
             hint=f"To fix: install Python {minor} or pass --python with an installed version.",
         )
@@ -356,7 +360,7 @@ def _create_python2_venv(
 
     exe = python_path(python_minor(python))
     if exe is None:
-        raise BuildError(
+        raise PythonNotFound(
             f"Python {python} was not found on this machine.",
             hint="Install Python 2.7 (e.g. with pyenv) or pass --python with another version.",
         )
@@ -562,9 +566,18 @@ class _Installer:
         return None
 
     def _warn(self, warnings: list[str], text: str) -> None:
-        line = f"Warning: inferred requirement {text}"
+        line = inferred_warning(text)
         warnings.append(line)
         self.log(line)
+
+
+def inferred_warning(text: str) -> str:
+    """The build-log line for what best effort did to an inferred requirement.
+
+    ``Warning: `` lines are what the agent keeps for ``grid status RUN``; the Docker
+    backend words what an image build dropped the same way.
+    """
+    return f"Warning: inferred requirement {text}"
 
 
 MAX_ALTERNATIVES = 3  # other distributions tried for imports whose first choice failed

@@ -40,6 +40,8 @@ MICROMAMBA_IMAGE = "mambaorg/micromamba:1.5.10"
 # Paths inside the build context (see gridrun.backends.docker.image.prepare_context).
 CTX_DOCKERFILE = "gridrun/Dockerfile"
 CTX_REQUIREMENTS = "gridrun/requirements.txt"
+CTX_INSTALLER = "gridrun/install.py"  # best effort (gridrun.backends.docker.besteffort)
+CTX_UVOUTPUT = "gridrun/uvoutput.py"  # gridrun.envs.uvoutput, which the installer uses
 CTX_PIP_DIR = "gridrun/pip"
 CTX_PIP_CONF = "gridrun/pip/pip.conf"
 CTX_CERT = "gridrun/pip/ca.crt"
@@ -68,6 +70,11 @@ class DockerfileSpec:
     install_python: bool = False  # the base has no Python (the CUDA default)
     deps_hash: str = ""
     python_env: bool = True  # False: a Julia script, run with the image's julia
+    # Inferred requirements: installed by the best-effort installer, which drops what
+    # cannot be installed; ``closed``: they are pins resolved on the host, dependencies
+    # included (so pip resolves nothing).
+    best_effort: bool = False
+    closed: bool = False
 
 
 def default_base_image(python: str, gpu: bool) -> tuple[str, bool]:
@@ -213,7 +220,14 @@ def render(spec: DockerfileSpec, labels: dict[str, str] | None = None) -> str:
         lines.append(f"RUN python{spec.python} -m venv {VENV}")
     else:
         lines.append(f"RUN python3 -m venv {VENV} || python -m venv {VENV}")
-    if spec.has_requirements:
+    if spec.has_requirements and spec.best_effort:
+        closed = " closed" if spec.closed else ""
+        lines += [
+            f"COPY {CTX_INSTALLER} {CTX_UVOUTPUT} {CTX_REQUIREMENTS} {STAGE_TMP}/",
+            f"RUN {env}{VENV}/bin/python {STAGE_TMP}/install.py "
+            f"{STAGE_TMP}/requirements.txt{closed}",
+        ]
+    elif spec.has_requirements:
         lines += [
             f"COPY {CTX_REQUIREMENTS} {STAGE_TMP}/requirements.txt",
             f"RUN {env}{VENV}/bin/python -m pip install --no-cache-dir "

@@ -6,6 +6,11 @@ dependencies are unchanged finds its image and builds nothing. The Dockerfile
 (:mod:`gridrun.backends.docker.dockerfile`) puts the dependency layers before the project, so a
 code-only change reuses them from the engine's layer cache and only re-copies the code.
 
+Inferred requirements are best effort, as on the local backend: they are resolved on
+this machine first and the image installs the pins that resolved, dropping any that
+cannot be installed in it (:mod:`gridrun.backends.docker.besteffort`). Declared ones
+are installed strictly by ``pip install -r``.
+
 Builds use the low-level API (``APIClient.build(decode=True)``) to stream every line of
 output to the run's build log as it comes.
 
@@ -31,6 +36,16 @@ from typing import Any
 
 from gridrun.backends.base import BuildLog, BuildRequest
 from gridrun.backends.docker import dockerfile as df
+from gridrun.backends.docker.besteffort import (
+    INSTALLER,
+    InstallWatcher,
+    Requirements,
+    dropped_in_image,
+    load_record,
+    resolve_inferred,
+    save_record,
+    uvoutput_source,
+)
 from gridrun.envs.pipconf import PipConfig, load_pip_config
 from gridrun.errors import BuildError, ProjectError
 from gridrun.fsutil import atomic_write_json, file_lock
@@ -38,6 +53,9 @@ from gridrun.fsutil import atomic_write_json, file_lock
 LABEL = "gridrun"
 SHORT = 12
 BUILD_READ_TIMEOUT = 3600  # seconds one build step may stay silent
+# Bump when how inferred requirements are resolved for an image changes: it is part of
+# the dependency hash of every best-effort image.
+RESOLVE_SCHEME = "1"
 
 
 # ------------------------------------------------------------------ last use
@@ -110,6 +128,8 @@ class ContainerPip:
     conf_text: str
     files: dict[str, bytes] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # The configuration on this machine, where inferred requirements are resolved.
+    host_fingerprint: str = ""
 
     @property
     def has_cert(self) -> bool:
@@ -166,11 +186,22 @@ def container_pip(pip: PipConfig) -> ContainerPip:
         extra_index_urls=tuple(extras),
         find_links=tuple(f for f in eff.find_links if _remote(f)),
     )
-    return ContainerPip(seen.pip_conf_text(path_map), files, notes)
+    return ContainerPip(seen.pip_conf_text(path_map), files, notes, pip.fingerprint())
 
 
 def _remote(url: str) -> bool:
     return url.startswith(("http://", "https://"))
+
+
+def best_effort_build(req: BuildRequest) -> bool:
+    """Inferred requirements installed by gridrun's own Dockerfile (no user's, no conda)."""
+    return bool(
+        req.best_effort
+        and req.requirements
+        and req.python_env
+        and not req.dockerfile
+        and not req.conda_file
+    )
 
 
 def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
@@ -178,8 +209,18 @@ def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
 
     The contents of ``apt.txt``, ``environment.yml`` and a user Dockerfile are covered
     by the snapshot hash, which is the other half of the tag.
+
+    Inferred requirements come out of a resolution on this machine, so their hash adds
+    what that depends on, as the local environment's key does: this machine's pip
+    configuration (with what its find-links folders hold) and the names version
+    repair checks. What the index held at the first build is then fixed for the tag,
+    as it is for a local environment: a second run with the same inputs reuses the
+    image; the pins it holds are recorded (``GRID_HOME/images/builds``) and logged.
     """
     parts = () if req.python_env else ("julia",)  # existing tags stay as they were
+    extra: tuple[str, ...] = ()
+    if best_effort_build(req):
+        extra = ("best-effort", RESOLVE_SCHEME, pip.host_fingerprint, "\n".join(sorted(req.checks)))
     return _sha(
         df.GENERATOR_VERSION,
         *parts,
@@ -191,6 +232,7 @@ def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
         req.conda_file or "",
         req.dockerfile or "",
         pip.fingerprint(),
+        *extra,
     )
 
 
@@ -220,8 +262,12 @@ def _snapshot_file(req: BuildRequest, rel: str) -> str | None:
     return object_path(req.objects_dir, entry.sha256).read_text(encoding="utf-8")
 
 
-def dockerfile_spec(req: BuildRequest, pip: ContainerPip) -> DockerfileSpecResult:
+def dockerfile_spec(
+    req: BuildRequest, pip: ContainerPip, wanted: Requirements | None = None
+) -> DockerfileSpecResult:
     """The generated Dockerfile's inputs, read from the request and the snapshot."""
+    if wanted is None:
+        wanted = Requirements(list(req.requirements))
     if req.base_image:
         base, install_python = req.base_image, False
     elif not req.python_env:  # a Julia script (submission names the image; older specs)
@@ -243,13 +289,15 @@ def dockerfile_spec(req: BuildRequest, pip: ContainerPip) -> DockerfileSpecResul
         base_image=base,
         python=req.python,
         apt_packages=df.validate_apt_packages(apt),
-        has_requirements=bool(req.requirements),
+        has_requirements=bool(wanted.lines),
         conda=conda_text is not None,
         conda_adds_python=conda_text is not None and not df.conda_names_python(conda_text),
         has_cert=pip.has_cert,
         install_python=install_python,
         deps_hash=dependency_hash(req, pip)[:SHORT],
         python_env=req.python_env,
+        best_effort=wanted.best_effort,
+        closed=wanted.closed,
     )
     return DockerfileSpecResult(spec, conda_text)
 
@@ -260,8 +308,15 @@ class DockerfileSpecResult:
     conda_text: str | None
 
 
-def prepare_context(req: BuildRequest, pip: ContainerPip, dest: Path) -> BuildPlan:
-    """Lay out a build context in ``dest``: the snapshot, requirements, pip config."""
+def prepare_context(
+    req: BuildRequest, pip: ContainerPip, dest: Path, wanted: Requirements | None = None
+) -> BuildPlan:
+    """Lay out a build context in ``dest``: the snapshot, requirements, pip config.
+
+    ``wanted``: what to install (default: the request's requirements, strictly).
+    """
+    if wanted is None:
+        wanted = Requirements(list(req.requirements))
     from gridrun.project import materialize
 
     tag = image_tag(req, pip)
@@ -272,15 +327,18 @@ def prepare_context(req: BuildRequest, pip: ContainerPip, dest: Path) -> BuildPl
         df.check_user_dockerfile(text, req.dockerfile)
         materialize(req.snapshot_manifest, req.objects_dir, dest)
         return BuildPlan(tag, dest, req.dockerfile, text, None, pip.notes)
-    result = dockerfile_spec(req, pip)
+    result = dockerfile_spec(req, pip, wanted)
     text = df.render(result.spec, build_labels(req, tag))
     materialize(req.snapshot_manifest, req.objects_dir, dest / df.CTX_PROJECT)
     (dest / df.CTX_PIP_DIR).mkdir(parents=True)
     (dest / df.CTX_PIP_CONF).write_text(pip.conf_text)
     for name, data in pip.files.items():
         (dest / df.CTX_PIP_DIR / name).write_bytes(data)
-    if req.requirements:
-        (dest / df.CTX_REQUIREMENTS).write_text("\n".join(req.requirements) + "\n")
+    if wanted.lines:
+        (dest / df.CTX_REQUIREMENTS).write_text("\n".join(wanted.lines) + "\n")
+    if wanted.best_effort:
+        (dest / df.CTX_INSTALLER).write_text(INSTALLER)
+        (dest / df.CTX_UVOUTPUT).write_text(uvoutput_source())
     if result.conda_text is not None:
         (dest / df.CTX_CONDA).write_text(result.conda_text)
     (dest / df.CTX_DOCKERFILE).write_text(text)
@@ -362,18 +420,27 @@ def build_image(
     api: Any, req: BuildRequest, log: BuildLog, home_root: Path, pip: PipConfig | None = None
 ) -> str:
     """Build (or reuse) the run's image; return its tag. Raises BuildError on failure."""
-    cpip = container_pip(pip if pip is not None else load_pip_config())
+    host_pip = pip if pip is not None else load_pip_config()
+    cpip = container_pip(host_pip)
     tag = image_tag(req, cpip)
-    lock = images_dir(home_root) / "locks" / (re.sub(r"[^a-z0-9.-]", "_", tag) + ".lock")
+    images = images_dir(home_root)
+    lock = images / "locks" / (re.sub(r"[^a-z0-9.-]", "_", tag) + ".lock")
     with _locked(lock):  # two runs of the same code build once
         if find_image(api, tag) is not None:
             log(f"Reusing cached image {tag}")
+            record = load_record(images, tag)
+            for warning in record["warnings"] if record else []:
+                log(warning)  # what its build dropped or pinned holds for every run of it
             record_use(home_root, tag)
             return tag
+        wanted = Requirements(list(req.requirements))
+        if best_effort_build(req):
+            wanted = resolve_inferred(req, host_pip, home_root, log)
+        watcher = InstallWatcher(log, wanted.closed) if wanted.best_effort else None
         with tempfile.TemporaryDirectory(prefix="gridrun-build-") as tmp:
             context = Path(tmp) / "context"
             context.mkdir()
-            plan = prepare_context(req, cpip, context)
+            plan = prepare_context(req, cpip, context, wanted)
             for note in plan.notes:
                 log(note)
             tarball = Path(tmp) / "context.tar"
@@ -381,7 +448,10 @@ def build_image(
             log(f"Building image {tag} (base {plan.base_image or 'from ' + plan.dockerfile})")
             if plan.base_image:
                 ensure_base_image(api, plan.base_image, log)
-            _stream_build(api, plan, tarball, req, log)
+            _stream_build(api, plan, tarball, req, log, watcher)
+        if watcher is not None:
+            dropped = dropped_in_image(images, dependency_hash(req, cpip), wanted, watcher, log)
+            save_record(images, tag, [*wanted.warnings, *dropped], wanted.lines)
     record_use(home_root, tag)
     return tag
 
@@ -399,7 +469,12 @@ def build_labels(req: BuildRequest, tag: str) -> dict[str, str]:
 
 
 def _stream_build(
-    api: Any, plan: BuildPlan, tarball: Path, req: BuildRequest, log: BuildLog
+    api: Any,
+    plan: BuildPlan,
+    tarball: Path,
+    req: BuildRequest,
+    log: BuildLog,
+    watcher: InstallWatcher | None = None,
 ) -> None:
     import docker.errors
     import requests.exceptions
@@ -431,6 +506,8 @@ def _stream_build(
                     )
                 for line in _chunk_lines(chunk):
                     log(line)
+                    if watcher is not None:
+                        watcher.feed(line)
                     recent = [*recent[-79:], line]
     except docker.errors.APIError as exc:
         raise BuildError(

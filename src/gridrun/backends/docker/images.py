@@ -91,7 +91,8 @@ def remove_images(
     """
     import docker.errors
 
-    from gridrun.backends.docker.image import forget_use
+    from gridrun.backends.docker.besteffort import forget_record
+    from gridrun.backends.docker.image import forget_use, images_dir
 
     removed: list[str] = []
     reclaimed = 0
@@ -103,6 +104,8 @@ def remove_images(
         removed.append(i.tag)
         reclaimed += i.size
     forget_use(home_root, removed)
+    for tag in removed:
+        forget_record(images_dir(home_root), tag)
     _prune_dependency_stages(api, {i.deps for i in found if i.tag not in removed})
     return removed, reclaimed
 
