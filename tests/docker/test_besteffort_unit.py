@@ -80,3 +80,20 @@ def test_the_dependency_hash_of_inferred_requirements_covers_their_resolution(
     # ...but what resolved on this machine came from another index.
     assert dependency_hash(_request(best_effort=True, checks=["six"]), other_host) != inferred
     assert dependency_hash(_request(), other_host) == strict
+
+
+def test_without_the_runs_python_here_the_image_gets_the_lines_unresolved(
+    tmp_path: Path,
+) -> None:
+    from gridrun.backends.docker.besteffort import resolve_inferred
+
+    logged: list[str] = []
+    req = _request(python="3.19", best_effort=True, checks=["six"])  # not installed
+    wanted = resolve_inferred(req, PipConfig(), tmp_path, logged.append)
+    assert (wanted.lines, wanted.best_effort, wanted.closed) == (["six"], True, False)
+    assert wanted.warnings == [
+        "Warning: Python 3.19 is not installed on this machine: the inferred requirements go "
+        "to the image unresolved, without version repair (any that cannot be installed "
+        "there is still dropped)"
+    ]
+    assert logged[-1] == wanted.warnings[0]
