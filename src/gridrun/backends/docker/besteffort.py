@@ -6,10 +6,13 @@ effort, as on the local backend, and resolved on this machine first
 (:mod:`gridrun.envs.resolve`: drop, relax, repair, with the local backend's code and
 caches). The image then installs that closed set of pins with :data:`INSTALLER`, a
 small script run by the image's own Python (2.7 on) in the build. It installs the
-whole set at once (``--no-deps``: the set is closed) and, only if that fails, each pin
-on its own, so that one pin that installed here but cannot be installed in the image
-(an sdist that needs a compiler the image lacks, a wheel only this machine's
-find-links has) is dropped instead of failing the build. It prints plain lines with
+whole set at once (``--no-deps``: the set is closed); when that fails, it drops the line
+pip's output names (found by the local backend's own parser,
+:func:`gridrun.envs.uvoutput.failing_line`, shipped beside it) and tries again, or,
+when no line is named, installs each on its own. So one pin that installed here but
+cannot be installed in the image (an sdist that needs a compiler the image lacks, a
+wheel only this machine's find-links has) is dropped instead of failing the build,
+at the cost of one more pip run. It prints plain lines with
 fixed prefixes, which :class:`InstallWatcher` reads from the build output and turns
 into the same ``Warning: inferred requirement dropped ...`` lines as the local
 backend, with uv's (or here pip's) failure explained by
