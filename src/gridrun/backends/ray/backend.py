@@ -159,6 +159,11 @@ class RayCoordinators:
         self.lock = threading.RLock()
 
     def actor(self, name: str) -> Any | None:
+        # Known already: no lock, so a launch, stop or release never queues behind a
+        # poll whose call to the cluster is out (the lock is held during it).
+        known = self.actors.get(name)
+        if known is not None:
+            return known
         with self.lock:
             actor = self.actors.get(name)
             if actor is None:
@@ -211,6 +216,32 @@ class RayCoordinators:
             self.cache[name] = (started, result)
             return result.pop(key, None)
 
+    def poll_many(
+        self, name: str, offsets: dict[str, int], timeout: float = 30.0
+    ) -> dict[str, dict] | None:
+        """The coordinator's answers for ``offsets``' keys, in one call made now.
+
+        For the bridge's watcher (:mod:`.watch`), which asks for every waiting
+        experiment of the run at once; None when the run's driver is gone.
+        """
+        import ray
+
+        with self.lock:
+            keys = self.keys.setdefault(name, {})
+            keys.update(offsets)
+            actor = self.actor(name)
+            if actor is None:
+                return None
+            started = time.monotonic()
+            try:
+                result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
+            except ray.exceptions.RayActorError:
+                self.forget_actor(name)
+                return None
+            answers = {k: result.pop(k) for k in offsets if k in result}
+            self.cache[name] = (started, result)
+            return answers
+
 
 class RayBackendCore:
     """The mechanics, independent of how the agent calls them."""
@@ -218,6 +249,17 @@ class RayBackendCore:
     def __init__(self) -> None:
         self._clusters: dict[str, RayCoordinators] = {}
         self._lock = threading.Lock()
+        self._watcher: Any = None
+
+    def wait(self, handle: Handle, exp_dir: Path, timeout: float, wait: float) -> Observed:
+        """The experiment's state once it is no longer running, or after ``wait`` s."""
+        from gridrun.backends.ray.watch import Watcher
+
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = Watcher(self)
+        observed: Observed = self._watcher.wait(handle, exp_dir, timeout, wait)
+        return observed
 
     def coordinators(self, address: str) -> RayCoordinators:
         with self._lock:
@@ -296,6 +338,28 @@ class RayBackendCore:
             if _is_connection_error(exc):
                 return Observed("unreachable")
             raise
+        return self._observe(handle, exp_dir, offset, answer)
+
+    def poll_many(self, items: list[tuple[Handle, Path]], timeout: float = 30.0) -> list[Observed]:
+        """:meth:`poll` for experiments of one run, in one call to its coordinator."""
+        ((address, name),) = {(h.address, h.coordinator) for h, _ in items}
+        try:
+            coords = self.coordinators(address)
+            offsets = {h.key: _read_offset(d / OFFSET_FILE, h.key) for h, d in items}
+            answers = coords.poll_many(name, offsets, timeout)
+        except BackendError:
+            return [Observed("unreachable") for _ in items]
+        except Exception as exc:  # the cluster did not answer: never taken for gone
+            if _is_connection_error(exc):
+                return [Observed("unreachable") for _ in items]
+            raise
+        return [
+            self._observe(h, d, offsets[h.key], None if answers is None else answers.get(h.key))
+            for h, d in items
+        ]
+
+    def _observe(self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None) -> Observed:
+        """One coordinator answer: its new lines appended to the log, its node noted."""
         if answer is None or answer.get("state") == "unknown":
             return Observed("unknown")
         lines = answer.get("lines") or []
@@ -392,6 +456,8 @@ def _write_text(path: Path, text: str) -> None:
 # ------------------------------------------------------------- the backend
 RAY_JSON = "ray.json"
 UNREACHABLE_SECONDS = 300.0
+#: The longest one long poll of a supervisor waits for its experiment to end.
+WAIT_SECONDS = 10.0
 
 
 class RayBackend(Backend):
@@ -540,11 +606,15 @@ class RayBackend(Backend):
         return handle.dumps()
 
     def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
-        """Follow the task until it ends; an unreachable cluster is waited out, a while."""
+        """Follow the task until it ends; an unreachable cluster is waited out, a while.
+
+        Each question is a long poll: the bridge answers when the experiment is no
+        longer running, or after :data:`WAIT_SECONDS` (see :mod:`.watch`).
+        """
         address = Handle.loads(handle).address
         unreachable_since: float | None = None
         while True:
-            (state,) = self.poll([(job, handle)])
+            state = self._wait_once(job, handle)
             if state.state == PollState.EXITED:
                 return state.exit_code if state.exit_code is not None else -1
             if state.state == PollState.GONE:
@@ -560,26 +630,49 @@ class RayBackend(Backend):
                         f"The Ray cluster at {address} did not answer for "
                         f"{UNREACHABLE_SECONDS:.0f}s; the experiment's exit code is unknown."
                     )
+                time.sleep(self.poll_interval)  # the bridge answered at once: not too often
             else:
                 unreachable_since = None
-            time.sleep(self.poll_interval)
+
+    def _wait_once(self, job: Job, handle: str) -> Poll:
+        """One long poll: the state once it is not running, or after WAIT_SECONDS."""
+        return self._ask(
+            job,
+            {
+                "op": "wait",
+                "handle": handle,
+                "exp_dir": str(job.exp_dir),
+                "timeout": self.request_timeout,
+                "wait": WAIT_SECONDS,
+            },
+            WAIT_SECONDS + self.request_timeout,
+        )
 
     def _poll(self, job: Job, handle: str) -> Poll:
         """Ask the run's coordinator; its answer also appends the new output lines."""
+        return self._ask(
+            job,
+            {
+                "op": "poll",
+                "handle": handle,
+                "exp_dir": str(job.exp_dir),
+                "timeout": self.request_timeout,
+            },
+            self.request_timeout,
+        )
+
+    def _ask(self, job: Job, req: dict[str, Any], timeout: float) -> Poll:
         from gridrun.backends.ray.bridge import BridgeError, request
 
         try:
-            o = request(
-                self.home.root,
-                {
-                    "op": "poll",
-                    "handle": handle,
-                    "exp_dir": str(job.exp_dir),
-                    "timeout": self.request_timeout,
-                },
-                timeout=self.request_timeout,
-            )
-        except (BridgeError, OSError, ValueError) as exc:
+            o = request(self.home.root, req, timeout=timeout)
+        except BridgeError as exc:
+            if req["op"] == "wait" and "unknown op" in str(exc):
+                # A bridge of an older gridrun, still serving this GRID_HOME.
+                time.sleep(self.poll_interval)
+                return self._poll(job, req["handle"])
+            return Poll.unknown(f"the Ray cluster does not answer: {exc}")
+        except (OSError, ValueError) as exc:
             return Poll.unknown(f"the Ray cluster does not answer: {exc or type(exc).__name__}")
         state = o["state"]
         if state == "exited":

@@ -11,7 +11,9 @@ would lose: handles, log offsets and nodes are in files beside each experiment's
 log, and the cluster keeps everything else, so a bridge killed at any moment is
 replaced by the next request and carries on where it stopped.
 
-Requests: ``{"op": "launch" | "poll" | "stop" | "artifacts" | "release" | "ping", ...}``;
+Requests: ``{"op": "launch" | "poll" | "wait" | "stop" | "artifacts" | "release" | "ping",
+...}`` (``wait``: a poll answered once the experiment is no longer running, see
+:mod:`.watch`);
 replies: ``{"ok": true, ...}`` or ``{"ok": false, "error": "...", "kind": "..."}``.
 """
 
@@ -52,6 +54,12 @@ def request(home_root: Path, payload: dict[str, Any], timeout: float = 120.0) ->
     while True:
         try:
             return _send(path, payload, timeout)
+        except BlockingIOError:
+            # The bridge's backlog is full (a sweep's supervisors all asking as it
+            # starts, on a busy machine): it is there, so ask again in a moment.
+            if time.monotonic() > deadline:
+                raise BridgeError(f"The Ray bridge of {home_root} is too busy to answer.") from None
+            time.sleep(0.05)
         except (FileNotFoundError, ConnectionRefusedError):
             now = time.monotonic()
             if now > deadline:
@@ -99,6 +107,9 @@ def _spawn(home_root: Path) -> None:
 # ----------------------------------------------------------------- server side
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # Every supervisor of a sweep may connect at once; the default backlog of 5 makes
+    # the rest fail at once (EAGAIN) instead of waiting to be accepted.
+    request_queue_size = 1024
     last_request = time.monotonic()
 
 
@@ -140,8 +151,12 @@ def _dispatch(core: Any, req: dict[str, Any], Handle: Any) -> dict[str, Any]:
         )
         return {"handle": handle.dumps()}
     handle = Handle.loads(req["handle"])
-    if op == "poll":
-        o = core.poll(handle, Path(req["exp_dir"]), float(req.get("timeout") or 30.0))
+    if op in ("poll", "wait"):
+        exp_dir, timeout = Path(req["exp_dir"]), float(req.get("timeout") or 30.0)
+        if op == "wait":
+            o = core.wait(handle, exp_dir, timeout, float(req.get("wait") or 10.0))
+        else:
+            o = core.poll(handle, exp_dir, timeout)
         return {"state": o.state, "exit_code": o.exit_code, "error": o.error, "node": o.node}
     if op == "stop":
         core.stop(handle, float(req["grace"]))

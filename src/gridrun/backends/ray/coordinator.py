@@ -178,6 +178,7 @@ class Coordinator:
                 a.state = "lost"
                 a.error = _lost_message(a, exc)
                 continue
+            a.lines.extend(result.get("lines") or [])
             a.state = "exited"
             a.exit_code = result["exit_code"]
             a.error = result.get("error")

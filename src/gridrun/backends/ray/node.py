@@ -151,24 +151,30 @@ def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[
     }
     reply = report([], {"event": "started", **info})
     if reply.get("stop"):
-        return {"exit_code": 143, "artifacts": b"", "names": [], "error": None}
+        return _result(143)
     workdir = node_dir() / "work" / spec["home_label"] / f"{spec['experiment']}-{spec['attempt']}"
     code: int | None = None
     error: str | None = None
     files: dict[str, Any] = {}
+    ran = False
     try:
+        building = time.monotonic()
         try:
             env_dir = build_environment(spec, lambda line: outbox.put("build", line))
         except Exception as exc:  # gridrun's BuildError names the failing package
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             outbox.put("build", f"Build failed on {info['hostname']}: {message}")
-            report(outbox.take(), {"event": "progress"})
-            return {"exit_code": -1, "artifacts": b"", "names": [], "error": message}
-        report(outbox.take(), {"event": "progress"})
+            return _result(-1, error=message, lines=outbox.take())
+        # A real build: its lines now, and a stop asked meanwhile is seen before the
+        # script starts. A cached environment's one line goes with the next report.
+        built = time.monotonic() - building > REPORT_SECONDS
+        if built and report(outbox.take(), {"event": "progress"}).get("stop"):
+            return _result(143, lines=outbox.take())
         if workdir.exists():
             shutil.rmtree(workdir)
         files = unpack_snapshot(package, workdir)
         code = _run(spec, env_dir, workdir, outbox, report)
+        ran = True
     finally:
         artifacts, names = b"", list[str]()
         if files:
@@ -176,9 +182,30 @@ def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[
                 artifacts, names = pack_artifacts(files, workdir)
             except Exception as exc:
                 outbox.put("stderr", f"gridrun: could not pack artifacts: {exc}")
-        report(outbox.take(), {"event": "progress"})
+        pending = [] if ran else outbox.take()
+        if pending:  # an error ends the task: its lines go first
+            report(pending, {"event": "progress"})
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"exit_code": code, "artifacts": artifacts, "names": names, "error": error}
+    # The last lines travel with the result, which the coordinator records before it
+    # says the attempt exited: one call fewer per experiment, and none lost.
+    return _result(code, artifacts, names, error, outbox.take())
+
+
+def _result(
+    code: int | None,
+    artifacts: bytes = b"",
+    names: list[str] | None = None,
+    error: str | None = None,
+    lines: list[tuple[str, float, str]] | None = None,
+) -> dict[str, Any]:
+    """The task's return value, which the coordinator records (lines first)."""
+    return {
+        "exit_code": code,
+        "artifacts": artifacts,
+        "names": names or [],
+        "error": error,
+        "lines": lines or [],
+    }
 
 
 def _run(
