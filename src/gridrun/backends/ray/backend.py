@@ -235,9 +235,13 @@ class RayCoordinators:
             started = time.monotonic()
             try:
                 result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
-            except ray.exceptions.RayActorError:
+            except ray.exceptions.RayActorError as exc:
+                # Gone only when the named actor no longer exists: a call that failed
+                # on its way (a worker restarting, a blip) is unknown, asked again.
                 self.forget_actor(name)
-                return None
+                if self.cluster.coordinator(name) is None:
+                    return None
+                raise BackendError(f"The run's coordinator {name} did not answer: {exc}") from exc
             answers = {k: result.pop(k) for k in offsets if k in result}
             self.cache[name] = (started, result)
             return answers
