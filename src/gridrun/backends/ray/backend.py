@@ -13,7 +13,9 @@ What happens where:
 * :meth:`poll` asks the coordinator, for every experiment of the run at once, and
   appends their new output lines to each ``output.log`` with the timestamps the node
   read them at; the offset written so far is kept beside the log, so a restarted
-  agent continues where the last one stopped and nothing is written twice;
+  agent continues where the last one stopped and nothing is written twice; a
+  supervisor's :meth:`wait` is a long poll, answered by the bridge's watcher
+  (:mod:`.watch`) when the experiment ends, so waiting costs this machine nothing;
 * :meth:`stop`, :meth:`collect_artifacts`, :meth:`release` go through the coordinator.
 
 Ray is imported lazily: ``grid`` with another backend never loads it.
