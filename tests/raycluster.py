@@ -176,6 +176,15 @@ class LocalRayCluster:
             pass
         proc.wait(timeout=30)
 
+    def actors(self, state: str = "ALIVE") -> list[dict]:
+        """The cluster's actors in ``state``, from ``ray list actors``."""
+        proc = subprocess.run(
+            [RAY, "list", "actors", "--address", self.dashboard_url, "--format", "json",
+             "--filter", f"state={state}", "--limit", "10000"],
+            capture_output=True, text=True, env=self._env(), timeout=60, check=True,
+        )  # fmt: skip
+        return list(json.loads(proc.stdout))
+
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes, from ``ray list nodes`` (no driver of ours)."""
         proc = subprocess.run(

@@ -115,3 +115,50 @@ def test_a_node_that_dies_preempts_its_experiments(ray_grid, ray_cluster, tmp_pa
     finally:
         release.write_text("")
         ray_cluster.remove_node(extra)
+
+
+def test_a_run_outlives_the_death_of_its_driver_process(ray_grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The run's driver process can die on its own (on a machine of several nodes it may
+    be attached to any node's raylet, and goes when that node goes): the run's
+    coordinator is detached on the head node, so its experiments go on and are
+    reported, and the agent ends the orphaned coordinator once the run is over."""
+    import signal
+
+    import psutil
+
+    (ray_grid.home / "config.yaml").write_text("stop_grace_seconds: 3\nagent_idle_seconds: 5\n")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "hold.py").write_text(HOLD + 'print("done", flush=True)\n')
+    release = tmp_path / "release"
+    ray_grid("run", "--backend", "ray", "--name", "orphan", "hold.py", str(release), cwd=proj)
+    ray_grid.wait_for_line("orphan", "holding", timeout=600)
+
+    def drivers() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "gridrun.backends.ray.driver" in cmd and "-orphan-" in cmd:
+                found.append(p)
+        return found
+
+    (driver,) = drivers()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    time.sleep(3)
+    assert ray_grid.json("status", "orphan-exp0")["experiments"][0]["status"] == "running"
+
+    release.write_text("")
+    done = ray_grid.wait("orphan", timeout=300)["experiments"][0]
+    assert done["status"] == "succeeded", done
+    assert "done" in ray_grid("logs", "orphan").stdout
+
+    # Nothing of the run is left on the cluster: its coordinator was ended too.
+    deadline = time.monotonic() + 120
+    while True:
+        alive = ray_cluster.actors(state="ALIVE")
+        left = [a for a in alive if "-orphan-" in (a.get("name") or "")]
+        if not left:
+            break
+        assert time.monotonic() < deadline, left
+        time.sleep(1)

@@ -212,9 +212,14 @@ class RayCoordinators:
             started = time.monotonic()
             try:
                 result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
-            except ray.exceptions.RayActorError:
+            except ray.exceptions.RayActorError as exc:
+                # Gone only if the name is gone too: a coordinator that is merely slow
+                # or briefly unreachable (ActorUnavailableError, a busy head while a
+                # node dies) still holds its experiments, and is asked again next time.
                 self.forget_actor(name)
-                return None
+                if self.actor(name) is None:
+                    return None
+                raise BackendError(f"The run's coordinator did not answer: {exc}") from exc
             self.cache[name] = (started, result)
             return result.pop(key, None)
 
@@ -367,7 +372,13 @@ class RayBackendCore:
     def _observe(self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None) -> Observed:
         """One coordinator answer: its new lines appended to the log, its node noted."""
         if answer is None or answer.get("state") == "unknown":
-            return Observed("unknown")
+            # The cluster's record of the attempt is gone. When the node it ran on is
+            # dead, that is the reason (its driver may have gone with it); otherwise
+            # the run's driver itself ended or forgot it.
+            why = self._node_death(coords, exp_dir)
+            if why is None and answer is None:
+                why = f"lost: the run's Ray driver {handle.coordinator} ended"
+            return Observed("unknown", error=why or "lost: the run's Ray driver no longer knows it")
         lines = answer.get("lines") or []
         start = int(answer.get("offset", 0))
         skip = max(0, offset - start)
@@ -386,6 +397,21 @@ class RayBackendCore:
         if state == "queued":
             state = "running"  # placed by Ray: waiting for resources is part of running
         return Observed(state, answer.get("exit_code"), answer.get("error"), node)
+
+    @staticmethod
+    def _node_death(coords: RayCoordinators, exp_dir: Path) -> str | None:
+        """``lost: Ray node ... died`` when the node the experiment last ran on is dead."""
+        node = _read_text(exp_dir / NODE_FILE)  # "ip (id8)", written by earlier polls
+        if "(" not in node:
+            return None
+        short = node.rsplit("(", 1)[1].rstrip(")")
+        try:
+            same = [n for n in coords.cluster.nodes() if n.node_id.startswith(short)]
+        except Exception:
+            return None
+        if same and not any(n.alive for n in same):
+            return f"lost: Ray node {node} died"
+        return None
 
     def stop(self, handle: Handle, grace: float) -> None:
         import ray
@@ -424,8 +450,34 @@ class RayBackendCore:
             ray.get(actor.forget.remote(handle.key), timeout=30)
             if not left and ray.get(actor.release_if_idle.remote(), timeout=30):
                 coords.forget_actor(handle.coordinator)
+                _end_if_orphaned(actor)
         except Exception:
             pass
+
+
+def _end_if_orphaned(actor: Any) -> None:
+    """End a released coordinator whose driver died (its node, or its raylet, went).
+
+    Its driver normally ends it within a second of the release. A dead driver stops
+    checking in, which the coordinator notices after ``DRIVER_GONE_SECONDS``: asked
+    now and once more after that, so it never lingers on the cluster.
+    """
+    import ray
+    from gridrun.backends.ray.coordinator import DRIVER_GONE_SECONDS
+
+    def check() -> bool:
+        try:
+            if ray.get(actor.close_if_orphaned.remote(), timeout=30):
+                ray.kill(actor)
+                return True
+        except Exception:
+            return True  # already gone
+        return False
+
+    if not check():
+        timer = threading.Timer(DRIVER_GONE_SECONDS + 2.0, check)
+        timer.daemon = True
+        timer.start()
 
 
 def _is_connection_error(exc: BaseException) -> bool:

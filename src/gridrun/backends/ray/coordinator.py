@@ -1,4 +1,10 @@
-"""The run's coordinator: one Ray actor per run, living in the run's driver job.
+"""The run's coordinator: one Ray actor per run, started by the run's driver job.
+
+It lives on the head node, detached from the driver process: on a machine with
+several nodes, the driver may be attached to any node's raylet and would take a
+non-detached actor with it when that node dies, losing the record of every
+experiment (a node death must be reported as one, naming the node). The driver
+ends it when the run is released; the agent's bridge ends it if the driver died.
 
 SkyPilot's shape: one driver per run on the cluster, fanning the experiments out as
 Ray tasks, instead of one Ray Job per experiment (a second or more of start-up each).
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 STATES = ("queued", "running", "exited", "lost")
+DRIVER_GONE_SECONDS = 10.0  # the driver checks in each second; this long silent, it is gone
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Coordinator:
         self.released = False
         self.closed = False
         self._task: Any = None
+        self._driver_seen = time.monotonic()  # the driver asks close_if_released each second
 
     # ------------------------------------------------------------ from the agent
     def submit(self, key: str, spec: dict[str, Any], options: dict[str, Any]) -> str:
@@ -137,8 +145,20 @@ class Coordinator:
 
     def close_if_released(self) -> bool:
         """The driver's exit check: once it says True, no submission is accepted."""
+        self._driver_seen = time.monotonic()
         self.closed = self.released
         return self.closed
+
+    def close_if_orphaned(self) -> bool:
+        """True (and closed) when the run is released and its driver is gone.
+
+        The coordinator is a detached actor, so it outlives a driver whose node, or
+        whose raylet connection, died: then nobody but the agent's bridge ends it, and
+        this check, answered before the bridge kills it, keeps any later submission out.
+        """
+        if self.released and time.monotonic() - self._driver_seen > DRIVER_GONE_SECONDS:
+            self.closed = True
+        return self.closed and self.released
 
     # ------------------------------------------------------------- from tasks
     def report(self, key: str, lines: list[tuple[str, float, str]], info: dict[str, Any]) -> dict:

@@ -2,14 +2,16 @@
 
 ``python -m gridrun.backends.ray.driver ACTOR_NAME`` runs on the head node, in the
 job's runtime_env (the run's snapshot package as ``working_dir``, gridrun itself as a
-``py_module``). It creates the run's named :class:`~.coordinator.Coordinator` on its
-own node and waits until the agent releases the run. The coordinator belongs to this
-job, so stopping the job (``ray job stop``) ends the run's coordinator and, with it,
-every experiment task it started: nothing of a run outlives its job.
+``py_module``). It creates the run's named :class:`~.coordinator.Coordinator` on the
+head node (detached: see coordinator.py) and waits until the agent releases the run.
+Stopping the job (``ray job stop``) ends the run's coordinator and, with it, every
+experiment task it started: nothing of a run outlives its job.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
 
@@ -24,23 +26,47 @@ def main(argv: list[str]) -> int:
 
     (name,) = argv
     ray.init(namespace=NAMESPACE, log_to_driver=False)
-    here = ray.get_runtime_context().get_node_id()
+    head = _head_node_id() or ray.get_runtime_context().get_node_id()
     coordinator = (
         actor_class()
         .options(
             name=name,
             num_cpus=0,
             max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+            lifetime="detached",  # see coordinator.py: it must not die with this process
+            scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=True),
         )
         .remote()
     )
+
+    def end(*_: object) -> None:
+        # `ray job stop`: the run ends with its job, experiments and all.
+        with contextlib.suppress(Exception):
+            ray.kill(coordinator)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, end)
     ray.get(coordinator.ping.remote())  # created and answering
     print(f"gridrun coordinator {name} ready", flush=True)
-    while not ray.get(coordinator.close_if_released.remote()):
-        time.sleep(1.0)
+    try:
+        while not ray.get(coordinator.close_if_released.remote()):
+            time.sleep(1.0)
+    except ray.exceptions.RayActorError:
+        pass  # ended by the agent's bridge meanwhile
+    with contextlib.suppress(Exception):
+        ray.kill(coordinator)
     print(f"gridrun coordinator {name} released", flush=True)
     return 0
+
+
+def _head_node_id() -> str | None:
+    """The live head node's id (it alone has the resource ``node:__internal_head__``)."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in (node.get("Resources") or {}):
+            return str(node["NodeID"])
+    return None
 
 
 if __name__ == "__main__":
