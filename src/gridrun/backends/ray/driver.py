@@ -4,14 +4,15 @@
 job's runtime_env (the run's snapshot package as ``working_dir``, gridrun itself as a
 ``py_module``). It creates the run's named :class:`~.coordinator.Coordinator` on the
 head node (detached: see coordinator.py) and waits until the agent releases the run.
-Stopping the job (``ray job stop``) ends the run's coordinator and, with it, every
-experiment task it started: nothing of a run outlives its job.
+The coordinator is detached so that it outlives this process when the node this
+process is attached to dies; the driver ends it once the run is released, and the
+agent's bridge ends it if the driver has gone meanwhile (``grid stop`` stops a run,
+not ``ray job stop``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import time
 
@@ -38,14 +39,8 @@ def main(argv: list[str]) -> int:
         )
         .remote()
     )
-
-    def end(*_: object) -> None:
-        # `ray job stop`: the run ends with its job, experiments and all.
-        with contextlib.suppress(Exception):
-            ray.kill(coordinator)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, end)
+    # No SIGTERM handler ends the coordinator: a driver whose raylet dies may get one
+    # too, and the coordinator must outlive it to report the node's death.
     ray.get(coordinator.ping.remote())  # created and answering
     print(f"gridrun coordinator {name} ready", flush=True)
     try:
