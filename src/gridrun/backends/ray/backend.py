@@ -375,7 +375,7 @@ class RayBackendCore:
             # The cluster's record of the attempt is gone. When the node it ran on is
             # dead, that is the reason (its driver may have gone with it); otherwise
             # the run's driver itself ended or forgot it.
-            why = self._node_death(coords, exp_dir)
+            why = self._node_death(self.coordinators(handle.address), exp_dir)
             if why is None and answer is None:
                 why = f"lost: the run's Ray driver {handle.coordinator} ended"
             return Observed("unknown", error=why or "lost: the run's Ray driver no longer knows it")
