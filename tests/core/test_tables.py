@@ -7,6 +7,7 @@ read the diff before committing it).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -143,27 +144,37 @@ def test_the_real_commands_print_the_same_tables(grid, store: Store, tmp_path: P
             (EXPECTED / f"status-none-{width}.txt").read_text()
             + "\n0 Run(s) are not active. Use `grid history` to view your Run history.\n"
         )
-    for width in (80, 200):
-        # Every command that reads state brings an agent back when work waits, and that
-        # agent settles the made-up running experiment (no supervisor): start afresh.
-        grid("agent", "stop")
+    # Every command that reads state brings an agent back when work waits, and that
+    # agent would start the made-up pending experiments and settle the made-up running
+    # one while the table is read. Holding the agent's lock stands in for a live agent:
+    # none is started, and nothing acts on the rows.
+    grid("agent", "stop")
+    lock = os.open(grid.home / "agent.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
         for extra in ("grid.db-wal", "grid.db-shm"):
             (grid.home / extra).unlink(missing_ok=True)
         (grid.home / "grid.db").write_bytes(db.read_bytes())
-        env = dict(grid.env, COLUMNS=str(width))
-        proc = subprocess.run(
-            [sys.executable, "-m", "gridrun", "history"], env=env, capture_output=True, text=True
+        for width in (80, 200):
+            env = dict(grid.env, COLUMNS=str(width))
+            proc = subprocess.run(
+                [sys.executable, "-m", "gridrun", "history"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            assert proc.stdout == (EXPECTED / f"history-{width}.txt").read_text(), proc.stderr
+        data = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "gridrun", "-o", "json", "history"],
+                env=grid.env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         )
-        assert proc.stdout == (EXPECTED / f"history-{width}.txt").read_text(), proc.stderr
-    data = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "gridrun", "-o", "json", "history"],
-            env=grid.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    finally:
+        os.close(lock)
     assert {r["name"]: r["project"] for r in data}["spiffy-sunfish-821"] == "argecho"
 
 
