@@ -183,6 +183,8 @@ class LocalRayCluster:
              "--filter", f"state={state}", "--limit", "10000"],
             capture_output=True, text=True, env=self._env(), timeout=60, check=True,
         )  # fmt: skip
+        if not proc.stdout.lstrip().startswith("["):
+            return []  # "No resource in the cluster": none in that state
         return list(json.loads(proc.stdout))
 
     def alive_nodes(self) -> list[dict]:

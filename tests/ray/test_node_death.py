@@ -142,9 +142,11 @@ def test_a_run_outlives_the_death_of_its_driver_process(ray_grid, ray_cluster, t
                 found.append(p)
         return found
 
-    (driver,) = drivers()
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(30)
+    found = drivers()  # the entrypoint, and the shell Ray may start it from
+    assert found, "the run's driver process was not found"
+    for p in found:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(found, timeout=30)
     time.sleep(3)
     assert ray_grid.json("status", "orphan-exp0")["experiments"][0]["status"] == "running"
 
