@@ -53,7 +53,6 @@ from gridrun.specs import Capacity, RunSpec
 
 ENV_JSON = "environment.json"
 OFFSET_FILE = "ray.offset"
-NODE_DEATH_SECONDS = 45.0  # how long a lost driver waits for its node to be marked dead
 NODE_FILE = "node"  # GridHome.experiment_node_file: shown by `grid status RUN`
 
 
@@ -679,7 +678,7 @@ class RayBackend(Backend):
             if state.state == PollState.GONE:
                 # The cluster lost the task (its node died, the run's driver went away),
                 # not the script: a preemption, which --auto_resume runs again.
-                self.preempted = self._lost_reason(job, handle, state.detail)
+                self.preempted = state.detail or "lost: the run's Ray driver no longer knows it"
                 sink.write("stderr", f"gridrun: {self.preempted}")
                 return -1
             if state.state == PollState.UNKNOWN:
@@ -706,18 +705,6 @@ class RayBackend(Backend):
             },
             WAIT_SECONDS + self.request_timeout,
         )
-
-    def _lost_reason(self, job: Job, handle: str, detail: str | None) -> str:
-        """Why the cluster lost the task. A driver that went with its node is seen
-        before the cluster marks the node dead (that takes missed heartbeats), so such
-        an answer is asked again for a while: the dead node, once known, is the reason."""
-        deadline = time.monotonic() + NODE_DEATH_SECONDS
-        while detail and "Ray driver" in detail and time.monotonic() < deadline:
-            time.sleep(1.0)
-            (again,) = self.poll([(job, handle)])
-            if again.state == PollState.GONE and again.detail:
-                detail = again.detail
-        return detail or "lost: the run's Ray driver no longer knows it"
 
     def _poll(self, job: Job, handle: str) -> Poll:
         """Ask the run's coordinator; its answer also appends the new output lines."""
