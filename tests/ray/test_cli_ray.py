@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -89,6 +90,34 @@ def test_custom_resource_pins_the_second_node_and_artifacts_come_back(
         assert e["node"].endswith(f"({worker[0]})"), e
         saved = ray_grid.home / "experiments" / e["name"] / "artifacts" / "out" / "model.txt"
         assert saved.read_text() == e["name"]
+
+
+SPAN = """
+import json, os, sys, time
+cfg = json.load(open("settings.json"))
+start = time.time()
+time.sleep(3)
+with open(os.path.join(cfg["marks"], os.environ["GRID_EXPERIMENT_NAME"]), "w") as fh:
+    fh.write(f"{start} {time.time()}")
+"""
+
+
+def test_an_experiment_keeps_the_cpus_it_asked_for(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    """Only the 2-CPU node holds ``--cpus 2``, so three such experiments run one after
+    another there, never two at once: a task that waited on its coordinator's reply
+    (``ray.get``) would hand its CPUs back to Ray meanwhile, and Ray would start the
+    next experiment on them."""
+    proj = _project(tmp_path, {"span.py": SPAN})
+    ray_grid("run", "--backend", "ray", "--name", "cpus", "--cpus", "2", "span.py",
+             "--i", "[1, 2, 3]", cwd=proj)  # fmt: skip
+    data = ray_grid.wait("cpus", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 3, data
+    spans = sorted(
+        tuple(map(float, (ray_grid.marks / e["name"]).read_text().split()))
+        for e in data["experiments"]
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.05, (spans, [e["node"] for e in data["experiments"]])
 
 
 def test_a_request_no_node_can_hold_is_refused_at_submission(ray_grid, tmp_path):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ the holder is released (the cluster is busy meanwhile: the restart waits, queued
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -78,6 +79,17 @@ def test_a_node_that_dies_preempts_its_experiments(ray_grid, ray_cluster, tmp_pa
         for run in ("resumed", "failing"):
             ray_grid.wait_for_line(run, "attempt 0 started", timeout=600)
             assert _node(ray_grid, f"{run}-exp0") == doomed_id
+        # Each run's record (its coordinator) is on the head node, never on the node
+        # that dies under its experiments.
+        head = {n["node_id"] for n in ray_cluster.alive_nodes() if n.get("is_head_node")}
+        label = hashlib.sha256(str(Path(ray_grid.home).absolute()).encode()).hexdigest()[:10]
+        coordinators = {
+            a["name"].split("-")[2]: a["node_id"]
+            for a in ray_cluster.actors()
+            if a.get("class_name") == "Coordinator" and a["name"].startswith(f"gridrun-{label}-")
+        }
+        assert set(coordinators) == {"holder", "resumed", "failing"}, coordinators
+        assert len(head) == 1 and set(coordinators.values()) == head, (coordinators, head)
 
         ray_cluster.kill_node(extra)
 
@@ -118,10 +130,9 @@ def test_a_node_that_dies_preempts_its_experiments(ray_grid, ray_cluster, tmp_pa
 
 
 def test_a_run_outlives_the_death_of_its_driver_process(ray_grid, ray_cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """The run's driver process can die on its own (on a machine of several nodes it may
-    be attached to any node's raylet, and goes when that node goes): the run's
-    coordinator is detached on the head node, so its experiments go on and are
-    reported, and the agent ends the orphaned coordinator once the run is over."""
+    """The run's driver process can die on its own: the run's coordinator is detached
+    on the head node, so its experiments go on and are reported, and the agent ends
+    the orphaned coordinator once the run is over."""
     import signal
 
     import psutil

@@ -1,10 +1,10 @@
 """The run's coordinator: one Ray actor per run, started by the run's driver job.
 
-It lives on the head node, detached from the driver process: on a machine with
-several nodes, the driver may be attached to any node's raylet and would take a
-non-detached actor with it when that node dies, losing the record of every
-experiment (a node death must be reported as one, naming the node). The driver
-ends it when the run is released; the agent's bridge ends it if the driver died.
+It lives on the head node, pinned there (hard node affinity), so that a worker
+node that dies takes only its experiments, never the record of them: their loss is
+reported naming the node. It is detached from the driver process, so a driver that
+dies on its own does not take the run with it. The driver ends it when the run is
+released; the agent's bridge ends it if the driver died.
 
 SkyPilot's shape: one driver per run on the cluster, fanning the experiments out as
 Ray tasks, instead of one Ray Job per experiment (a second or more of start-up each).
@@ -28,6 +28,7 @@ locks. It only imports Ray when Ray calls it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,18 +216,51 @@ def _lost_message(a: Attempt, exc: BaseException) -> str:
     return f"lost: the Ray worker on {node} died ({kind})"
 
 
+class Reporter:
+    """The task's reports to its coordinator, sent without waiting for the reply.
+
+    A Ray task blocked in ``ray.get`` or ``ray.wait`` on a result not yet there hands
+    its CPUs back to Ray, which starts another queued experiment on them (in a new
+    worker process): an experiment asking ``--cpus 2`` would share its CPUs with the
+    next one each time it reported (four times a second). So a report is sent, and
+    its reply is read once it has arrived, through the reference's future, which Ray
+    does not count as blocking; a stop asked is seen within a report or two. Calls
+    from one caller reach an actor in order, so no line is reordered. :meth:`flush`,
+    once the script has ended, waits for what is in flight.
+    """
+
+    def __init__(self, coordinator: Any, key: str) -> None:
+        self.coordinator = coordinator
+        self.key = key
+        self.in_flight: list[concurrent.futures.Future[dict[str, Any]]] = []
+        self.stop: dict[str, Any] = {}  # the first reply that said stop, kept
+
+    def __call__(self, lines: list[tuple[str, float, str]], info: dict[str, Any]) -> dict[str, Any]:
+        self.in_flight.append(self.coordinator.report.remote(self.key, lines, info).future())
+        self._read()
+        return self.stop
+
+    def flush(self, timeout: float = 60.0) -> dict[str, Any]:
+        concurrent.futures.wait(self.in_flight, timeout=timeout)
+        self._read()
+        return self.stop
+
+    def _read(self) -> None:
+        for fut in [f for f in self.in_flight if f.done()]:
+            self.in_flight.remove(fut)
+            reply = fut.result()
+            if reply.get("stop") and not self.stop:
+                self.stop = reply
+
+
 def _experiment_task(spec: dict[str, Any], coordinator: Any, key: str) -> dict[str, Any]:
     """The Ray task body: report through the coordinator, run on this node."""
     import os
 
-    import ray
     from gridrun.backends.ray.node import run_experiment
 
-    def report(lines: list[tuple[str, float, str]], info: dict[str, Any]) -> dict[str, Any]:
-        return ray.get(coordinator.report.remote(key, lines, info))
-
     # The task inherits the driver job's runtime_env: its cwd is the run's package.
-    return run_experiment(spec, Path(os.getcwd()), report)
+    return run_experiment(spec, Path(os.getcwd()), Reporter(coordinator, key))
 
 
 def actor_class() -> Any:

@@ -4,10 +4,10 @@
 job's runtime_env (the run's snapshot package as ``working_dir``, gridrun itself as a
 ``py_module``). It creates the run's named :class:`~.coordinator.Coordinator` on the
 head node (detached: see coordinator.py) and waits until the agent releases the run.
-The coordinator is detached so that it outlives this process when the node this
-process is attached to dies; the driver ends it once the run is released, and the
-agent's bridge ends it if the driver has gone meanwhile (``grid stop`` stops a run,
-not ``ray job stop``).
+The coordinator is detached so that it outlives this process should it die; the
+driver ends it once the run is released, and only then (a call that fails is asked
+again: the coordinator holds the run's record), and the agent's bridge ends it if the
+driver has gone meanwhile (``grid stop`` stops a run, not ``ray job stop``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,10 @@ def main(argv: list[str]) -> int:
             num_cpus=0,
             max_restarts=0,
             lifetime="detached",  # see coordinator.py: it must not die with this process
-            scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=True),
+            # Hard: Ray 2.60 placed half of the actors asked for softly on the head on
+            # other nodes, where a worker node's death took the run's record with it.
+            # It needs no resources, and the head runs this driver: it always fits.
+            scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False),
         )
         .remote()
     )
@@ -43,13 +46,20 @@ def main(argv: list[str]) -> int:
     # too, and the coordinator must outlive it to report the node's death.
     ray.get(coordinator.ping.remote())  # created and answering
     print(f"gridrun coordinator {name} ready", flush=True)
-    try:
-        while not ray.get(coordinator.close_if_released.remote()):
-            time.sleep(1.0)
-    except ray.exceptions.RayActorError:
-        pass  # ended by the agent's bridge meanwhile
+    unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+    while True:
+        try:
+            if ray.get(coordinator.close_if_released.remote()):
+                break
+        except unavailable:
+            pass  # busy, or briefly unreachable (a node dying): it keeps the run's record
+        except ray.exceptions.RayActorError:
+            # Ended by the agent's bridge meanwhile: nothing left to end.
+            print(f"gridrun coordinator {name} ended", flush=True)
+            return 0
+        time.sleep(1.0)
     with contextlib.suppress(Exception):
-        ray.kill(coordinator)
+        ray.kill(coordinator)  # released: no experiment of the run is left on the cluster
     print(f"gridrun coordinator {name} released", flush=True)
     return 0
 

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from gridrun.specs import script_command
 
@@ -47,7 +47,20 @@ MANIFEST_JSON = "manifest.json"
 NODE_DIR_ENV = "GRIDRUN_NODE_DIR"
 SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "__PYVENV_LAUNCHER__", "VIRTUAL_ENV")
 
-Report = Callable[[list[tuple[str, float, str]], dict[str, Any]], dict[str, Any]]
+
+class Report(Protocol):
+    """How the task reports to the run's coordinator (``coordinator.Reporter``).
+
+    A call sends lines and an event, and returns the stop request seen so far
+    (``{"stop": True, "grace": s}``) or ``{}``, without waiting for this call's reply;
+    ``flush`` waits for every report in flight.
+    """
+
+    def __call__(
+        self, lines: list[tuple[str, float, str]], info: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def flush(self) -> dict[str, Any]: ...
 
 
 def node_dir() -> Path:
@@ -185,6 +198,7 @@ def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[
         pending = [] if ran else outbox.take()
         if pending:  # an error ends the task: its lines go first
             report(pending, {"event": "progress"})
+        report.flush()  # the script has ended: waiting now holds back nobody's CPU
         shutil.rmtree(workdir, ignore_errors=True)
     # The last lines travel with the result, which the coordinator records before it
     # says the attempt exited: one call fewer per experiment, and none lost.
