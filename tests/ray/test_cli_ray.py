@@ -254,3 +254,36 @@ def test_the_dashboard_address_form_runs_end_to_end(ray_grid, ray_cluster, tmp_p
                    "train.py", cwd=proj, check=False)  # fmt: skip
     assert bad.returncode != 0 and "http://127.0.0.1:9" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+FAKE_JULIA = '#!/bin/bash\necho "fake julia argv: $*"\ns="$1"\nshift\nexec bash "$s" "$@"\n'
+
+
+def test_a_julia_script_runs_with_the_nodes_julia_or_says_it_has_none(ray_grid, tmp_path):  # type: ignore[no-untyped-def]
+    """A ``.jl`` script on Ray: no virtualenv on the node, ``julia`` from its PATH.
+
+    Julia cannot be installed here (no package, julialang.org unreachable), so a
+    stand-in ``julia`` (prints its arguments, runs the file's lines as bash) is put on
+    the node's PATH with ``--env PATH=...``: the interpreter is the one boundary faked.
+    """
+    bin_dir = tmp_path / "julia-bin"
+    bin_dir.mkdir()
+    (bin_dir / "julia").write_text(FAKE_JULIA)
+    (bin_dir / "julia").chmod(0o755)
+    proj = _project(tmp_path, {"train.jl": 'echo "hello from julia: $*"\n'})
+    path = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    ray_grid("run", "--backend", "ray", "--name", "jl", "--env", f"PATH={path}",
+             "train.jl", "--n", "[1, 2]", cwd=proj)  # fmt: skip
+    data = ray_grid.wait("jl", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 2, data
+    for i, e in enumerate(data["experiments"]):
+        log = ray_grid("logs", e["name"]).stdout
+        assert f"fake julia argv: train.jl --n {i + 1}" in log, log
+        assert f"hello from julia: --n {i + 1}" in log, log
+        assert "no Python environment" in ray_grid("logs", "--show-build-logs", e["name"]).stdout
+    # Without it, the node has no julia: the experiment ends at once, saying so.
+    ray_grid("run", "--backend", "ray", "--name", "nojl", "train.jl", cwd=proj)
+    data = ray_grid.wait("nojl", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["failed"], data
+    assert data["experiments"][0]["exit_code"] == 127, data
+    assert "no julia on the PATH of Ray node" in ray_grid("logs", "nojl").stdout
