@@ -197,7 +197,6 @@ class RayCoordinators:
         coordinator a call each time round, not one per experiment, and a cluster that
         stopped answering is seen by the very next poll.
         """
-        import ray
 
         asked = time.monotonic()
         with self.lock:
@@ -206,22 +205,11 @@ class RayCoordinators:
             cached = self.cache.get(name)
             if cached and cached[0] >= asked and key in cached[1]:
                 return cached[1].pop(key)
-            actor = self.actor(name)
-            if actor is None:
+            called = self._poll_call(name, keys, timeout)
+            if called is None:
                 return None
-            started = time.monotonic()
-            try:
-                result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
-            except ray.exceptions.RayActorError as exc:
-                # Gone only if the name is gone too: a coordinator that is merely slow
-                # or briefly unreachable (ActorUnavailableError, a busy head while a
-                # node dies) still holds its experiments, and is asked again next time.
-                self.forget_actor(name)
-                if self.actor(name) is None:
-                    return None
-                raise BackendError(f"The run's coordinator did not answer: {exc}") from exc
-            self.cache[name] = (started, result)
-            return result.pop(key, None)
+            self.cache[name] = called
+            return called[1].pop(key, None)
 
     def poll_many(
         self, name: str, offsets: dict[str, int], timeout: float = 30.0
@@ -231,27 +219,38 @@ class RayCoordinators:
         For the bridge's watcher (:mod:`.watch`), which asks for every waiting
         experiment of the run at once; None when the run's driver is gone.
         """
-        import ray
 
         with self.lock:
             keys = self.keys.setdefault(name, {})
             keys.update(offsets)
-            actor = self.actor(name)
-            if actor is None:
+            called = self._poll_call(name, keys, timeout)
+            if called is None:
                 return None
-            started = time.monotonic()
-            try:
-                result = ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
-            except ray.exceptions.RayActorError as exc:
-                # Gone only when the named actor no longer exists: a call that failed
-                # on its way (a worker restarting, a blip) is unknown, asked again.
-                self.forget_actor(name)
-                if self.cluster.coordinator(name) is None:
-                    return None
-                raise BackendError(f"The run's coordinator {name} did not answer: {exc}") from exc
-            answers = {k: result.pop(k) for k in offsets if k in result}
-            self.cache[name] = (started, result)
+            answers = {k: called[1].pop(k) for k in offsets if k in called[1]}
+            self.cache[name] = called
             return answers
+
+    def _poll_call(
+        self, name: str, keys: dict[str, int], timeout: float
+    ) -> tuple[float, dict[str, dict]] | None:
+        """One call to the coordinator's poll: (when it started, its answers), or None
+        when the run's driver is gone. Called with ``self.lock`` held."""
+        import ray
+
+        actor = self.actor(name)
+        if actor is None:
+            return None
+        started = time.monotonic()
+        try:
+            return started, ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
+        except ray.exceptions.RayActorError as exc:
+            # Gone only if the name is gone too: a coordinator that is merely slow or
+            # briefly unreachable (ActorUnavailableError, a worker restarting, a busy
+            # head while a node dies) still holds its experiments: asked again.
+            self.forget_actor(name)
+            if self.cluster.coordinator(name) is None:
+                return None
+            raise BackendError(f"The run's coordinator {name} did not answer: {exc}") from exc
 
 
 class RayBackendCore:
