@@ -80,6 +80,10 @@ class LocalRayCluster:
         # machine needs longer.
         env.setdefault("RAY_agent_register_timeout_ms", "60000")
         env.setdefault("RAY_raylet_start_wait_time_s", "28")  # `ray start` gives up at 30 s
+        # A private cluster without token auth, said outright: Ray 2.60 turns it on for
+        # a head when ~/.ray/auth_token exists (any local `ray.init()` writes one), and
+        # then refuses its own worker nodes.
+        env.setdefault("RAY_AUTH_MODE", "disabled")
         # As when the cluster is started from an activated virtualenv: job entrypoints
         # run `python` from PATH.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
