@@ -86,6 +86,10 @@ class EnvSpec:
     conda_file: str | None = None  # environment.yml inside the project
     import_checks: tuple[str, ...] = ()  # names version repair must make importable
     python_env: bool = True  # False for a Julia script (see needs_python_env)
+    # The oldest Python the code's syntax and standard-library imports allow ("3.8"),
+    # set when gridrun chose the Python (inferred requirements, no --python): the build
+    # may then step down to an older installed one that an old package needs. "": never.
+    oldest_python: str = ""
 
     @property
     def best_effort(self) -> bool:
@@ -103,6 +107,7 @@ class EnvSpec:
             "conda_file": self.conda_file,
             "import_checks": list(self.import_checks),
             "python_env": self.python_env,
+            "oldest_python": self.oldest_python,
         }
 
     @classmethod
@@ -117,6 +122,7 @@ class EnvSpec:
             conda_file=d.get("conda_file"),
             import_checks=tuple(d.get("import_checks") or ()),
             python_env=bool(d.get("python_env", True)),
+            oldest_python=str(d.get("oldest_python") or ""),
         )
 
 
@@ -311,6 +317,7 @@ class BuildRequest:
     best_effort: bool = False  # inferred requirements: drop what cannot be installed
     checks: list[str] | tuple[str, ...] = ()  # names version repair makes resolve
     python_env: bool = True  # False: a Julia script, no virtualenv or Python stage
+    oldest_python: str = ""  # EnvSpec.oldest_python: how far the build may step down
     # What the backend resolved at submission (Backend.validate), e.g. the Ray address.
     backend_options: Mapping[str, str] = field(default_factory=dict)
 
@@ -332,6 +339,7 @@ class BuildRequest:
             best_effort=spec.env.best_effort,
             checks=list(spec.env.import_checks),
             python_env=spec.env.python_env,
+            oldest_python=spec.env.oldest_python,
             backend_options=dict(spec.backend_options),
         )
 

@@ -288,8 +288,10 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     deps = _dependencies(localdir, snapshot.paths(), script, req, home)
     for w in deps.warnings:
         warn(w)
+    oldest_python = ""
     if python_env:
         python = _fitting_python(req, python, deps, warn)
+        oldest_python = _oldest_python(req, python, deps)
     if req.dockerfile and not (localdir / req.dockerfile).is_file():
         raise ProjectError(f"Dockerfile '{req.dockerfile}' not found in {localdir}.")
     # apt.txt is read once, by the image builder, from the snapshot it builds
@@ -318,6 +320,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             apt_packages=tuple(apt),
             conda_file=conda_file,
             python_env=python_env,
+            oldest_python=oldest_python,
         ),
         resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
         strategy=strategy,
@@ -416,6 +419,20 @@ def _fitting_python(req: RunRequest, python: str, deps: Any, warn: Warn) -> str:
         return python
     warn(f"Using Python {chosen}: {why}. Pass --python to choose another.")
     return chosen
+
+
+def _oldest_python(req: RunRequest, python: str, deps: Any) -> str:
+    """How far the build may step the Python down for an old package ("": not at all).
+
+    Only where gridrun chose the Python for inferred requirements: a ``--python`` or a
+    version the project declares is kept as given, and Python 2 has nowhere to go.
+    """
+    if req.python or getattr(deps, "python_version", None) or deps.source != "inferred":
+        return ""
+    if python.startswith("2."):
+        return ""
+    oldest = deps.python_min
+    return f"{oldest[0]}.{oldest[1]}" if oldest >= (3, 0) else ""
 
 
 def record(sub: Submission, req: RunRequest, home: GridHome) -> Run:

@@ -32,7 +32,7 @@ from gridrun.deps.sources import (
     read_pep723,
     read_pyproject,
 )
-from gridrun.deps.stdlib import PY2_STDLIB, REMOVED_NAMES, REMOVED_STDLIB
+from gridrun.deps.stdlib import ADDED_STDLIB, PY2_STDLIB, REMOVED_NAMES, REMOVED_STDLIB
 from gridrun.errors import DependencyError
 
 __all__ = [
@@ -68,6 +68,9 @@ class DependencyReport:
     # The newest Python the code can run on, and why (a removed stdlib name), or None.
     python_max: tuple[int, int] | None = None
     python_reason: str = ""
+    # The oldest Python the code can run on, and why (its syntax, a new stdlib module).
+    python_min: tuple[int, int] = (3, 0)
+    python_min_reason: str = ""
 
 
 @dataclass
@@ -292,6 +295,20 @@ def python_evidence(scan: ScanResult) -> tuple[tuple[int, int] | None, str]:
     return newest, reason
 
 
+def python_floor(scan: ScanResult) -> tuple[tuple[int, int], str]:
+    """The oldest Python 3 the code runs on: its grammar, and stdlib modules added later.
+
+    A build that steps down to an older Python for an old package never goes below it.
+    """
+    oldest, reason = scan.syntax[:2], scan.syntax[2]
+    required = {n for n, req in scan.stdlib.items() if req}
+    for name in sorted(required):
+        for prefix, added in ADDED_STDLIB.items():
+            if (name == prefix or name.startswith(prefix + ".")) and added > oldest:
+                oldest, reason = added, f"the {prefix} module"
+    return (oldest[0], oldest[1]), reason
+
+
 def _folders_up(script: str) -> list[str]:
     """The script's folder, then each parent up to the project root (``""``)."""
     parts = PurePosixPath(script).parts[:-1]
@@ -340,6 +357,7 @@ def resolve_dependencies(
     if inference.scan is not None:
         report.checks = _checks(inference.scan)
         report.python_max, report.python_reason = python_evidence(inference.scan)
+        report.python_min, report.python_min_reason = python_floor(inference.scan)
     if declared is None:
         report.requirements = list(inference.lines)
         if inference.lines:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from gridrun.deps.reqfile import STDLIB
 from gridrun.deps.stdlib import PY2_STDLIB, REMOVED_STDLIB
 
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 _EXTENSION_SUFFIXES = (".so", ".pyd")
 # Evaluating ``sys.version_info`` tests as a current Python 3 would: the branch Python 3
@@ -48,6 +48,8 @@ class FileScan(NamedTuple):
     stdlib: list[tuple[str, bool]]
     uses: list[str]
     python2: bool = False  # parsed by Python 2.7: Python 3 cannot read it
+    # The oldest Python 3 whose grammar reads the file, and the construct that needs it.
+    syntax: tuple[int, int, str] = (3, 0, "")
 
 
 _MEMORY: dict[str, FileScan] = {}
@@ -64,6 +66,9 @@ class ScanResult:
     uses: set[str] = field(default_factory=set)  # attribute paths on third-party modules
     files: list[str] = field(default_factory=list)  # the files read (the closure)
     python2: list[str] = field(default_factory=list)  # files only Python 2 can parse
+    # The newest grammar any file of the closure needs: (3, 8, "an assignment expression
+    # (:=) in x.py"); the build never steps down below it.
+    syntax: tuple[int, int, str] = (3, 0, "")
 
 
 def scan_source(data: bytes, filename: str = "<file>") -> FileScan:
@@ -82,7 +87,53 @@ def scan_source(data: bytes, filename: str = "<file>") -> FileScan:
         uses = visitor.attribute_uses(tree)
     except RecursionError:
         return FileScan([], "nested too deeply to read", [], [])
-    return FileScan(sorted(visitor.found.items()), None, sorted(visitor.stdlib.items()), uses)
+    return FileScan(
+        sorted(visitor.found.items()),
+        None,
+        sorted(visitor.stdlib.items()),
+        uses,
+        syntax=syntax_floor(tree),
+    )
+
+
+# The grammar each Python 3 release added that an older one cannot parse, by AST node.
+_SYNTAX: list[tuple[tuple[int, int], str, str]] = [
+    ((3, 12), "TypeAlias", "a type statement"),
+    ((3, 11), "TryStar", "except*"),
+    ((3, 10), "Match", "a match statement"),
+    ((3, 8), "NamedExpr", "an assignment expression (:=)"),
+    ((3, 6), "JoinedStr", "an f-string"),
+    ((3, 6), "AnnAssign", "a variable annotation"),
+]
+
+
+def syntax_floor(tree: ast.AST) -> tuple[int, int, str]:
+    """The oldest Python 3 that parses ``tree``'s source, and the construct that needs it.
+
+    Read from the tree already parsed (one walk, no parse per version): the constructs
+    that matter when stepping down to an installed 3.6-3.11 for an old package. Finer
+    points (3.9's relaxed decorators, 3.12's f-string quoting) are not told apart.
+    """
+    wanted = {
+        getattr(ast, name): (version, what) for version, name, what in _SYNTAX if hasattr(ast, name)
+    }
+    best: tuple[int, int, str] = (3, 0, "")
+    for node in ast.walk(tree):
+        found = wanted.get(type(node))
+        if found is None:
+            args = getattr(node, "posonlyargs", None) if isinstance(node, ast.arguments) else None
+            params = getattr(node, "type_params", None)
+            if args:
+                found = ((3, 8), "a positional-only parameter (/)")
+            elif params:
+                found = ((3, 12), "a type parameter list")
+            elif isinstance(node, (ast.AsyncFunctionDef, ast.Await)):
+                found = ((3, 5), "async/await")
+            else:
+                continue
+        if found[0] > best[:2]:
+            best = (*found[0], found[1])
+    return best
 
 
 def is_stdlib(name: str) -> bool:
@@ -366,6 +417,8 @@ def scan_project(
         if scan is None:
             continue
         result.files.append(rel)
+        if scan.syntax[:2] > result.syntax[:2]:
+            result.syntax = (scan.syntax[0], scan.syntax[1], f"{scan.syntax[2]} in {rel}")
         for name, optional in scan.imports:
             local = layout.resolve(name, rel)
             if local is None:
@@ -411,6 +464,7 @@ def _scan_file(
                 [(str(n), bool(o)) for n, o in entry[3]],
                 [str(u) for u in entry[4]],
                 bool(entry[5]),
+                (int(entry[6][0]), int(entry[6][1]), str(entry[6][2])),
             )
     if scan is None:
         scan = scan_source(data, rel)
@@ -436,6 +490,7 @@ def _scan_file(
         [[n, int(o)] for n, o in scan.stdlib],
         list(scan.uses),
         int(scan.python2),
+        list(scan.syntax),
     ]
     if scan.error is not None:
         result.skipped.append(f"{rel} ({scan.error})")

@@ -96,6 +96,85 @@ print(json.dumps({"missing": out, "broken": broken, "gaps": gaps}))
 """
 
 
+# Run inside the built environment (Python 3): the error each name's module raises on
+# import, for the names whose module imports but fails (not the ones never installed).
+_IMPORT_ERRORS = r"""
+import importlib, json, sys
+out = {}
+for name in json.loads(sys.argv[1]):
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            gone = getattr(exc, "name", None)
+            if gone and (module == gone or module.startswith(gone + ".")):
+                continue  # that module does not exist: try its parent
+            out[name] = "%s: %s" % (type(exc).__name__, exc)
+        except Exception as exc:
+            out[name] = "%s: %s" % (type(exc).__name__, exc)
+        break
+print(json.dumps(out))
+"""
+_REMOVED_NAME = re.compile(
+    r"cannot import name '?(?P<name>\w+)'? from '?(?P<mod>[\w.]+)'?"
+    r"|module '(?P<amod>[\w.]+)' has no attribute '(?P<aname>\w+)'"
+)
+
+
+def python_needed(
+    python: Path, names: Sequence[str], cwd: Path
+) -> tuple[tuple[int, int], str] | None:
+    """The newest Python the installed packages run on, if older than the env's, and why.
+
+    The evidence is an installed package failing on import for a standard-library name
+    its Python removed (Django 1.8 imports ``collections.Iterator``, gone in 3.10; old
+    packages ``import imp``). ``(3, 9), "django.contrib.auth imports collections.Iterator"``.
+    """
+    from gridrun.deps.stdlib import REMOVED_NAMES, REMOVED_STDLIB
+
+    if not names:
+        return None
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", _IMPORT_ERRORS, json.dumps(sorted(set(names)))],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_quiet_env(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    errors: dict[str, str] = {}
+    for line in reversed(proc.stdout.splitlines()):
+        with contextlib.suppress(ValueError):
+            data = json.loads(line)
+            if isinstance(data, dict):
+                errors = {str(k): str(v) for k, v in data.items()}
+                break
+    best: tuple[tuple[int, int], str] | None = None
+    for name, error in sorted(errors.items()):
+        found: tuple[int, int] | None = None
+        gone = _REMOVED_NAME.search(error)
+        lost = _NO_MODULE.search(error)
+        if gone:
+            mod = gone.group("mod") or gone.group("amod")
+            stdlib_name = f"{mod}.{gone.group('name') or gone.group('aname')}"
+            found = REMOVED_NAMES.get(stdlib_name)
+        elif lost:
+            stdlib_name = lost.group("mod")
+            found = REMOVED_STDLIB.get(stdlib_name.split(".")[0])
+        if found is None or found[0] < 3:
+            continue
+        if best is None or found < best[0]:
+            module = name.rsplit(".", 1)[0] if "." in name else name
+            best = (found, f"{module} imports {stdlib_name}")
+    return best
+
+
 @dataclass
 class Check:
     """What the checker found in an environment.

@@ -89,6 +89,7 @@ def build_venv(
     pip: PipConfig | None = None,
     best_effort: bool = False,
     checks: Sequence[str] = (),
+    oldest_python: str = "",
 ) -> Path:
     """Return ``envs_dir/<key>``, building it first unless a complete one exists.
 
@@ -98,7 +99,10 @@ def build_venv(
     inferred from imports, never declared ones): a line that cannot be installed is
     relaxed, then dropped with a warning, and the build goes on with the rest.
     ``checks``: dotted names the code imports, made to resolve by version repair
-    (:mod:`gridrun.envs.repair`). Raises :class:`BuildError`.
+    (:mod:`gridrun.envs.repair`). ``oldest_python`` ("3.6"; best effort only): when an
+    installed package fails on a standard-library name its Python removed, the build
+    starts again with the newest installed Python that has it, not older than this.
+    Raises :class:`BuildError`.
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
@@ -117,7 +121,15 @@ def build_venv(
             return _reuse(final, key, log)
         _clean_leftovers(envs_dir, key, log)
         return _build(
-            envs_dir, key, python, list(requirements), log, pip, best_effort, list(checks)
+            envs_dir,
+            key,
+            python,
+            list(requirements),
+            log,
+            pip,
+            best_effort,
+            list(checks),
+            oldest_python,
         )
 
 
@@ -265,6 +277,7 @@ def _build(
     pip: PipConfig | None,
     best_effort: bool = False,
     checks: list[str] | None = None,
+    oldest_python: str = "",
 ) -> Path:
     from uv import find_uv_bin
 
@@ -283,44 +296,119 @@ def _build(
         env.update(pip.uv_env())
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
     started = time.time()
-    tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
-    python2 = python_minor(python).startswith("2.")
-    try:
-        if python2:
-            _create_python2_venv(uv, python, tmp, env, envs_dir, log)
-        else:
-            _create_venv(uv, python, tmp, env, envs_dir, log)
-        warnings: list[str] = []
-        if count:
-            extra = pip.uv_args() if pip is not None else []
-            argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
-            if python2:  # uv does not install into Python 2; the env's own pip does
-                argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
-                argv += ["--disable-pip-version-check", "--progress-bar", "off"]
-            installer = _Installer(argv, tmp / REQUIREMENTS_FILE, env, envs_dir, log)
-            imports = sorted({c.split(".")[0] for c in checks or []})
-            installer.install(requirements, best_effort, warnings, imports)
-            if checks:
-                from gridrun.envs.repair import Repairer
-
-                repairer = Repairer(
-                    venv_python(tmp),
-                    installer.add,
-                    envs_dir.parent / "cache",
-                    python_minor(python),
-                    log,
-                    envs_dir,
-                )
-                repairer.repair(checks, warnings)
-        else:
-            (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
-        _write_marker(tmp, key, python, requirements, pip, started, warnings)
-        os.rename(tmp, envs_dir / key)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    notes: list[str] = []  # why the Python was stepped down, kept for every later run
+    for step in range(MAX_PYTHON_STEPS + 1):
+        tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
+        try:
+            warnings, pins = _populate(
+                uv, tmp, python, requirements, env, envs_dir, log, pip, best_effort, checks
+            )
+            older = None
+            if best_effort and checks and oldest_python and step < MAX_PYTHON_STEPS:
+                older = _older_python(tmp, python, checks, oldest_python, envs_dir)
+            if older is not None and older[0] is None:
+                warnings.append(older[1])
+                log(older[1])
+            elif older is not None and older[0] is not None:
+                notes.append(older[1])
+                log(older[1])
+                shutil.rmtree(tmp, ignore_errors=True)
+                python = older[0]
+                # The pins version repair chose hold there too (and spare it the steps).
+                requirements = [*requirements, *(p for p in pins if p not in requirements)]
+                continue
+            _write_marker(tmp, key, python, requirements, pip, started, [*notes, *warnings])
+            os.rename(tmp, envs_dir / key)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        break
     _fsync_dir(envs_dir)
     return envs_dir / key
+
+
+def _populate(
+    uv: str,
+    tmp: Path,
+    python: str,
+    requirements: list[str],
+    env: dict[str, str],
+    envs_dir: Path,
+    log: Log,
+    pip: PipConfig | None,
+    best_effort: bool,
+    checks: list[str] | None,
+) -> tuple[list[str], list[str]]:
+    """Create the virtualenv in ``tmp`` and install into it: (warnings, repair pins)."""
+    python2 = python_minor(python).startswith("2.")
+    if python2:
+        _create_python2_venv(uv, python, tmp, env, envs_dir, log)
+    else:
+        _create_venv(uv, python, tmp, env, envs_dir, log)
+    warnings: list[str] = []
+    pins: list[str] = []
+    if not count_packages(requirements):
+        (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
+        return warnings, pins
+    extra = pip.uv_args() if pip is not None else []
+    argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
+    if python2:  # uv does not install into Python 2; the env's own pip does
+        argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
+        argv += ["--disable-pip-version-check", "--progress-bar", "off"]
+    installer = _Installer(argv, tmp / REQUIREMENTS_FILE, env, envs_dir, log)
+    imports = sorted({c.split(".")[0] for c in checks or []})
+    installer.install(requirements, best_effort, warnings, imports)
+    if checks:
+        from gridrun.envs.repair import Repairer
+
+        repairer = Repairer(
+            venv_python(tmp),
+            installer.add,
+            envs_dir.parent / "cache",
+            python_minor(python),
+            log,
+            envs_dir,
+        )
+        pins = repairer.repair(checks, warnings)
+    return warnings, pins
+
+
+MAX_PYTHON_STEPS = 2  # older Pythons tried in turn for packages that need one
+
+
+def _older_python(
+    env_path: Path, python: str, checks: list[str], oldest: str, cwd: Path
+) -> tuple[str | None, str] | None:
+    """An older installed Python the environment's packages need: (X.Y, warning).
+
+    None when the packages import (or fail for other reasons); ``(None, warning)`` when
+    the Python they need is older than the code allows or is not installed here.
+    """
+    from gridrun.envs.pyselect import choose_python
+    from gridrun.envs.repair import python_needed
+
+    current = _minor_tuple(python_minor(python))
+    floor = _minor_tuple(oldest)
+    if current is None or floor is None:
+        return None
+    need = python_needed(venv_python(env_path), checks, cwd)
+    if need is None or need[0] >= current:
+        return None
+    newest, why = need
+    needed = f"{newest[0]}.{newest[1]}"
+    why = f"{why}, which Python {needed} is the last to have"
+    warning = f"Warning: the environment needs Python {needed} or older ({why}); "
+    if floor > newest:
+        return None, warning + f"the code itself needs Python {floor[0]}.{floor[1]} or newer"
+    chosen = choose_python(newest, max(floor, (3, 6)))
+    if chosen is None:
+        return None, warning + "none is installed here"
+    return chosen, f"Warning: using Python {chosen} for the environment: {why}"
+
+
+def _minor_tuple(minor: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"(\d+)\.(\d+)", minor)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _create_venv(uv: str, python: str, tmp: Path, env: dict[str, str], cwd: Path, log: Log) -> None:

@@ -94,6 +94,8 @@ class LocalBackend(Backend):
         extra = load_pip_config().fingerprint()
         if req.best_effort:  # what gets dropped or repaired depends on what the code uses
             extra += "|best-effort|" + "\n".join(sorted(req.checks))
+            if req.oldest_python:  # the build may step down to an older Python
+                extra += f"|oldest-python|{req.oldest_python}"
         return environment_key(req.python, list(req.requirements), extra)
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
@@ -114,6 +116,7 @@ class LocalBackend(Backend):
             pip=pip,
             best_effort=req.best_effort,
             checks=list(req.checks) if req.best_effort else [],
+            oldest_python=req.oldest_python if req.best_effort else "",
         )
         return str(env)
 
