@@ -168,7 +168,7 @@ def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     data = json.loads(cache_file.read_text())
     # Tamper with the cached entry: an unchanged file is read from the cache, not parsed.
     digest = data["files"]["b.py"][0]
-    data["files"]["b.py"] = [digest, [["from_cache", 0]], None, [], [], 0]
+    data["files"]["b.py"] = [digest, [["from_cache", 0]], None, [], [], 0, [3, 0, ""]]
     cache_file.write_text(json.dumps(data))
     from gridrun.deps import imports
 
