@@ -226,14 +226,21 @@ def test_logs_of_pending_experiment(grid, project: Path) -> None:
     )
     grid("run", "--name", "hog", "sleepy.py", cwd=project)
     grid("run", "--name", "waits", "sleepy.py", cwd=project)
-    grid.wait_for_line("hog-exp0", "started")
-    # Its environment is the hog's, found once the hog's build released it: wait until
-    # it is queued behind the hog (not still being built) before reading its logs.
-    deadline = time.monotonic() + 60
-    while grid.json("status", "waits")["experiments"][0]["status"] != "pending":  # type: ignore[index]
-        assert time.monotonic() < deadline, grid.json("status", "waits")
+    # The two share one environment: the second run's build finds it the moment the
+    # first one's releases it, and may be marked built a few ms sooner, so either run
+    # can be the one that starts. With one CPU the other is queued behind it (not
+    # still being built): wait for that before reading the queued one's logs.
+    deadline = time.monotonic() + 120
+    while True:
+        states = {r: grid.json("status", r)["experiments"][0]["status"] for r in ("hog", "waits")}  # type: ignore[index]
+        if sorted(states.values()) == ["pending", "running"]:
+            break
+        assert time.monotonic() < deadline, states
         time.sleep(0.2)
-    out = grid("logs", "waits-exp0").stdout
+    running = next(r for r, s in states.items() if s == "running")
+    queued = next(r for r, s in states.items() if s == "pending")
+    grid.wait_for_line(f"{running}-exp0", "started")
+    out = grid("logs", f"{queued}-exp0").stdout
     assert "Experiment is pending. Logs will be available when experiment starts." in out
     grid("stop", "run", "hog", "waits")
 
