@@ -136,25 +136,8 @@ def python_needed(
 
     if not names:
         return None
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", _IMPORT_ERRORS, json.dumps(sorted(set(names)))],
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=_quiet_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    errors: dict[str, str] = {}
-    for line in reversed(proc.stdout.splitlines()):
-        with contextlib.suppress(ValueError):
-            data = json.loads(line)
-            if isinstance(data, dict):
-                errors = {str(k): str(v) for k, v in data.items()}
-                break
+    data = _run_in_env(python, _IMPORT_ERRORS, [json.dumps(sorted(set(names)))], cwd)
+    errors = {str(k): str(v) for k, v in (data or {}).items()}
     best: tuple[tuple[int, int], str] | None = None
     for name, error in sorted(errors.items()):
         found: tuple[int, int] | None = None
@@ -199,15 +182,26 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
     """
     if not names:
         return Check()
+    args = [json.dumps(sorted(set(names))), "strict" if strict else "lenient"]
+    data = _run_in_env(python, _CHECKER, args, cwd)
+    if data is None:
+        return Check()
+    missing = data.get("missing")
+    broken = data.get("broken")
+    gaps = data.get("gaps")
+    return Check(
+        {str(k): [str(x) for x in v] for k, v in dict(missing or {}).items()},
+        {str(k): str(v) for k, v in dict(broken or {}).items()},
+        {str(k): str(v) for k, v in dict(gaps or {}).items()},
+    )
+
+
+def _run_in_env(python: Path, script: str, args: list[str], cwd: Path) -> dict | None:
+    """Run a checker script with the environment's Python: the last JSON object it
+    printed (the packages it imports may print too), or None if it gave none."""
     try:
         proc = subprocess.run(
-            [
-                str(python),
-                "-c",
-                _CHECKER,
-                json.dumps(sorted(set(names))),
-                "strict" if strict else "lenient",
-            ],
+            [str(python), "-c", script, *args],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -216,20 +210,13 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
             env=_quiet_env(),
         )
     except (OSError, subprocess.TimeoutExpired):
-        return Check()
+        return None
     for line in reversed(proc.stdout.splitlines()):
         with contextlib.suppress(ValueError):
             data = json.loads(line)
             if isinstance(data, dict):
-                missing = data.get("missing")
-                broken = data.get("broken")
-                gaps = data.get("gaps")
-                return Check(
-                    {str(k): [str(x) for x in v] for k, v in dict(missing or {}).items()},
-                    {str(k): str(v) for k, v in dict(broken or {}).items()},
-                    {str(k): str(v) for k, v in dict(gaps or {}).items()},
-                )
-    return Check()
+                return data
+    return None
 
 
 def missing_names(
