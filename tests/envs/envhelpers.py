@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gridrun
+from gridrun.envs.pipconf import PipConfig
+from gridrun.envs.venv import venv_python
 
 BUILDER = Path(__file__).with_name("builder_proc.py")
 SRC = Path(gridrun.__file__).resolve().parents[1]
@@ -186,3 +188,16 @@ def run_builder(envs_dir: Path, key: str, log_file: Path, *reqs: str) -> subproc
         text=True,
         start_new_session=True,
     )
+
+
+def run_python(env: Path, code: str) -> str:
+    """What ``code`` prints, run with the environment's Python."""
+    proc = subprocess.run(
+        [str(venv_python(env)), "-c", code], capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+def offline(wheels: Path) -> PipConfig:
+    """A pip configuration that installs only from ``wheels`` (no index)."""
+    return PipConfig(find_links=(str(wheels),), no_index=True)

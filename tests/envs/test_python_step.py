@@ -8,30 +8,17 @@ own syntax allows (``oldest_python``).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from envhelpers import make_wheel
+from envhelpers import make_wheel, offline, run_python
 
-from gridrun.envs.pipconf import PipConfig
 from gridrun.envs.pyselect import choose_python
-from gridrun.envs.venv import build_venv, build_warnings, venv_python
+from gridrun.envs.venv import build_venv, build_warnings
 
 pytestmark = pytest.mark.slow
 
 OLD_ABC = "from collections import Mapping\n"
-
-
-def run_python(env: Path, code: str) -> str:
-    proc = subprocess.run(
-        [str(venv_python(env)), "-c", code], capture_output=True, text=True, check=True
-    )
-    return proc.stdout.strip()
-
-
-def offline(wheels: Path) -> PipConfig:
-    return PipConfig(find_links=(str(wheels),), no_index=True)
 
 
 def build(tmp_path: Path, key: str, oldest: str, checks: list[str]) -> tuple[Path, list[str]]:

@@ -6,27 +6,14 @@ is a real build whose outcome depends only on the wheels made here.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from envhelpers import make_wheel
+from envhelpers import make_wheel, offline, run_python
 
-from gridrun.envs.pipconf import PipConfig
-from gridrun.envs.venv import build_venv, build_warnings, venv_python
+from gridrun.envs.venv import build_venv, build_warnings
 
 pytestmark = pytest.mark.slow
-
-
-def run_python(env: Path, code: str) -> str:
-    proc = subprocess.run(
-        [str(venv_python(env)), "-c", code], capture_output=True, text=True, check=True
-    )
-    return proc.stdout.strip()
-
-
-def offline(wheels: Path) -> PipConfig:
-    return PipConfig(find_links=(str(wheels),), no_index=True)
 
 
 def test_a_module_an_installed_package_needs_but_does_not_declare_is_added(
