@@ -96,9 +96,10 @@ def naive_json(env: dict[str, str], name: str) -> float:
     return took
 
 
-def timed_get(url: str) -> tuple[float, bytes]:
+def timed_get(url: str, token: str) -> tuple[float, bytes]:
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as resp:
+    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
         body = resp.read()
     return time.perf_counter() - start, body
 
@@ -185,10 +186,12 @@ def main() -> None:
             text=True,
         )
         assert ui.stdout is not None
-        base = re.search(r"(http://\S+)", ui.stdout.readline()).group(1)  # type: ignore[union-attr]
+        found = re.search(r"(http://\S+/)\?token=(\S+)", ui.stdout.readline())
+        assert found is not None, "grid ui printed no URL"
+        base, token = found.group(1), found.group(2)
         api = f"{base}api/runs/{name}/metrics"
-        cold, body = timed_get(api)
-        warm = statistics.median(timed_get(api)[0] for _ in range(10))
+        cold, body = timed_get(api, token)
+        warm = statistics.median(timed_get(api, token)[0] for _ in range(10))
         naive = statistics.median(naive_json(env, name) for _ in range(3))
         n_lines, per_line = lines_of(body)
         print(
@@ -199,7 +202,7 @@ def main() -> None:
         print(f"  {'grid ui, first request (cold cache)':42} {cold * 1000:8.0f} ms")
         print(f"  {'grid ui, later requests (median of 10)':42} {warm * 1000:8.0f} ms")
         print(f"  {'target':42} {'< 100':>8} ms")
-        drawn = page_draw(f"{base}runs/{name}", args.repeats)
+        drawn = page_draw(f"{base}runs/{name}?token={token}", args.repeats)
         print("\nrun page in Chromium, navigation start to charts on screen")
         print(f"  {'first load':42} {drawn[0]:8.0f} ms")
         print(

@@ -76,9 +76,13 @@ def main() -> None:
     ui = subprocess.Popen([*grid, "ui", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert ui.stdout is not None
-        base = re.search(r"(http://\S+)", ui.stdout.readline()).group(1)  # type: ignore[union-attr]
+        found = re.search(r"(http://\S+/)\?token=(\S+)", ui.stdout.readline())
+        assert found is not None, "grid ui printed no URL"
+        base, token = found.group(1), found.group(2)
+        auth = {"Authorization": f"token {token}"}
         while True:
-            with urllib.request.urlopen(f"{base}api/runs/{name}") as r:
+            req = urllib.request.Request(f"{base}api/runs/{name}", headers=auth)
+            with urllib.request.urlopen(req) as r:
                 run = json.load(r)
             if not run["active"] and all(e["metrics"] for e in run["experiments"]):
                 break
@@ -89,7 +93,7 @@ def main() -> None:
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = b.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{base}runs/{name}")
+            page.goto(f"{base}runs/{name}?token={token}")
             page.wait_for_function("window.gridChartsReady === true")
             page.click("#pc-draw")
             page.wait_for_function("document.querySelector('#parcoords').dataset.lines")

@@ -15,12 +15,15 @@ Layout (every path is derived here so no other module invents one)::
       datastores/             datastore version manifests
       images/                 Docker images' last use (last-used.json) and build locks
       cache/                  caches that only save time (parsed imports, installed dists)
+      ui/token                the dashboard's access token (0600); ui/servers/<pid>.json
+                              the URL of each running `grid ui`
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +48,9 @@ class GridHome:
             _make_private(self.root)
             for sub in ("objects", "snapshots", "envs", "runs", "experiments", "datastores"):
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
+            # Per thread as well as per process: the dashboard's request threads call
+            # this at once, and a shared name let one thread unlink another's probe.
+            probe = self.root / f".write-probe-{os.getpid()}-{threading.get_ident()}"
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
@@ -94,6 +99,10 @@ class GridHome:
     @property
     def datastores(self) -> Path:
         return self.root / "datastores"
+
+    @property
+    def ui(self) -> Path:
+        return self.root / "ui"
 
     @property
     def agent_lock(self) -> Path:

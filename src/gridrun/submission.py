@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
+from gridrun.project.folder import check_project_folder
 from gridrun.specs import (
     SCRIPT_KINDS,
     BuildRequest,
@@ -206,6 +207,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     localdir = Path(req.localdir or os.getcwd()).absolute()
     if not localdir.is_dir():
         raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
+    check_project_folder(localdir, home.root)
     script = resolve_script(localdir, req.script)
     req, config_args, config_notes = merge_config(req)
 

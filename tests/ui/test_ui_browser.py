@@ -29,7 +29,7 @@ def test_run_page_shows_every_experiment_and_one_line_each(
 ) -> None:
     name = _submit(grid, project, "--lr", "[0.1, 0.2, 0.3, 0.5]", "--steps", "[20, 30]")
     grid.wait(name)  # the supervisor has read each experiment's metrics before it ends
-    page.goto(f"{dashboard.url}runs/{name}")
+    page.goto(dashboard.login(f"runs/{name}"))
     page.wait_for_function("window.gridChartsReady === true")
     page.click("#pc-draw")
     rows = page.locator("#experiments tbody tr")
@@ -78,7 +78,7 @@ def test_run_page_shows_every_experiment_and_one_line_each(
     assert {"lr", "steps", "loss_last", "loss_min", "acc_max"} <= set(table[0])
     assert float(table[0]["loss_min"]) == float(table[0]["loss_last"])  # a falling loss
     # An experiment's page: its metrics and its artifacts, downloadable.
-    page.goto(f"{dashboard.url}experiments/{name}-exp1")
+    page.goto(dashboard.login(f"experiments/{name}-exp1"))
     page.wait_for_function(
         "document.querySelector('#log-state').textContent.startsWith('Complete')"
     )
@@ -102,13 +102,13 @@ def test_experiment_page_streams_live_logs_and_stops(
     exp = f"{name}-exp0"
     grid.wait_for_line(exp, "step: 1 ", timeout=120)
     # The run page's charts grow while the experiment runs, with no reload.
-    page.goto(f"{dashboard.url}runs/{name}")
+    page.goto(dashboard.login(f"runs/{name}"))
     page.wait_for_function("window.gridCharts.loss !== undefined", timeout=60000)
     first = _chart_lines(page)["loss"][exp]
     page.wait_for_function(
         f"window.gridCharts.loss.gridPoints['{exp}'] >= {first + 20}", timeout=60000
     )
-    page.goto(f"{dashboard.url}experiments/{exp}")
+    page.goto(dashboard.login(f"experiments/{exp}"))
     # A line printed after the page opened arrives through the stream.
     page.wait_for_function(
         "() => document.querySelector('#log-stdout').textContent.includes('step: 40 ')",
@@ -137,7 +137,7 @@ def test_experiment_page_streams_live_logs_and_stops(
 def test_new_run_form_submits_like_grid_run(
     grid: Any, project: Path, dashboard: Any, page: Any
 ) -> None:
-    page.goto(f"{dashboard.url}runs/new")
+    page.goto(dashboard.login("runs/new"))
     page.fill("input[name=localdir]", str(project))
     page.fill("input[name=script]", "train.py")
     page.fill("#args", '--lr "[0.1, 0.2, 0.3]" --steps 5')
@@ -168,7 +168,7 @@ def test_new_run_form_submits_like_grid_run(
     ]
     assert {e["status"] for e in status["experiments"]} == {"succeeded"}
     # The runs page lists it with its counts, as `grid history` would.
-    page.goto(dashboard.url)
+    page.goto(dashboard.login())
     row = page.locator(f"#runs tr[data-run='{name}']")
     row.wait_for()
     page.wait_for_function(
@@ -180,7 +180,7 @@ def test_new_run_form_submits_like_grid_run(
 
 
 def test_new_run_form_shows_grid_run_errors(dashboard: Any, page: Any, tmp_path: Path) -> None:
-    page.goto(f"{dashboard.url}runs/new")
+    page.goto(dashboard.login("runs/new"))
     page.fill("input[name=localdir]", str(tmp_path / "missing"))
     page.fill("input[name=script]", "train.py")
     page.click("#check-run")

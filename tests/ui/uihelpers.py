@@ -37,13 +37,24 @@ def chromium_path() -> str | None:
 
 @dataclass
 class Dashboard:
-    """A running ``grid ui`` and how to talk to it."""
+    """A running ``grid ui`` and how to talk to it: ``url`` is its root, without the
+    token; ``get`` sends the token as scripts do unless told not to."""
 
     url: str
+    token: str
     proc: subprocess.Popen[str]
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        req = urllib.request.Request(self.url.rstrip("/") + path, headers=headers or {})
+    def login(self, path: str = "") -> str:
+        """The address a browser opens first: the token is traded there for a cookie."""
+        sep = "&" if "?" in path else "?"
+        return f"{self.url}{path}{sep}token={self.token}"
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, *, auth: bool = True
+    ) -> tuple[int, str]:
+        sent = {"Authorization": f"token {self.token}"} if auth else {}
+        sent.update(headers or {})
+        req = urllib.request.Request(self.url.rstrip("/") + path, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read().decode()
@@ -67,11 +78,11 @@ def start_dashboard(grid: Any, *args: str) -> Dashboard:
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    match = re.search(r"(http://\S+)", line)
+    match = re.search(r"(http://\S+/)\?token=(\S+)", line)
     if not match:
         proc.kill()
         raise AssertionError(f"grid ui printed {line!r}: {proc.stdout.read()}")
-    return Dashboard(match.group(1), proc)
+    return Dashboard(match.group(1), match.group(2), proc)
 
 
 def stop_dashboard(d: Dashboard) -> None:

@@ -13,21 +13,32 @@ from gridrun.cli.common import home_of
 @click.option(
     "--token",
     envvar="GRID_UI_TOKEN",
-    help="Access token; generated when binding beyond localhost (also GRID_UI_TOKEN).",
+    help="Access token (default: this GRID_HOME's own, kept in GRID_HOME/ui/token).",
+)
+@click.option(
+    "--print-url",
+    is_flag=True,
+    help="Print the URL (with its token) of the dashboards already serving, and exit.",
 )
 @click.pass_context
-def ui(ctx: click.Context, host: str, port: int, token: str | None) -> None:
+def ui(ctx: click.Context, host: str, port: int, token: str | None, print_url: bool) -> None:
     """Serve the dashboard until Ctrl-C.
 
-    On localhost it needs no token. Bound to any other address it requires one,
-    printed in the URL as Jupyter does; every action that changes state is a POST
-    checked against cross-site requests.
+    Every address needs the token, localhost included, as Jupyter does: open the URL
+    printed here (it ends in ?token=...), which trades the token for a session cookie.
+    Scripts send `Authorization: token TOKEN`. `grid ui --print-url` shows the URL
+    again. Every action that changes state is a POST checked against cross-site
+    requests.
     """
     from gridrun.cli.output import console
-    from gridrun.ui.server import choose_token, serve
+    from gridrun.ui.server import choose_token, print_url_or_fail, serve
 
+    if print_url:
+        for url in print_url_or_fail(home_of(ctx)):
+            console.print(url, markup=False, soft_wrap=True)
+        return
     home = home_of(ctx).ensure()
-    chosen = choose_token(host, token)
+    chosen = choose_token(home, token)
 
     def announce(url: str) -> None:
         console.print(f"gridrun dashboard: {url}", markup=False, soft_wrap=True)

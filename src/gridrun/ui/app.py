@@ -38,7 +38,7 @@ from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
 from gridrun.ui import data
 from gridrun.ui.charts import SeriesCache, points_per_line, run_metrics
-from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, require_csrf
+from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, csrf_of, require_csrf
 
 HERE = Path(__file__).parent
 
@@ -51,7 +51,7 @@ def _store(request: Request) -> Store:
 def _render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     env: Environment = request.app.state.jinja
     ctx.setdefault("csrf_field", CSRF_FIELD)
-    ctx.setdefault("csrf", request.app.state.guard.csrf)
+    ctx.setdefault("csrf", csrf_of(request))
     html = env.get_template(template).render(request=request, **ctx)
     return HTMLResponse(html, status_code)
 
@@ -400,8 +400,11 @@ async def _warm_up(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
-def create_app(home: GridHome, token: str | None = None) -> Starlette:
-    """The dashboard for one GRID_HOME; ``token`` None means loopback only."""
+def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Starlette:
+    """The dashboard for one GRID_HOME, open to holders of ``token`` alone.
+
+    ``loopback_only`` (bound to a loopback address) also refuses any Host header that
+    does not name loopback, against DNS rebinding."""
     routes = [
         Route("/", index),
         Route("/runs/new", new_run_page, methods=["GET"]),
@@ -420,7 +423,7 @@ def create_app(home: GridHome, token: str | None = None) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=_warm_up)
-    guard = Guard(token)
+    guard = Guard(token, loopback_only=loopback_only)
     app.state.home = home
     app.state.guard = guard
     app.state.series_cache = SeriesCache()
