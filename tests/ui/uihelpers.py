@@ -57,7 +57,7 @@ class Dashboard:
         req = urllib.request.Request(self.url.rstrip("/") + path, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, resp.read().decode()
+                return resp.status, resp.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
             with exc:
                 return exc.code, exc.read().decode()

@@ -197,8 +197,13 @@ def _range(args: list[Number]) -> Finite:
     if len(args) == 3 and args[2] == 0:
         raise ValueProblem("range() step must not be zero")
     r = range(*(int(a) for a in args))
-    if len(r) == 0:
-        raise ValueProblem(f"range({', '.join(map(str, args))}) is empty")
+    shown = f"range({', '.join(map(str, args))})"
+    try:
+        empty = len(r) == 0
+    except OverflowError:  # more values than a machine word counts (range(2**64))
+        raise ValueProblem(f"{shown} has more values than a sweep can count") from None
+    if empty:
+        raise ValueProblem(f"{shown} is empty")
     return Finite(_RangeValues(r))
 
 
@@ -233,14 +238,18 @@ def _arange(args: list[Number]) -> Finite:
         start, stop, step = args
     if step == 0:
         raise ValueProblem("arange() step must not be zero")
-    count = math.ceil(float(f"{(stop - start) / step:.12g}"))
+    ratio = float(f"{(stop - start) / step:.12g}")
+    if not math.isfinite(ratio):  # values near the float limits: inf or nan
+        raise ValueProblem(f"arange() would make more than {MAX_VALUES_PER_ARGUMENT:,} values")
+    count = math.ceil(ratio)
     if count <= 0:
         raise ValueProblem(f"arange({', '.join(map(str, args))}) is empty")
     if all(isinstance(a, int) for a in (start, stop, step)):
-        return Finite(_RangeValues(range(int(start), int(stop), int(step))))
+        return _range([start, stop, step])  # lazy, as range() is
     if count > MAX_VALUES_PER_ARGUMENT:
+        shown = f"{count:,}" if count < 10**15 else f"about {float(count):.1e}"
         raise ValueProblem(
-            f"arange() would make {count:,} values, more than {MAX_VALUES_PER_ARGUMENT:,}"
+            f"arange() would make {shown} values, more than {MAX_VALUES_PER_ARGUMENT:,}"
         )
     return Finite(tuple(format_number(start + i * step) for i in range(count)))
 

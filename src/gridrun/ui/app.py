@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -32,7 +33,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gridrun.errors import GridError, NotFoundError
+from gridrun.errors import GridError, NotFoundError, StateError
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
@@ -287,9 +288,8 @@ def api_sweep_count(request: Request) -> Response:
     from gridrun.ui import launch
 
     q = request.query_params
-    return JSONResponse(
-        launch.count(q.get("args", ""), q.get("strategy", ""), q.get("num_trials", ""))
-    )
+    answer = launch.count(q.get("args", ""), q.get("strategy", ""), q.get("num_trials", ""))
+    return JSONResponse(answer, 400 if answer["error"] else 200)
 
 
 async def experiment_logs(request: Request) -> Response:
@@ -338,10 +338,20 @@ def artifact_download(request: Request) -> Response:
         return _not_found(request, exc)
     finally:
         store.close()
-    path = data.artifact_path(home, exp, request.path_params["path"])
+    path = data.artifact_path(home, exp, _raw_artifact_path(request))
     if path is None:
         return _not_found(request, NotFoundError("No such artifact."))
-    return FileResponse(path, filename=path.name)
+    return FileResponse(path, filename=data.display_name(path.name))
+
+
+def _raw_artifact_path(request: Request) -> bytes | str:
+    """The artifact's name as the bytes the link carried: the server decodes a path as
+    UTF-8, which loses a name that is not (``bad\\xffname.txt``)."""
+    raw = request.scope.get("raw_path")
+    marker = b"/artifacts/"
+    if isinstance(raw, bytes) and marker in raw:
+        return unquote_to_bytes(raw.split(b"?", 1)[0].split(marker, 1)[1])
+    return str(request.path_params["path"])
 
 
 # ----------------------------------------------------------------- actions
@@ -400,6 +410,24 @@ async def _warm_up(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
+def _error_answer(request: Request, message: str, status: int) -> Response:
+    """One line, as JSON for the API and as a page elsewhere: never a bare 500."""
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status)
+    return _render(request, "error.html", status, message=message)
+
+
+async def _grid_error(request: Request, exc: Exception) -> Response:
+    status = 404 if isinstance(exc, NotFoundError) else 503 if isinstance(exc, StateError) else 400
+    return _error_answer(request, str(exc), status)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The disk or the database failed under a request (full, read-only, locked)."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return _error_answer(request, f"GRID_HOME cannot be read right now ({reason}).", 503)
+
+
 def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Starlette:
     """The dashboard for one GRID_HOME, open to holders of ``token`` alone.
 
@@ -422,7 +450,8 @@ def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Sta
         Route("/api/sweep/count", api_sweep_count),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=_warm_up)
+    handlers = {GridError: _grid_error, OSError: _unavailable, sqlite3.Error: _unavailable}
+    app = Starlette(routes=routes, lifespan=_warm_up, exception_handlers=handlers)  # type: ignore[arg-type]
     guard = Guard(token, loopback_only=loopback_only)
     app.state.home = home
     app.state.guard = guard

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gridrun.cli.output import duration, span
 from gridrun.cli.status import command_of, experiment_json, run_json
@@ -100,18 +101,33 @@ def experiment_detail(run: Run, exp: Experiment) -> dict[str, Any]:
     return data
 
 
+def display_name(name: str) -> str:
+    """A file name as text a page or JSON can carry: undecodable bytes (``os.fsdecode``
+    keeps them as surrogates, which no encoder accepts) become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
 def artifacts_of(home: GridHome, exp: Experiment) -> list[dict[str, Any]]:
-    """The files an experiment saved, as ``grid artifacts`` would copy them."""
+    """The files an experiment saved, as ``grid artifacts`` would copy them.
+
+    ``path`` is for showing; ``href`` is the download address, the name's own bytes
+    percent-encoded, so a file whose name is not UTF-8 still downloads."""
     root = home.experiment_dir(exp.name) / "artifacts"
+    base = f"/experiments/{quote(exp.name)}/artifacts/"
     files = []
     if root.is_dir():
         for dirpath, _dirs, names in os.walk(root):
             for fn in names:
                 p = Path(dirpath) / fn
-                st = p.stat()
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue  # removed while listed
+                rel = p.relative_to(root).as_posix()
                 files.append(
                     {
-                        "path": p.relative_to(root).as_posix(),
+                        "path": display_name(rel),
+                        "href": base + quote(os.fsencode(rel)),
                         "size": st.st_size,
                         "mtime": st.st_mtime,
                     }
@@ -119,10 +135,10 @@ def artifacts_of(home: GridHome, exp: Experiment) -> list[dict[str, Any]]:
     return sorted(files, key=lambda f: f["path"])
 
 
-def artifact_path(home: GridHome, exp: Experiment, rel: str) -> Path | None:
+def artifact_path(home: GridHome, exp: Experiment, rel: str | bytes) -> Path | None:
     """The artifact file at ``rel``, or None when it is missing or escapes the folder."""
     root = (home.experiment_dir(exp.name) / "artifacts").resolve()
-    target = (root / rel).resolve()
+    target = (root / (os.fsdecode(rel) if isinstance(rel, bytes) else rel)).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         return None
     return target

@@ -91,10 +91,9 @@
 
   function renderArtifacts(files) {
     if (!files || !files.length) return;
-    const base = `/experiments/${encodeURIComponent(exp.name)}/artifacts/`;
     document.querySelector("#artifacts tbody").replaceChildren(...files.map((f) => {
-      const href = base + f.path.split("/").map(encodeURIComponent).join("/");
-      const link = grid.el("a", { href, download: "", text: f.path });
+      // The server encodes the name's own bytes: a name that is not UTF-8 still downloads.
+      const link = grid.el("a", { href: f.href, download: "", text: f.path });
       return grid.el("tr", {}, grid.el("td", {}, link), grid.el("td", { text: f.human_size }));
     }));
     document.getElementById("artifacts").hidden = false;

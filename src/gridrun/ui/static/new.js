@@ -10,7 +10,9 @@
     const mine = ++seq;
     const q = new URLSearchParams({ args: args.value, strategy: strategy.value, num_trials: trials.value });
     try {
-      const r = await grid.json(`/api/sweep/count?${q}`);
+      // A malformed sweep is a 400 whose body says why, shown under the box.
+      const resp = await fetch(`/api/sweep/count?${q}`, { headers: { accept: "application/json" } });
+      const r = await resp.json();
       if (mine !== seq) return;
       out.textContent = r.error ? r.error : `${r.count} experiment${r.count === 1 ? "" : "s"}`;
       out.className = r.error ? "hint error" : "hint";
