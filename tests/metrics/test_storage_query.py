@@ -134,3 +134,21 @@ def test_max_points_edge_cases(store: Store, exp_ids: list[int]) -> None:
     commit_batch(store, a, "log", SourceState(), 1, {}, {"x": pts})
     for m, want in ((0, []), (1, [9.0]), (2, [0.0, 9.0]), (10, [float(s) for s in range(10)])):
         assert [p[0] for p in query.series(store, [a], max_points=m)[a]["x"]] == want
+
+
+def test_stream_gives_every_point_sorted_a_chunk_at_a_time(
+    store: Store, exp_ids: list[int]
+) -> None:
+    a, b = exp_ids[0], exp_ids[1]
+    n = CHUNK_POINTS * 2 + 7
+    ordered = [(float(i), 0.0, float(i) / 2) for i in range(n)]
+    commit_batch(store, a, "log", SourceState(), 1, {}, {"x": ordered})
+    shuffled = [(float(i * 7919 % n), 0.0, float(i)) for i in range(n)]
+    commit_batch(store, b, "log", SourceState(), 1, {}, {"x": shuffled})
+    for exp in (a, b):
+        chunks = list(query.stream(store, exp, "x"))
+        assert all(len(c) <= 3 * CHUNK_POINTS for c in chunks) and len(chunks) == 3
+        flat = [v for c in chunks for v in c]
+        got = list(zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
+        assert got == [tuple(p) for p in query.series(store, [exp])[exp]["x"]]
+    assert list(query.stream(store, a, "no-such-key")) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from gridrun.agent.builder import build_log_path
@@ -26,28 +27,84 @@ HEAL_SECONDS = 2.0
 
 
 class Tail:
-    """Reads the lines appended to a file since the last call (whole lines only)."""
+    """Reads the lines appended to a file since the last call (whole lines only).
+
+    A read takes at most ``CHUNK`` bytes, so a 300 MB log is printed a megabyte at a
+    time rather than held whole (with its lines) in memory."""
+
+    CHUNK = 1 << 20
 
     def __init__(self, path: Path, label: str | None) -> None:
         self.path = path
         self.label = label
-        self.offset = 0
-        self.partial = ""
+        self.offset = 0  # bytes of the file consumed, the partial line included
+        self._rest = b""  # an unfinished last line (possibly a split UTF-8 character)
+
+    @property
+    def partial(self) -> str:
+        return self._rest.decode("utf-8", errors="replace")
 
     def read(self) -> list[str]:
+        """Whole lines from the next chunk of the file (empty at its current end)."""
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
+            with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
-                data = fh.read()
-                self.offset = fh.tell()
+                data = fh.read(self.CHUNK)
         except FileNotFoundError:
             return []
         if not data:
             return []
-        data = self.partial + data
-        lines = data.split("\n")
-        self.partial = lines.pop()
-        return [f"{self.label} | {ln}" if self.label else ln for ln in lines]
+        self.offset += len(data)
+        parts = (self._rest + data).split(b"\n")
+        self._rest = parts.pop()
+        text = [ln.decode("utf-8", errors="replace") for ln in parts]
+        return [f"{self.label} | {ln}" if self.label else ln for ln in text]
+
+    def lines(self) -> Iterator[str]:
+        """Every whole line up to the file's current end, a chunk at a time."""
+        while True:
+            batch = self.read()
+            if not batch and not self._more():
+                return
+            yield from batch
+
+    def _more(self) -> bool:
+        try:
+            return self.path.stat().st_size > self.offset
+        except FileNotFoundError:
+            return False
+
+    def skip_to_last(self, n: int) -> int:
+        """Start at the last ``n`` lines, found by reading backwards from the end; returns
+        how many lines there are from there (fewer than ``n`` in a shorter file)."""
+        try:
+            with open(self.path, "rb") as fh:
+                end = fh.seek(0, 2)
+                if n <= 0:
+                    self.offset = end
+                    return 0
+                pos, found = end, 0
+                # A final line without its newline still counts as one.
+                if end and (fh.seek(end - 1), fh.read(1))[1] != b"\n":
+                    found = 1
+                while pos > 0 and found <= n:
+                    step = min(self.CHUNK, pos)
+                    pos -= step
+                    fh.seek(pos)
+                    block = fh.read(step)
+                    cut = len(block)
+                    while found <= n:
+                        cut = block.rfind(b"\n", 0, cut)
+                        if cut < 0:
+                            break
+                        found += 1
+                        if found > n:
+                            self.offset = pos + cut + 1
+                            return n
+                self.offset = 0
+                return found
+        except FileNotFoundError:
+            return 0
 
 
 def exit_code_of(exps: list[Experiment]) -> int:
@@ -93,12 +150,12 @@ def follow_run(
             current = [e for e in store.get_run(name).experiments if e.name in names]
             done = all(e.status.finished for e in current)
             for t in tails:
-                for line in t.read():
+                for line in t.lines():
                     out.write(line + "\n")
             out.flush()
             if done:
                 for t in tails:  # the supervisor wrote its last lines before finishing
-                    for line in t.read():
+                    for line in t.lines():
                         out.write(line + "\n")
                     if t.partial:
                         out.write(t.partial + "\n")
@@ -133,9 +190,4 @@ def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None =
 
 def _skip_to_last(tails: list[Tail], n: int) -> None:
     for t in tails:
-        try:
-            lines = t.path.read_text(encoding="utf-8", errors="replace").splitlines(True)
-        except FileNotFoundError:
-            continue
-        keep = lines[-n:] if n > 0 else []
-        t.offset = len("".join(lines[: len(lines) - len(keep)]).encode("utf-8"))
+        t.skip_to_last(n)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import click
 
 from gridrun.cli.common import find_target, home_of, open_store, output_of
+from gridrun.cli.follow import Tail
 from gridrun.store.models import Status
 
 
@@ -26,8 +28,7 @@ def logs(
 ) -> None:
     """Print logs of an experiment, or of every experiment of a run."""
     from gridrun.agent.builder import build_log_path
-    from gridrun.cli.follow import Tail, follow_run
-    from gridrun.logs import parse_line
+    from gridrun.cli.follow import follow_run
 
     home = home_of(ctx)
     store = open_store(ctx, read_only=True)
@@ -46,34 +47,54 @@ def logs(
     tails += [
         Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
     ]
-    lines: list[str] = []
-    for t in tails:
-        lines += t.read()
-        if t.partial:
-            lines.append(f"{t.label} | {t.partial}" if t.label else t.partial)
     if tail_lines is not None:
-        lines = lines[-tail_lines:] if tail_lines > 0 else []
+        _start_at_last(tails, tail_lines)
+    # Streamed a chunk at a time: memory stays flat whatever the size of the logs.
     if output_of(ctx) == "json":
-        from gridrun.cli.output import emit_json
-
-        records = []
-        for ln in lines:
-            label, _, rest = ln.partition(" | ") if labelled else ("", "", ln)
-            parsed = parse_line(rest or ln)
-            if parsed:
-                records.append(
-                    {
-                        "experiment": label or exps[0].name,
-                        "stream": parsed[0],
-                        "timestamp": parsed[1],
-                        "line": parsed[2],
-                    }
-                )
-        emit_json(records)
-        return
-    if not lines and all(e.status == Status.PENDING for e in exps):
-        click.echo("Experiment is pending. Logs will be available when experiment starts.")
+        _write_json(_lines(tails), labelled, exps[0].name)
         return
     out = sys.stdout
-    for ln in lines:
+    wrote = False
+    for ln in _lines(tails):
         out.write(ln + "\n")
+        wrote = True
+    if not wrote and all(e.status == Status.PENDING for e in exps):
+        click.echo("Experiment is pending. Logs will be available when experiment starts.")
+
+
+def _lines(tails: list[Tail]) -> Iterator[str]:
+    """Each log's whole lines, then its unfinished last line, log after log."""
+    for t in tails:
+        yield from t.lines()
+        if t.partial:
+            yield f"{t.label} | {t.partial}" if t.label else t.partial
+
+
+def _start_at_last(tails: list[Tail], n: int) -> None:
+    """Position the logs so that, read in order, they give the last ``n`` lines in all."""
+    for t in reversed(tails):
+        n -= t.skip_to_last(n)
+
+
+def _write_json(lines: Iterator[str], labelled: bool, only: str) -> None:
+    """A JSON array of ``{experiment, stream, timestamp, line}``, written as it is read."""
+    import json
+
+    from gridrun.logs import parse_line
+
+    out = sys.stdout
+    out.write("[")
+    sep = "\n  "
+    for ln in lines:
+        label, _, rest = ln.partition(" | ") if labelled else ("", "", ln)
+        parsed = parse_line(rest or ln)
+        if parsed:
+            record = {
+                "experiment": label or only,
+                "stream": parsed[0],
+                "timestamp": parsed[1],
+                "line": parsed[2],
+            }
+            out.write(sep + json.dumps(record))
+            sep = ",\n  "
+    out.write("\n]\n" if sep != "\n  " else "]\n")
