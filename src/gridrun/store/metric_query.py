@@ -1,6 +1,6 @@
 """Reading metrics: the API that ``grid metrics`` and the dashboard share.
 
-Three functions over plain data, the contract agreed with the dashboard, so that
+Functions over plain data, the contract agreed with the dashboard, so that
 callers need nothing from the storage format. Values may be NaN or +-inf (a diverged
 loss is a result too): JSON writers must map them (``grid metrics -o json`` writes
 them as the strings ``"nan"``, ``"inf"``, ``"-inf"``).
@@ -17,7 +17,7 @@ from functools import lru_cache
 from operator import itemgetter
 
 from gridrun.store.db import Store
-from gridrun.store.metrics import CHUNK_POINTS, Point, pack_flat, unpack
+from gridrun.store.metrics import CHUNK_POINTS, Point, unpack
 
 # SQLite's default limit on bound parameters is 999 on old builds; stay well below.
 _BATCH = 500
@@ -54,30 +54,6 @@ def series(
             kept = itemgetter(*kept_indices(n, max_points))
             pts = list(zip(kept(flat[0::3]), kept(flat[1::3]), kept(flat[2::3]), strict=True))
         out[exp_id][key] = pts
-    return out
-
-
-def packed(
-    store: Store, experiment_ids: list[int], keys: list[str] | None = None
-) -> dict[int, dict[str, bytes]]:
-    """experiment id -> key -> the points as stored: float64 little-endian triples
-    ``step, wall, value``, sorted by step (:func:`gridrun.store.metrics.unpack` reads them).
-
-    For callers that hand points on in bulk (the dashboard's metrics API): a series
-    logged in order is its stored bytes, untouched, so a cold read of 400,000 points
-    costs what SQLite takes to read them, not a Python object per point.
-    """
-    out: dict[int, dict[str, bytes]] = {i: {} for i in experiment_ids}
-    for exp_id, key, ordered, parts in _chunks(store, experiment_ids, keys):
-        blob = parts[0] if len(parts) == 1 else b"".join(parts)
-        if not ordered:
-            flat = unpack(blob)
-            n = len(flat) // 3
-            order = sorted(range(n), key=flat[0::3].__getitem__)  # stable, like series()
-            if n > 1:
-                flat = array("d", itemgetter(*[3 * i + j for i in order for j in range(3)])(flat))
-            blob = pack_flat(flat)
-        out[exp_id][key] = blob
     return out
 
 

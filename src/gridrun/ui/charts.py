@@ -12,7 +12,8 @@ parse; as typed arrays it is a few MB that it does not parse at all. Layout::
                 (NaN or infinite where the value was)
 
 ``t0`` is the experiment's start, the origin of the relative-time axis. Every block is
-cut from the stored points (:func:`gridrun.store.metric_query.packed`) with array slices,
+cut from the stored points, read a chunk at a time (:func:`gridrun.store.metric_query.stream`),
+with array slices,
 never a Python object per point, so a cold answer for a whole sweep takes
 milliseconds; float64 throughout is what makes that possible (float32 would need a
 conversion per point), for 1.5 times the bytes of float32 values.
@@ -34,7 +35,9 @@ import json
 import struct
 import sys
 import threading
+from array import array
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from gridrun.store import metric_query as query
 from gridrun.store.db import Store
@@ -88,25 +91,40 @@ class SeriesCache:
 
 def encode_series(stored: bytes, max_points: int | None) -> bytes:
     """One series block (steps, wall times, values: float64 columns) from its stored
-    points, thinned to at most ``max_points`` by a whole stride plus the last point.
-
-    Array slices only: no float object is made per point, which is what keeps a cold
-    answer for a whole sweep within milliseconds.
-    """
+    points, thinned to at most ``max_points`` by a whole stride plus the last point."""
     flat = unpack(stored)
-    n = len(flat) // 3
-    if n == 0:
-        return b""
+    return encode_stream([flat], len(flat) // 3, max_points)
+
+
+def encode_stream(chunks: Iterable[array[float]], count: int, max_points: int | None) -> bytes:
+    """A series block from its stored chunks, read one at a time: only the points kept
+    are ever held, so a 10-million-point series costs one chunk of memory
+    and the block it becomes. ``count`` (from the summary) sets the stride; points
+    logged since then are read too, and the last point read always ends the line."""
     stride = 1
-    if max_points is not None and n > max_points:
-        if max_points <= 1:  # room for one point: the latest
-            flat, n = flat[3 * (n - 1) :], 1
-        else:
-            stride = -(-(n - 1) // (max_points - 1))  # ceil: the last point is extra
-    cols = [flat[k :: 3 * stride] for k in range(3)]
-    if (n - 1) % stride:  # the last point always: a live line ends where it is now
+    if max_points is not None and count > max_points:
+        stride = count if max_points <= 1 else -(-(count - 1) // (max_points - 1))
+    cols = [array("d"), array("d"), array("d")]
+    seen = 0
+    last: array[float] | None = None
+    for flat in chunks:
+        n = len(flat) // 3
+        if not n:
+            continue
+        first = -seen % stride  # the chunk's first index on the stride
         for k in range(3):
-            cols[k].append(flat[3 * (n - 1) + k])
+            cols[k].extend(flat[3 * first + k :: 3 * stride])
+        seen += n
+        last = flat[3 * (n - 1) : 3 * n]
+    if last is None:
+        return b""
+    if (seen - 1) % stride:  # the last point always: a live line ends where it is now
+        for k in range(3):
+            cols[k].append(last[k])
+    if stride > 1 and max_points is not None and max_points <= 1:
+        cols = [array("d", [last[k]]) for k in range(3)]  # room for one point: the latest
+    # Array slices only: no float object is made per point, which is what keeps a cold
+    # answer for a whole sweep within milliseconds.
     if sys.byteorder == "big":
         for c in cols:
             c.byteswap()
@@ -137,20 +155,16 @@ def run_metrics(
                 stale.setdefault(e.id, []).append(k)
             else:
                 blocks[(e.id, k)] = hit
-    if stale:
-        stale_keys = sorted({k for ks in stale.values() for k in ks})
-        fresh = query.packed(store, list(stale), stale_keys)
-        by_id = {e.id: e for e in exps}
-        for exp_id, ks in stale.items():
-            exp = by_id[exp_id]
-            for k in ks:
-                stored = fresh.get(exp_id, {}).get(k)
-                if stored is None:
-                    continue
-                block = encode_series(stored, max_points)
-                blocks[(exp_id, k)] = block
-                count = int(summary[exp_id][k]["count"])
-                cache.put((exp_id, exp.name, exp.started_at, k, max_points), count, block)
+    by_id = {e.id: e for e in exps}
+    for exp_id, ks in stale.items():
+        exp = by_id[exp_id]
+        for k in ks:
+            count = int(summary[exp_id][k]["count"])
+            block = encode_stream(query.stream(store, exp_id, k), count, max_points)
+            if not block:
+                continue
+            blocks[(exp_id, k)] = block
+            cache.put((exp_id, exp.name, exp.started_at, k, max_points), count, block)
     index: list[list[str | int | float]] = []
     body: list[bytes] = []
     for k in wanted:
