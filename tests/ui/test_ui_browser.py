@@ -185,3 +185,52 @@ def test_new_run_form_shows_grid_run_errors(dashboard: Any, page: Any, tmp_path:
     page.fill("input[name=script]", "train.py")
     page.click("#check-run")
     assert "does not exist" in page.inner_text("#form-error")
+
+
+SMALL_LR = """\
+import argparse
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+a = p.parse_args()
+print("x" * 3000, flush=True)  # one very long log line
+for s in range(40):
+    print(f"step: {s} lr: {a.lr * (1 - s / 80):.8f} loss: {1 / (s + 1):.4f}", flush=True)
+"""
+
+
+def test_charts_read_right_at_1280_pixels(
+    grid: Any, tmp_path: Path, dashboard: Any, page: Any
+) -> None:
+    project = tmp_path / "lr"
+    project.mkdir()
+    (project / "train.py").write_text(SMALL_LR)
+    name = _submit(grid, project, "--lr", "[0.0002, 0.0001]")
+    assert all(e["status"] == "succeeded" for e in grid.wait(name)["experiments"])
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(dashboard.login(f"runs/{name}"))
+    page.wait_for_function("window.gridChartsReady === true")
+    # The learning rate's ticks say what they are, with the digits their spacing needs.
+    ticks = page.evaluate("window.gridCharts.lr.axes[1]._values")
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+    assert all(float(t) > 0 for t in ticks if t != "0"), ticks
+    assert page.evaluate("charts.ticks([0.0001, 0.00015, 0.0002])") == ["1e-4", "1.5e-4", "2e-4"]
+    assert page.evaluate("charts.ticks([0, 0.25, 0.5])") == ["0.00", "0.25", "0.50"]
+    assert page.evaluate("charts.ticks([1000, 2000])") == ["1000", "2000"]
+    # Each line is named by what was swept: in the legend, and on hover.
+    legend = page.inner_text("[data-key='lr'] .chart-legend")
+    assert "lr=0.0002" in legend and "lr=0.0001" in legend
+    # Nothing is wider than its card, or than the window.
+    spill = """() => {
+        const out = [];
+        if (document.documentElement.scrollWidth > window.innerWidth) out.push('page');
+        for (const s of document.querySelectorAll('section'))
+            if (s.scrollWidth > s.clientWidth + 1) out.push(s.querySelector('h2')?.textContent);
+        return out;
+    }"""
+    assert page.evaluate(spill) == []
+    page.goto(dashboard.login(f"experiments/{name}-exp0"))
+    page.wait_for_function(
+        "document.querySelector('#log-state').textContent.startsWith('Complete')"
+    )
+    assert "x" * 3000 in page.inner_text("#log-stdout")
+    assert page.evaluate(spill) == []

@@ -33,6 +33,29 @@ const charts = {
     return { keys: header.keys, experiments: header.experiments, series };
   },
 
+  // Tick labels with the digits the tick spacing needs: 1e-4, 1.5e-4, 2e-4 or 0.0025,
+  // never "0" for every tick of a learning rate (uPlot's default rounds them away).
+  ticks(splits) {
+    const finite = splits.filter((v) => v !== null && Number.isFinite(v));
+    if (!finite.length) return splits.map(() => "");
+    let step = 0;
+    for (let i = 1; i < finite.length; i++) {
+      const d = Math.abs(finite[i] - finite[i - 1]);
+      if (d > 0 && (!step || d < step)) step = d;
+    }
+    const mag = Math.max(...finite.map(Math.abs));
+    if (!step) step = mag || 1;
+    // Decimal places that show the step exactly (2.5e-4 needs one more than 1e-4).
+    let places = Math.max(0, -Math.floor(Math.log10(step)));
+    while (places < 20 && Math.abs(+step.toFixed(places) - step) > step * 1e-6) places++;
+    if (mag && (mag < 1e-3 || mag >= 1e6)) {
+      const digits = Math.max(0, Math.min(15, Math.floor(Math.log10(mag)) - Math.floor(Math.log10(step))
+        + (places - Math.max(0, -Math.floor(Math.log10(step))))));
+      return splits.map((v) => (v === 0 ? "0" : v.toExponential(digits).replace(/\.?0+e/, "e")));
+    }
+    return splits.map((v) => v.toFixed(places));
+  },
+
   palette(i, n) {
     const hue = (i * 137.508) % 360; // golden angle: neighbours differ
     return `hsl(${hue.toFixed(0)}, 70%, ${n > 40 ? 48 : 42}%)`;
@@ -138,7 +161,10 @@ const charts = {
         cursor: { focus: { prox: 16 }, points: { size: 5 } },
         focus: { alpha: 0.25 },
         scales: { x: { time: false }, y: { distr: opts.logscale ? 3 : 1 } },
-        axes: [{ label: opts.xmode === "time" ? "relative time (s)" : "step" }, { size: 60 }],
+        axes: [
+          { label: opts.xmode === "time" ? "relative time (s)" : "step" },
+          { size: 70, values: (u, splits) => charts.ticks(splits) },
+        ],
         hooks: {
           draw: [() => grid.mark(`uplot-draw-${key}`)], // first draw, for bench_ui
           setCursor: [(u) => charts.caption(u, caption)],
@@ -154,6 +180,18 @@ const charts = {
       container,
     );
     u.gridPoints = aligned.points;
+    u.gridDescribe = opts.describe || null;
+    if (opts.describe && n <= 12) {
+      // A legend for a few lines: each named by what was swept (hover names any line).
+      const legend = grid.el("div", { class: "chart-legend" });
+      aligned.names.forEach((name, j) => {
+        const item = grid.el("span", {}, grid.el("span", { class: "swatch" }), opts.describe(name) || name);
+        item.firstChild.style.background = series[j + 1].stroke;
+        item.title = name;
+        legend.append(item);
+      });
+      container.append(legend);
+    }
     return u;
   },
 
@@ -162,6 +200,8 @@ const charts = {
     const focused = u.gridFocused;
     if (idx == null || !focused) { el.textContent = ""; return; }
     const v = u.data[focused][idx];
-    el.textContent = ` ${u.series[focused].label}: ${grid.num(v)} at ${u.series[0].label} ${grid.num(u.data[0][idx])}`;
+    const label = u.series[focused].label;
+    const about = u.gridDescribe ? u.gridDescribe(label) : "";
+    el.textContent = ` ${label}${about ? ` (${about})` : ""}: ${grid.num(v)} at ${u.series[0].label} ${grid.num(u.data[0][idx])}`;
   },
 };

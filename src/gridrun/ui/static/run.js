@@ -158,7 +158,17 @@
       smoothing: +controls.smoothing.value,
       allNames: run.experiments.map((e) => e.name),
       visible: (n) => shown.has(n),
+      describe: describeExperiment,
     };
+  }
+
+  // A line's name in legends and on hover: the values swept (what tells lines apart).
+  function describeExperiment(name) {
+    const e = run.experiments.find((x) => x.name === name);
+    if (!e) return "";
+    const swept = run.params.filter((p) => new Set(run.experiments.map((x) => x.params[p])).size > 1);
+    const shown = (swept.length ? swept : run.params).map((p) => `${p}=${e.params[p] ?? "-"}`);
+    return (run.runs && run.runs.length > 1 ? [e.run, ...shown] : shown).join(" ");
   }
 
   function drawCharts() {
