@@ -51,9 +51,10 @@ const charts = {
     if (mag && (mag < 1e-3 || mag >= 1e6)) {
       const digits = Math.max(0, Math.min(15, Math.floor(Math.log10(mag)) - Math.floor(Math.log10(step))
         + (places - Math.max(0, -Math.floor(Math.log10(step))))));
-      return splits.map((v) => (v === 0 ? "0" : v.toExponential(digits).replace(/\.?0+e/, "e")));
+      return splits.map((v) => (v === null || !Number.isFinite(v) ? ""
+        : v === 0 ? "0" : v.toExponential(digits).replace(/\.?0+e/, "e")));
     }
-    return splits.map((v) => v.toFixed(places));
+    return splits.map((v) => (v === null || !Number.isFinite(v) ? "" : v.toFixed(places)));
   },
 
   palette(i, n) {
