@@ -234,3 +234,34 @@ def test_charts_read_right_at_1280_pixels(
     )
     assert "x" * 3000 in page.inner_text("#log-stdout")
     assert page.evaluate(spill) == []
+
+
+def test_two_runs_compare_on_one_page(grid: Any, project: Path, dashboard: Any, page: Any) -> None:
+    first = _submit(grid, project, "--lr", "[0.1, 0.2]")
+    second = _submit(grid, project, "--lr", "[0.3, 0.5]", "--steps", "30")
+    grid.wait(first)
+    grid.wait(second)
+    page.goto(dashboard.login())
+    assert page.locator("#compare").is_disabled()
+    page.check(f"tr[data-run='{first}'] input.pick")
+    page.check(f"tr[data-run='{second}'] input.pick")
+    page.click("#compare")
+    page.wait_for_url(re.compile(r"/compare\?runs="))
+    page.wait_for_function("window.gridChartsReady === true")
+    rows = page.locator("#experiments tbody tr")
+    assert rows.count() == 4
+    runs_column = page.locator("#experiments tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(r.strip() for r in runs_column) == sorted([first, first, second, second])
+    lines = _chart_lines(page)
+    assert set(lines["loss"]) == {
+        f"{first}-exp0",
+        f"{first}-exp1",
+        f"{second}-exp0",
+        f"{second}-exp1",
+    }
+    assert lines["loss"][f"{second}-exp1"] == 30 and lines["loss"][f"{first}-exp0"] == 20
+    legend = page.inner_text("[data-key='loss'] .chart-legend")
+    assert f"{second} lr=0.5" in legend
+    for bad in ("/compare", "/api/compare?runs=", "/api/compare/metrics?runs=nope"):
+        code, _body = dashboard.get(bad)
+        assert code in (400, 404), (bad, code)

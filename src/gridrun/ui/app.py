@@ -33,7 +33,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gridrun.errors import GridError, NotFoundError, StateError
+from gridrun.errors import GridError, NotFoundError, StateError, UsageError
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
@@ -103,6 +103,46 @@ def _run_detail(request: Request) -> dict[str, Any] | Response:
         return _not_found(request, exc)
     finally:
         store.close()
+
+
+def _compared_runs(request: Request, store: Store) -> list[Run]:
+    """The runs named by ``?runs=a,b`` (at least one), each once, in the order given."""
+    names = [n for n in dict.fromkeys(request.query_params.get("runs", "").split(",")) if n]
+    if not names:
+        raise UsageError("Name the runs to compare: /compare?runs=RUN1,RUN2.")
+    return [store.get_run(n) for n in names]
+
+
+def _compare_detail(request: Request) -> tuple[dict[str, Any], list[Experiment]]:
+    store = _store(request)
+    try:
+        runs = _compared_runs(request, store)
+        exps = [e for r in runs for e in r.experiments]
+        return data.compare_detail(runs, _summary(store, exps)), exps
+    finally:
+        store.close()
+
+
+def compare_page(request: Request) -> Response:
+    """Experiments of several runs side by side: one table, overlaid charts."""
+    detail, _exps = _compare_detail(request)
+    return _render(request, "run.html", run=detail, initial=_script_json(detail))
+
+
+def api_compare(request: Request) -> Response:
+    return JSONResponse(_compare_detail(request)[0])
+
+
+def api_compare_metrics(request: Request) -> Response:
+    store = _store(request)
+    try:
+        exps = [e for r in _compared_runs(request, store) for e in r.experiments]
+        raw_max = request.query_params.get("max_points", "")
+        max_points = int(raw_max) if raw_max.isdigit() else points_per_line(len(exps))
+        body = run_metrics(store, exps, request.app.state.series_cache, None, max_points or None)
+    finally:
+        store.close()
+    return Response(body, media_type="application/octet-stream")
 
 
 def run_page(request: Request) -> Response:
@@ -438,6 +478,7 @@ def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Sta
         Route("/runs/new", new_run_page, methods=["GET"]),
         Route("/runs/new", new_run_post, methods=["POST"]),
         Route("/runs/{name}", run_page),
+        Route("/compare", compare_page),
         Route("/runs/{name}/export.csv", run_csv),
         Route("/experiments/{name}", experiment_page),
         Route("/experiments/{name}/artifacts/{path:path}", artifact_download),
@@ -445,6 +486,8 @@ def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Sta
         Route("/api/runs", api_runs),
         Route("/api/runs/{name}", api_run),
         Route("/api/runs/{name}/metrics", api_run_metrics),
+        Route("/api/compare", api_compare),
+        Route("/api/compare/metrics", api_compare_metrics),
         Route("/api/experiments/{name}", api_experiment),
         Route("/api/experiments/{name}/logs", experiment_logs),
         Route("/api/sweep/count", api_sweep_count),

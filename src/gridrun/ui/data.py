@@ -82,7 +82,46 @@ def run_detail(run: Run, summary: dict[int, dict[str, dict[str, float]]]) -> dic
         ej["metrics"] = {k: _clean(v) for k, v in summary.get(e.id, {}).items()}
         out.append(ej)
     data["experiments"] = out
+    data["api"] = f"/api/runs/{quote(run.name)}"
+    data["metrics_api"] = f"/api/runs/{quote(run.name)}/metrics"
     return data
+
+
+_COUNTS = ("running", "queued", "completed", "failed", "stopped")
+
+
+def compare_detail(
+    runs: list[Run], summary: dict[int, dict[str, dict[str, float]]]
+) -> dict[str, Any]:
+    """Several runs' experiments on one page, as one run's page shows its own: the
+    table gains a Run column, parameters and metrics are the union of the runs'."""
+    details = [run_detail(r, summary) for r in runs]
+    exps = []
+    for d in details:
+        exps += [{**e, "run": d["name"]} for e in d["experiments"]]
+    params: list[str] = []
+    for d in details:
+        params += [p for p in d["params"] if p not in params]
+    keys = sorted({m["key"] for d in details for m in d["metrics"]})
+    names = [r.name for r in runs]
+    query = "runs=" + quote(",".join(names))
+    return {
+        "name": " vs ".join(names),
+        "runs": names,
+        "compare": True,
+        "status": "running" if any(d["active"] for d in details) else "succeeded",
+        "active": any(d["active"] for d in details),
+        "duration": "-",
+        "script": ", ".join(sorted({d["script"] for d in details})),
+        "backend": ", ".join(sorted({d["backend"] for d in details})),
+        "params": params,
+        "varying": [k for k in params if len({e["params"].get(k) for e in exps}) > 1],
+        "metrics": [{"key": k, "higher_is_better": higher_is_better(k)} for k in keys],
+        "experiments": exps,
+        **{c: sum(d[c] for d in details) for c in _COUNTS},
+        "api": f"/api/compare?{query}",
+        "metrics_api": f"/api/compare/metrics?{query}",
+    }
 
 
 def _clean(stats: dict[str, float]) -> dict[str, float | None]:

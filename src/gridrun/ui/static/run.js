@@ -5,7 +5,7 @@
   let run = JSON.parse(document.getElementById("initial").textContent);
   const name = run.name;
   // Asked for before anything is drawn: the table renders while the points arrive.
-  let pending = charts.fetch(`/api/runs/${name}/metrics`);
+  let pending = charts.fetch(run.metrics_api);
   const state = { sortCol: null, sortDir: 1, hidden: new Set(), filter: "", metrics: null };
   // Until the charts are on screen the table holds its first rows only (the scroller
   // shows ~17): laying out and painting 200 rows would delay the charts by a third.
@@ -19,6 +19,7 @@
   function columns() {
     const cols = [
       { id: "name", label: "Experiment", get: (e) => e.name, link: true },
+      ...(run.compare ? [{ id: "run", label: "Run", get: (e) => e.run }] : []),
       { id: "status", label: "Status", get: (e) => e.status, status: true },
       { id: "duration", label: "Run Duration", get: (e) => e.duration },
     ];
@@ -215,7 +216,7 @@
 
   async function loadMetrics() {
     grid.mark("metrics-fetch");
-    state.metrics = await (pending || charts.fetch(`/api/runs/${name}/metrics`));
+    state.metrics = await (pending || charts.fetch(run.metrics_api));
     pending = null;
     grid.mark("metrics-parsed");
     drawCharts();
@@ -302,14 +303,15 @@
     status.textContent = run.status;
     status.className = `status ${run.status}`;
     document.getElementById("run-duration").textContent = run.duration;
-    document.querySelector("#stop-run button").disabled = !run.active;
+    const stop = document.querySelector("#stop-run button");
+    if (stop) stop.disabled = !run.active;
     renderTable();
   }
   async function poll() {
     const wasActive = run.active;
     try {
       const keysBefore = run.metrics.map((m) => m.key).join();
-      run = await grid.json(`/api/runs/${name}`);
+      run = await grid.json(run.api);
       renderAll();
       if (run.metrics.map((m) => m.key).join() !== keysBefore) { renderToggles(); renderMetricChoices(); }
       await loadMetrics();
