@@ -172,11 +172,11 @@ def test_new_run_form_submits_like_grid_run(
     row = page.locator(f"#runs tr[data-run='{name}']")
     row.wait_for()
     page.wait_for_function(
-        f"document.querySelector(\"#runs tr[data-run='{name}'] td:nth-child(2)\")"
+        f"document.querySelector(\"#runs tr[data-run='{name}'] td:nth-child(3)\")"
         ".textContent.trim() === 'succeeded'"
     )
     cells = row.locator("td").all_inner_texts()
-    assert cells[4:] == ["4", "0", "0", "4", "0", "0"], cells
+    assert cells[5:] == ["4", "0", "0", "4", "0", "0"], cells  # after the tick box
 
 
 def test_new_run_form_shows_grid_run_errors(dashboard: Any, page: Any, tmp_path: Path) -> None:
