@@ -45,6 +45,24 @@ def test_metrics_json_and_logs_stream_every_point_and_line(grid: Any, tmp_path: 
     assert records[0]["stream"] == "stdout" and records[0]["line"].startswith("step: 0 ")
 
 
+def test_a_terminal_chart_keeps_small_values_apart() -> None:
+    from gridrun.cli import termchart
+
+    rows = termchart.render(
+        "lr",
+        [termchart.Line("a", [0, 1, 2], [2e-4, 1.5e-4, 1e-4]), termchart.Line("b", [0, 2], [1, 1])],
+        width=20,
+        height=4,
+    )
+    text = [r.plain for r in rows]
+    assert text[0] == "lr" and len(text) == 6
+    labels = [t.split("┤")[0].strip() for t in text[1:5]]
+    assert labels[0] != labels[-1] and "0" not in (labels[0], labels[-1]), labels
+    assert all(len(t.split("┤")[1]) == 20 for t in text[1:5])
+    empty = termchart.render("nan", [termchart.Line("a", [0], [float("nan")])])
+    assert "no finite values" in empty[-1].plain
+
+
 def test_tail_reads_a_chunk_at_a_time_and_finds_the_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "output.log"
     text = "".join(f"line {i} é\n" for i in range(1000)) + "unfinished"

@@ -95,6 +95,26 @@ def test_a_sweep_printing_metrics_then_grid_metrics(grid, project: Path) -> None
     missing = grid("metrics", "no-such-run", check=False)
     assert missing.returncode != 0 and "No run or experiment named" in missing.stderr
 
+    # The table is followed by a braille chart per metric, a line per experiment.
+    charted = grid("metrics", "msweep").stdout
+    chart_rows = [ln for ln in charted.splitlines() if "┤" in ln]
+    assert len(chart_rows) == 8 * len(exp0["metrics"])
+    assert any(ch in ln for ln in chart_rows for ch in "⠁⠂⠄⡀⠈⠐⠠⢀")
+    assert "━━ msweep-exp0 lr=0.1" in charted and "━━ msweep-exp1 lr=0.01" in charted
+    assert "┤" not in grid("metrics", "msweep", "--no-chart").stdout
+
+    # Two runs (or a run and an experiment) in one table, one JSON list, one chart each.
+    grid(
+        "run", "--name", "other", "--follow", "train.py", "--lr", "0.5", "--epochs", "3",
+        cwd=project,
+    )  # fmt: skip
+    both = grid.json("metrics", "msweep", "other")
+    assert [(e["run"], e["experiment"]) for e in both] == [
+        ("msweep", "msweep-exp0"), ("msweep", "msweep-exp1"), ("other", "other-exp0"),
+    ]  # fmt: skip
+    text = grid("metrics", "msweep", "other", "msweep-exp0").stdout
+    assert "other-exp0" in text and text.count("msweep-exp0") == 2  # the table, the legend
+
 
 def test_bad_pattern_in_run_config_is_refused_at_submission(grid, project: Path) -> None:
     cfg = project / "grid.yaml"

@@ -92,7 +92,7 @@ def _points_json(flat: Any) -> str:
 
 
 def _write_json(
-    store: Any, run_name: str, exps: list[Experiment], stats: dict[int, dict[str, Any]]
+    store: Any, runs_of: dict[int, str], exps: list[Experiment], stats: dict[int, dict[str, Any]]
 ) -> None:
     """Every point of every series as JSON, written while it is read: memory stays at
     one stored chunk however many points a series holds (10 million lines printed)."""
@@ -104,7 +104,9 @@ def _write_json(
     dumps = json.dumps
     out.write("[")
     for i, e in enumerate(exps):
-        head = {"run": run_name, "experiment": e.name, "status": e.status.value, "params": e.params}
+        head: dict[str, Any] = {"run": runs_of[e.id], "experiment": e.name}
+        head["status"] = e.status.value
+        head["params"] = e.params
         out.write(("," if i else "") + "\n  " + dumps(head)[:-1] + ', "metrics": {')
         for j, (k, st) in enumerate(stats[e.id].items()):
             summary = {s: _number(v) for s, v in st.items() if s != "count"}
@@ -120,8 +122,38 @@ def _write_json(
     out.write("\n]\n" if exps else "]\n")
 
 
-@click.command(short_help="Compare the metrics of a run's experiments.")
-@click.argument("name")
+def _draw_charts(store: Any, exps: list[Experiment], keys: list[str], params: list[str]) -> None:
+    """One small braille chart per metric, a line per experiment, and which is which."""
+    from rich.console import Group
+
+    from gridrun.cli import termchart
+    from gridrun.cli.output import console
+    from gridrun.store import metric_query as query
+
+    width = max(30, min(100, console.width - 14))
+    # Two points per braille column is all a chart can show: never more is read.
+    series = query.series(store, [e.id for e in exps], keys, max_points=2 * width)
+    swept = [p for p in params if len({e.params.get(p) for e in exps}) > 1]
+    shown = exps[: len(termchart.COLOURS)]
+    labels = [" ".join([e.name, *(f"{p}={e.params.get(p, '-')}" for p in swept)]) for e in shown]
+    for key in keys:
+        lines = [
+            termchart.Line(e.name, [p[0] for p in pts], [p[2] for p in pts])
+            for e in shown
+            for pts in [series[e.id].get(key, [])]
+        ]
+        console.print(Group(*termchart.render(key, lines, width=width)))
+    console.print(termchart.legend(labels))
+    if len(exps) > len(shown):
+        console.print(
+            f"Charts show the first {len(shown)} of {len(exps)} experiments; "
+            "`grid ui` draws them all.",
+            markup=False,
+        )
+
+
+@click.command(short_help="Compare the metrics of runs' experiments.")
+@click.argument("names", nargs=-1, required=True, metavar="RUN|EXPERIMENT...")
 @click.option(
     "--sort",
     "sort",
@@ -135,25 +167,37 @@ def _write_json(
     type=click.Choice(["console", "json", "csv"]),
     help="A table (console), JSON with every point of every series, or CSV.",
 )
+@click.option("--no-chart", is_flag=True, help="The table alone, without the charts.")
 @click.pass_context
-def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) -> None:
-    """Show each experiment's parameters and each metric's last, minimum and maximum.
+def metrics(
+    ctx: click.Context, names: tuple[str, ...], sort: str | None, fmt: str | None, no_chart: bool
+) -> None:
+    """Show each experiment's parameters and each metric's last, minimum and maximum,
+    then a small chart of each metric with a line per experiment.
 
-    Metrics are read, with no change to the script, from `key: value` and `key=value`
-    lines it prints, TensorBoard event files and metrics.csv files it writes.
+    Name several runs to compare them: `grid metrics RUN1 RUN2`. Metrics are read,
+    with no change to the script, from `key: value` and `key=value` lines it prints,
+    TensorBoard event files and metrics.csv files it writes.
     """
     from gridrun.store import metric_query as query
 
     fmt = fmt or output_of(ctx)
     store = open_store(ctx, read_only=True)
-    run, exps = find_target(store, name)
+    exps: list[Experiment] = []
+    runs_of: dict[int, str] = {}
+    for name in dict.fromkeys(names):
+        run, found = find_target(store, name)
+        for e in found:
+            if e.id not in runs_of:
+                runs_of[e.id] = run.name
+                exps.append(e)
     ids = [e.id for e in exps]
     stats = query.summary(store, ids)
     exps = _sorted(exps, stats, sort)
     keys = sorted({k for s in stats.values() for k in s})
     params = _param_keys(exps)
     if fmt == "json":
-        _write_json(store, run.name, exps, stats)
+        _write_json(store, runs_of, exps, stats)
         return
     if fmt == "csv":
         header = ["experiment", "status", *params, *[f"{k} {s}" for k in keys for s in STATS]]
@@ -191,6 +235,8 @@ def metrics(ctx: click.Context, name: str, sort: str | None, fmt: str | None) ->
     console.print(table(["Experiment", "Status", *params, *keys], rows))
     if keys:
         console.print("Each metric: last [min, max].", markup=False)
+        if not no_chart:
+            _draw_charts(store, exps, keys, params)
     else:
         console.print(
             "No metrics recorded yet. gridrun reads `key: value` or `key=value` lines, "
