@@ -34,6 +34,14 @@ COMMANDS = {
     "images": "gridrun.cli.images:images",
     "agent": "gridrun.cli.agent:agent",
     "ui": "gridrun.cli.ui:ui",
+    "view": "gridrun.cli.gridref:view",
+    "version": "gridrun.cli.gridref:version",
+    "docs": "gridrun.cli.gridref:docs",
+    "login": "gridrun.cli.gridref:login",
+    "user": "gridrun.cli.gridref:user",
+    "team": "gridrun.cli.gridref:team",
+    "credentials": "gridrun.cli.gridref:credentials",
+    "edit": "gridrun.cli.gridref:edit",
 }
 
 
@@ -56,6 +64,19 @@ class GridGroup(click.Group):
             if exc.name and exc.name.startswith("gridrun"):
                 return None
             raise
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An unknown command names the nearest one: `grid runn` -> `grid run`."""
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
+            near = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+            hint = f" Did you mean '{near[0]}'?" if near else " `grid --help` lists them."
+            raise click.UsageError(f"No such command '{name}'.{hint}", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

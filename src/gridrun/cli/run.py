@@ -184,6 +184,7 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     help="requirements.txt, environment.yml or pyproject.toml to use.",
 )
 @click.option(
+    "-d",
     "--dockerfile",
     "--grid_dockerfile",
     "dockerfile",
