@@ -35,7 +35,7 @@ MAX_ADDED = 4  # rounds of adding modules that installed packages need but do no
 # Run inside the built environment (any Python from 2.7 on): which dotted names fail,
 # who owns them, and which packages fail to import for want of another module.
 _CHECKER = r"""
-import importlib, importlib.util, json, re, sys
+import importlib, importlib.util, json, re, sys, warnings
 try:
     from importlib.metadata import packages_distributions, version
 except ImportError:
@@ -46,38 +46,58 @@ owners = packages_distributions() if packages_distributions else {}
 out = {}
 broken = {}
 gaps = {}
+def absent(module):
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is None
+    except Exception:
+        return False
+def lacking(exc):
+    # The top-level module another distribution provides that an import could not find.
+    needed = getattr(exc, "name", None)
+    if not needed:  # Python 2: the name is only in the message
+        found = re.match(r"No module named '?([\w.]+)", str(exc))
+        needed = found.group(1) if found else None
+    return needed
 for name in names:
     parts = name.split(".")
     top = parts[0]
     try:
-        importlib.import_module(top)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            importlib.import_module(top)
+        for warning in caught:
+            # torch without numpy imports, warning "Failed to initialize NumPy: No
+            # module named 'numpy'", and fails later, when a tensor meets an array.
+            found = re.search(r"No module named '?([\w.]+)", str(warning.message))
+            if found and found.group(1).split(".")[0] != top and absent(found.group(1)):
+                broken.setdefault(top, found.group(1))
     except Exception as exc:
         if strict:  # checking a step back: a release that breaks the import is no fix
             out[name] = ["", "", "import %s failed: %s" % (top, exc)]
         if isinstance(exc, ImportError):
             gone = re.match(r"cannot import name '?(\w+)'? from '?([\w.]+)'?", str(exc))
-            if gone:
-                needed = gone.group(2) + "." + gone.group(1)
-            else:
-                needed = getattr(exc, "name", None)
-                if not needed:  # Python 2: the name is only in the message
-                    found = re.match(r"No module named '?([\w.]+)", str(exc))
-                    needed = found.group(1) if found else None
+            needed = gone.group(2) + "." + gone.group(1) if gone else lacking(exc)
             if needed and needed.split(".")[0] != top:
-                try:
-                    there = importlib.util.find_spec(needed.split(".")[0]) is not None
-                except Exception:
-                    there = False
-                (gaps if there else broken)[top] = needed
+                (broken if absent(needed) else gaps)[top] = needed
         continue  # first look: not installed, or broken for other reasons
-    obj, problem = None, None
+    obj, problem, foreign = None, None, None
     for i in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+        except ImportError as exc:
+            # torch.utils.tensorboard imports tensorboard, a distribution of its own that
+            # torch does not require: the module is added, torch is not stepped back.
+            # Only a name of the package itself (it has no such submodule) is a problem
+            # for version repair.
+            needed = lacking(exc)
+            if needed and needed.split(".")[0] != top and absent(needed):
+                foreign = foreign or needed
             continue
         except Exception:
             obj = None
+            break
+        if foreign:  # the importer is the module below the deepest one that imports
+            broken.setdefault(".".join(parts[:i + 1]), foreign)
             break
         for attr in parts[i:]:
             if not hasattr(obj, attr):
@@ -165,9 +185,11 @@ class Check:
     ``missing``: ``name -> [distribution, version, problem]`` for dotted names it lacks;
     ``broken``: ``top-level module -> the module its import could not find``, for an
     installed package that needs a module nothing installed provides (``keras`` without
-    ``tensorflow``, ``pygame`` without a ``pkg_resources``); ``gaps``: the same for a
-    name that an installed dependency no longer has (``flask_script`` needs
-    ``flask._compat``, gone since Flask 2).
+    ``tensorflow``, ``pygame`` without a ``pkg_resources``), keyed by the submodule the
+    code imports where only that one needs it (``torch.utils.tensorboard`` without
+    ``tensorboard``: torch itself is not at fault, so it is not stepped back);
+    ``gaps``: the same for a name that an installed dependency no longer has
+    (``flask_script`` needs ``flask._compat``, gone since Flask 2).
     """
 
     missing: dict[str, list[str]] = field(default_factory=dict)
@@ -326,8 +348,10 @@ class Repairer:
         """Add what installed packages need but do not declare; the requirements added.
 
         ``keras`` imports ``tensorflow`` (or another backend) without requiring it, old
-        ``pygame`` imports ``pkg_resources``: the package installs, then its import fails
-        with ``No module named ...``. Each such module is mapped to its distribution as
+        ``pygame`` imports ``pkg_resources``, ``torch.utils.tensorboard`` imports
+        ``tensorboard`` and ``torch`` warns without ``numpy``: the package installs, then
+        an import of it or of the submodule the code uses fails (or warns) with ``No
+        module named ...``. Each such module is mapped to its distribution as
         an import in the code would be and installed, a few rounds at most (what it
         brings may need more). One that cannot be installed is left for the run to
         report.
@@ -338,14 +362,14 @@ class Repairer:
         tried: set[str] = set()
         for _ in range(MAX_ADDED):
             wanted: dict[str, str] = {}  # requirement -> the package that needs it
-            for top, needed in sorted(check(self.python, names, self.cwd).broken.items()):
+            for importer, needed in sorted(check(self.python, names, self.cwd).broken.items()):
                 module = needed.split(".")[0]
                 if module in tried or is_stdlib(module):
                     continue
                 tried.add(module)
                 requirement = requirement_for_import(needed)
                 if requirement:
-                    wanted.setdefault(requirement, f"{top} imports {module}")
+                    wanted.setdefault(requirement, f"{importer} imports {module}")
             if not wanted:
                 break
             for requirement, why in wanted.items():
