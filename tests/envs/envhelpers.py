@@ -206,6 +206,20 @@ def run_python(env: Path, code: str) -> str:
     return proc.stdout.strip()
 
 
+def simple_index(root: Path, *wheels: Path) -> str:
+    """A PEP 503 index of ``wheels`` under ``root`` (``root/<name>/index.html``); its URL."""
+    pages: dict[str, list[Path]] = {}
+    for wheel in wheels:
+        name = wheel.name.split("-")[0].replace("_", "-").lower()
+        pages.setdefault(name, []).append(wheel)
+    for name, files in pages.items():
+        page = root / name
+        page.mkdir(parents=True, exist_ok=True)
+        links = "".join(f'<a href="{w.resolve().as_uri()}">{w.name}</a>\n' for w in files)
+        (page / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+    return root.resolve().as_uri()
+
+
 def offline(wheels: Path) -> PipConfig:
     """A pip configuration that installs only from ``wheels`` (no index)."""
     return PipConfig(find_links=(str(wheels),), no_index=True)

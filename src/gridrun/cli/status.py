@@ -72,6 +72,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "instance_type": run.spec.instance_type,
         "use_spot": run.spec.use_spot,
         "framework": run.spec.framework,
+        "torch_build": run.spec.env.torch_build.describe() if run.spec.env.torch_build else None,
         "environment": environment_names(run),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
@@ -285,6 +286,8 @@ def status(ctx: click.Context, name: str | None) -> None:
             return
         console.print(experiments_table(run, exps, console.width), soft_wrap=False)
         _print_errors(run, exps)
+        if run.spec.env.torch_build is not None:
+            console.print(run.spec.env.torch_build.describe(), markup=False, highlight=False)
         for warning in _build_warnings(ctx, run):
             console.print(f"[yellow]Build:[/yellow] {warning}", soft_wrap=True, highlight=False)
         return

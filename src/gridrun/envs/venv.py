@@ -43,6 +43,7 @@ from gridrun.envs.uvoutput import (
     requirement_name,
 )
 from gridrun.errors import BuildError, NotFoundError, StateError
+from gridrun.specs import TorchBuild
 
 MARKER = ".grid-complete"
 LAST_USED = ".grid-last-used"
@@ -90,6 +91,7 @@ def build_venv(
     best_effort: bool = False,
     checks: Sequence[str] = (),
     oldest_python: str = "",
+    torch_build: TorchBuild | None = None,
 ) -> Path:
     """Return ``envs_dir/<key>``, building it first unless a complete one exists.
 
@@ -102,7 +104,8 @@ def build_venv(
     (:mod:`gridrun.envs.repair`). ``oldest_python`` ("3.6"; best effort only): when an
     installed package fails on a standard-library name its Python removed, the build
     starts again with the newest installed Python that has it, not older than this.
-    Raises :class:`BuildError`.
+    ``torch_build``: the PyTorch index the torch packages come from
+    (:mod:`gridrun.envs.torchbuild`). Raises :class:`BuildError`.
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
@@ -130,6 +133,7 @@ def build_venv(
             best_effort,
             list(checks),
             oldest_python,
+            torch_build,
         )
 
 
@@ -278,6 +282,7 @@ def _build(
     best_effort: bool = False,
     checks: list[str] | None = None,
     oldest_python: str = "",
+    torch_build: TorchBuild | None = None,
 ) -> Path:
     from uv import find_uv_bin
 
@@ -297,11 +302,24 @@ def _build(
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
     started = time.time()
     notes: list[str] = []  # why the Python was stepped down, kept for every later run
+    if pip is not None and pip.effective().no_index:  # no index at all: not PyTorch's either
+        torch_build = None
+    torch_args = _torch_args(torch_build, requirements, envs_dir, key, log, notes)
     for step in range(MAX_PYTHON_STEPS + 1):
         tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
         try:
             warnings, pins = _populate(
-                uv, tmp, python, requirements, env, envs_dir, log, pip, best_effort, checks
+                uv,
+                tmp,
+                python,
+                requirements,
+                env,
+                envs_dir,
+                log,
+                pip,
+                best_effort,
+                checks,
+                torch_args,
             )
             older = None
             if best_effort and checks and oldest_python and step < MAX_PYTHON_STEPS:
@@ -323,6 +341,8 @@ def _build(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         break
+    if torch_args:
+        shutil.rmtree(Path(torch_args[1]).parent, ignore_errors=True)
     _fsync_dir(envs_dir)
     return envs_dir / key
 
@@ -338,6 +358,7 @@ def _populate(
     pip: PipConfig | None,
     best_effort: bool,
     checks: list[str] | None,
+    torch_args: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
     """Create the virtualenv in ``tmp`` and install into it: (warnings, repair pins)."""
     python2 = python_minor(python).startswith("2.")
@@ -351,7 +372,7 @@ def _populate(
         (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
         return warnings, pins
     extra = pip.uv_args() if pip is not None else []
-    argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
+    argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra, *torch_args]
     if python2:  # uv does not install into Python 2; the env's own pip does
         argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
         argv += ["--disable-pip-version-check", "--progress-bar", "off"]
@@ -374,6 +395,41 @@ def _populate(
 
 
 MAX_PYTHON_STEPS = 2  # older Pythons tried in turn for packages that need one
+
+
+def _torch_args(
+    build: TorchBuild | None,
+    requirements: Sequence[str],
+    envs_dir: Path,
+    key: str,
+    log: Log,
+    warnings: list[str],
+) -> list[str]:
+    """``-r <pyproject.toml>`` that takes torch from the build's index, if it answers.
+
+    The file lives beside the environments (``<key>.torch/``), outside the folder that
+    is renamed into place, so every install of the build (version repair's too) reads
+    it. An index that cannot be reached leaves PyPI's default build, with one warning.
+    """
+    from gridrun.envs.torchbuild import fallback_warning, reachable, sources_project
+
+    if build is None or not build.index_url:
+        if build is not None:
+            log(build.describe())
+        return []
+    why = reachable(build.index_url)
+    if why is not None:
+        line = fallback_warning(build, why)
+        warnings.append(line)
+        log(line)
+        return []
+    log(f"{build.describe()}, from {build.index_url}")
+    folder = envs_dir / f"{TMP_PREFIX}{key}-torch"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [requirement_name(r) for r in requirements if not r.startswith("-")]
+    project = folder / "pyproject.toml"
+    project.write_text(sources_project(build, names), encoding="utf-8")
+    return ["-r", str(project)]
 
 
 def _older_python(
