@@ -3,10 +3,12 @@
 Following ends with one summary line, so a user who walked away from a long sweep
 sees at a glance how it went and where its files are::
 
-    Run spiffy-sunfish-821 ended: 3 succeeded, 1 failed, 0 stopped in 0d-00:12:41.
+    Run spiffy-sunfish-821 ended: 3 succeeded, 0 failed, 0 stopped in 0d-00:12:41.
     Artifacts: `grid artifacts spiffy-sunfish-821`
 
-(one line on the terminal; wrapped here).
+(one line on the terminal; wrapped here). A failed run's line points to the log of
+its first failed experiment (``Why: `grid logs NAME-exp3```), after a ``Hint:`` for
+each failed experiment whose log shows a common cause (:mod:`gridrun.hints`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ def follow_run(
                         out.write(line + "\n")
                     if t.partial:
                         out.write(t.partial + "\n")
+                for line in hint_lines(home, current, labelled):
+                    out.write(line + "\n")
                 out.write(summary_line(name, current, only) + "\n")
                 out.flush()
                 return exit_code_of(current)
@@ -125,10 +129,32 @@ def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None =
     took = duration(max(ends) - min(starts)) if starts and ends else "-"
     target = exps[0].name if only is not None and len(exps) == 1 else run_name
     what = f"Experiment {target}" if target != run_name else f"Run {run_name}"
-    return (
-        f"{what} ended: {succeeded} succeeded, {failed} failed, {stopped} stopped in {took}. "
-        f"Artifacts: `grid artifacts {target}`"
+    first_failed = next((e.name for e in exps if e.status == Status.FAILED), None)
+    # A failed run's last line points to the log that explains it, not to its files.
+    where = (
+        f"Why: `grid logs {first_failed}`"
+        if first_failed
+        else f"Artifacts: `grid artifacts {target}`"
     )
+    counts = f"{succeeded} succeeded, {failed} failed, {stopped} stopped"
+    return f"{what} ended: {counts} in {took}. {where}"
+
+
+def hint_lines(home: GridHome, exps: list[Experiment], labelled: bool) -> list[str]:
+    """``Hint: ...`` for each failed experiment whose log shows why, wrapped to 80 columns."""
+    import textwrap
+
+    from gridrun.hints import experiment_hint
+
+    out: list[str] = []
+    for e in exps:
+        if e.status != Status.FAILED:
+            continue
+        hint = experiment_hint(home.experiment_dir(e.name), e.exit_code, e.memory)
+        if hint:
+            text = f"Hint: {e.name}: {hint}" if labelled else f"Hint: {hint}"
+            out += textwrap.wrap(text, 80, subsequent_indent="  ", break_on_hyphens=False)
+    return out
 
 
 def _skip_to_last(tails: list[Tail], n: int) -> None:
