@@ -13,6 +13,7 @@ each failed experiment whose log shows a common cause (:mod:`gridrun.hints`).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,12 +28,39 @@ POLL = 0.05
 HEAL_SECONDS = 2.0
 
 
-class Tail:
-    """Reads the lines appended to a file since the last call (whole lines only)."""
+# ``[build] [2026-12-05T01:10:54.679428+00:00] text``: the build log's line.
+_BUILD_LINE = re.compile(r"^\[build\] \[\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)[^\]]*\] ?(.*)$")
+WIDTH = 80
 
-    def __init__(self, path: Path, label: str | None) -> None:
+
+def compact_build_line(line: str) -> list[str]:
+    """A build-log line as ``--follow`` shows it: ``[build] 01:10:54 text``, wrapped to
+    80 columns (``grid logs`` keeps the full timestamp)."""
+    import textwrap
+
+    found = _BUILD_LINE.match(line)
+    if not found:
+        return [line]
+    head = f"[build] {found.group(1)} "
+    return textwrap.wrap(
+        head + found.group(2),
+        WIDTH,
+        subsequent_indent=" " * len(head),
+        break_on_hyphens=False,
+        drop_whitespace=True,
+    ) or [head.rstrip()]
+
+
+class Tail:
+    """Reads the lines appended to a file since the last call (whole lines only).
+
+    ``compact``: build-log lines, shown short (:func:`compact_build_line`).
+    """
+
+    def __init__(self, path: Path, label: str | None, compact: bool = False) -> None:
         self.path = path
         self.label = label
+        self.compact = compact
         self.offset = 0
         self.partial = ""
 
@@ -49,6 +77,8 @@ class Tail:
         data = self.partial + data
         lines = data.split("\n")
         self.partial = lines.pop()
+        if self.compact and not self.label:
+            lines = [short for ln in lines for short in compact_build_line(ln)]
         return [f"{self.label} | {ln}" if self.label else ln for ln in lines]
 
 
@@ -78,7 +108,8 @@ def follow_run(
     labelled = prefix if prefix is not None else len(exps) > 1
     tails: list[Tail] = []
     if show_build:
-        tails.append(Tail(build_log_path(home, run.name), "build" if labelled else None))
+        build = Tail(build_log_path(home, run.name), "build" if labelled else None, True)
+        tails.append(build)
     tails += [
         Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
     ]

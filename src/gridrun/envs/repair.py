@@ -197,7 +197,9 @@ class Check:
     gaps: dict[str, str] = field(default_factory=dict)
 
 
-def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -> Check:
+def check(
+    python: Path, names: Sequence[str], cwd: Path, strict: bool = False, log: Log | None = None
+) -> Check:
     """Import each name's package in the environment and look the names up.
 
     ``strict``: a top-level module that fails to import counts as missing too.
@@ -205,7 +207,7 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
     if not names:
         return Check()
     args = [json.dumps(sorted(set(names))), "strict" if strict else "lenient"]
-    data = _run_in_env(python, _CHECKER, args, cwd)
+    data = _run_in_env(python, _CHECKER, args, cwd, log)
     if data is None:
         return Check()
     missing = data.get("missing")
@@ -218,22 +220,41 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
     )
 
 
-def _run_in_env(python: Path, script: str, args: list[str], cwd: Path) -> dict | None:
+def _run_in_env(
+    python: Path, script: str, args: list[str], cwd: Path, log: Log | None = None
+) -> dict | None:
     """Run a checker script with the environment's Python: the last JSON object it
-    printed (the packages it imports may print too), or None if it gave none."""
+    printed (the packages it imports may print too), or None if it gave none.
+
+    Importing TensorFlow or torch takes a while: ``log`` gets a line every few seconds.
+    """
+    from gridrun.envs.venv import HEARTBEAT_SECONDS
+
+    started = time.monotonic()
     try:
-        proc = subprocess.run(
+        with subprocess.Popen(
             [str(python), "-c", script, *args],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
             env=_quiet_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        ) as proc:
+            while True:
+                try:
+                    stdout, _ = proc.communicate(timeout=HEARTBEAT_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - started
+                    if elapsed > 300:
+                        proc.kill()
+                        return None
+                    if log is not None:
+                        log(f"Still checking the code's imports, {elapsed:.0f} s so far")
+    except OSError:
         return None
-    for line in reversed(proc.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         with contextlib.suppress(ValueError):
             data = json.loads(line)
             if isinstance(data, dict):
@@ -242,10 +263,10 @@ def _run_in_env(python: Path, script: str, args: list[str], cwd: Path) -> dict |
 
 
 def missing_names(
-    python: Path, names: Sequence[str], cwd: Path, strict: bool = False
+    python: Path, names: Sequence[str], cwd: Path, strict: bool = False, log: Log | None = None
 ) -> dict[str, list[str]]:
     """``name -> [distribution, version, problem]`` for names the environment lacks."""
-    return check(python, names, cwd, strict).missing
+    return check(python, names, cwd, strict, log).missing
 
 
 def _quiet_env() -> dict[str, str]:
@@ -313,8 +334,9 @@ class Repairer:
         added (:meth:`complete`), since a package that cannot be imported cannot be
         checked for names either.
         """
+        self.log(f"Checking the code's imports in the environment ({len(set(names))} names)")
         self.complete(names, warnings)
-        found = check(self.python, names, self.cwd)
+        found = check(self.python, names, self.cwd, log=self.log)
         missing = dict(found.missing)
         importers: set[str] = set()
         for top, lacking in sorted(found.gaps.items()):
@@ -362,7 +384,8 @@ class Repairer:
         tried: set[str] = set()
         for _ in range(MAX_ADDED):
             wanted: dict[str, str] = {}  # requirement -> the package that needs it
-            for importer, needed in sorted(check(self.python, names, self.cwd).broken.items()):
+            found = check(self.python, names, self.cwd, log=self.log)
+            for importer, needed in sorted(found.broken.items()):
                 module = needed.split(".")[0]
                 if module in tried or is_stdlib(module):
                     continue
@@ -373,6 +396,7 @@ class Repairer:
             if not wanted:
                 break
             for requirement, why in wanted.items():
+                self.log(f"Adding {requirement}: {why}")
                 rc, output = self.install([requirement])
                 if rc == 0:
                     added.append(requirement)
@@ -427,7 +451,7 @@ class Repairer:
                 minor = True
                 continue
             current = installed
-            problems = missing_names(self.python, names, self.cwd, strict=True)
+            problems = missing_names(self.python, names, self.cwd, True, self.log)
             if problems and depth < MAX_DEPTH:
                 deeper = self._repair_dependency(dist, problems, depth)
                 if deeper:

@@ -37,6 +37,7 @@ from typing import IO
 from gridrun.envs.key import count_packages, python_minor
 from gridrun.envs.pipconf import PipConfig
 from gridrun.envs.uvoutput import (
+    Chatter,
     failing_line,
     failure_message,
     last_meaningful,
@@ -529,9 +530,24 @@ def _pyenv_python(python: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int, list[str]]:
-    """Run uv, logging every stdout and stderr line the moment it arrives."""
+HEARTBEAT_SECONDS = 5.0  # the longest a long step goes without a line in the build log
+
+
+def _run(
+    argv: list[str], env: dict[str, str], cwd: Path, log: Log, progress: Log | None = None
+) -> tuple[int, list[str]]:
+    """Run uv, logging every stdout and stderr line the moment it arrives.
+
+    A step that prints nothing for a while (uv downloads and installs quietly with
+    ``UV_NO_PROGRESS``: torch's CUDA wheels take minutes) gets a line every
+    :data:`HEARTBEAT_SECONDS` on ``progress`` (``log`` unless given), saying what it is
+    doing and for how long, so a build never looks stuck. uv's chatter is dropped.
+    """
     lines: queue.Queue[str | None] = queue.Queue()
+    heartbeat = progress if progress is not None else log
+    chatter = Chatter()
+    started = time.monotonic()
+    last = ""  # what uv said last: what it is doing now
 
     def pump(stream: IO[str]) -> None:
         for line in stream:
@@ -561,12 +577,18 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int
         try:
             open_streams = len(pumps)
             while open_streams:
-                line = lines.get()
+                try:
+                    line = lines.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:
+                    heartbeat(_still(argv, last, time.monotonic() - started))
+                    continue
                 if line is None:
                     open_streams -= 1
                     continue
                 seen.append(line)
-                log(line)
+                if not chatter.drop(line):
+                    last = line
+                    log(line)
         except BaseException:
             proc.kill()
             raise
@@ -574,6 +596,21 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int
             for t in pumps:
                 t.join(timeout=5)
     return proc.returncode, seen
+
+
+def _still(argv: Sequence[str], last: str, elapsed: float) -> str:
+    """``Still installing (resolved 44 packages), 35 s so far``: a heartbeat line."""
+    if "venv" in argv[1:3]:
+        doing = "creating the virtualenv"
+    elif "--dry-run" in argv:
+        doing = "checking a requirement"
+    elif last.startswith("Resolved"):
+        doing = "downloading and installing"
+    elif last.startswith(("Prepared", "Installed", "Uninstalled", "Audited")):
+        doing = "installing"
+    else:
+        doing = "resolving and installing"
+    return f"Still {doing}, {elapsed:.0f} s so far"
 
 
 def _write_marker(
@@ -632,7 +669,9 @@ class _Installer:
         probe = self.req_file.with_name(".grid-repair.txt")
         probe.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
         try:
-            return _run([*self.argv, "-r", str(probe)], self.env, self.cwd, lambda _l: None)
+            return _run(
+                [*self.argv, "-r", str(probe)], self.env, self.cwd, lambda _l: None, self.log
+            )
         finally:
             probe.unlink(missing_ok=True)
 
