@@ -228,3 +228,28 @@ def test_the_newest_major_series_is_not_stepped_by_minor_releases(tmp_path: Path
     tried = [line.split(" for ")[0] for line in lines if line.startswith("Version repair: trying")]
     assert tried == ["Version repair: trying gridnew<2"]
     assert run_python(env, "import gridnew; print(gridnew.VERSION)") == "2.2"
+
+
+def test_a_name_that_needs_another_distribution_when_called_gets_it(tmp_path: Path) -> None:
+    # pandas.read_excel imports openpyxl only when called: no import fails at the build,
+    # the run would. The code's use of the name is enough to add the distribution.
+    # (Tiny local wheels named pandas and openpyxl: nothing is downloaded.)
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "pandas", "0.1", body="def read_excel(path):\n    import openpyxl\n")
+    make_wheel(wheels, "openpyxl", "0.1")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "excel",
+        "3.11",
+        ["pandas"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["pandas", "pandas.read_excel"],
+    )
+    assert run_python(env, "import openpyxl; print(openpyxl.VERSION)") == "0.1"
+    assert build_warnings(env) == [
+        "Warning: inferred requirement added openpyxl: pandas.read_excel needs openpyxl, "
+        "which pandas does not require"
+    ]

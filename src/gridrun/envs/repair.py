@@ -137,6 +137,18 @@ for name in json.loads(sys.argv[1]):
         break
 print(json.dumps(out))
 """
+# Run inside the built environment: which of the modules are not installed.
+_ABSENT = r"""
+import importlib.util, json, sys
+absent = []
+for module in json.loads(sys.argv[1]):
+    try:
+        if importlib.util.find_spec(module) is None:
+            absent.append(module)
+    except Exception:
+        absent.append(module)
+print(json.dumps({"absent": absent}))
+"""
 _REMOVED_NAME = re.compile(
     r"cannot import name '?(?P<name>\w+)'? from '?(?P<mod>[\w.]+)'?"
     r"|module '(?P<amod>[\w.]+)' has no attribute '(?P<aname>\w+)'"
@@ -382,6 +394,14 @@ class Repairer:
 
         added: list[str] = []
         tried: set[str] = set()
+        for module, name in sorted(self._absent_callees(names).items()):
+            # pandas.read_excel without openpyxl: no import fails, the call will.
+            tried.add(module)
+            requirement = requirement_for_import(module)
+            if requirement:
+                top = name.split(".")[0]
+                why = f"{name} needs {module}, which {top} does not require"
+                added += self._add(requirement, why, warnings)
         for _ in range(MAX_ADDED):
             wanted: dict[str, str] = {}  # requirement -> the package that needs it
             found = check(self.python, names, self.cwd, log=self.log)
@@ -392,22 +412,42 @@ class Repairer:
                 tried.add(module)
                 requirement = requirement_for_import(needed)
                 if requirement:
-                    wanted.setdefault(requirement, f"{importer} imports {module}")
+                    why = f"{importer} imports {module} without requiring it"
+                    wanted.setdefault(requirement, why)
             if not wanted:
                 break
             for requirement, why in wanted.items():
-                self.log(f"Adding {requirement}: {why}")
-                rc, output = self.install([requirement])
-                if rc == 0:
-                    added.append(requirement)
-                    line = f"Warning: inferred requirement added {requirement}: {why}"
-                    line += " without requiring it"
-                else:
-                    line = f"Warning: inferred requirement {requirement} ({why}) could not"
-                    line += f" be installed: {_last(output)}"
-                warnings.append(line)
-                self.log(line)
+                added += self._add(requirement, why, warnings)
         return added
+
+    def _add(self, requirement: str, why: str, warnings: list[str]) -> list[str]:
+        """Install one requirement a package needs without declaring it: ``[it]`` or []."""
+        self.log(f"Adding {requirement}: {why}")
+        rc, output = self.install([requirement])
+        if rc == 0:
+            line = f"Warning: inferred requirement added {requirement}: {why}"
+        else:
+            line = f"Warning: inferred requirement {requirement} ({why}) could not"
+            line += f" be installed: {_last(output)}"
+        warnings.append(line)
+        self.log(line)
+        return [requirement] if rc == 0 else []
+
+    def _absent_callees(self, names: Sequence[str]) -> dict[str, str]:
+        """``module -> name`` for each name the code uses (:data:`NAME_NEEDS`) whose
+        module the environment lacks."""
+        from gridrun.deps.mapping import NAME_NEEDS
+
+        needed: dict[str, str] = {}
+        for name in sorted(set(names)):
+            for key, module in NAME_NEEDS.items():
+                if name == key or name.startswith(key + "."):
+                    needed.setdefault(module, name)
+        if not needed:
+            return {}
+        data = _run_in_env(self.python, _ABSENT, [json.dumps(sorted(needed))], self.cwd)
+        absent = data.get("absent") if data else None
+        return {m: needed[m] for m in absent or [] if m in needed}
 
     def _repair_one(
         self, dist: str, version: str, names: list[str], depth: int = 0
