@@ -84,3 +84,32 @@ def test_an_unreachable_index_leaves_the_default_build_with_one_warning(
     warnings = [line for line in log.splitlines() if "cannot be reached" in line]
     assert len(warnings) == 1, log
     assert "about 3.8 GB to download" in warnings[0]
+
+
+# ---------------------------------------------------------------- the choice alone
+def test_the_build_follows_the_gpus_and_the_drivers_cuda() -> None:
+    from gridrun.envs.torchbuild import choose, wants_torch
+
+    base = "https://mirror.example/whl"
+    cpu = choose(0, base, None)
+    assert (cpu.variant, cpu.index_url) == ("cpu", f"{base}/cpu")
+    assert cpu.describe() == "torch: CPU build (no GPU requested)"
+    # A driver runs any build up to its own CUDA version: 12.7 takes cu126.
+    gpu = choose(2, base, "12.7")
+    assert (gpu.variant, gpu.index_url) == ("cu126", f"{base}/cu126")
+    assert gpu.describe() == "torch: CUDA 12.6 build (--gpus 2, the driver runs CUDA 12.7)"
+    assert choose(1, base, "13.1").variant == "cu130"
+    for cuda in (None, "10.2"):  # no driver, or older than any build: PyPI's build
+        assert choose(1, base, cuda).variant == ""
+    assert wants_torch(["torchvision>=0.20"], [])
+    assert wants_torch(["lightning"], ["torch.nn"])
+    assert not wants_torch(["numpy", "torchmetrics"], ["numpy"])
+
+
+def test_a_bad_cuda_version_in_config_is_one_line(grid, tmp_path: Path) -> None:
+    (grid.home / "config.yaml").write_text("capacity:\n  cuda: twelve\n")
+    (tmp_path / "t.py").write_text("print(1)\n")
+    proc = grid("run", "t.py", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "capacity.cuda must be a CUDA version such as 12.6, not twelve" in proc.stderr
+    assert "Traceback" not in proc.stderr
