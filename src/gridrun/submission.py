@@ -370,6 +370,8 @@ def _torch_build(
         return None
     if not torchbuild.wants_torch(deps.requirements, deps.checks):
         return None
+    if torchbuild.chosen_by_user(deps.requirements):  # torch==2.1.0+cu121: theirs to say
+        return None
     if not backend.capabilities.torch_builds:
         return TorchBuild("", "", f"the {backend.name} backend installs PyPI's build")
     from gridrun.config import load_machine_config

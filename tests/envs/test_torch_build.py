@@ -106,6 +106,14 @@ def test_the_build_follows_the_gpus_and_the_drivers_cuda() -> None:
     assert not wants_torch(["numpy", "torchmetrics"], ["numpy"])
 
 
+def test_requirements_that_pick_a_build_themselves_are_left_alone() -> None:
+    from gridrun.envs.torchbuild import chosen_by_user
+
+    assert chosen_by_user(["torch==2.1.0+cu121"])
+    assert chosen_by_user(["--extra-index-url https://download.pytorch.org/whl/cu121", "torch"])
+    assert not chosen_by_user(["torch>=2.6", "torchvision", "--index-url https://pypi.org/simple"])
+
+
 def test_a_bad_cuda_version_in_config_is_one_line(grid, tmp_path: Path) -> None:
     (grid.home / "config.yaml").write_text("capacity:\n  cuda: twelve\n")
     (tmp_path / "t.py").write_text("print(1)\n")

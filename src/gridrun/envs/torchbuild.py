@@ -53,6 +53,21 @@ def wants_torch(requirements: Iterable[str], imports: Iterable[str]) -> bool:
     return bool(names.intersection(FAMILY) or tops.intersection(FAMILY))
 
 
+def chosen_by_user(requirements: Iterable[str]) -> bool:
+    """Whether the requirements pick a build themselves: a local version
+    (``torch==2.1.0+cu121``) or an index or find-links line naming PyTorch's."""
+    for line in requirements:
+        text = line.strip().lower()
+        if text.startswith("-"):
+            if "pytorch" in text or "torch" in text.split("/")[-1]:
+                return True
+            continue
+        name = re.split(r"[\s\[<>=!~;@]", text, maxsplit=1)[0]
+        if name in FAMILY and re.search(r"\+(cpu|cu\d+|rocm[\d.]+|xpu)\b", text):
+            return True
+    return False
+
+
 def index_base(configured: str | None) -> str:
     """The PyTorch index's base URL: the variable, then ``config.yaml``, then PyTorch's."""
     base = os.environ.get(INDEX_VARIABLE) or configured or DEFAULT_INDEX
