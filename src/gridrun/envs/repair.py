@@ -347,7 +347,8 @@ class Repairer:
         checked for names either.
         """
         self.log(f"Checking the code's imports in the environment ({len(set(names))} names)")
-        self.complete(names, warnings)
+        if self.complete(names, warnings):
+            self.log("Checking the code's imports again, with what was added")
         found = check(self.python, names, self.cwd, log=self.log)
         missing = dict(found.missing)
         importers: set[str] = set()

@@ -530,7 +530,7 @@ def _pyenv_python(python: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-HEARTBEAT_SECONDS = 5.0  # the longest a long step goes without a line in the build log
+HEARTBEAT_SECONDS = 3.0  # the longest a long step goes without a line in the build log
 
 
 def _run(
@@ -599,7 +599,7 @@ def _run(
 
 
 def _still(argv: Sequence[str], last: str, elapsed: float) -> str:
-    """``Still installing (resolved 44 packages), 35 s so far``: a heartbeat line."""
+    """``Still downloading and installing, 35 s so far``: a heartbeat line."""
     if "venv" in argv[1:3]:
         doing = "creating the virtualenv"
     elif "--dry-run" in argv:
