@@ -78,6 +78,10 @@ class MachineConfig:
     cpus: float | None = None
     memory: int | None = None
     gpus: list[int] | None = None
+    # The CUDA version the GPUs' driver runs ("12.6"), for when nvidia-smi cannot say.
+    cuda: str | None = None
+    # A mirror of https://download.pytorch.org/whl (GRID_TORCH_INDEX_URL wins).
+    torch_index_url: str | None = None
     # SIGTERM-to-SIGKILL grace, like Kubernetes' terminationGracePeriodSeconds.
     stop_grace_seconds: float = 30.0
     agent_idle_seconds: float = 60.0
@@ -99,6 +103,7 @@ MACHINE_KEYS = {
     "metrics",
     "max_experiments",
     "snapshot",
+    "torch_index_url",
     *BACKEND_SECTIONS,
 }
 SNAPSHOT_KEYS = {"include_secrets"}
@@ -123,7 +128,7 @@ def _include_secrets(data: dict[str, Any], path: Path) -> list[str]:
     return [p.strip().strip("/") for p in paths if p.strip().strip("/")]
 
 
-CAPACITY_KEYS = {"cpus", "memory", "gpus"}
+CAPACITY_KEYS = {"cpus", "memory", "gpus", "cuda"}
 
 
 # The last parse of each config file, by what ``stat`` says of it. A supervisor reads
@@ -166,11 +171,19 @@ def _parse_machine_config(path: Path) -> MachineConfig:
         if "gpus" in cap:
             g = cap["gpus"]
             cfg.gpus = list(range(int(g))) if isinstance(g, int) else [int(x) for x in g]
+        if "cuda" in cap:
+            cfg.cuda = str(cap["cuda"])
+            if not re.fullmatch(r"\d+\.\d+", cfg.cuda):
+                raise ValueError(
+                    f"capacity.cuda must be a CUDA version such as 12.6, not {cfg.cuda}"
+                )
         for key in ("stop_grace_seconds", "agent_idle_seconds"):
             if key in data:
                 setattr(cfg, key, float(data[key]))
     except (TypeError, ValueError, UsageError) as exc:
         raise ConfigError(f"Invalid value in {path}: {exc}.") from exc
+    if data.get("torch_index_url"):
+        cfg.torch_index_url = str(data["torch_index_url"])
     if "default_backend" in data:
         cfg.default_backend = str(data["default_backend"])
     if data.get("metrics") is not None:

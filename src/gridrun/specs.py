@@ -74,6 +74,39 @@ class DatastoreMount:
 
 
 @dataclass(frozen=True)
+class TorchBuild:
+    """The build chosen: ``variant`` ``cpu``, ``cu126``, or ``""`` for PyPI's default."""
+
+    variant: str
+    index_url: str  # the variant's index ("" for the default build)
+    reason: str  # "no GPU requested"
+
+    def describe(self) -> str:
+        """``torch: CPU build (no GPU requested)``, for the summary and ``grid status``."""
+        if self.variant == "cpu":
+            what = "CPU build"
+        elif self.variant.startswith("cu"):
+            digits = self.variant[2:]
+            what = f"CUDA {digits[:-1]}.{digits[-1]} build"
+        else:
+            what = "default build"
+        return f"torch: {what} ({self.reason})"
+
+    def key(self) -> str:
+        """What the environment key holds of it."""
+        return f"{self.variant}|{self.index_url}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"variant": self.variant, "index_url": self.index_url, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> TorchBuild | None:
+        if not d:
+            return None
+        return cls(str(d.get("variant") or ""), str(d.get("index_url") or ""), str(d["reason"]))
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """What the run's environment (virtualenv or image) is built from."""
 
@@ -90,6 +123,9 @@ class EnvSpec:
     # set when gridrun chose the Python (inferred requirements, no --python): the build
     # may then step down to an older installed one that an old package needs. "": never.
     oldest_python: str = ""
+    # The PyTorch build the environment gets (gridrun.envs.torchbuild); None: the
+    # environment holds no torch, or the backend installs PyPI's default build.
+    torch_build: TorchBuild | None = None
 
     @property
     def best_effort(self) -> bool:
@@ -108,6 +144,7 @@ class EnvSpec:
             "import_checks": list(self.import_checks),
             "python_env": self.python_env,
             "oldest_python": self.oldest_python,
+            "torch_build": self.torch_build.to_dict() if self.torch_build else None,
         }
 
     @classmethod
@@ -123,6 +160,7 @@ class EnvSpec:
             import_checks=tuple(d.get("import_checks") or ()),
             python_env=bool(d.get("python_env", True)),
             oldest_python=str(d.get("oldest_python") or ""),
+            torch_build=TorchBuild.from_dict(d.get("torch_build")),
         )
 
 
@@ -318,6 +356,7 @@ class BuildRequest:
     checks: list[str] | tuple[str, ...] = ()  # names version repair makes resolve
     python_env: bool = True  # False: a Julia script, no virtualenv or Python stage
     oldest_python: str = ""  # EnvSpec.oldest_python: how far the build may step down
+    torch_build: TorchBuild | None = None  # EnvSpec.torch_build
     # What the backend resolved at submission (Backend.validate), e.g. the Ray address.
     backend_options: Mapping[str, str] = field(default_factory=dict)
 
@@ -340,6 +379,7 @@ class BuildRequest:
             checks=list(spec.env.import_checks),
             python_env=spec.env.python_env,
             oldest_python=spec.env.oldest_python,
+            torch_build=spec.env.torch_build,
             backend_options=dict(spec.backend_options),
         )
 

@@ -28,6 +28,7 @@ from gridrun.specs import (
     ExperimentSpec,
     Resources,
     RunSpec,
+    TorchBuild,
     needs_python_env,
 )
 
@@ -306,6 +307,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     if deps.source.startswith("dependency_file:"):
         conda_file = None
 
+    torch_build = _torch_build(backend, req, python_env, gpus, deps, home)
     spec = RunSpec(
         script=script,
         script_args=tuple(args),
@@ -323,6 +325,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             conda_file=conda_file,
             python_env=python_env,
             oldest_python=oldest_python,
+            torch_build=torch_build,
         ),
         resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
         strategy=strategy,
@@ -353,6 +356,32 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_files=snapshot.paths(),
         notes=notes,
     )
+
+
+def _torch_build(
+    backend: Backend, req: RunRequest, python_env: bool, gpus: int, deps: Any, home: GridHome
+) -> TorchBuild | None:
+    """The PyTorch build the environment gets, for a backend that chooses one.
+
+    None where the environment holds no torch, or is built from the user's own
+    Dockerfile or image (what it installs is theirs to say).
+    """
+    from gridrun.envs import torchbuild
+
+    if not python_env or req.dockerfile or req.base_image:
+        return None
+    if not torchbuild.wants_torch(deps.requirements, deps.checks):
+        return None
+    if torchbuild.chosen_by_user(deps.requirements):  # torch==2.1.0+cu121: theirs to say
+        return None
+    if not backend.capabilities.torch_builds:
+        return TorchBuild("", "", f"the {backend.name} backend installs PyPI's build")
+    from gridrun.config import load_machine_config
+
+    cfg = load_machine_config(home.config_path)
+    base = torchbuild.index_base(cfg.torch_index_url)
+    cuda = torchbuild.driver_cuda(cfg.cuda) if gpus > 0 else None
+    return torchbuild.choose(gpus, base, cuda)
 
 
 def _dependencies(

@@ -560,7 +560,7 @@ def test_follow_ends_with_one_summary_line(grid, project: Path) -> None:
     last = proc.stdout.rstrip("\n").splitlines()[-1]
     assert re.fullmatch(
         r"Run two-ways ended: 1 succeeded, 1 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
-        r"Artifacts: `grid artifacts two-ways`",
+        r"Why: `grid logs two-ways-exp1`",
         last,
     ), proc.stdout
     proc = grid("logs", "--follow", "two-ways-exp0")

@@ -72,18 +72,24 @@ def make_wheel(
     script: str | None = None,
     body: str = "",
     requires: tuple[str, ...] = (),
+    package: str | None = None,
+    modules: dict[str, str] | None = None,
 ) -> Path:
     """A minimal pure-Python wheel; ``script`` adds a console script of that name.
 
     ``body`` goes at the top of the package's ``__init__.py`` (an import it needs);
-    ``requires`` are its ``Requires-Dist`` lines.
+    ``requires`` are its ``Requires-Dist`` lines; ``package``: the import name, where it
+    is not the distribution's; ``modules``: more modules of the package, ``{"sub.py":
+    source}`` (a submodule that imports what the package itself does not).
     """
     dist = f"{name}-{version}"
+    package = package or name
     needs = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
-        f"{name}/__init__.py": (
+        f"{package}/__init__.py": (
             f"{body}VERSION = {version!r}\n\ndef main():\n    print('{name}', VERSION)\n"
         ),
+        **{f"{package}/{path}": text for path, text in (modules or {}).items()},
         f"{dist}.dist-info/METADATA": (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}"
         ),
@@ -93,7 +99,9 @@ def make_wheel(
         ),
     }
     if script:
-        files[f"{dist}.dist-info/entry_points.txt"] = f"[console_scripts]\n{script} = {name}:main\n"
+        files[f"{dist}.dist-info/entry_points.txt"] = (
+            f"[console_scripts]\n{script} = {package}:main\n"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     wheel = dest / f"{dist}-py3-none-any.whl"
     record = []
@@ -196,6 +204,20 @@ def run_python(env: Path, code: str) -> str:
         [str(venv_python(env)), "-c", code], capture_output=True, text=True, check=True
     )
     return proc.stdout.strip()
+
+
+def simple_index(root: Path, *wheels: Path) -> str:
+    """A PEP 503 index of ``wheels`` under ``root`` (``root/<name>/index.html``); its URL."""
+    pages: dict[str, list[Path]] = {}
+    for wheel in wheels:
+        name = wheel.name.split("-")[0].replace("_", "-").lower()
+        pages.setdefault(name, []).append(wheel)
+    for name, files in pages.items():
+        page = root / name
+        page.mkdir(parents=True, exist_ok=True)
+        links = "".join(f'<a href="{w.resolve().as_uri()}">{w.name}</a>\n' for w in files)
+        (page / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+    return root.resolve().as_uri()
 
 
 def offline(wheels: Path) -> PipConfig:

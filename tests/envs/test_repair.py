@@ -44,6 +44,46 @@ def test_a_module_an_installed_package_needs_but_does_not_declare_is_added(
     ]
 
 
+def test_a_module_of_another_distribution_a_submodule_imports_is_added_not_stepped_back(
+    tmp_path: Path,
+) -> None:
+    # Like torch.utils.tensorboard, which imports tensorboard (a distribution torch
+    # does not require), and torch itself, which imports without numpy but warns
+    # "Failed to initialize NumPy: No module named 'numpy'". The modules are mapped to
+    # their distributions (yaml -> PyYAML) and added; the package is not stepped back to
+    # its older release, which would not have them either.
+    wheels = tmp_path / "wheels"
+    warns = (
+        "try:\n    import six\nexcept ImportError as exc:\n"
+        "    import warnings\n    warnings.warn('Failed to initialize six: %s' % exc)\n"
+    )
+    board = {"utils/__init__.py": "", "utils/board.py": "import yaml\nWriter = yaml.Dumper\n"}
+    make_wheel(wheels, "gridtorch", "1.0", body=warns, modules=board)
+    make_wheel(wheels, "gridtorch", "2.0", body=warns, modules=board)
+    make_wheel(wheels, "PyYAML", "6.0", package="yaml", body="Dumper = object\n")
+    make_wheel(wheels, "six", "1.0")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "board",
+        "3.11",
+        ["gridtorch"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["gridtorch", "gridtorch.utils.board.Writer"],
+    )
+    code = "import gridtorch, six\nfrom gridtorch.utils.board import Writer\n"
+    code += "print(gridtorch.VERSION)"
+    assert run_python(env, code) == "2.0"
+    assert sorted(build_warnings(env)) == [
+        "Warning: inferred requirement added PyYAML: gridtorch.utils.board imports yaml"
+        " without requiring it",
+        "Warning: inferred requirement added six: gridtorch imports six without requiring it",
+    ]
+    assert not any("Version repair" in line for line in lines)
+
+
 def test_a_missing_module_nothing_provides_is_left_for_the_run(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     make_wheel(wheels, "gridlonely", "1.0", body="import gridrun_no_such_module_xyz\n")
@@ -188,3 +228,28 @@ def test_the_newest_major_series_is_not_stepped_by_minor_releases(tmp_path: Path
     tried = [line.split(" for ")[0] for line in lines if line.startswith("Version repair: trying")]
     assert tried == ["Version repair: trying gridnew<2"]
     assert run_python(env, "import gridnew; print(gridnew.VERSION)") == "2.2"
+
+
+def test_a_name_that_needs_another_distribution_when_called_gets_it(tmp_path: Path) -> None:
+    # pandas.read_excel imports openpyxl only when called: no import fails at the build,
+    # the run would. The code's use of the name is enough to add the distribution.
+    # (Tiny local wheels named pandas and openpyxl: nothing is downloaded.)
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "pandas", "0.1", body="def read_excel(path):\n    import openpyxl\n")
+    make_wheel(wheels, "openpyxl", "0.1")
+    lines: list[str] = []
+    env = build_venv(
+        tmp_path / "envs",
+        "excel",
+        "3.11",
+        ["pandas"],
+        lines.append,
+        offline(wheels),
+        best_effort=True,
+        checks=["pandas", "pandas.read_excel"],
+    )
+    assert run_python(env, "import openpyxl; print(openpyxl.VERSION)") == "0.1"
+    assert build_warnings(env) == [
+        "Warning: inferred requirement added openpyxl: pandas.read_excel needs openpyxl, "
+        "which pandas does not require"
+    ]

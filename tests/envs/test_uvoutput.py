@@ -134,3 +134,29 @@ def test_failing_dependency_is_traced_to_the_requirement_that_pulled_it_in() -> 
         failing_line(lines, ["six==1.16.0", "pyobjc-framework-Cocoa"]) == "pyobjc-framework-Cocoa"
     )
     assert failing_line(lines, ["six"]) is None
+
+
+def test_uv_and_pyenv_chatter_is_dropped_and_the_rest_kept() -> None:
+    from gridrun.envs.uvoutput import Chatter
+
+    lines = [
+        "Using CPython 3.11.7 interpreter at: /usr/bin/python3.11",
+        "pyenv: python3.10: command not found",
+        "",
+        "The `python3.10' command exists in these Python versions:",
+        "  3.10.13",
+        "",
+        "Note: See 'pyenv help global' for tips on allowing both",
+        "      python2 and python3 to be found.",
+        "Creating virtual environment with seed packages at: .tmp-abc-1234",
+        " + pip==26.3",
+        "Activate with: source .tmp-abc-1234/bin/activate",
+        "Resolved 3 packages in 10ms",
+    ]
+    chatter = Chatter()
+    assert [line for line in lines if not chatter.drop(line)] == [
+        "Using CPython 3.11.7 interpreter at: /usr/bin/python3.11",
+        "Creating virtual environment with seed packages at: .tmp-abc-1234",
+        " + pip==26.3",
+        "Resolved 3 packages in 10ms",
+    ]

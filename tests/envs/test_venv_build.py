@@ -308,3 +308,28 @@ def test_list_and_remove(envs_dir: Path) -> None:
     assert not (envs_dir / "env-b").exists() and leftovers(envs_dir) == []
     with pytest.raises(NotFoundError):
         remove_env(envs_dir, "env-b")
+
+
+# ------------------------------------------------------------------- progress
+def test_a_long_quiet_step_says_it_is_still_working(
+    envs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package's build waits while its SLOW file exists; the first heartbeat line
+    # removes it, so the build ends because a heartbeat came, not after some time.
+    import gridrun.envs.venv as venv
+
+    monkeypatch.setattr(venv, "HEARTBEAT_SECONDS", 0.05)
+    pkg = make_source_package(tmp_path / "src", "quietpkg")
+    (pkg / "SLOW").write_text("60")  # a failing test ends after 60 s
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("Still "):
+            (pkg / "SLOW").unlink(missing_ok=True)
+
+    env = build_venv(envs_dir, "quiet", "3.11", [f"quietpkg @ {pkg.as_uri()}"], log)
+    assert run_python(env, "import quietpkg; print(quietpkg.BUILT)") == "True"
+    still = [line for line in lines if line.startswith("Still ")]
+    assert still and all(line.endswith(" s so far") for line in still), lines
+    assert not any(line.startswith("Activate with:") for line in lines), lines

@@ -265,3 +265,22 @@ def test_two_runs_compare_on_one_page(grid: Any, project: Path, dashboard: Any, 
     for bad in ("/compare", "/api/compare?runs=", "/api/compare/metrics?runs=nope"):
         code, _body = dashboard.get(bad)
         assert code in (400, 404), (bad, code)
+
+
+def test_a_failed_experiments_page_shows_the_hint_from_its_log(
+    grid: Any, tmp_path: Path, dashboard: Any
+) -> None:
+    project = tmp_path / "oom"
+    project.mkdir()
+    (project / "train.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    (project / "requirements.txt").write_text("")
+    out = grid("run", "--memory", "2Gi", "train.py", cwd=project).stdout
+    name = re.search(r"grid_name:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    grid.wait(name)
+    code, body = dashboard.get(f"/experiments/{name}-exp0")
+    assert code == 200
+    hint = re.search(r'id="exp-hint">([^<]*)<', body)
+    assert hint, body
+    assert hint.group(1).startswith(
+        "Hint: killed (exit 137, SIGKILL), most likely at its memory limit of 2 GiB"
+    ), hint.group(1)

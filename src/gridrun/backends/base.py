@@ -114,6 +114,9 @@ class Capabilities:
     dockerfile: bool = False  # --dockerfile and --base_image
     shares_machine: bool = True
     survives_supervisor: bool = False
+    # Chooses the PyTorch build (CPU or the driver's CUDA) by the experiment's GPUs
+    # (gridrun.envs.torchbuild); others install PyPI's default build, and say so.
+    torch_builds: bool = False
 
 
 class Backend(ABC):

@@ -3,14 +3,17 @@
 Following ends with one summary line, so a user who walked away from a long sweep
 sees at a glance how it went and where its files are::
 
-    Run spiffy-sunfish-821 ended: 3 succeeded, 1 failed, 0 stopped in 0d-00:12:41.
+    Run spiffy-sunfish-821 ended: 3 succeeded, 0 failed, 0 stopped in 0d-00:12:41.
     Artifacts: `grid artifacts spiffy-sunfish-821`
 
-(one line on the terminal; wrapped here).
+(one line on the terminal; wrapped here). A failed run's line points to the log of
+its first failed experiment (``Why: `grid logs NAME-exp3```), after a ``Hint:`` for
+each failed experiment whose log shows a common cause (:mod:`gridrun.hints`).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -26,17 +29,43 @@ POLL = 0.05
 HEAL_SECONDS = 2.0
 
 
+# ``[build] [2026-12-05T01:10:54.679428+00:00] text``: the build log's line.
+_BUILD_LINE = re.compile(r"^\[build\] \[\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)[^\]]*\] ?(.*)$")
+WIDTH = 80
+
+
+def compact_build_line(line: str) -> list[str]:
+    """A build-log line as ``--follow`` shows it: ``[build] 01:10:54 text``, wrapped to
+    80 columns (``grid logs`` keeps the full timestamp)."""
+    import textwrap
+
+    found = _BUILD_LINE.match(line)
+    if not found:
+        return [line]
+    head = f"[build] {found.group(1)} "
+    return textwrap.wrap(
+        head + found.group(2),
+        WIDTH,
+        subsequent_indent=" " * len(head),
+        break_on_hyphens=False,
+        drop_whitespace=True,
+    ) or [head.rstrip()]
+
+
 class Tail:
     """Reads the lines appended to a file since the last call (whole lines only).
 
     A read takes at most ``CHUNK`` bytes, so a 300 MB log is printed a megabyte at a
-    time rather than held whole (with its lines) in memory."""
+    time rather than held whole (with its lines) in memory. ``compact``: build-log
+    lines, shown short (:func:`compact_build_line`).
+    """
 
     CHUNK = 1 << 20
 
-    def __init__(self, path: Path, label: str | None) -> None:
+    def __init__(self, path: Path, label: str | None, compact: bool = False) -> None:
         self.path = path
         self.label = label
+        self.compact = compact
         self.offset = 0  # bytes of the file consumed, the partial line included
         self._rest = b""  # an unfinished last line (possibly a split UTF-8 character)
 
@@ -58,6 +87,8 @@ class Tail:
         parts = (self._rest + data).split(b"\n")
         self._rest = parts.pop()
         text = [ln.decode("utf-8", errors="replace") for ln in parts]
+        if self.compact and not self.label:
+            text = [short for ln in text for short in compact_build_line(ln)]
         return [f"{self.label} | {ln}" if self.label else ln for ln in text]
 
     def lines(self) -> Iterator[str]:
@@ -133,7 +164,8 @@ def follow_run(
     labelled = prefix if prefix is not None else len(exps) > 1
     tails: list[Tail] = []
     if show_build:
-        tails.append(Tail(build_log_path(home, run.name), "build" if labelled else None))
+        build = Tail(build_log_path(home, run.name), "build" if labelled else None, True)
+        tails.append(build)
     tails += [
         Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
     ]
@@ -159,6 +191,8 @@ def follow_run(
                         out.write(line + "\n")
                     if t.partial:
                         out.write(t.partial + "\n")
+                for line in hint_lines(home, current, labelled):
+                    out.write(line + "\n")
                 out.write(summary_line(name, current, only) + "\n")
                 out.flush()
                 return exit_code_of(current)
@@ -182,10 +216,32 @@ def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None =
     took = duration(max(ends) - min(starts)) if starts and ends else "-"
     target = exps[0].name if only is not None and len(exps) == 1 else run_name
     what = f"Experiment {target}" if target != run_name else f"Run {run_name}"
-    return (
-        f"{what} ended: {succeeded} succeeded, {failed} failed, {stopped} stopped in {took}. "
-        f"Artifacts: `grid artifacts {target}`"
+    first_failed = next((e.name for e in exps if e.status == Status.FAILED), None)
+    # A failed run's last line points to the log that explains it, not to its files.
+    where = (
+        f"Why: `grid logs {first_failed}`"
+        if first_failed
+        else f"Artifacts: `grid artifacts {target}`"
     )
+    counts = f"{succeeded} succeeded, {failed} failed, {stopped} stopped"
+    return f"{what} ended: {counts} in {took}. {where}"
+
+
+def hint_lines(home: GridHome, exps: list[Experiment], labelled: bool) -> list[str]:
+    """``Hint: ...`` for each failed experiment whose log shows why, wrapped to 80 columns."""
+    import textwrap
+
+    from gridrun.hints import experiment_hint
+
+    out: list[str] = []
+    for e in exps:
+        if e.status != Status.FAILED:
+            continue
+        hint = experiment_hint(home.experiment_dir(e.name), e.exit_code, e.memory)
+        if hint:
+            text = f"Hint: {e.name}: {hint}" if labelled else f"Hint: {hint}"
+            out += textwrap.wrap(text, 80, subsequent_indent="  ", break_on_hyphens=False)
+    return out
 
 
 def _skip_to_last(tails: list[Tail], n: int) -> None:

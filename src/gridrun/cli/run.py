@@ -44,7 +44,7 @@ datastore_name:          {ds_name}
 datastore_version:       {ds_version}
 datastore_mount_dir:     {ds_mount}
 dependencies:            {deps}
-environment hash:        {env_key}
+{torch}environment hash:        {env_key}
 """
 
 
@@ -375,6 +375,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
                 ds_version=", ".join(str(d.version) for d in ds) or None,
                 ds_mount=", ".join(d.mount_dir for d in ds) or None,
                 deps=_deps_line(spec, sub.dependency_source, run_record.name),
+                torch=_torch_line(spec),
                 env_key=sub.env_key,
             ),
             markup=False,
@@ -395,6 +396,12 @@ def _deps_line(spec: RunSpec, source: str, name: str) -> str:
     if source == "inferred":
         text += f" (best effort: any that cannot be installed is dropped, see `grid status {name}`)"
     return text
+
+
+def _torch_line(spec: RunSpec) -> str:
+    """``torch:  CPU build (no GPU requested)``, for an environment with torch."""
+    build = spec.env.torch_build
+    return f"torch:                   {build.describe()[len('torch: ') :]}\n" if build else ""
 
 
 def _size(n: float) -> str:

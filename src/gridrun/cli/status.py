@@ -10,6 +10,7 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from gridrun.cli.common import find_target, home_of, open_store, output_of
+from gridrun.home import GridHome
 from gridrun.store.models import Experiment, Run, Status
 
 
@@ -72,6 +73,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "instance_type": run.spec.instance_type,
         "use_spot": run.spec.use_spot,
         "framework": run.spec.framework,
+        "torch_build": run.spec.env.torch_build.describe() if run.spec.env.torch_build else None,
         "environment": environment_names(run),
         "experiments": [experiment_json(e, run) for e in run.experiments],
         "counts": {s.value: counts[s] for s in Status},
@@ -284,7 +286,9 @@ def status(ctx: click.Context, name: str | None) -> None:
             emit_json(data)
             return
         console.print(experiments_table(run, exps, console.width), soft_wrap=False)
-        _print_errors(run, exps)
+        _print_errors(run, exps, home_of(ctx))
+        if run.spec.env.torch_build is not None:
+            console.print(run.spec.env.torch_build.describe(), markup=False, highlight=False)
         for warning in _build_warnings(ctx, run):
             console.print(f"[yellow]Build:[/yellow] {warning}", soft_wrap=True, highlight=False)
         return
@@ -328,8 +332,9 @@ def _varying_params(exps: list[Experiment]) -> list[str]:
     return [k for k in keys if len({e.params.get(k) for e in exps}) > 1]
 
 
-def _print_errors(run: Run, exps: list[Experiment]) -> None:
+def _print_errors(run: Run, exps: list[Experiment], home: GridHome) -> None:
     from gridrun.cli.output import console
+    from gridrun.hints import experiment_hint
 
     if run.error:
         console.print(f"[red]Run failed:[/red] {run.error}", soft_wrap=True)
@@ -342,6 +347,10 @@ def _print_errors(run: Run, exps: list[Experiment]) -> None:
             console.print(f"[red]{e.name}:[/red] {e.error}", soft_wrap=True)
         elif e.status == Status.FAILED and e.exit_code not in (None, 0) and not run.error:
             console.print(f"{e.name} exited with code {e.exit_code}.", markup=False)
+        if e.status == Status.FAILED:
+            hint = experiment_hint(home.experiment_dir(e.name), e.exit_code, e.memory)
+            if hint:
+                console.print(f"[yellow]Hint:[/yellow] {e.name}: {hint}", soft_wrap=True)
 
 
 @click.command(short_help="List every run, newest first.")

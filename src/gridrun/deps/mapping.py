@@ -20,6 +20,25 @@ IMPORT_REQUIREMENT: dict[str, str] = {
     "pkg_resources": "setuptools<82",
 }
 
+# Names whose use needs a module of another distribution that the package imports only
+# when the name is called (or its submodule imported): pandas' Excel reader needs
+# openpyxl and fails at the call, long after the build, not on ``import pandas``. The
+# build adds the module's distribution when the code uses the name and the environment
+# lacks the module (``gridrun.envs.repair``). Name -> the module it needs.
+NAME_NEEDS: dict[str, str] = {
+    "pandas.read_excel": "openpyxl",
+    "pandas.ExcelFile": "openpyxl",
+    "pandas.ExcelWriter": "openpyxl",
+    "pandas.read_parquet": "pyarrow",
+    "pandas.read_feather": "pyarrow",
+    "pandas.read_orc": "pyarrow",
+    "pandas.read_hdf": "tables",
+    "pandas.HDFStore": "tables",
+    "pandas.read_xml": "lxml",
+    "pandas.read_html": "lxml",
+    "torch.utils.tensorboard": "tensorboard",
+}
+
 IMPORT_TO_DIST: dict[str, str] = {
     # --- scientific Python, data, ML -------------------------------------------------
     "sklearn": "scikit-learn",

@@ -35,7 +35,7 @@ MAX_ADDED = 4  # rounds of adding modules that installed packages need but do no
 # Run inside the built environment (any Python from 2.7 on): which dotted names fail,
 # who owns them, and which packages fail to import for want of another module.
 _CHECKER = r"""
-import importlib, importlib.util, json, re, sys
+import importlib, importlib.util, json, re, sys, warnings
 try:
     from importlib.metadata import packages_distributions, version
 except ImportError:
@@ -46,38 +46,58 @@ owners = packages_distributions() if packages_distributions else {}
 out = {}
 broken = {}
 gaps = {}
+def absent(module):
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is None
+    except Exception:
+        return False
+def lacking(exc):
+    # The top-level module another distribution provides that an import could not find.
+    needed = getattr(exc, "name", None)
+    if not needed:  # Python 2: the name is only in the message
+        found = re.match(r"No module named '?([\w.]+)", str(exc))
+        needed = found.group(1) if found else None
+    return needed
 for name in names:
     parts = name.split(".")
     top = parts[0]
     try:
-        importlib.import_module(top)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            importlib.import_module(top)
+        for warning in caught:
+            # torch without numpy imports, warning "Failed to initialize NumPy: No
+            # module named 'numpy'", and fails later, when a tensor meets an array.
+            found = re.search(r"No module named '?([\w.]+)", str(warning.message))
+            if found and found.group(1).split(".")[0] != top and absent(found.group(1)):
+                broken.setdefault(top, found.group(1))
     except Exception as exc:
         if strict:  # checking a step back: a release that breaks the import is no fix
             out[name] = ["", "", "import %s failed: %s" % (top, exc)]
         if isinstance(exc, ImportError):
             gone = re.match(r"cannot import name '?(\w+)'? from '?([\w.]+)'?", str(exc))
-            if gone:
-                needed = gone.group(2) + "." + gone.group(1)
-            else:
-                needed = getattr(exc, "name", None)
-                if not needed:  # Python 2: the name is only in the message
-                    found = re.match(r"No module named '?([\w.]+)", str(exc))
-                    needed = found.group(1) if found else None
+            needed = gone.group(2) + "." + gone.group(1) if gone else lacking(exc)
             if needed and needed.split(".")[0] != top:
-                try:
-                    there = importlib.util.find_spec(needed.split(".")[0]) is not None
-                except Exception:
-                    there = False
-                (gaps if there else broken)[top] = needed
+                (broken if absent(needed) else gaps)[top] = needed
         continue  # first look: not installed, or broken for other reasons
-    obj, problem = None, None
+    obj, problem, foreign = None, None, None
     for i in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+        except ImportError as exc:
+            # torch.utils.tensorboard imports tensorboard, a distribution of its own that
+            # torch does not require: the module is added, torch is not stepped back.
+            # Only a name of the package itself (it has no such submodule) is a problem
+            # for version repair.
+            needed = lacking(exc)
+            if needed and needed.split(".")[0] != top and absent(needed):
+                foreign = foreign or needed
             continue
         except Exception:
             obj = None
+            break
+        if foreign:  # the importer is the module below the deepest one that imports
+            broken.setdefault(".".join(parts[:i + 1]), foreign)
             break
         for attr in parts[i:]:
             if not hasattr(obj, attr):
@@ -116,6 +136,18 @@ for name in json.loads(sys.argv[1]):
             out[name] = "%s: %s" % (type(exc).__name__, exc)
         break
 print(json.dumps(out))
+"""
+# Run inside the built environment: which of the modules are not installed.
+_ABSENT = r"""
+import importlib.util, json, sys
+absent = []
+for module in json.loads(sys.argv[1]):
+    try:
+        if importlib.util.find_spec(module) is None:
+            absent.append(module)
+    except Exception:
+        absent.append(module)
+print(json.dumps({"absent": absent}))
 """
 _REMOVED_NAME = re.compile(
     r"cannot import name '?(?P<name>\w+)'? from '?(?P<mod>[\w.]+)'?"
@@ -165,9 +197,11 @@ class Check:
     ``missing``: ``name -> [distribution, version, problem]`` for dotted names it lacks;
     ``broken``: ``top-level module -> the module its import could not find``, for an
     installed package that needs a module nothing installed provides (``keras`` without
-    ``tensorflow``, ``pygame`` without a ``pkg_resources``); ``gaps``: the same for a
-    name that an installed dependency no longer has (``flask_script`` needs
-    ``flask._compat``, gone since Flask 2).
+    ``tensorflow``, ``pygame`` without a ``pkg_resources``), keyed by the submodule the
+    code imports where only that one needs it (``torch.utils.tensorboard`` without
+    ``tensorboard``: torch itself is not at fault, so it is not stepped back);
+    ``gaps``: the same for a name that an installed dependency no longer has
+    (``flask_script`` needs ``flask._compat``, gone since Flask 2).
     """
 
     missing: dict[str, list[str]] = field(default_factory=dict)
@@ -175,7 +209,9 @@ class Check:
     gaps: dict[str, str] = field(default_factory=dict)
 
 
-def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -> Check:
+def check(
+    python: Path, names: Sequence[str], cwd: Path, strict: bool = False, log: Log | None = None
+) -> Check:
     """Import each name's package in the environment and look the names up.
 
     ``strict``: a top-level module that fails to import counts as missing too.
@@ -183,7 +219,7 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
     if not names:
         return Check()
     args = [json.dumps(sorted(set(names))), "strict" if strict else "lenient"]
-    data = _run_in_env(python, _CHECKER, args, cwd)
+    data = _run_in_env(python, _CHECKER, args, cwd, log)
     if data is None:
         return Check()
     missing = data.get("missing")
@@ -196,22 +232,41 @@ def check(python: Path, names: Sequence[str], cwd: Path, strict: bool = False) -
     )
 
 
-def _run_in_env(python: Path, script: str, args: list[str], cwd: Path) -> dict | None:
+def _run_in_env(
+    python: Path, script: str, args: list[str], cwd: Path, log: Log | None = None
+) -> dict | None:
     """Run a checker script with the environment's Python: the last JSON object it
-    printed (the packages it imports may print too), or None if it gave none."""
+    printed (the packages it imports may print too), or None if it gave none.
+
+    Importing TensorFlow or torch takes a while: ``log`` gets a line every few seconds.
+    """
+    from gridrun.envs.venv import HEARTBEAT_SECONDS
+
+    started = time.monotonic()
     try:
-        proc = subprocess.run(
+        with subprocess.Popen(
             [str(python), "-c", script, *args],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
             env=_quiet_env(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        ) as proc:
+            while True:
+                try:
+                    stdout, _ = proc.communicate(timeout=HEARTBEAT_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - started
+                    if elapsed > 300:
+                        proc.kill()
+                        return None
+                    if log is not None:
+                        log(f"Still checking the code's imports, {elapsed:.0f} s so far")
+    except OSError:
         return None
-    for line in reversed(proc.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         with contextlib.suppress(ValueError):
             data = json.loads(line)
             if isinstance(data, dict):
@@ -220,10 +275,10 @@ def _run_in_env(python: Path, script: str, args: list[str], cwd: Path) -> dict |
 
 
 def missing_names(
-    python: Path, names: Sequence[str], cwd: Path, strict: bool = False
+    python: Path, names: Sequence[str], cwd: Path, strict: bool = False, log: Log | None = None
 ) -> dict[str, list[str]]:
     """``name -> [distribution, version, problem]`` for names the environment lacks."""
-    return check(python, names, cwd, strict).missing
+    return check(python, names, cwd, strict, log).missing
 
 
 def _quiet_env() -> dict[str, str]:
@@ -291,8 +346,10 @@ class Repairer:
         added (:meth:`complete`), since a package that cannot be imported cannot be
         checked for names either.
         """
-        self.complete(names, warnings)
-        found = check(self.python, names, self.cwd)
+        self.log(f"Checking the code's imports in the environment ({len(set(names))} names)")
+        if self.complete(names, warnings):
+            self.log("Checking the code's imports again, with what was added")
+        found = check(self.python, names, self.cwd, log=self.log)
         missing = dict(found.missing)
         importers: set[str] = set()
         for top, lacking in sorted(found.gaps.items()):
@@ -326,8 +383,10 @@ class Repairer:
         """Add what installed packages need but do not declare; the requirements added.
 
         ``keras`` imports ``tensorflow`` (or another backend) without requiring it, old
-        ``pygame`` imports ``pkg_resources``: the package installs, then its import fails
-        with ``No module named ...``. Each such module is mapped to its distribution as
+        ``pygame`` imports ``pkg_resources``, ``torch.utils.tensorboard`` imports
+        ``tensorboard`` and ``torch`` warns without ``numpy``: the package installs, then
+        an import of it or of the submodule the code uses fails (or warns) with ``No
+        module named ...``. Each such module is mapped to its distribution as
         an import in the code would be and installed, a few rounds at most (what it
         brings may need more). One that cannot be installed is left for the run to
         report.
@@ -336,30 +395,60 @@ class Repairer:
 
         added: list[str] = []
         tried: set[str] = set()
+        for module, name in sorted(self._absent_callees(names).items()):
+            # pandas.read_excel without openpyxl: no import fails, the call will.
+            tried.add(module)
+            requirement = requirement_for_import(module)
+            if requirement:
+                top = name.split(".")[0]
+                why = f"{name} needs {module}, which {top} does not require"
+                added += self._add(requirement, why, warnings)
         for _ in range(MAX_ADDED):
             wanted: dict[str, str] = {}  # requirement -> the package that needs it
-            for top, needed in sorted(check(self.python, names, self.cwd).broken.items()):
+            found = check(self.python, names, self.cwd, log=self.log)
+            for importer, needed in sorted(found.broken.items()):
                 module = needed.split(".")[0]
                 if module in tried or is_stdlib(module):
                     continue
                 tried.add(module)
                 requirement = requirement_for_import(needed)
                 if requirement:
-                    wanted.setdefault(requirement, f"{top} imports {module}")
+                    why = f"{importer} imports {module} without requiring it"
+                    wanted.setdefault(requirement, why)
             if not wanted:
                 break
             for requirement, why in wanted.items():
-                rc, output = self.install([requirement])
-                if rc == 0:
-                    added.append(requirement)
-                    line = f"Warning: inferred requirement added {requirement}: {why}"
-                    line += " without requiring it"
-                else:
-                    line = f"Warning: inferred requirement {requirement} ({why}) could not"
-                    line += f" be installed: {_last(output)}"
-                warnings.append(line)
-                self.log(line)
+                added += self._add(requirement, why, warnings)
         return added
+
+    def _add(self, requirement: str, why: str, warnings: list[str]) -> list[str]:
+        """Install one requirement a package needs without declaring it: ``[it]`` or []."""
+        self.log(f"Adding {requirement}: {why}")
+        rc, output = self.install([requirement])
+        if rc == 0:
+            line = f"Warning: inferred requirement added {requirement}: {why}"
+        else:
+            line = f"Warning: inferred requirement {requirement} ({why}) could not"
+            line += f" be installed: {_last(output)}"
+        warnings.append(line)
+        self.log(line)
+        return [requirement] if rc == 0 else []
+
+    def _absent_callees(self, names: Sequence[str]) -> dict[str, str]:
+        """``module -> name`` for each name the code uses (:data:`NAME_NEEDS`) whose
+        module the environment lacks."""
+        from gridrun.deps.mapping import NAME_NEEDS
+
+        needed: dict[str, str] = {}
+        for name in sorted(set(names)):
+            for key, module in NAME_NEEDS.items():
+                if name == key or name.startswith(key + "."):
+                    needed.setdefault(module, name)
+        if not needed:
+            return {}
+        data = _run_in_env(self.python, _ABSENT, [json.dumps(sorted(needed))], self.cwd)
+        absent = data.get("absent") if data else None
+        return {m: needed[m] for m in absent or [] if m in needed}
 
     def _repair_one(
         self, dist: str, version: str, names: list[str], depth: int = 0
@@ -403,7 +492,7 @@ class Repairer:
                 minor = True
                 continue
             current = installed
-            problems = missing_names(self.python, names, self.cwd, strict=True)
+            problems = missing_names(self.python, names, self.cwd, True, self.log)
             if problems and depth < MAX_DEPTH:
                 deeper = self._repair_dependency(dist, problems, depth)
                 if deeper:

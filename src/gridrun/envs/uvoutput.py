@@ -158,3 +158,35 @@ def _sentence(text: str) -> str:
 
 def _shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Chatter:
+    """Lines of a build's output that tell the user nothing, dropped from the build log.
+
+    uv's ``Activate with: source .tmp-<key>-<hex>/bin/activate`` names the temporary
+    folder that is renamed into place (gone by the time anyone reads it; gridrun
+    activates the environment itself). A pyenv shim for a Python that is installed but
+    not selected prints a block (``pyenv: python3.10: command not found``, the versions
+    that have it, a note on ``pyenv global``) when uv probes it; uv goes on to the
+    next Python, so the block is noise. Stateful: the block spans several lines.
+    """
+
+    _ACTIVATE = re.compile(r"^Activate with: ")
+    _PYENV_START = re.compile(r"^pyenv: \S+: command not found$")
+    _PYENV_BLOCK = re.compile(
+        r"^$|^The `\S+' command exists in these Python versions:$|^\s+\S+$|"
+        r"^Note: See 'pyenv help global' for tips on allowing both$|"
+        r"^\s+python2 and python3 to be found\.$"
+    )
+
+    def __init__(self) -> None:
+        self.in_pyenv = False
+
+    def drop(self, line: str) -> bool:
+        if self._ACTIVATE.match(line) or self._PYENV_START.match(line):
+            self.in_pyenv = self.in_pyenv or bool(self._PYENV_START.match(line))
+            return True
+        if self.in_pyenv and self._PYENV_BLOCK.match(line):
+            return True
+        self.in_pyenv = False
+        return False

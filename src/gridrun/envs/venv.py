@@ -37,12 +37,14 @@ from typing import IO
 from gridrun.envs.key import count_packages, python_minor
 from gridrun.envs.pipconf import PipConfig
 from gridrun.envs.uvoutput import (
+    Chatter,
     failing_line,
     failure_message,
     last_meaningful,
     requirement_name,
 )
 from gridrun.errors import BuildError, NotFoundError, StateError
+from gridrun.specs import TorchBuild
 
 MARKER = ".grid-complete"
 LAST_USED = ".grid-last-used"
@@ -90,6 +92,7 @@ def build_venv(
     best_effort: bool = False,
     checks: Sequence[str] = (),
     oldest_python: str = "",
+    torch_build: TorchBuild | None = None,
 ) -> Path:
     """Return ``envs_dir/<key>``, building it first unless a complete one exists.
 
@@ -102,7 +105,8 @@ def build_venv(
     (:mod:`gridrun.envs.repair`). ``oldest_python`` ("3.6"; best effort only): when an
     installed package fails on a standard-library name its Python removed, the build
     starts again with the newest installed Python that has it, not older than this.
-    Raises :class:`BuildError`.
+    ``torch_build``: the PyTorch index the torch packages come from
+    (:mod:`gridrun.envs.torchbuild`). Raises :class:`BuildError`.
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
@@ -130,6 +134,7 @@ def build_venv(
             best_effort,
             list(checks),
             oldest_python,
+            torch_build,
         )
 
 
@@ -278,6 +283,7 @@ def _build(
     best_effort: bool = False,
     checks: list[str] | None = None,
     oldest_python: str = "",
+    torch_build: TorchBuild | None = None,
 ) -> Path:
     from uv import find_uv_bin
 
@@ -297,11 +303,24 @@ def _build(
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
     started = time.time()
     notes: list[str] = []  # why the Python was stepped down, kept for every later run
+    if pip is not None and pip.effective().no_index:  # no index at all: not PyTorch's either
+        torch_build = None
+    torch_args = _torch_args(torch_build, requirements, envs_dir, key, log, notes)
     for step in range(MAX_PYTHON_STEPS + 1):
         tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
         try:
             warnings, pins = _populate(
-                uv, tmp, python, requirements, env, envs_dir, log, pip, best_effort, checks
+                uv,
+                tmp,
+                python,
+                requirements,
+                env,
+                envs_dir,
+                log,
+                pip,
+                best_effort,
+                checks,
+                torch_args,
             )
             older = None
             if best_effort and checks and oldest_python and step < MAX_PYTHON_STEPS:
@@ -323,6 +342,8 @@ def _build(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         break
+    if torch_args:
+        shutil.rmtree(Path(torch_args[1]).parent, ignore_errors=True)
     _fsync_dir(envs_dir)
     return envs_dir / key
 
@@ -338,6 +359,7 @@ def _populate(
     pip: PipConfig | None,
     best_effort: bool,
     checks: list[str] | None,
+    torch_args: Sequence[str] = (),
 ) -> tuple[list[str], list[str]]:
     """Create the virtualenv in ``tmp`` and install into it: (warnings, repair pins)."""
     python2 = python_minor(python).startswith("2.")
@@ -351,7 +373,7 @@ def _populate(
         (tmp / REQUIREMENTS_FILE).write_text("", encoding="utf-8")
         return warnings, pins
     extra = pip.uv_args() if pip is not None else []
-    argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra]
+    argv = [uv, "pip", "install", "--python", str(venv_python(tmp)), *extra, *torch_args]
     if python2:  # uv does not install into Python 2; the env's own pip does
         argv = [str(venv_python(tmp)), "-m", "pip", "install", "--no-input"]
         argv += ["--disable-pip-version-check", "--progress-bar", "off"]
@@ -374,6 +396,41 @@ def _populate(
 
 
 MAX_PYTHON_STEPS = 2  # older Pythons tried in turn for packages that need one
+
+
+def _torch_args(
+    build: TorchBuild | None,
+    requirements: Sequence[str],
+    envs_dir: Path,
+    key: str,
+    log: Log,
+    warnings: list[str],
+) -> list[str]:
+    """``-r <pyproject.toml>`` that takes torch from the build's index, if it answers.
+
+    The file lives beside the environments (``<key>.torch/``), outside the folder that
+    is renamed into place, so every install of the build (version repair's too) reads
+    it. An index that cannot be reached leaves PyPI's default build, with one warning.
+    """
+    from gridrun.envs.torchbuild import fallback_warning, reachable, sources_project
+
+    if build is None or not build.index_url:
+        if build is not None:
+            log(build.describe())
+        return []
+    why = reachable(build.index_url)
+    if why is not None:
+        line = fallback_warning(build, why)
+        warnings.append(line)
+        log(line)
+        return []
+    log(f"{build.describe()}, from {build.index_url}")
+    folder = envs_dir / f"{TMP_PREFIX}{key}-torch"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [requirement_name(r) for r in requirements if not r.startswith("-")]
+    project = folder / "pyproject.toml"
+    project.write_text(sources_project(build, names), encoding="utf-8")
+    return ["-r", str(project)]
 
 
 def _older_python(
@@ -473,9 +530,24 @@ def _pyenv_python(python: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int, list[str]]:
-    """Run uv, logging every stdout and stderr line the moment it arrives."""
+HEARTBEAT_SECONDS = 3.0  # the longest a long step goes without a line in the build log
+
+
+def _run(
+    argv: list[str], env: dict[str, str], cwd: Path, log: Log, progress: Log | None = None
+) -> tuple[int, list[str]]:
+    """Run uv, logging every stdout and stderr line the moment it arrives.
+
+    A step that prints nothing for a while (uv downloads and installs quietly with
+    ``UV_NO_PROGRESS``: torch's CUDA wheels take minutes) gets a line every
+    :data:`HEARTBEAT_SECONDS` on ``progress`` (``log`` unless given), saying what it is
+    doing and for how long, so a build never looks stuck. uv's chatter is dropped.
+    """
     lines: queue.Queue[str | None] = queue.Queue()
+    heartbeat = progress if progress is not None else log
+    chatter = Chatter()
+    started = time.monotonic()
+    last = ""  # what uv said last: what it is doing now
 
     def pump(stream: IO[str]) -> None:
         for line in stream:
@@ -505,12 +577,18 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int
         try:
             open_streams = len(pumps)
             while open_streams:
-                line = lines.get()
+                try:
+                    line = lines.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:
+                    heartbeat(_still(argv, last, time.monotonic() - started))
+                    continue
                 if line is None:
                     open_streams -= 1
                     continue
                 seen.append(line)
-                log(line)
+                if not chatter.drop(line):
+                    last = line
+                    log(line)
         except BaseException:
             proc.kill()
             raise
@@ -518,6 +596,21 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, log: Log) -> tuple[int
             for t in pumps:
                 t.join(timeout=5)
     return proc.returncode, seen
+
+
+def _still(argv: Sequence[str], last: str, elapsed: float) -> str:
+    """``Still downloading and installing, 35 s so far``: a heartbeat line."""
+    if "venv" in argv[1:3]:
+        doing = "creating the virtualenv"
+    elif "--dry-run" in argv:
+        doing = "checking a requirement"
+    elif last.startswith("Resolved"):
+        doing = "downloading and installing"
+    elif last.startswith(("Prepared", "Installed", "Uninstalled", "Audited")):
+        doing = "installing"
+    else:
+        doing = "resolving and installing"
+    return f"Still {doing}, {elapsed:.0f} s so far"
 
 
 def _write_marker(
@@ -576,7 +669,9 @@ class _Installer:
         probe = self.req_file.with_name(".grid-repair.txt")
         probe.write_text("".join(f"{x}\n" for x in lines), encoding="utf-8")
         try:
-            return _run([*self.argv, "-r", str(probe)], self.env, self.cwd, lambda _l: None)
+            return _run(
+                [*self.argv, "-r", str(probe)], self.env, self.cwd, lambda _l: None, self.log
+            )
         finally:
             probe.unlink(missing_ok=True)
 

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 from gridrun.errors import GridError, NotFoundError, StateError, UsageError
 from gridrun.home import GridHome
 from gridrun.store.db import Store
-from gridrun.store.models import Experiment, Run
+from gridrun.store.models import Experiment, Run, Status
 from gridrun.ui import data
 from gridrun.ui.charts import SeriesCache, points_per_line, run_metrics
 from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, csrf_of, require_csrf
@@ -167,10 +167,16 @@ def experiment_page(request: Request) -> Response:
     for a in artifacts:
         a["human_size"] = data.human_size(a["size"])
     metrics = [{"key": k, **data._clean(v)} for k, v in sorted(summary.items())]
+    hint = None
+    if exp.status == Status.FAILED:
+        from gridrun.hints import experiment_hint
+
+        hint = experiment_hint(home.experiment_dir(exp.name), exp.exit_code, exp.memory)
     return _render(
         request,
         "experiment.html",
         exp=detail,
+        hint=hint,
         run_name=run.name,
         metrics=metrics,
         artifacts=artifacts,

@@ -62,7 +62,7 @@ class _Child:
 
 class LocalBackend(Backend):
     name = "local"
-    capabilities = Capabilities(gpus=True, datastores=True, shares_machine=True)
+    capabilities = Capabilities(gpus=True, datastores=True, shares_machine=True, torch_builds=True)
 
     def __init__(self, home: GridHome | None = None) -> None:
         super().__init__(home)
@@ -96,6 +96,8 @@ class LocalBackend(Backend):
             extra += "|best-effort|" + "\n".join(sorted(req.checks))
             if req.oldest_python:  # the build may step down to an older Python
                 extra += f"|oldest-python|{req.oldest_python}"
+        if req.torch_build is not None:  # a CPU and a CUDA build are two environments
+            extra += f"|torch|{req.torch_build.key()}"
         return environment_key(req.python, list(req.requirements), extra)
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
@@ -117,6 +119,7 @@ class LocalBackend(Backend):
             best_effort=req.best_effort,
             checks=list(req.checks) if req.best_effort else [],
             oldest_python=req.oldest_python if req.best_effort else "",
+            torch_build=req.torch_build,
         )
         return str(env)
 
