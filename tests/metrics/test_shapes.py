@@ -35,6 +35,7 @@ SHAPES = [
     "BatchNorm2d(64, eps={v}, momentum={v})",
     "step {s} | loss {v} | lr {v}",  # pairs without colons
     "TPU available: False, using: {v} TPU cores",
+    "Train Epoch: {s} [{v}/60000]\tLoss: {v}",  # a label ending in a step key
 ]
 
 

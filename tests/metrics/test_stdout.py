@@ -286,3 +286,11 @@ def test_call_like_keys() -> None:
         "D(x)": [(0, 0.36)],
         "D(G(z))": [(0, 0.37)],
     }
+
+
+def test_a_label_ending_in_a_step_key_is_the_x_value() -> None:
+    """pytorch/examples' mnist: ``Train Epoch`` is the epoch, not a series."""
+    got = parse(
+        "Train Epoch: 1 [0/60000 (0%)]\tLoss: 2.300", "Train Epoch: 2 [0/60000 (0%)]\tLoss: 0.1"
+    )
+    assert got == {"Loss": [(1, 2.3), (2, 0.1)]}

@@ -79,6 +79,15 @@ class Template:
         return SLOT.join(re.escape(lit) for lit in self.literals)
 
 
+def step_rank(rank: dict[str, int], key: str) -> int | None:
+    """Where ``key`` stands among the step keys (``StdoutParser._emit`` inlines this):
+    a label of words ranks as its last word, ``Train Epoch`` as ``epoch``."""
+    r = rank.get(key.lower())
+    if r is None and " " in key:
+        r = rank.get(key.rpartition(" ")[2].lower())
+    return r
+
+
 def plan(keys: Sequence[str], rank: dict[str, int]) -> tuple[int, list[tuple[str, int]]] | None:
     """(x slot, [(key, slot)]) as ``StdoutParser._emit`` would read such a line, or
     None when the line has no step key or nothing but step keys."""
@@ -87,13 +96,13 @@ def plan(keys: Sequence[str], rank: dict[str, int]) -> tuple[int, list[tuple[str
         first.setdefault(k, i)
     x_key, x_rank = None, len(rank)
     for k in first:
-        r = rank.get(k.lower())
+        r = step_rank(rank, k)
         if r is not None and r < x_rank:
             x_key, x_rank = k, r
     if x_key is None:
         return None
     points = [(k, i) for k, i in first.items() if k != x_key]
-    if all(rank.get(k.lower()) is not None for k, _ in points):
+    if all(step_rank(rank, k) is not None for k, _ in points):
         return None
     return first[x_key], points
 

@@ -288,6 +288,8 @@ class StdoutParser:
         only_steps = True
         for key, value in found.items():
             r = rank.get(key.lower())
+            if r is None and " " in key:  # "Train Epoch: 1" (pytorch/examples' mnist)
+                r = rank.get(key.rpartition(" ")[2].lower())
             if r is None:
                 only_steps = False
             elif r < x_rank and value == value and abs(value) != math.inf:
