@@ -80,7 +80,9 @@ _KV = (
 # metrics are read, their numbers quoted or not: ``{'loss': '0.6924', 'epoch': '0.25'}``).
 _CALL = r"(?<![\w.])[A-Za-z_][\w.]*\((?=[^()\n]*=)(?:[^()\n]|\((?:[^()\n]|\([^()\n]*\))*\))*\)"
 _NUM_START = r"[\"']?[-+]?(?:\.?\d|[Nn]a[Nn]|[Ii]nf)"
-_DICT = rf"\{{[^{{}}\n]*?:[ \t]*(?![ \t]|{_NUM_START})[^{{}}\n]*\}}"
+# A dict is closed on its line (one look ahead) before its colons are tried: an
+# unclosed one with many colons would otherwise be rescanned from each colon.
+_DICT = rf"\{{(?=[^{{}}\n]*\}})[^{{}}\n]*?:[ \t]*(?![ \t]|{_NUM_START})[^{{}}\n]*\}}"
 _SKIP = rf"{_CALL}|{_DICT}"
 # What may start a skipped print or a pair: one test, so that most positions of a
 # line (digits, spaces, punctuation) fail once rather than once per alternative.
