@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tensorboardX import SummaryWriter
@@ -76,12 +74,39 @@ def test_a_reader_with_stale_offsets_loses_the_race_and_catches_up(
 
 
 KILLED_READER = """
+import os
+import signal
 import sys
 from pathlib import Path
 from gridrun.metrics.ingest import IngestTarget, ingest_experiment
 from gridrun.store.db import Store
 import gridrun.metrics.ingest as ingest
+import gridrun.store.metrics as store_metrics
 ingest.BATCH_BYTES = 64 << 10  # many small commits, so kills land between and inside them
+where, nth = sys.argv[4], int(sys.argv[5])
+
+
+def dies_at(module, name, after):
+    real, calls = getattr(module, name), [0]
+
+    def wrapped(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == nth and not after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = real(*args, **kwargs)
+        if calls[0] == nth and after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    setattr(module, name, wrapped)
+
+
+if where == "before-commit":
+    dies_at(ingest, "commit_batch", after=False)
+elif where == "after-commit":
+    dies_at(ingest, "commit_batch", after=True)
+elif where == "inside-commit":  # the source's offset moved, its points half written
+    dies_at(store_metrics, "_append", after=True)
 store = Store(Path(sys.argv[1]))
 ingest_experiment(store, IngestTarget(int(sys.argv[2]), Path(sys.argv[3])), final=True)
 print("done", flush=True)
@@ -91,6 +116,8 @@ print("done", flush=True)
 def test_killed_readers_lose_nothing_and_count_nothing_twice(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
+    """Readers killed before, inside and after a commit, at chosen commits (not after
+    a sleep: on a fast machine the reader could finish first), then one that ends."""
     a = exp_ids[0]
     t = target(tmp_path, a)
     n = 60_000
@@ -99,22 +126,32 @@ def test_killed_readers_lose_nothing_and_count_nothing_twice(
             fh.write(f"[stdout] [2026-12-01T10:00:00.{i % 1000000:06d}+00:00] step={i} loss={i}\n")
     script = tmp_path / "reader.py"
     script.write_text(KILLED_READER)
-    kills = 0
-    for attempt in range(200):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(store.path), str(a), str(t.log_path)],
-            stdout=subprocess.PIPE,
+    kills = [
+        ("inside-commit", 2),
+        ("after-commit", 3),
+        ("before-commit", 2),
+        ("inside-commit", 1),
+        ("after-commit", 1),
+    ]
+    for where, nth in [*kills, ("none", 0)]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                str(store.path),
+                str(a),
+                str(t.log_path),
+                where,
+                str(nth),
+            ],
+            capture_output=True,
             text=True,
+            timeout=120,
         )
-        if attempt < 6:
-            time.sleep(0.4 + 0.15 * attempt)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                kills += 1
-        out, _ = proc.communicate(timeout=120)
-        if "done" in out:
-            break
-    assert kills >= 1
+        if where == "none":
+            assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr
+        else:
+            assert proc.returncode == -signal.SIGKILL, (where, nth, proc.stderr)
     got = steps(store, a, "loss")
     assert got == [float(i) for i in range(n)]
 

@@ -28,6 +28,14 @@ SHAPES = [
     "step: {s}",  # a step line: sets the step of later lines
     "Step: {s} Loss: {v} step: {s}",
     "[{v}] train step={s} loss={v}",
+    "step: {s} x: {v} Last reward: {v}\tAverage reward: {v}",  # labels of several words
+    "{{'loss': '{v}', 'epoch': '{s}'}}",  # Hugging Face's quoted numbers
+    "Namespace(lr={v}, seed={v}) step: {s} loss: {v}",  # a configuration print: skipped
+    "{{'lr': {v}, 'model': 'resnet'}} step: {s} acc: {v}",
+    "BatchNorm2d(64, eps={v}, momentum={v})",
+    "step {s} | loss {v} | lr {v}",  # pairs without colons
+    "TPU available: False, using: {v} TPU cores",
+    "Train Epoch: {s} [{v}/60000]\tLoss: {v}",  # a label ending in a step key
 ]
 
 
@@ -130,3 +138,15 @@ def test_a_slot_the_general_regex_reads_otherwise(odd: str, where: str) -> None:
     lines[12] = format_line("stdout", where.format(odd), 20.5)
     fast, slow, shapes = _both(lines)
     assert shapes.templates and fast == slow
+
+
+@pytest.mark.parametrize("odd", ["nan", "inf", "1"])
+def test_a_label_right_after_a_value_is_never_a_template(odd: str) -> None:
+    """A label of words starts only where no word and a space come before it, so
+    ``x: nan Last reward: 3`` has ``reward`` where ``x: 1 Last reward: 3`` has ``Last
+    reward``: the value decides, and a template would not see it."""
+    lines = [format_line("stdout", f"step: {i} x: {i} Last reward: 3", 5.5 + i) for i in range(20)]
+    lines[12] = format_line("stdout", f"step: 12 x: {odd} Last reward: 3", 20.5)
+    fast, slow, _ = _both(lines)
+    assert fast == slow
+    assert ("Last reward" in slow) and (("reward" in slow) == (odd != "1"))

@@ -170,3 +170,127 @@ def test_custom_step_keys() -> None:
 def test_printed_dicts_count() -> None:
     got = parse("{'loss': 0.31, 'learning_rate': 5e-05, 'epoch': 0.5}", '{"acc": 0.9}')
     assert got == {"loss": [(0.5, 0.31)], "learning_rate": [(0.5, 5e-05)], "acc": [(0, 0.9)]}
+
+
+# Metrics with precision (issue 19): each shape of line the issue names.
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Namespace(dataset='fake', batchSize=64, nz=100, ngf=64, lr=0.0002, beta1=0.5)",
+        "    (1): BatchNorm2d(512, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)",
+        "    (2): LeakyReLU(negative_slope=0.2, inplace=True)",
+        "  (0): Linear(in_features=10, out_features=16, bias=True)",
+        "{'model': 'resnet18', 'lr': 0.1, 'epochs': 90}",
+        "args: {'data': '/tmp/x', 'batch_size': 32}",
+        "TPU available: False, using: 0 TPU cores",
+        "HPU available: False, using: 0 HPUs",
+        "TrainOutput(global_step=48, training_loss=0.68, metrics={'train_loss': 0.68})",
+        "Epoch 1 of 10",
+        "Using 4 GPUs for 3 epochs",
+        "Solved! Running reward is now 476.2 and the last episode runs to 500 time steps!",
+    ],
+)
+def test_configuration_prints_and_banners_are_not_metrics(line: str) -> None:
+    assert parse(line) == {}
+
+
+def test_a_call_with_keyword_arguments_is_skipped_but_the_rest_of_the_line_is_read() -> None:
+    assert parse("model=Net(dropout=0.5) loss=0.25") == {"loss": [(0, 0.25)]}
+
+
+def test_epoch_then_loss_without_colons() -> None:
+    assert parse("epoch 1 loss 0.5", "epoch 2 loss 0.25") == {"loss": [(1, 0.5), (2, 0.25)]}
+
+
+def test_step_loss_lr_between_bars() -> None:
+    assert parse("step 100 | loss 0.5 | lr 0.001") == {"loss": [(100, 0.5)], "lr": [(100, 0.001)]}
+
+
+def test_tqdm_postfix_last_drawing() -> None:
+    line = (
+        "Epoch 0:  50%|#####     | 10/20 [00:01<00:01, 9.1it/s, acc=0.5, loss=0.7]\r"
+        "Epoch 0: 100%|##########| 20/20 [00:02<00:00, 9.5it/s, acc=0.75, loss=0.6055]"
+    )
+    assert parse(line) == {"acc": [(0, 0.75)], "loss": [(0, 0.6055)]}
+
+
+def test_keras_fit_line() -> None:
+    line = (
+        "13/13 - 0s - 5ms/step - accuracy: 0.7705 - loss: 0.5273"
+        " - val_accuracy: 0.7171 - val_loss: 0.5580"
+    )
+    got = parse(line)
+    assert got == {
+        "accuracy": [(0, 0.7705)],
+        "loss": [(0, 0.5273)],
+        "val_accuracy": [(0, 0.7171)],
+        "val_loss": [(0, 0.558)],
+    }
+
+
+def test_keras_progress_bar_with_colours_and_backspaces() -> None:
+    line = (
+        "\r\x1b[1m 1/13\x1b[0m \x1b[32m━\x1b[0m 63ms/step - accuracy: 0.6406 - loss: 0.5799"
+        "\x08\x08\x08\r\x1b[1m13/13\x1b[0m \x1b[32m━━\x1b[0m \x1b[1m0s\x1b[0m 10ms/step"
+        " - accuracy: 0.5885 - loss: 0.6734 - val_accuracy: 0.6488 - val_loss: 0.6458"
+    )
+    assert set(parse(line)) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+
+
+def test_hugging_face_trainer_dicts_with_quoted_numbers() -> None:
+    got = parse(
+        "{'loss': '0.6924', 'grad_norm': '0.1589', 'learning_rate': '9.375e-05', 'epoch': '0.25'}",
+        "{'eval_loss': 0.688, 'eval_accuracy': 0.5469, 'epoch': 1.0}",
+    )
+    assert got == {
+        "loss": [(0.25, 0.6924)],
+        "grad_norm": [(0.25, 0.1589)],
+        "learning_rate": [(0.25, 9.375e-05)],
+        "eval_loss": [(1.0, 0.688)],
+        "eval_accuracy": [(1.0, 0.5469)],
+    }
+
+
+def test_lightning_progress_bar() -> None:
+    line = (
+        "Epoch 3: 100%|██████████| 16/16 [00:00<00:00, 41.18it/s, v_num=0,"
+        " train_loss=0.582, val_loss=0.526, val_acc=0.812]"
+    )
+    assert set(parse(line)) == {"v_num", "train_loss", "val_loss", "val_acc"}
+
+
+def test_two_labels_sharing_a_last_word_stay_two_series() -> None:
+    got = parse(
+        "Episode 10\tLast reward: 40.00\tAverage reward: 16.52",
+        "Episode 20\tLast reward: 13.00\tAverage reward: 18.72",
+        "Test set: Average loss: 0.0341, Accuracy: 9900/10000 (99%)",
+    )
+    assert got == {
+        "Last reward": [(0, 40.0), (1, 13.0)],
+        "Average reward": [(0, 16.52), (1, 18.72)],
+        "Average loss": [(0, 0.0341)],
+    }
+
+
+def test_a_multi_word_label_needs_a_colon() -> None:
+    assert parse("train step=5 loss=0.5") == {"loss": [(5, 0.5)]}
+
+
+def test_call_like_keys() -> None:
+    got = parse("[0/1][0/16] Loss_D: 1.83 Loss_G: 4.18 D(x): 0.36 D(G(z)): 0.37 / 0.01")
+    assert got == {
+        "Loss_D": [(0, 1.83)],
+        "Loss_G": [(0, 4.18)],
+        "D(x)": [(0, 0.36)],
+        "D(G(z))": [(0, 0.37)],
+    }
+
+
+def test_a_label_ending_in_a_step_key_is_the_x_value() -> None:
+    """pytorch/examples' mnist: ``Train Epoch`` is the epoch, not a series."""
+    got = parse(
+        "Train Epoch: 1 [0/60000 (0%)]\tLoss: 2.300", "Train Epoch: 2 [0/60000 (0%)]\tLoss: 0.1"
+    )
+    assert got == {"Loss": [(1, 2.3), (2, 0.1)]}

@@ -16,7 +16,11 @@ regex sees the same characters except inside the slots, and only slots that are
 numbers as it reads them (checked: ``float`` parses them, NaN and infinity spelled
 its way) are taken; so it would find the same keys with the same values. Anything
 else (a value ``float`` refuses, a non-finite step) makes the whole piece go through
-the general parser line by line: slower, never different. A key printed both by
+the general parser line by line: slower, never different. One thing around a value
+depends on the value itself: a label of several words (``Last reward:``) starts only
+where no word and a space come before it, so after ``x: nan `` it does not and after
+``x: 1 `` it does; a shape with a word and a space right after a value (where such a
+label could start) is never a template. A key printed both by
 template lines and by other lines is merged back in line order. The tests hold the
 two paths equal on generated logs.
 
@@ -58,6 +62,8 @@ _STAMP_GROUPS = 3
 SEEN_BEFORE_TEMPLATE = 3  # a shape printed this often is worth a compiled template
 MAX_TEMPLATES = 8  # in one regex, most printed first
 MAX_SHAPES = 4096  # shapes counted before the count is reset (ever-changing lines)
+# After a value: a space, a word and a space, where a label of several words may start.
+_WORD_AFTER = re.compile(r" [A-Za-z_][\w.\-]* ")
 
 
 @dataclass
@@ -73,6 +79,15 @@ class Template:
         return SLOT.join(re.escape(lit) for lit in self.literals)
 
 
+def step_rank(rank: dict[str, int], key: str) -> int | None:
+    """Where ``key`` stands among the step keys (``StdoutParser._emit`` inlines this):
+    a label of words ranks as its last word, ``Train Epoch`` as ``epoch``."""
+    r = rank.get(key.lower())
+    if r is None and " " in key:
+        r = rank.get(key.rpartition(" ")[2].lower())
+    return r
+
+
 def plan(keys: Sequence[str], rank: dict[str, int]) -> tuple[int, list[tuple[str, int]]] | None:
     """(x slot, [(key, slot)]) as ``StdoutParser._emit`` would read such a line, or
     None when the line has no step key or nothing but step keys."""
@@ -81,13 +96,13 @@ def plan(keys: Sequence[str], rank: dict[str, int]) -> tuple[int, list[tuple[str
         first.setdefault(k, i)
     x_key, x_rank = None, len(rank)
     for k in first:
-        r = rank.get(k.lower())
+        r = step_rank(rank, k)
         if r is not None and r < x_rank:
             x_key, x_rank = k, r
     if x_key is None:
         return None
     points = [(k, i) for k, i in first.items() if k != x_key]
-    if all(rank.get(k.lower()) is not None for k, _ in points):
+    if all(step_rank(rank, k) is not None for k, _ in points):
         return None
     return first[x_key], points
 
@@ -108,8 +123,10 @@ class LineShapes:
             return
         parts, pos = [], 0
         for m in matches:
-            parts.append(text[pos : m.start(3)])
-            pos = m.end(3)
+            parts.append(text[pos : m.start("value")])
+            pos = m.end("value")
+            if _WORD_AFTER.match(text, pos):
+                return
         parts.append(text[pos:])
         literals = tuple(parts)
         if literals in self.templates:
@@ -121,7 +138,7 @@ class LineShapes:
             self._counts[literals] = n
             return
         self._counts.pop(literals, None)
-        keys = tuple(m.group(2) for m in matches)
+        keys = tuple(m.group("key") for m in matches)
         found = plan(keys, rank)
         if found is not None:
             x_slot, points = found

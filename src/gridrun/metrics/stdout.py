@@ -12,7 +12,19 @@ values (0, 1, 2, ...).
 
 A key must start a word and a value must end one, so timestamps (``12:30:45``), URLs
 (``localhost:8080/x``) and ratios do not become metrics. For a progress bar redrawn
-with carriage returns, only the last drawing of the line counts.
+with carriage returns, only the last drawing of the line counts (tqdm's postfix,
+Lightning's bar, Keras' ``- loss: 0.43 - accuracy: 0.81``).
+
+Precision over recall (issue 19): a printed configuration is not a metric. A call
+with keyword arguments (``Namespace(lr=0.1, ...)``, a model's repr), a dict holding
+anything but numbers, and a value followed by words that start no other pair (the
+banner ``TPU available: False, using: 0 TPU cores``) give nothing. A label before a
+colon may be several words, ``Last reward: 9  Average reward: 12`` being two series,
+and a key may look like a call (``D(x): 0.5``). A line made only of pairs without
+colons (``epoch 1 loss 0.5``, ``step 100 | loss 0.5 | lr 0.001``) is read too. Numbers
+printed once or never changing are still read; :mod:`gridrun.metrics.constants` tells
+them apart for display. ``tests/metrics/logs/`` holds real logs of the frameworks
+this is measured on (``benchmarks/bench_metric_precision.py``).
 
 Users add patterns (or turn the built-in one off) under ``metrics:`` in
 ``GRID_HOME/config.yaml`` or a run's ``--config``; see :func:`load_patterns`.
@@ -22,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,22 +44,77 @@ from gridrun.errors import ConfigError
 from gridrun.metrics.shapes import LineShapes, extend_points, feed_block
 from gridrun.store.metrics import Point
 
-KEY = r"[A-Za-z_][\w.\-/]*"
+# A key is a word, optionally with a call-like suffix (``D(x)``, ``D(G(z))``, as
+# pytorch/examples' dcgan prints them). \key in a user pattern stands for this.
+KEY = r"[A-Za-z_][\w.\-/]*(?:\((?:[\w.]|\([\w.]*\))*\))?"
+# In the built-in pattern, possessive where Python has it (3.11): a word of a key or
+# the digits of a value are never given back, since what must follow them there is
+# never one of their characters; the same matches, a fifth faster, without
+# backtracking through every shorter prefix. (Not in user patterns: what follows
+# \key or \value there is theirs.)
+_P = "+" if sys.version_info >= (3, 11) else ""
+_KEY = rf"[A-Za-z_][\w.\-/]*{_P}(?:\((?:[\w.]|\([\w.]*\))*\))?"
+# A label before a colon may be up to four words, so that "Last reward: 9" and
+# "Average reward: 12" stay two series (not one "reward"). Only before a colon: in
+# ``train step=5`` the key is ``step``, as code prints it. Such a label starts where
+# no word and a space come before it (a line's start, a tab, ``- ``, a value), so
+# that running text is not scanned word by word for one: half the parsing speed.
+_WORD = rf"[A-Za-z_][\w.\-]*{_P}"
+_LABEL = rf"(?:{_KEY}|(?<![A-Za-z] )(?:{_WORD} ){{1,3}}{_KEY}(?=[\"']?[ \t]*:))"
 # Loose on purpose (``1.2.3`` matches, then fails float() and is dropped): a simpler
 # pattern is measurably faster, and ingest speed is bounded by this regex.
 VALUE = r"[-+]?(?:[\d.]+(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[Ii]nf(?:inity)?)"
-_KV = rf"(?<![\w.\-/:=@])(?P<q>[\"']?)({KEY})(?P=q)[ \t]*[:=][ \t]*({VALUE})(?=$|[\s,;|)\]}}])"
-DEFAULT_PATTERN = re.compile(_KV)
+_VALUE = rf"[-+]?(?:[\d.]+{_P}(?:[eE][-+]?\d+{_P})?|[Nn]a[Nn]|[Ii]nf(?:inity)?)"
+# A value ends a word, and is not followed by words that start no other pair: in
+# Lightning's ``TPU available: False, using: 0 TPU cores`` the 0 counts cores, it is
+# a sentence, not a metric.
+_END = r"(?=$|[\s,;|)\]}])(?![ \t]+[A-Za-z]\w*(?:[ \t]+[A-Za-z]\w*)*[ \t]*(?:$|[^\w \t:=(]))"
+_KV = (
+    rf"(?<![\w.\-/:=@])(?P<q>[\"']?)(?P<key>{_LABEL})(?P=q)[ \t]*[:=][ \t]*"
+    rf"(?P<vq>[\"']?)(?P<value>{_VALUE})(?P=vq){_END}"
+)
+# Configuration prints are not metrics, and scanning steps over them whole: a call
+# with keyword arguments on one line (argparse's ``Namespace(lr=0.1, ...)``, a model's
+# repr ``BatchNorm2d(64, eps=1e-05, momentum=0.1)``) and a dict with any value that is
+# not a number (``{'model': 'resnet', 'lr': 0.1}``; Hugging Face's all-number dicts of
+# metrics are read, their numbers quoted or not: ``{'loss': '0.6924', 'epoch': '0.25'}``).
+_CALL = r"(?<![\w.])[A-Za-z_][\w.]*\((?=[^()\n]*=)(?:[^()\n]|\((?:[^()\n]|\([^()\n]*\))*\))*\)"
+_NUM_START = r"[\"']?[-+]?(?:\.?\d|[Nn]a[Nn]|[Ii]nf)"
+# A dict is closed on its line (one look ahead) before its colons are tried: an
+# unclosed one with many colons would otherwise be rescanned from each colon.
+_DICT = rf"\{{(?=[^{{}}\n]*\}})[^{{}}\n]*?:[ \t]*(?![ \t]|{_NUM_START})[^{{}}\n]*\}}"
+_SKIP = rf"{_CALL}|{_DICT}"
+# What may start a skipped print or a pair: one test, so that most positions of a
+# line (digits, spaces, punctuation) fail once rather than once per alternative.
+_START = r"(?=[A-Za-z_{\"'])"
+DEFAULT_PATTERN = re.compile(rf"{_START}(?:{_SKIP}|{_KV})")
 VALUE_RE = re.compile(VALUE)
 _FINDALL = DEFAULT_PATTERN.findall
 _FINDITER = DEFAULT_PATTERN.finditer
+# Lines of pairs without a colon or an equals sign: ``epoch 1 loss 0.5``,
+# ``step 100 | loss 0.5 | lr 0.001``. Read only when the whole line is two or more
+# such pairs (a sentence like ``using 4 GPUs`` or ``Epoch 1 of 10`` is not), and
+# never keyed by a small word of prose.
+_SP_KEY = (
+    r"(?!(?i:of|in|at|on|to|for|and|or|from|by|with|after|over|out|per|is|was)\b)[A-Za-z_][\w.\-/]*"
+)
+_SP_SEP = r"(?:[ \t]*[|,;][ \t]*|[ \t]+)"
+_SP_PAIR = rf"{_SP_KEY}[ \t]+{VALUE}"
+_SPACED = rf"[ \t]*{_SP_PAIR}(?:{_SP_SEP}{_SP_PAIR})+[ \t]*[|,;]?[ \t]*"
+_SPACED_LINE = re.compile(rf"{_SPACED}$")
+_SPACED_PAIRS = re.compile(rf"({_SP_KEY})[ \t]+({VALUE})").findall
 # Bytes of a block read line by line, learning its shapes, before the rest of it goes
 # the block path of shapes.py (or, no shape repeating, the token path below).
 _HEAD_BYTES = 16 << 10
 # The general path a block at a time, for logs no template fits: one token per line
 # start (its header, or nothing for a line without one, whose pairs are then not
-# read, as feed_log_line does), then the pairs on it, all in one C call.
-_LOG_TOKENS = re.compile(rf"^(?:\[(\w+)\] \[([^\]\n]*)\] (gridrun: )?|(?P<bare>))|{_KV}", re.M)
+# read, as feed_log_line does; a whole line of spaced pairs with its header), then
+# the configuration prints skipped and the pairs on it, all in one C call.
+_LOG_TOKENS = re.compile(
+    rf"^(?:\[(\w+)\] \[([^\]\n]*)\] (gridrun: )?(?:(?P<spaced>{_SPACED})$)?|(?P<bare>))"
+    rf"|{_START}(?:(?P<skip>{_SKIP})|{_KV})",
+    re.M,
+)
 # In precedence order: the first present on a line is its x value.
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "epoch")
 _STREAM_PREFIXES = ("[stdout] [", "[stderr] [")
@@ -131,6 +199,16 @@ def load_patterns(configs: Iterable[tuple[Mapping[str, Any] | None, str]]) -> Pa
     return out
 
 
+def _spaced_pairs(text: str, found: dict[str, float]) -> None:
+    """The pairs of a line of spaced pairs (``epoch 1 loss 0.5``) into ``found``."""
+    for key, raw in _SPACED_PAIRS(text):
+        if key not in found:
+            try:
+                found[key] = float(raw)
+            except ValueError:
+                continue
+
+
 def _number(raw: str) -> float | None:
     try:
         return float(raw)
@@ -183,20 +261,21 @@ class StdoutParser:
                 if key and value is not None and key not in found:
                     found[key] = value
         if self.patterns.defaults:
-            for _quote, key, raw in _FINDALL(text):
-                if key not in found:
-                    try:
-                        found[key] = float(raw)
-                    except ValueError:
-                        continue
+            if ":" in text or "=" in text:
+                for _quote, key, _vq, raw in _FINDALL(text):
+                    if key and key not in found:
+                        try:
+                            found[key] = float(raw)
+                        except ValueError:
+                            continue
+            elif _SPACED_LINE.match(text):
+                _spaced_pairs(text, found)
         return found
 
     def feed(
         self, text: str, wall: float, out: dict[str, list[tuple[float, float, float]]]
     ) -> None:
         """Parse one line of script output written at ``wall``, appending to ``out``."""
-        if self._quick and ":" not in text and "=" not in text:
-            return
         found = self.pairs(text)
         if found:
             self._emit(found, wall, out)
@@ -211,6 +290,8 @@ class StdoutParser:
         only_steps = True
         for key, value in found.items():
             r = rank.get(key.lower())
+            if r is None and " " in key:  # "Train Epoch: 1" (pytorch/examples' mnist)
+                r = rank.get(key.rpartition(" ")[2].lower())
             if r is None:
                 only_steps = False
             elif r < x_rank and value == value and abs(value) != math.inf:
@@ -292,13 +373,18 @@ class StdoutParser:
         wall_time, emit = self.wall_time, self._emit
         found: dict[str, float] | None = None
         wall: float | None = 0.0
-        for stream, ts, note, _bare, _quote, key, raw in _LOG_TOKENS.findall(block):
+        for token in _LOG_TOKENS.findall(block):
+            stream, ts, note, spaced, _bare, skip, _quote, key, _vq, raw = token
+            if skip:
+                continue
             if not key:  # a line starts
                 if found and wall is not None:
                     emit(found, wall, out)
                 ours = stream in ("stdout", "stderr") and not note
                 found = {} if ours else None
                 wall = wall_time(ts) if ours else None
+                if spaced and found is not None:
+                    _spaced_pairs(spaced, found)
             elif found is not None and key not in found:
                 try:
                     found[key] = float(raw)
@@ -316,15 +402,17 @@ class StdoutParser:
             return
         text = line[end + 2 :]
         if ":" not in text and "=" not in text:
+            if _SPACED_LINE.match(text):  # never a template: read the general way
+                self.feed_log_line(line, out)
             return
         wall = self.wall_time(line[10:end])
         if wall is None:
             return
-        matches = list(_FINDITER(text))
+        matches = [m for m in _FINDITER(text) if m.group("key")]
         found: dict[str, float] = {}
         whole = True
         for m in matches:
-            key, raw = m.group(2, 3)
+            key, raw = m.group("key", "value")
             if key not in found:
                 try:
                     found[key] = float(raw)
@@ -344,7 +432,7 @@ class StdoutParser:
         if end < 0 or line.startswith("gridrun: ", end + 2):  # gridrun's own notes
             return
         text = line[end + 2 :]
-        if self._quick and ":" not in text and "=" not in text:
+        if self._quick and ":" not in text and "=" not in text and not _SPACED_LINE.match(text):
             return
         wall = self.wall_time(line[10:end])
         if wall is not None:
