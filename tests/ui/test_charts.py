@@ -71,12 +71,13 @@ def test_run_metrics_body_and_cache(tmp_path: Path) -> None:
     src = SourceState()
     # Out of order on purpose: the API sends points sorted by step.
     commit_batch(store, exps[0].id, "log", src, 1, {}, {"loss": [(2, 12, 0.2), (0, 10, 1.0)]})
-    commit_batch(store, exps[1].id, "log", SourceState(), 1, {}, {"acc": [(0, 20, 0.5)]})
+    acc = {"acc": [(0, 20, 0.5), (1, 21, 0.6)], "seed": [(0, 20, 42.0)]}
+    commit_batch(store, exps[1].id, "log", SourceState(), 1, {}, acc)
     cache = SeriesCache()
     header, blocks = _body(run_metrics(store, exps, cache))
-    assert header["keys"] == ["acc", "loss"]
+    assert header["keys"] == ["acc", "loss"]  # the seed never changes: not a chart
     index = [s[:3] for s in header["series"]]
-    assert index == [["acc", exps[1].name, 1], ["loss", exps[0].name, 2]]
+    assert index == [["acc", exps[1].name, 2], ["loss", exps[0].name, 2]]
     assert header["series"][1][3] == 10  # no start time recorded: the first point's
     assert _columns(blocks[1]) == ([0, 2], [10, 12], [1.0, 0.2])
     # A new point is seen at once: the cached block is only valid for its count.

@@ -284,3 +284,30 @@ def test_a_failed_experiments_page_shows_the_hint_from_its_log(
     assert hint.group(1).startswith(
         "Hint: killed (exit 137, SIGKILL), most likely at its memory limit of 2 GiB"
     ), hint.group(1)
+
+
+REPLAY = """\
+import sys, time
+for line in open(sys.argv[1], encoding="utf-8"):
+    print(line, end="", flush=True)
+"""
+
+
+def test_the_dcgan_page_charts_only_its_losses(
+    grid: Any, tmp_path: Path, dashboard: Any, page: Any
+) -> None:
+    """pytorch/examples' dcgan, its real output replayed: its Namespace, seed and model
+    repr are no charts; the seed is a column."""
+    project = tmp_path / "dcgan"
+    project.mkdir()
+    logs = Path(__file__).parents[1] / "metrics" / "logs"
+    (project / "dcgan.log").write_text((logs / "pytorch-examples-dcgan.log").read_text())
+    (project / "replay.py").write_text(REPLAY)
+    out = grid("run", "replay.py", "dcgan.log", cwd=project).stdout
+    name = re.search(r"grid_name:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    assert grid.wait(name)["experiments"][0]["status"] == "succeeded"
+    page.goto(dashboard.login(f"runs/{name}"))
+    page.wait_for_function("window.gridChartsReady === true")
+    assert set(_chart_lines(page)) == {"Loss_D", "Loss_G", "D(x)", "D(G(z))"}
+    headers = page.locator("#experiments thead th").all_inner_texts()
+    assert any(h.strip().startswith("Random Seed") for h in headers), headers

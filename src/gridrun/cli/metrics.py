@@ -220,7 +220,12 @@ def metrics(
         )
         return
     from gridrun.cli.output import console, status_text, table
+    from gridrun.metrics.constants import run_constants
 
+    # A printed value that never changes (a seed) is a parameter column, not a metric.
+    constants = run_constants(stats)
+    keys = [k for k in keys if k not in constants]
+    shown = [*params, *(k for k in constants if k not in params)]
     rows = []
     for e in exps:
         cells = []
@@ -229,10 +234,10 @@ def metrics(
             cells.append(
                 f"{_cell(st['last'])} [{_cell(st['min'])}, {_cell(st['max'])}]" if st else "-"
             )
-        rows.append(
-            [e.name, status_text(e.status.value), *[e.params.get(p, "-") for p in params], *cells]
-        )
-    console.print(table(["Experiment", "Status", *params, *keys], rows))
+        values = {**{k: _cell(v[e.id]) for k, v in constants.items() if e.id in v}, **e.params}
+        rows.append([e.name, status_text(e.status.value), *[values.get(p, "-") for p in shown]])
+        rows[-1] += cells
+    console.print(table(["Experiment", "Status", *shown, *keys], rows))
     if keys:
         console.print("Each metric: last [min, max].", markup=False)
         if not no_chart:

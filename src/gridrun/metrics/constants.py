@@ -57,3 +57,23 @@ def constant_keys(summary: Mapping[str, Mapping[str, float]]) -> dict[str, float
         if s["count"] >= 1 and _same(s["min"], s["max"]) and _same(s["last"], s["min"]):
             out[key] = s["last"]
     return out
+
+
+def run_constants(
+    summaries: Mapping[int, Mapping[str, Mapping[str, float]]],
+) -> dict[str, dict[int, float]]:
+    """Keys constant in every experiment of a run (or a comparison) that has them, with
+    each experiment's value: ``{key: {experiment id: value}}``.
+
+    A key that changes in any one experiment stays a chart for all of them, so a sweep
+    whose learning rate is constant in some experiments and scheduled in others still
+    shows every line.
+    """
+    per_exp = {exp_id: constant_keys(s) for exp_id, s in summaries.items()}
+    keys = {k for s in summaries.values() for k in s}
+    out: dict[str, dict[int, float]] = {}
+    for key in sorted(keys):
+        having = [exp_id for exp_id, s in summaries.items() if key in s]
+        if having and all(key in per_exp[exp_id] for exp_id in having):
+            out[key] = {exp_id: per_exp[exp_id][key] for exp_id in having}
+    return out

@@ -39,6 +39,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from gridrun.metrics.constants import run_constants
 from gridrun.store import metric_query as query
 from gridrun.store.db import Store
 from gridrun.store.metrics import unpack
@@ -142,6 +143,9 @@ def run_metrics(
     ids = [e.id for e in exps]
     summary = query.summary(store, ids) if ids else {}
     all_keys = sorted({k for s in summary.values() for k in s})
+    if keys is None:  # a value that never changes is a parameter, not a chart
+        flat = run_constants(summary)
+        all_keys = [k for k in all_keys if k not in flat]
     wanted = [k for k in all_keys if keys is None or k in keys]
     blocks: dict[tuple[int, str], bytes] = {}
     stale: dict[int, list[str]] = {}

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from gridrun.cli.output import duration, span
 from gridrun.cli.status import command_of, experiment_json, run_json
 from gridrun.home import GridHome
+from gridrun.metrics.constants import run_constants
 from gridrun.store.models import Experiment, Run, Status
 
 # Metrics whose best value is the largest; every other metric is best when smallest.
@@ -73,13 +74,23 @@ def run_detail(run: Run, summary: dict[int, dict[str, dict[str, float]]]) -> dic
     data["varying"] = [
         k for k in data["params"] if len({e.params.get(k) for e in run.experiments}) > 1
     ]
-    keys: list[str] = sorted({k for s in summary.values() for k in s})
+    # A printed value that never changes (a seed, a parameter count) is a parameter of
+    # the experiment, not a metric to chart: it joins the parameter columns.
+    ids = [e.id for e in run.experiments]
+    constants = run_constants({i: summary.get(i, {}) for i in ids})
+    data["params"] += [k for k in constants if k not in data["params"]]
+    data["constants"] = sorted(constants)
+    keys: list[str] = sorted({k for s in summary.values() for k in s} - set(constants))
     data["metrics"] = [{"key": k, "higher_is_better": higher_is_better(k)} for k in keys]
     out = []
     for e, ej in zip(run.experiments, data["experiments"], strict=True):
         ej["id"] = e.id
         ej["duration"] = duration(span(e.started_at, e.finished_at)) if e.started_at else "-"
-        ej["metrics"] = {k: _clean(v) for k, v in summary.get(e.id, {}).items()}
+        mine = summary.get(e.id, {})
+        ej["metrics"] = {k: _clean(v) for k, v in mine.items() if k not in constants}
+        for k, values in constants.items():
+            if e.id in values and k not in ej["params"]:
+                ej["params"] = {**ej["params"], k: number(values[e.id])}
         out.append(ej)
     data["experiments"] = out
     data["api"] = f"/api/runs/{quote(run.name)}"
