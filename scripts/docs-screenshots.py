@@ -73,6 +73,15 @@ def main() -> None:
         text=True,
     )
     name = json.loads(out.stdout)["name"]
+    # A second run to compare with the first: larger batches.
+    other = "calm-heron-42"
+    subprocess.run(
+        [*grid, "run", "--name", other, "train.py", "--lr", "[0.003, 0.01]", "--batch_size", "128"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     ui = subprocess.Popen([*grid, "ui", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert ui.stdout is not None
@@ -84,7 +93,11 @@ def main() -> None:
             req = urllib.request.Request(f"{base}api/runs/{name}", headers=auth)
             with urllib.request.urlopen(req) as r:
                 run = json.load(r)
-            if not run["active"] and all(e["metrics"] for e in run["experiments"]):
+            req = urllib.request.Request(f"{base}api/runs/{other}", headers=auth)
+            with urllib.request.urlopen(req) as r:
+                second = json.load(r)
+            finished = not run["active"] and not second["active"]
+            if finished and all(e["metrics"] for e in run["experiments"]):
                 break
             time.sleep(1)
         docs = ROOT / "docs"
@@ -92,7 +105,7 @@ def main() -> None:
         chromium = os.environ.get("GRID_CHROMIUM") or shutil.which("chromium")
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = b.new_page(viewport={"width": 1400, "height": 900})
+            page = b.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{base}runs/{name}?token={token}")
             page.wait_for_function("window.gridChartsReady === true")
             page.click("#pc-draw")
@@ -106,8 +119,12 @@ def main() -> None:
             )
             time.sleep(1)
             page.screenshot(path=str(docs / "dashboard-experiment.png"), full_page=True)
+            page.goto(f"{base}compare?runs={name},{other}")
+            page.wait_for_function("window.gridChartsReady === true")
+            time.sleep(0.5)
+            page.screenshot(path=str(docs / "dashboard-compare.png"), full_page=True)
             b.close()
-        print(f"wrote {docs / 'dashboard-run.png'} and {docs / 'dashboard-experiment.png'}")
+        print(f"wrote dashboard-run.png, dashboard-experiment.png, dashboard-compare.png in {docs}")
     finally:
         ui.terminate()
         ui.wait()
