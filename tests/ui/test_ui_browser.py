@@ -311,3 +311,20 @@ def test_the_dcgan_page_charts_only_its_losses(
     assert set(_chart_lines(page)) == {"Loss_D", "Loss_G", "D(x)", "D(G(z))"}
     headers = page.locator("#experiments thead th").all_inner_texts()
     assert any(h.strip().startswith("Random Seed") for h in headers), headers
+
+
+def test_a_browser_without_the_token_is_refused(dashboard: Any, browser: Any) -> None:
+    """A browser that never opened the printed URL (another user's, or one an
+    experiment drives) gets 403 on every page, then the page itself once it logs in."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        for path in ("", "runs/new", "api/runs", "api/sweep/count?args=x"):
+            response = page.goto(dashboard.url + path)
+            assert response is not None and response.status == 403, path
+            assert "Forbidden" in page.inner_text("body")
+        response = page.goto(dashboard.login("runs/new"))
+        assert response is not None and response.status == 200
+        assert page.url == dashboard.url + "runs/new"  # the token left the address bar
+    finally:
+        context.close()
