@@ -4,7 +4,8 @@ Why this exists: the agent is started by whichever ``grid run`` found none runni
 ``dict(os.environ)`` in a supervisor gave every experiment the environment of *that*
 shell -- one shell's ``SECRET_A`` leaked into another shell's run, and the submitter's
 own variables were dropped. Now ``grid run`` records the environment it was called
-with, plus ``--env KEY=VALUE`` and ``--env_file FILE``, in
+with (less gridrun's own credentials, ``GIT_TOKEN`` and ``GRID_UI_TOKEN``), plus
+``--env KEY=VALUE`` and ``--env_file FILE``, in
 ``GRID_HOME/runs/<run>/environment.json`` (0600). The values live only there: never in
 ``grid.db``, the logs, ``job.json`` or ``-o json``.
 
@@ -50,6 +51,10 @@ ALLOW_LIST = frozenset(
     }
 )
 ALLOW_PREFIXES = ("LC_",)
+# gridrun's own credentials: used by the submitting command (GIT_TOKEN fetches a
+# private repository), never recorded with the run nor handed to its experiments. An
+# experiment that needs one gets it with --env, said outright.
+NEVER_RECORDED = frozenset({"GIT_TOKEN", "GRID_UI_TOKEN"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -108,6 +113,7 @@ def save(home_root: Path, run_name: str, shell: dict[str, str], explicit: dict[s
     """Record a run's environment, owner-only, before the run can start."""
     path = env_path(home_root, run_name)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shell = {k: v for k, v in shell.items() if k not in NEVER_RECORDED}
     doc = {"format": FORMAT, "shell": shell, "explicit": explicit}
     tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

@@ -217,6 +217,8 @@ class RunSpec:
     localdir: str = ""
     project_name: str = "project"  # the folder's name
     project: str | None = None  # the Project column: git remote owner/repo, else the folder
+    repo: str | None = None  # the repository the code came from (no credentials in it)
+    commit: str | None = None  # ...at this commit (``grid run --repo``)
     snapshot_bytes: int = 0
     resources: Resources = Resources()
     strategy: str = "grid_search"
@@ -258,6 +260,8 @@ class RunSpec:
             "localdir": self.localdir,
             "project_name": self.project_name,
             "project": self.project,
+            "repo": self.repo,
+            "commit": self.commit,
             "snapshot_hash": self.snapshot_hash,
             "snapshot_manifest": str(self.snapshot_manifest),
             "snapshot_bytes": self.snapshot_bytes,
@@ -310,6 +314,8 @@ class RunSpec:
             localdir=str(d.get("localdir") or ""),
             project_name=str(d.get("project_name") or "project"),
             project=d.get("project"),
+            repo=d.get("repo"),
+            commit=d.get("commit"),
             snapshot_bytes=int(d.get("snapshot_bytes") or 0),
             resources=Resources(
                 cpus=float(res.get("cpus", 1.0)),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
 from gridrun.project.folder import check_project_folder
+from gridrun.project.repository import Checkout
 from gridrun.specs import (
     SCRIPT_KINDS,
     BuildRequest,
@@ -48,6 +49,8 @@ class RunRequest:
     script: str
     script_args: list[str]
     localdir: str | None = None
+    repo: str | None = None  # run the script from this git repository...
+    ref: str | None = None  # ...at this branch, tag or commit (its default branch)
     name: str | None = None
     backend: str = "local"
     python: str | None = None
@@ -205,11 +208,16 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     from gridrun.backends import get_backend
     from gridrun.sweep import count_experiments, expand
 
-    localdir = Path(req.localdir or os.getcwd()).absolute()
-    if not localdir.is_dir():
-        raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
-    check_project_folder(localdir, home.root)
-    script = resolve_script(localdir, req.script)
+    origin = _repository(req, home, warn)
+    if origin is not None:
+        localdir = origin.tree
+        script = _script_in_repository(origin, req.script)
+    else:
+        localdir = Path(req.localdir or os.getcwd()).absolute()
+        if not localdir.is_dir():
+            raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
+        check_project_folder(localdir, home.root)
+        script = resolve_script(localdir, req.script)
     req, config_args, config_notes = merge_config(req)
 
     if script.endswith(".py"):
@@ -311,9 +319,11 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     spec = RunSpec(
         script=script,
         script_args=tuple(args),
-        localdir=str(localdir),
-        project_name=localdir.name,
-        project=_project_label(localdir),
+        localdir=str(localdir) if origin is None else origin.label,
+        project_name=localdir.name if origin is None else _repo_name(origin.url),
+        project=_project_label(localdir) if origin is None else _repo_label(origin.url),
+        repo=origin.url if origin is not None else None,
+        commit=origin.commit if origin is not None else None,
         env=EnvSpec(
             python=python,
             requirements=tuple(deps.requirements),
@@ -557,6 +567,51 @@ def _check_resources(req: RunRequest) -> tuple[float, int, int | None]:
     if memory is not None and memory <= 0:
         raise bad("--memory", req.memory, "more than 0")
     return cpus, raw_gpus, memory
+
+
+def _repository(req: RunRequest, home: GridHome, warn: Warn) -> Checkout | None:
+    """The repository's tree at the asked commit, for ``--repo`` or a GitHub file link."""
+    from gridrun.project.repository import checkout, github_file_link
+
+    link = github_file_link(req.script)
+    if link is not None:
+        if req.repo:
+            raise UsageError("Give either --repo or a GitHub file link as the script, not both.")
+        req.repo, ref, req.script = link
+        req.ref = req.ref or ref
+    if not req.repo:
+        if req.ref:
+            raise UsageError("--ref needs --repo URL (or a GitHub file link as the script).")
+        return None
+    if req.localdir:
+        raise UsageError("--localdir and --repo both say where the code is: give one.")
+    found = checkout(home.ensure(), req.repo, req.ref)
+    if not found.fetched:
+        warn(f"Using {found.label} from the repository cache (nothing fetched).")
+    return found
+
+
+def _script_in_repository(origin: Checkout, script: str) -> str:
+    path = Path(script)
+    if path.is_absolute() or ".." in path.parts:
+        raise ProjectError(f"'{script}' must be a path inside the repository.")
+    if not (origin.tree / path).is_file():
+        raise ProjectError(
+            f"'{script}' is not in {origin.label}.",
+            hint="Give the script's path from the repository's root.",
+        )
+    return resolve_script(origin.tree, str(origin.tree / path))
+
+
+def _repo_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git") or "repo"
+
+
+def _repo_label(url: str) -> str:
+    """The Project column: ``owner/repo`` of the URL, else the repository's name."""
+    from gridrun.project.origin import owner_repo
+
+    return owner_repo(url) or _repo_name(url)
 
 
 def _project_label(localdir: Path) -> str:

@@ -31,7 +31,7 @@ Run submitted!
 Submission summary
 ----------------------
 script:                  {script}
-backend:                 {backend}
+{repo}backend:                 {backend}
 cpus:                    {cpus}
 gpus:                    {gpus}
 memory:                  {memory}
@@ -221,6 +221,13 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(file_okay=False),
     help="Project folder to snapshot (the current directory).",
 )
+@click.option(
+    "--repo",
+    metavar="URL",
+    help="Run the script from this git repository (https, ssh, git:// or file://) "
+    "instead of uploading a folder; a GitHub file link as the script does the same.",
+)
+@click.option("--ref", metavar="REF", help="With --repo: the branch, tag or commit (its HEAD).")
 @click.option("--backend", default=None, help="local (default), docker or ray.")
 @_backend_options
 @click.option("--python", "python_version", help="Python version of the environment.")
@@ -310,6 +317,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
         script=str(opts["script"]),
         script_args=list(opts["script_args"]),
         localdir=opts["localdir"],
+        repo=opts["repo"],
+        ref=opts["ref"],
         name=opts["name"],
         backend=str(backend),
         python=opts["python_version"],
@@ -363,6 +372,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
             _SUMMARY.format(
                 name=run_record.name,
                 script=spec.script,
+                repo=f"repository:              {spec.repo}@{spec.commit}\n" if spec.repo else "",
                 backend=run_record.backend,
                 cpus=f"{spec.cpus:g}",
                 gpus=spec.gpus,

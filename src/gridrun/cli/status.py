@@ -67,6 +67,8 @@ def run_json(run: Run) -> dict[str, Any]:
         "created_at": run.created_at,
         "error": run.error,
         "env_key": run.env_key,
+        "repo": f"{run.spec.repo}@{run.spec.commit}" if run.spec.repo else None,
+        "snapshot": run.spec.snapshot_hash,
         "env_ref": run.env_ref,
         "script": run.spec.script,
         "project": project_of(run),
@@ -287,6 +289,10 @@ def status(ctx: click.Context, name: str | None) -> None:
             return
         console.print(experiments_table(run, exps, console.width), soft_wrap=False)
         _print_errors(run, exps, home_of(ctx))
+        if run.spec.repo:
+            console.print(
+                f"repository: {run.spec.repo}@{run.spec.commit}", markup=False, highlight=False
+            )
         if run.spec.env.torch_build is not None:
             console.print(run.spec.env.torch_build.describe(), markup=False, highlight=False)
         for warning in _build_warnings(ctx, run):

@@ -73,6 +73,11 @@ def _remote_url(folder: Path) -> str | None:
     return remotes.get("origin") or next(iter(remotes.values()), None)
 
 
+def owner_repo(url: str) -> str | None:
+    """``owner/repo`` of a remote URL, None for a local path or ``file://``."""
+    return _owner_repo(url)
+
+
 def _owner_repo(url: str) -> str | None:
     """``https://github.com/o/r.git``, ``git@github.com:o/r``, ``ssh://git@h/o/r`` -> ``o/r``."""
     if url.startswith("file://"):
