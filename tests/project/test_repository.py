@@ -129,3 +129,46 @@ def test_github_file_links_and_shown_urls() -> None:
     assert github_file_link("train.py") is None
     assert shown_url("https://user:secret@example.com/o/r.git") == "https://example.com/o/r.git"
     assert shown_url("git@github.com:o/r.git") == "git@github.com:o/r.git"
+
+
+def test_the_dashboards_form_takes_a_repository(grid: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.parse
+    import urllib.request
+
+    served = tmp_path / "served"
+    _repo, (first, _second) = make_repo(served)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "gridrun", "ui", "--port", "0"],
+        env=grid.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert ui.stdout is not None
+        found = re.search(r"(http://\S+/)\?token=(\S+)", ui.stdout.readline())
+        assert found, "grid ui printed no URL"
+        base, token = found.groups()
+        body = urllib.parse.urlencode(
+            {
+                "repo": f"file://{served / 'repo'}",
+                "ref": first[:10],
+                "script": "src/train.py",
+                "args": "--seed 3",
+                "step": "submit",
+            }
+        ).encode()
+        req = urllib.request.Request(
+            base + "runs/new", data=body, method="POST", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            name = resp.url.rstrip("/").rsplit("/", 1)[1]
+        status = grid.wait(name)
+        assert status["repo"] == f"file://{served / 'repo'}@{first}"
+        assert "version one ['--seed', '3']" in grid("logs", f"{name}-exp0").stdout
+    finally:
+        ui.terminate()
+        ui.wait(10)
+        if ui.stdout is not None:
+            ui.stdout.close()

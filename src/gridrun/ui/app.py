@@ -189,7 +189,9 @@ def new_run_page(request: Request) -> Response:
     from gridrun.config import load_machine_config
 
     home: GridHome = request.app.state.home
-    form = {k: request.query_params.get(k, "") for k in ("localdir", "script", "args")}
+    form = {
+        k: request.query_params.get(k, "") for k in ("localdir", "repo", "ref", "script", "args")
+    }
     form["backend"] = load_machine_config(home.config_path).default_backend
     return _render(request, "new.html", form=form, backends=BACKENDS, datastores=_datastores(home))
 

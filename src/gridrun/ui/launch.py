@@ -19,6 +19,8 @@ from gridrun.home import GridHome
 
 FIELDS = (
     "localdir",
+    "repo",
+    "ref",
     "script",
     "args",
     "backend",
@@ -63,17 +65,24 @@ def _number(value: str, kind: type, label: str) -> Any:
 def request_from_form(form: dict[str, str], home: GridHome) -> Any:
     """The RunRequest ``grid run`` would build from the same choices."""
     from gridrun.config import load_machine_config
+    from gridrun.project.repository import github_file_link
     from gridrun.submission import RunRequest
 
     localdir = form.get("localdir", "").strip()
-    if not localdir:
-        raise UsageError("Give the project folder: a path on the machine serving the dashboard.")
+    repo = form.get("repo", "").strip() or None
     script = form.get("script", "").strip()
     if not script:
         raise UsageError("Give the script to run, relative to the project folder.")
+    from_repo = bool(repo or github_file_link(script))
+    if not localdir and not from_repo:
+        raise UsageError(
+            "Give the project folder (a path on the machine serving the dashboard) "
+            "or a git repository."
+        )
     root = Path(localdir).expanduser()
-    # Relative to the project folder, never to wherever `grid ui` was started.
-    if not Path(script).is_absolute():
+    # Relative to the project folder, never to wherever `grid ui` was started; a
+    # repository's script is relative to the repository's root.
+    if not from_repo and not Path(script).is_absolute():
         script = str(root / script)
     datastores = []
     ds = form.get("datastore", "").strip()
@@ -90,7 +99,9 @@ def request_from_form(form: dict[str, str], home: GridHome) -> Any:
     return RunRequest(
         script=script,
         script_args=split_args(form.get("args", "")),
-        localdir=str(root),
+        localdir=None if from_repo else str(root),
+        repo=repo,
+        ref=form.get("ref", "").strip() or None,
         name=form.get("name", "").strip() or None,
         backend=backend,
         cpus=_number(form.get("cpus", ""), float, "CPUs"),
@@ -125,6 +136,7 @@ def preview(form: dict[str, str], home: GridHome) -> Preview:
         "gpus": str(spec.gpus),
         "experiments": str(len(sub.experiments)),
         "snapshot": f"{len(sub.snapshot_files)} files",
+        **({"repository": f"{spec.repo}@{spec.commit}"} if spec.repo else {}),
         "dependencies": f"{len(spec.env.requirements)} from {sub.dependency_source}",
         "environment hash": sub.env_key,
     }
