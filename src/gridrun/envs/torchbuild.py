@@ -47,6 +47,8 @@ INDEX_VARIABLE = "GRID_TORCH_INDEX_URL"
 # own CUDA version.
 CUDA_BUILDS = ((13, 0), (12, 9), (12, 8), (12, 6), (12, 4), (12, 1), (11, 8))
 PROBE_SECONDS = 5.0
+# The variant of a CUDA build that each node chooses by its own driver (Ray).
+EACH_NODE = "cuda"
 # What the size of PyPI's build is read from: its JSON API, a request per package
 # (torch, then the nvidia-*, cuda-* and triton wheels it pins), all within this.
 SIZE_SECONDS = 10.0
@@ -96,6 +98,12 @@ def choose(gpus: int, base: str, cuda: str | None) -> TorchBuild:
             why = f"--gpus {gpus}, the driver runs CUDA {cuda}"
             return TorchBuild(variant, f"{base}/{variant}", why)
     return TorchBuild("", "", f"--gpus {gpus}, and CUDA {cuda} is older than any build")
+
+
+def each_node(gpus: int, base: str) -> TorchBuild:
+    """For a backend whose experiments run on other machines (Ray): the CUDA build each
+    node's driver runs, chosen on the node (``index_url`` is the base there)."""
+    return TorchBuild(EACH_NODE, base, f"--gpus {gpus}, the one each node's driver runs")
 
 
 def driver_cuda(configured: str | None) -> str | None:
