@@ -1,8 +1,9 @@
 """The PyTorch build follows the experiment's GPUs in a Docker image, as on local.
 
 A build container cannot see host folders (``file://``), so the stand-in indexes are
-served over HTTP on the engine's bridge gateway: a "PyPI" (``simple/``) holding a
-newer ``torch 3.0`` (as PyPI holds the newer CUDA build) and stand-in seed wheels, and
+served over HTTP on the engine's bridge gateway: a "PyPI" (``simple/``) holding
+``torch 2.0`` and a newer ``3.0`` (as PyPI holds the newer CUDA build) and stand-in
+seed wheels, and
 a PyTorch index (``pytorch/cpu``, ``pytorch/cu126``) holding ``torch 2.0+cpu`` and
 ``2.0+cu126``. The inferred requirements are resolved on this machine with the
 build's index (the local backend's mechanism), and the image installs the exact pin,
@@ -72,7 +73,8 @@ def _serve(api: Any, tmp_path: Path, grid) -> Iterator[str]:
     made = tmp_path / "made"
     for name in ("pip", "setuptools", "wheel"):  # what seeding a venv here asks for
         _page(root / "simple" / name, make_wheel(made / name, name, "99.0"))
-    _page(root / "simple" / "torch", make_wheel(made / "pypi", "torch", "3.0"))
+    pypi = [make_wheel(made / "pypi", "torch", v) for v in ("2.0", "3.0")]
+    _page(root / "simple" / "torch", *pypi)
     for variant in ("cpu", "cu126"):
         wheel = make_wheel(made / variant, "torch", f"2.0+{variant}")
         _page(root / "pytorch" / variant / "torch", wheel)
@@ -169,3 +171,24 @@ def test_an_index_the_build_cannot_reach_leaves_pypis_build_with_one_warning(
     again = build_log()
     assert build_image(api, req, again, home.root, pip) == tag
     assert [line for line in again.lines if "cannot be reached" in line] == warnings
+
+
+def test_declared_requirements_take_the_builds_local_version_at_equal_versions(
+    api: Any, served_pip: tuple[str, Any], make_project, make_request, home, build_log
+) -> None:
+    """``torch<3`` declared: PyPI's 2.0 and the index's 2.0+cpu both fit, and the local
+    version is the newer (how PyTorch's own pip instructions work)."""
+    from gridrun.backends.docker.image import build_image
+    from gridrun.envs.torchbuild import choose
+
+    served, pip = served_pip
+    root = make_project({"train.py": f"# {uuid.uuid4().hex}\n{TRAIN}"})
+    req = make_request(root, ["torch<3"], torch_build=choose(0, served, None))
+    tag = build_image(api, req, build_log(), home.root, pip)
+    container = api.create_container(tag, ["python", "-c", "import torch; print(torch.VERSION)"])
+    try:
+        api.start(container)
+        assert api.wait(container, timeout=120)["StatusCode"] == 0
+        assert api.logs(container).decode().strip() == "2.0+cpu"
+    finally:
+        api.remove_container(container, force=True)
