@@ -155,7 +155,11 @@ def build_venv(
 
 
 def _torch_fallback(build: TorchBuild, python: str, pip: PipConfig | None) -> str:
-    """The warning a build logs when ``build``'s index cannot be reached now; else ""."""
+    """The warning a build logs when ``build``'s index cannot be reached now; else "".
+
+    Asked on every build, reuses included: one request for the index's torch page
+    (milliseconds when it answers), the price of never reusing a stand-in once it does.
+    """
     from gridrun.envs.torchbuild import default_build_download, fallback_warning, reachable
 
     why = reachable(build.index_url)
