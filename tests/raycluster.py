@@ -237,11 +237,14 @@ class LocalRayCluster:
                 time.sleep(0.5)
         raise RuntimeError("the Ray dashboard did not answer")
 
-    def add_worker(self, cpus: int = 1, resources: dict | None = None) -> int:
-        """Start one more worker node; its index for :meth:`kill_node` / :meth:`remove_node`."""
+    def add_worker(self, cpus: int = 1, resources: dict | None = None, gpus: int = 0) -> int:
+        """Start one more worker node; its index for :meth:`kill_node` / :meth:`remove_node`.
+
+        ``gpus``: GPUs the node declares to Ray (none need exist: Ray only counts them).
+        """
         self.workers.append({"cpus": cpus, "resources": resources or {}})
         index = len(self.workers) - 1
-        args = ["--address", self.gcs_address, "--num-cpus", str(cpus), "--num-gpus", "0"]
+        args = ["--address", self.gcs_address, "--num-cpus", str(cpus), "--num-gpus", str(gpus)]
         if resources:
             args += ["--resources", json.dumps(resources)]
         for attempt in range(3):

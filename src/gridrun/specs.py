@@ -85,6 +85,8 @@ class TorchBuild:
         """``torch: CPU build (no GPU requested)``, for the summary and ``grid status``."""
         if self.variant == "cpu":
             what = "CPU build"
+        elif self.variant == "cuda":  # chosen on each node (torchbuild.each_node)
+            what = "CUDA build"
         elif self.variant.startswith("cu"):
             digits = self.variant[2:]
             what = f"CUDA {digits[:-1]}.{digits[-1]} build"

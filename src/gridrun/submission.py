@@ -374,11 +374,15 @@ def _torch_build(
     """The PyTorch build the environment gets, for a backend that chooses one.
 
     None where the environment holds no torch, or is built from the user's own
-    Dockerfile or image (what it installs is theirs to say).
+    Dockerfile (what it installs is theirs to say). On Docker, the CUDA build is the
+    one the engine's driver runs (``nvidia-smi``, else ``capacity.cuda``): torch's CUDA
+    wheels bring their own CUDA libraries, so the image's CUDA runtime, a
+    ``--base_image`` of the user's included, does not bound it; the venv is gridrun's
+    over any base image.
     """
     from gridrun.envs import torchbuild
 
-    if not python_env or req.dockerfile or req.base_image:
+    if not python_env or req.dockerfile:
         return None
     if not torchbuild.wants_torch(deps.requirements, deps.checks):
         return None
@@ -390,6 +394,8 @@ def _torch_build(
 
     cfg = load_machine_config(home.config_path)
     base = torchbuild.index_base(cfg.torch_index_url)
+    if gpus > 0 and not backend.capabilities.shares_machine:  # Ray: each node's driver
+        return torchbuild.each_node(gpus, base)
     cuda = torchbuild.driver_cuda(cfg.cuda) if gpus > 0 else None
     return torchbuild.choose(gpus, base, cuda)
 

@@ -539,7 +539,15 @@ def _spec(grid, name: str) -> dict:
 
 
 # ------------------------------------------------------------------ --follow summary
-def test_follow_ends_with_one_summary_line(grid, project: Path) -> None:
+def _summary(stdout: str) -> tuple[str, str]:
+    """(the summary joined, its last line): wrapped to 80 columns, the pointer last."""
+    lines = stdout.rstrip("\n").splitlines()
+    start = max(i for i, line in enumerate(lines) if " ended: " in line)
+    assert all(len(line) <= 80 for line in lines[start:]), lines[start:]
+    return " ".join(lines[start:]), lines[-1]
+
+
+def test_follow_ends_with_a_summary_in_80_columns(grid, project: Path) -> None:
     (project / "exits.py").write_text(
         "import sys\nprint('code', sys.argv[2])\nsys.exit(int(sys.argv[2]))\n"
     )
@@ -557,18 +565,22 @@ def test_follow_ends_with_one_summary_line(grid, project: Path) -> None:
         check=False,
     )
     assert proc.returncode == 3
-    last = proc.stdout.rstrip("\n").splitlines()[-1]
+    summary, last = _summary(proc.stdout)
     assert re.fullmatch(
         r"Run two-ways ended: 1 succeeded, 1 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
         r"Why: `grid logs two-ways-exp1`",
-        last,
+        summary,
     ), proc.stdout
+    assert last == "Why: `grid logs two-ways-exp1`"  # the log that explains it
     proc = grid("logs", "--follow", "two-ways-exp0")
+    summary, last = _summary(proc.stdout)
     assert re.fullmatch(
         r"Experiment two-ways-exp0 ended: 1 succeeded, 0 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
         r"Artifacts: `grid artifacts two-ways-exp0`",
-        proc.stdout.rstrip("\n").splitlines()[-1],
+        summary,
     )
+    # Its lines are short too: the time of day, not the full timestamp.
+    assert re.search(r"^\[stdout\] \d\d:\d\d:\d\d code 0$", proc.stdout, re.M), proc.stdout
 
 
 def test_run_help_lists_grids_flags(cli: CLI) -> None:

@@ -98,13 +98,15 @@ def test_a_failed_runs_hint_ends_follow_and_shows_in_status(grid, tmp_path: Path
     proc = grid("run", "--name", "offline", "--follow", "download.py", cwd=project, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout.rstrip("\n").splitlines()
+    end = next(i for i, line in enumerate(out) if line.startswith("Run offline ended: "))
     assert re.fullmatch(
         r"Run offline ended: 0 succeeded, 1 failed, 0 stopped in 0d-\d\d:\d\d:\d\d\. "
         r"Why: `grid logs offline-exp0`",
-        out[-1],
+        " ".join(out[end:]),
     ), proc.stdout
+    assert out[-1] == "Why: `grid logs offline-exp0`"
     start = next(i for i, line in enumerate(out) if line.startswith("Hint: "))
-    wrapped = out[start:-1]  # the hint, wrapped to 80 columns, then the last line
+    wrapped = out[start:end]  # the hint, wrapped to 80 columns, then the summary
     assert all(len(line) <= 80 for line in wrapped), wrapped
     assert " ".join(line.strip() for line in wrapped).startswith(
         "Hint: no network: the script could not reach datasets.grid-no-such-host.invalid"

@@ -8,6 +8,7 @@ depends only on these wheels.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 import threading
 import uuid
@@ -39,7 +40,10 @@ def wheels(api: Any, tmp_path: Path, grid) -> Iterator[tuple[Path, Path]]:
     served.mkdir()
     host_only = tmp_path / "host-only"
     host_only.mkdir()
-    gateway = api.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
+    config = api.inspect_network("bridge")["IPAM"]["Config"][0]
+    # An engine (20.10) that has not started a container yet names no Gateway: the
+    # bridge takes the subnet's first address.
+    gateway = config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
     server = ThreadingHTTPServer((gateway, 0), partial(_Quiet, directory=str(served)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

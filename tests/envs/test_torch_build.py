@@ -12,6 +12,7 @@ resolver takes 3.0; with it, a CPU run gets ``+cpu`` and a ``--gpus 1`` run
 from __future__ import annotations
 
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -73,17 +74,86 @@ def test_a_cpu_run_gets_the_cpu_build_and_a_gpu_run_the_cuda_one(grid, torch_ind
     assert "torch build 2.0+cu126" in log
 
 
-def test_an_unreachable_index_leaves_the_default_build_with_one_warning(
+def test_an_unreachable_index_leaves_the_default_build_until_it_answers(
     grid,
     torch_indexes: Path,
+    tmp_path: Path,
 ) -> None:
-    grid.env["GRID_TORCH_INDEX_URL"] = (torch_indexes.parent / "nowhere").resolve().as_uri()
+    # The pip index is a mirror that serves PyPI's JSON API beside /simple: the warning
+    # reads the default build's download from it (a 2.5 GB torch wheel that pins a
+    # 1.25 GB nvidia wheel), never from PyPI itself.
+    mirror = tmp_path / "mirror"
+    # Its /simple holds what seeding a virtualenv asks for (stand-ins: nothing here
+    # imports them), so that no build reaches PyPI.
+    seeds = [make_wheel(tmp_path / "seeds", n, "99.0") for n in ("pip", "setuptools", "wheel")]
+    simple_index(mirror / "simple", *seeds)
+    _release(
+        mirror / "pypi",
+        "torch",
+        "3.0",
+        2_500_000_000,
+        ["nvidia-big==1.0; platform_system == 'Linux'", "numpy"],
+    )
+    _release(mirror / "pypi", "nvidia-big", "1.0", 1_250_000_000, [])
+    grid.env["PIP_INDEX_URL"] = (mirror / "simple").resolve().as_uri()
+    pytorch = torch_indexes.parent / "pytorch"
+    pytorch.rename(tmp_path / "pytorch-away")  # the index does not answer
     summary, log = _run(grid, torch_indexes)
     assert "CPU build (no GPU requested)" in summary  # chosen; the build falls back
     assert "torch build 3.0" in log
     warnings = [line for line in log.splitlines() if "cannot be reached" in line]
     assert len(warnings) == 1, log
-    assert "about 3.8 GB to download" in warnings[0]
+    assert "installing PyPI's default build, about 3.8 GB to download" in warnings[0]
+
+    # The same code once the index answers again: the chosen build, not the stand-in
+    # environment that holds PyPI's.
+    (tmp_path / "pytorch-away").rename(pytorch)
+    summary, log = _run(grid, torch_indexes)
+    assert "torch build 2.0+cpu" in log
+    assert "cannot be reached" not in log
+
+
+def _release(api: Path, name: str, version: str, size: int, requires: list[str]) -> None:
+    """PyPI's JSON API for one release of ``name``, as files (``<api>/<name>/json``)."""
+    import json
+
+    machine = platform.machine()
+    wheel = f"{name.replace('-', '_')}-{version}-py3-none-manylinux_2_28_{machine}.whl"
+    data = {
+        "info": {"name": name, "version": version, "requires_dist": requires},
+        "urls": [{"filename": wheel, "size": size}],
+    }
+    (api / name).mkdir(parents=True)
+    (api / name / "json").write_text(json.dumps(data))
+
+
+def test_the_default_builds_download_is_read_from_the_index_or_not_guessed(
+    tmp_path: Path,
+) -> None:
+    from gridrun.envs.pipconf import PipConfig
+    from gridrun.envs.torchbuild import default_build_download
+
+    api = tmp_path / "pypi"
+    requires = [
+        "cuda-toolkit[cublas]==13.0; platform_system == 'Linux'",
+        "nvidia-mac==1; platform_system == 'Darwin'",  # not here
+        "filelock",
+    ]
+    _release(api, "torch", "9.0", 500_000_000, requires)
+    _release(api, "nvidia-mac", "1", 9_000_000_000, [])
+    # A meta package whose extras pin the real wheels.
+    toolkit = ["nvidia-cublas==13.1; extra == 'cublas'", "nvidia-cufft==13.1; extra == 'cufft'"]
+    _release(api, "cuda-toolkit", "13.0", 3_000, toolkit)
+    _release(api, "nvidia-cublas", "13.1", 700_000_000, [])
+    _release(api, "nvidia-cufft", "13.1", 9_000_000_000, [])  # an extra not asked for
+    (tmp_path / "simple").mkdir()
+    mirror = PipConfig(index_url=(tmp_path / "simple").as_uri())
+    assert default_build_download("3.11", mirror) == "about 1.2 GB"
+    (api / "nvidia-cublas" / "json").unlink()  # metadata missing: no guess
+    assert default_build_download("3.11", mirror) == "several GB"
+    # An index with no JSON API beside it.
+    other = PipConfig(index_url=(tmp_path / "pypi").as_uri())
+    assert default_build_download("3.11", other) == "several GB"
 
 
 # ---------------------------------------------------------------- the choice alone

@@ -1,19 +1,26 @@
 """Streaming experiment logs as they are written (``--follow``).
 
-Following ends with one summary line, so a user who walked away from a long sweep
-sees at a glance how it went and where its files are::
+Following ends with a summary, so a user who walked away from a long sweep sees at a
+glance how it went and where its files are::
 
     Run spiffy-sunfish-821 ended: 3 succeeded, 0 failed, 0 stopped in 0d-00:12:41.
     Artifacts: `grid artifacts spiffy-sunfish-821`
 
-(one line on the terminal; wrapped here). A failed run's line points to the log of
-its first failed experiment (``Why: `grid logs NAME-exp3```), after a ``Hint:`` for
-each failed experiment whose log shows a common cause (:mod:`gridrun.hints`).
+(the pointer on a line of its own, so that both fit 80 columns). A failed run's
+last line points to the log of its first failed experiment (``Why:
+`grid logs NAME-exp3```), after a ``Hint:`` for each failed experiment whose log
+shows a common cause (:mod:`gridrun.hints`).
+
+Lines show the time of day only (``[stdout] 01:10:54 loss 0.3``; ``grid logs``
+without ``--follow`` keeps the full timestamp). gridrun's own lines (the build's,
+hints, the summary) are wrapped to 80 columns under their text; the script's are
+wrapped so on a terminal, and left whole in a pipe or file.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -29,43 +36,65 @@ POLL = 0.05
 HEAL_SECONDS = 2.0
 
 
-# ``[build] [2026-12-05T01:10:54.679428+00:00] text``: the build log's line.
-_BUILD_LINE = re.compile(r"^\[build\] \[\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)[^\]]*\] ?(.*)$")
+# ``[stdout] [2026-12-05T01:10:54.679428+00:00] text``: a log line (gridrun.logs).
+_LOG_LINE = re.compile(r"^\[(\w+)\] \[\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)[^\]]*\] ?(.*)$", re.S)
 WIDTH = 80
+MIN_ROOM = 20  # columns of text a line keeps however long its label
 
 
-def compact_build_line(line: str) -> list[str]:
-    """A build-log line as ``--follow`` shows it: ``[build] 01:10:54 text``, wrapped to
-    80 columns (``grid logs`` keeps the full timestamp)."""
-    import textwrap
+def compact_line(line: str, label: str | None = None, width: int | None = WIDTH) -> list[str]:
+    """A log line as ``--follow`` shows it: ``[stdout] 01:10:54 text`` (after
+    ``label | ``), wrapped to ``width`` columns under its text (None: not wrapped).
+    ``grid logs`` keeps the full timestamp; a line not in the log format is only
+    wrapped."""
+    found = _LOG_LINE.match(line)
+    head = f"{label} | " if label else ""
+    if found:
+        head += f"[{found.group(1)}] {found.group(2)} "
+        text = found.group(3)
+    else:
+        text = line
+    return fit(head, text, width) if width else [head + text]
 
-    found = _BUILD_LINE.match(line)
-    if not found:
-        return [line]
-    head = f"[build] {found.group(1)} "
-    return textwrap.wrap(
-        head + found.group(2),
-        WIDTH,
-        subsequent_indent=" " * len(head),
-        break_on_hyphens=False,
-        drop_whitespace=True,
-    ) or [head.rstrip()]
+
+def fit(head: str, text: str, width: int = WIDTH) -> list[str]:
+    """``head + text`` in lines of ``width`` columns, the rest indented under the text.
+
+    Breaks at the last space that fits (a word longer than the room is cut), and
+    keeps the text's own leading spaces (a traceback's indentation) on its first line.
+    """
+    room = max(width - len(head), MIN_ROOM)
+    indent = " " * len(head)
+    out: list[str] = []
+    while len(text) > room:
+        lead = len(text) - len(text.lstrip(" "))
+        cut = text.rfind(" ", lead + 1, room + 1)
+        if cut <= lead:
+            cut = room
+        out.append((indent if out else head) + text[:cut].rstrip(" "))
+        text = text[cut:].lstrip(" ")
+    if text or not out:
+        out.append(((indent if out else head) + text).rstrip(" ") or head.rstrip())
+    return out
 
 
 class Tail:
     """Reads the lines appended to a file since the last call (whole lines only).
 
     A read takes at most ``CHUNK`` bytes, so a 300 MB log is printed a megabyte at a
-    time rather than held whole (with its lines) in memory. ``compact``: build-log
-    lines, shown short (:func:`compact_build_line`).
+    time rather than held whole (with its lines) in memory. ``compact``: lines shown
+    short and wrapped to 80 columns (:func:`compact_line`), as ``--follow`` does.
     """
 
     CHUNK = 1 << 20
 
-    def __init__(self, path: Path, label: str | None, compact: bool = False) -> None:
+    def __init__(
+        self, path: Path, label: str | None, compact: bool = False, width: int | None = WIDTH
+    ) -> None:
         self.path = path
         self.label = label
         self.compact = compact
+        self.width = width  # of compact lines; None: not wrapped
         self.offset = 0  # bytes of the file consumed, the partial line included
         self._rest = b""  # an unfinished last line (possibly a split UTF-8 character)
 
@@ -87,8 +116,8 @@ class Tail:
         parts = (self._rest + data).split(b"\n")
         self._rest = parts.pop()
         text = [ln.decode("utf-8", errors="replace") for ln in parts]
-        if self.compact and not self.label:
-            text = [short for ln in text for short in compact_build_line(ln)]
+        if self.compact:
+            return [short for ln in text for short in compact_line(ln, self.label, self.width)]
         return [f"{self.label} | {ln}" if self.label else ln for ln in text]
 
     def lines(self) -> Iterator[str]:
@@ -166,12 +195,18 @@ def follow_run(
     if show_build:
         build = Tail(build_log_path(home, run.name), "build" if labelled else None, True)
         tails.append(build)
+    out = sys.stdout
+    # gridrun's own lines (the build's, hints, the summary) fit 80 columns. The
+    # script's lines are the script's: wrapped to the terminal under their short
+    # prefix, and left whole in a pipe or file, where a JSON line or a URL must stay
+    # one line to be parsed, grepped or copied.
+    width = min(shutil.get_terminal_size((WIDTH, 24)).columns, WIDTH) if out.isatty() else None
     tails += [
-        Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
+        Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None, True, width)
+        for e in exps
     ]
     if tail_lines is not None:
         _skip_to_last(tails, tail_lines)
-    out = sys.stdout
     healed = time.monotonic()
     try:
         while True:
@@ -190,10 +225,12 @@ def follow_run(
                     for line in t.lines():
                         out.write(line + "\n")
                     if t.partial:
-                        out.write(t.partial + "\n")
+                        for line in compact_line(t.partial, t.label, t.width):
+                            out.write(line + "\n")
                 for line in hint_lines(home, current, labelled):
                     out.write(line + "\n")
-                out.write(summary_line(name, current, only) + "\n")
+                for line in summary_lines(name, current, only):
+                    out.write(line + "\n")
                 out.flush()
                 return exit_code_of(current)
             time.sleep(POLL)
@@ -202,6 +239,16 @@ def follow_run(
         return 130
     finally:
         store.close()
+
+
+def summary_lines(
+    run_name: str, exps: list[Experiment], only: list[str] | None = None
+) -> list[str]:
+    """:func:`summary_line` in 80 columns: the counts, then the pointer (``Why: `grid
+    logs NAME```) on the last line, of its own (the two rarely fit one line)."""
+    line = summary_line(run_name, exps, only)
+    counts, _, where = line.rpartition(". ")
+    return [*fit("", counts + ".", WIDTH), *fit("", where, WIDTH)]
 
 
 def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None = None) -> str:

@@ -31,6 +31,7 @@ from gridrun.envs.pipconf import PipConfig
 from gridrun.envs.uvoutput import requirement_name
 from gridrun.envs.venv import build_venv, build_warnings, venv_python
 from gridrun.errors import BuildError
+from gridrun.specs import TorchBuild
 
 Log = Callable[[str], None]
 
@@ -67,10 +68,16 @@ class Resolution:
 
 
 def resolution_key(
-    python: str, requirements: Sequence[str], pip: PipConfig, checks: Sequence[str]
+    python: str,
+    requirements: Sequence[str],
+    pip: PipConfig,
+    checks: Sequence[str],
+    torch_build: TorchBuild | None = None,
 ) -> str:
     """The local environment's key; the local backend's formula, so both share it."""
     extra = pip.fingerprint() + "|best-effort|" + "\n".join(sorted(checks))
+    if torch_build is not None:
+        extra += f"|torch|{torch_build.key()}"
     return environment_key(python, list(requirements), extra)
 
 
@@ -81,16 +88,28 @@ def resolve_here(
     checks: Sequence[str],
     pip: PipConfig,
     log: Log,
+    torch_build: TorchBuild | None = None,
 ) -> Resolution:
     """Build (or reuse) the best-effort environment here; what it installed.
 
-    Raises :class:`~gridrun.envs.venv.PythonNotFound` when this machine lacks the
-    Python, :class:`BuildError` when even best effort fails (as the local backend).
+    ``torch_build``: the PyTorch index torch comes from (the local backend's mechanism,
+    so the pins hold its local version, ``+cpu``). Raises
+    :class:`~gridrun.envs.venv.PythonNotFound` when this machine lacks the Python,
+    :class:`BuildError` when even best effort fails (as the local backend).
     """
-    key = resolution_key(python, requirements, pip, checks)
+    key = resolution_key(python, requirements, pip, checks, torch_build)
     env = build_venv(
-        envs_dir, key, python, list(requirements), log, pip=pip, best_effort=True, checks=checks
+        envs_dir,
+        key,
+        python,
+        list(requirements),
+        log,
+        pip=pip,
+        best_effort=True,
+        checks=checks,
+        torch_build=torch_build,
     )
+    key = env.name  # "<key>-pypi-torch" where the index stopped answering meanwhile
     warnings = build_warnings(env)
     # What version repair added or pinned is wanted too (repair.py's wording).
     asked = [*requirements, *(m.group(1) for w in warnings if (m := _REPAIRED.search(w)))]

@@ -47,6 +47,9 @@ from gridrun.errors import BuildError, NotFoundError, StateError
 from gridrun.specs import TorchBuild
 
 MARKER = ".grid-complete"
+# The key of an environment that got PyPI's torch because the chosen build's index
+# could not be reached: the key proper, with this after it.
+TORCH_FALLBACK_SUFFIX = "-pypi-torch"
 LAST_USED = ".grid-last-used"
 REQUIREMENTS_FILE = ".grid-requirements.txt"
 TMP_PREFIX = ".tmp-"
@@ -110,6 +113,18 @@ def build_venv(
     """
     if not _KEY.fullmatch(key):
         raise ValueError(f"invalid environment key {key!r}")
+    fallback = ""
+    if torch_build is not None and torch_build.index_url:
+        if pip is not None and pip.effective().no_index:  # no index at all: not PyTorch's
+            torch_build = None
+        else:
+            fallback = _torch_fallback(torch_build, python, pip)
+    if fallback:
+        # PyPI's build stands in under a key of its own: the environment of the key
+        # proper holds the chosen build, so the run after the index answers again
+        # builds that instead of reusing this stand-in (and one that keeps failing
+        # to answer reuses the stand-in rather than download it again).
+        key = f"{key}{TORCH_FALLBACK_SUFFIX}"
     final = envs_dir / key
     if (final / MARKER).is_file():
         return _reuse(final, key, log)
@@ -135,7 +150,22 @@ def build_venv(
             list(checks),
             oldest_python,
             torch_build,
+            fallback,
         )
+
+
+def _torch_fallback(build: TorchBuild, python: str, pip: PipConfig | None) -> str:
+    """The warning a build logs when ``build``'s index cannot be reached now; else "".
+
+    Asked on every build, reuses included: one request for the index's torch page
+    (milliseconds when it answers), the price of never reusing a stand-in once it does.
+    """
+    from gridrun.envs.torchbuild import default_build_download, fallback_warning, reachable
+
+    why = reachable(build.index_url)
+    if why is None:
+        return ""
+    return fallback_warning(build, why, default_build_download(python, pip))
 
 
 def list_envs(envs_dir: Path) -> list[EnvInfo]:
@@ -284,6 +314,7 @@ def _build(
     checks: list[str] | None = None,
     oldest_python: str = "",
     torch_build: TorchBuild | None = None,
+    torch_fallback: str = "",
 ) -> Path:
     from uv import find_uv_bin
 
@@ -303,9 +334,11 @@ def _build(
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
     started = time.time()
     notes: list[str] = []  # why the Python was stepped down, kept for every later run
-    if pip is not None and pip.effective().no_index:  # no index at all: not PyTorch's either
+    if torch_fallback:  # kept with the environment: every run reusing it says so
+        notes.append(torch_fallback)
+        log(torch_fallback)
         torch_build = None
-    torch_args = _torch_args(torch_build, requirements, envs_dir, key, log, notes)
+    torch_args = _torch_args(torch_build, requirements, envs_dir, key, log)
     for step in range(MAX_PYTHON_STEPS + 1):
         tmp = envs_dir / f"{TMP_PREFIX}{key}-{secrets.token_hex(4)}"
         try:
@@ -404,25 +437,18 @@ def _torch_args(
     envs_dir: Path,
     key: str,
     log: Log,
-    warnings: list[str],
 ) -> list[str]:
-    """``-r <pyproject.toml>`` that takes torch from the build's index, if it answers.
+    """``-r <pyproject.toml>`` that takes torch from the build's index.
 
     The file lives beside the environments (``<key>.torch/``), outside the folder that
     is renamed into place, so every install of the build (version repair's too) reads
-    it. An index that cannot be reached leaves PyPI's default build, with one warning.
+    it. (:func:`build_venv` checked that the index answers.)
     """
-    from gridrun.envs.torchbuild import fallback_warning, reachable, sources_project
+    from gridrun.envs.torchbuild import sources_project
 
     if build is None or not build.index_url:
         if build is not None:
             log(build.describe())
-        return []
-    why = reachable(build.index_url)
-    if why is not None:
-        line = fallback_warning(build, why)
-        warnings.append(line)
-        log(line)
         return []
     log(f"{build.describe()}, from {build.index_url}")
     folder = envs_dir / f"{TMP_PREFIX}{key}-torch"

@@ -152,7 +152,12 @@ class DockerBackend(Backend):
     # Containers share this machine's CPUs, memory and GPUs, and keep running when
     # their supervisor dies: the engine still knows them and their exit codes.
     capabilities = Capabilities(
-        gpus=True, datastores=True, dockerfile=True, shares_machine=True, survives_supervisor=True
+        gpus=True,
+        datastores=True,
+        dockerfile=True,
+        shares_machine=True,
+        survives_supervisor=True,
+        torch_builds=True,
     )
 
     def __init__(self, home: GridHome | None = None) -> None:
@@ -215,7 +220,11 @@ class DockerBackend(Backend):
         from gridrun.backends.docker.image import container_pip, image_tag
         from gridrun.envs.pipconf import load_pip_config
 
-        return image_tag(req, container_pip(load_pip_config()))
+        # The tag the build means to make: one whose PyTorch index does not answer
+        # then is tagged as PyPI's build (gridrun.backends.docker.image.torch_source).
+        own = req.python_env and not req.dockerfile and not req.conda_file
+        build = req.torch_build if own else None
+        return image_tag(req, container_pip(load_pip_config(), build))
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
         from gridrun.backends.docker.image import build_image

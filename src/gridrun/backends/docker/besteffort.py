@@ -38,6 +38,7 @@ from gridrun.envs.pipconf import PipConfig
 from gridrun.envs.uvoutput import failure_message, requirement_name
 from gridrun.envs.venv import inferred_warning
 from gridrun.fsutil import atomic_write_json
+from gridrun.specs import TorchBuild
 
 Log = Callable[[str], None]
 
@@ -153,8 +154,17 @@ class Requirements:
     warnings: list[str] = field(default_factory=list)  # from resolving them here
 
 
-def resolve_inferred(req: BuildRequest, pip: PipConfig, home_root: Path, log: Log) -> Requirements:
+def resolve_inferred(
+    req: BuildRequest,
+    pip: PipConfig,
+    home_root: Path,
+    log: Log,
+    torch: TorchBuild | None = None,
+) -> Requirements:
     """The pins the inferred requirements resolve to on this machine (best effort).
+
+    ``torch``: the PyTorch build whose index torch is resolved from (its exact local
+    version, ``+cpu``, is then pinned).
 
     Without the run's Python here, the inferred lines go to the image as they are:
     still best effort there, without version repair, with a warning saying so.
@@ -172,7 +182,13 @@ def resolve_inferred(req: BuildRequest, pip: PipConfig, home_root: Path, log: Lo
     )
     try:
         found = resolve_here(
-            GridHome(Path(home_root)).envs, req.python, req.requirements, req.checks, pip, log
+            GridHome(Path(home_root)).envs,
+            req.python,
+            req.requirements,
+            req.checks,
+            pip,
+            log,
+            torch if torch is not None and torch.index_url else None,
         )
     except PythonNotFound:
         warning = (

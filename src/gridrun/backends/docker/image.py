@@ -29,6 +29,7 @@ import re
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from gridrun.backends.docker.besteffort import (
 from gridrun.envs.pipconf import PipConfig, load_pip_config
 from gridrun.errors import BuildError, ProjectError
 from gridrun.fsutil import atomic_write_json, file_lock
+from gridrun.specs import TorchBuild
 
 LABEL = "gridrun"
 SHORT = 12
@@ -130,6 +132,9 @@ class ContainerPip:
     notes: list[str] = field(default_factory=list)
     # The configuration on this machine, where inferred requirements are resolved.
     host_fingerprint: str = ""
+    # The PyTorch build the image gets (TorchBuild.key(): its variant and index, an
+    # extra index here), "pypi" where its index did not answer, "" where none is chosen.
+    torch: str = ""
 
     @property
     def has_cert(self) -> bool:
@@ -137,13 +142,19 @@ class ContainerPip:
 
     def fingerprint(self) -> str:
         parts = [self.conf_text]
+        if self.torch:  # existing tags stay as they were
+            parts += ["torch", self.torch]
         for name, data in sorted(self.files.items()):
             parts += [name, hashlib.sha256(data).hexdigest()]
         return _sha(*parts)
 
 
-def container_pip(pip: PipConfig) -> ContainerPip:
-    """Translate the user's pip configuration for a build container."""
+def container_pip(pip: PipConfig, torch: TorchBuild | None = None) -> ContainerPip:
+    """Translate the user's pip configuration for a build container.
+
+    ``torch``: the PyTorch build whose index the image installs torch from (see
+    :func:`torch_source`); it joins as an extra index.
+    """
     from dataclasses import replace
 
     eff = pip.effective()
@@ -153,6 +164,12 @@ def container_pip(pip: PipConfig) -> ContainerPip:
         notes.append(f"pip: index-url {index} is on this machine; the build uses PyPI.")
         index = None
     extras = []
+    trusted = list(eff.trusted_hosts)
+    if torch is not None and torch.index_url:
+        extras.append(torch.index_url)
+        host = urllib.parse.urlparse(torch.index_url).hostname or ""
+        if torch.index_url.startswith("http://") and host and host not in trusted:
+            trusted.append(host)  # plain HTTP, as a company mirror may be
     for url in eff.extra_index_urls:
         if _remote(url):
             extras.append(url)
@@ -185,8 +202,41 @@ def container_pip(pip: PipConfig) -> ContainerPip:
         index_url=index,
         extra_index_urls=tuple(extras),
         find_links=tuple(f for f in eff.find_links if _remote(f)),
+        trusted_hosts=tuple(trusted),
     )
-    return ContainerPip(seen.pip_conf_text(path_map), files, notes, pip.fingerprint())
+    torch_key = "" if torch is None else torch.key() if torch.index_url else "pypi"
+    return ContainerPip(
+        seen.pip_conf_text(path_map), files, notes, pip.fingerprint(), torch=torch_key
+    )
+
+
+def torch_source(req: BuildRequest, pip: PipConfig) -> tuple[TorchBuild | None, str]:
+    """(the build the image takes from PyTorch's index, or None; the line to log).
+
+    The image's pip gets the build's index as an extra index. Inferred requirements are
+    resolved here first with it (:mod:`gridrun.envs.torchbuild`'s explicit index), so
+    the image installs exact pins such as ``torch==2.9.1+cpu``, which only that index
+    has. Declared ones are installed by the image's pip from both indexes: at equal
+    versions the build's local version (``+cpu``) is the newer, as with PyTorch's own
+    ``pip install --extra-index-url`` instructions. An index this machine cannot reach,
+    or one on this machine (a build container cannot see host paths), leaves PyPI's
+    default build, with one warning.
+    """
+    from gridrun.envs.torchbuild import default_build_download, fallback_warning, reachable
+
+    build = req.torch_build
+    if build is None or not req.python_env or req.dockerfile or req.conda_file:
+        return None, ""
+    if not build.index_url:
+        return build, build.describe()
+    if not _remote(build.index_url):
+        why = "it is on this machine, which an image build cannot see"
+    else:
+        why = reachable(build.index_url) or ""
+    if why:
+        fallback = TorchBuild("", "", build.reason)
+        return fallback, fallback_warning(build, why, default_build_download(req.python, pip))
+    return build, f"{build.describe()}, from {build.index_url}"
 
 
 def _remote(url: str) -> bool:
@@ -421,8 +471,11 @@ def build_image(
 ) -> str:
     """Build (or reuse) the run's image; return its tag. Raises BuildError on failure."""
     host_pip = pip if pip is not None else load_pip_config()
-    cpip = container_pip(host_pip)
+    torch, torch_line = torch_source(req, host_pip)
+    cpip = container_pip(host_pip, torch)
     tag = image_tag(req, cpip)
+    if torch_line:
+        log(torch_line)
     images = images_dir(home_root)
     lock = images / "locks" / (re.sub(r"[^a-z0-9.-]", "_", tag) + ".lock")
     with _locked(lock):  # two runs of the same code build once
@@ -430,12 +483,13 @@ def build_image(
             log(f"Reusing cached image {tag}")
             record = load_record(images, tag)
             for warning in record["warnings"] if record else []:
-                log(warning)  # what its build dropped or pinned holds for every run of it
+                if warning != torch_line:  # logged above already
+                    log(warning)  # what its build dropped or pinned holds for every run of it
             record_use(home_root, tag)
             return tag
         wanted = Requirements(list(req.requirements))
         if best_effort_build(req):
-            wanted = resolve_inferred(req, host_pip, home_root, log)
+            wanted = resolve_inferred(req, host_pip, home_root, log, torch)
         watcher = InstallWatcher(log, wanted.closed) if wanted.best_effort else None
         with tempfile.TemporaryDirectory(prefix="gridrun-build-") as tmp:
             context = Path(tmp) / "context"
@@ -449,9 +503,12 @@ def build_image(
             if plan.base_image:
                 ensure_base_image(api, plan.base_image, log)
             _stream_build(api, plan, tarball, req, log, watcher)
+        fell_back = [torch_line] if torch_line.startswith("Warning:") else []
         if watcher is not None:
             dropped = dropped_in_image(images, dependency_hash(req, cpip), wanted, watcher, log)
-            save_record(images, tag, [*wanted.warnings, *dropped], wanted.lines)
+            save_record(images, tag, [*fell_back, *wanted.warnings, *dropped], wanted.lines)
+        elif fell_back:
+            save_record(images, tag, fell_back, wanted.lines)
     record_use(home_root, tag)
     return tag
 

@@ -524,7 +524,11 @@ class RayBackend(Backend):
     # The cluster places experiments itself, and a task outlives its supervisor: the
     # coordinator keeps its exit code for a reconciling agent.
     capabilities = Capabilities(
-        gpus=True, datastores=True, shares_machine=False, survives_supervisor=True
+        gpus=True,
+        datastores=True,
+        shares_machine=False,
+        survives_supervisor=True,
+        torch_builds=True,
     )
     poll_interval = 0.25
     #: Seconds to wait for the cluster to answer one poll, stop or release.
@@ -559,12 +563,16 @@ class RayBackend(Backend):
 
         if not req.python_env:  # a Julia script: each node's julia, no virtualenv
             return NO_PYTHON_ENV
-        return environment_key(req.python, list(req.requirements), load_pip_config().fingerprint())
+        extra = load_pip_config().fingerprint()
+        if req.torch_build is not None:  # a node may add the CUDA build its driver runs
+            extra += f"|torch|{req.torch_build.key()}"
+        return environment_key(req.python, list(req.requirements), extra)
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
         """Write the run's package; the environment is built on each node on first use."""
         from gridrun.backends.ray.package import build_package
         from gridrun.backends.ray.settings import load_settings
+        from gridrun.config import load_machine_config
 
         address = req.backend_options.get("ray_address")
         if not address:
@@ -584,6 +592,9 @@ class RayBackend(Backend):
                     "requirements": list(req.requirements),
                     "python_env": req.python_env,
                     "resources": dict(settings.resources),
+                    "torch_build": req.torch_build.to_dict() if req.torch_build else None,
+                    # For a node whose nvidia-smi does not answer (node.node_torch_build).
+                    "cuda": load_machine_config(self.home.config_path).cuda,
                 }
             )
         )
@@ -633,6 +644,8 @@ class RayBackend(Backend):
             "python": info["python"],
             "requirements": info["requirements"],
             "python_env": info.get("python_env", True),
+            "torch_build": info.get("torch_build"),
+            "cuda": info.get("cuda"),
             "home_label": handle.coordinator.split("-")[1],
             "experiment": job.experiment_name,
             "attempt": attempt,

@@ -37,7 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from gridrun.specs import script_command
+from gridrun.envs.torchbuild import EACH_NODE
+from gridrun.specs import TorchBuild, script_command
 
 REPORT_SECONDS = 0.25
 SNAPSHOT_TAR = "snapshot.tar"
@@ -129,15 +130,35 @@ def build_environment(spec: dict[str, Any], log: Callable[[str], None]) -> Path 
 
     if not spec.get("python_env", True):
         return None
-
+    key, torch_build = node_torch_build(spec)
     return build_venv(
         node_dir() / "envs",
-        spec["env_key"],
+        key,
         spec["python"],
         spec["requirements"],
         log,
         pip=spec.get("pip"),
+        torch_build=torch_build,
     )
+
+
+def node_torch_build(spec: dict[str, Any]) -> tuple[str, TorchBuild | None]:
+    """(the environment's key on this node, the PyTorch build it gets).
+
+    The head chose the CPU build for an experiment with no GPU; one with GPUs gets the
+    CUDA build that this node's driver runs (``nvidia-smi`` here, else the
+    ``capacity.cuda`` of the head's ``config.yaml``), so two nodes with different
+    drivers build two environments, the key naming the variant.
+    """
+    from gridrun.envs.torchbuild import choose, driver_cuda
+
+    key = str(spec["env_key"])
+    build = TorchBuild.from_dict(spec.get("torch_build"))
+    gpus = int(spec.get("gpus") or 0)
+    if build is None or gpus <= 0 or build.variant != EACH_NODE:
+        return key, build
+    build = choose(gpus, build.index_url, driver_cuda(spec.get("cuda")))
+    return f"{key}-{build.variant or 'pypi'}", build
 
 
 def _pump(stream: IO[bytes], name: str, outbox: Outbox) -> None:
