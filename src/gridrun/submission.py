@@ -21,6 +21,7 @@ from gridrun.errors import ProjectError, UsageError
 from gridrun.home import GridHome
 from gridrun.project.folder import check_project_folder
 from gridrun.project.repository import Checkout
+from gridrun.project.source import SourceRecord
 from gridrun.specs import (
     SCRIPT_KINDS,
     BuildRequest,
@@ -51,6 +52,7 @@ class RunRequest:
     localdir: str | None = None
     repo: str | None = None  # run the script from this git repository...
     ref: str | None = None  # ...at this branch, tag or commit (its default branch)
+    source: SourceRecord | None = None  # a --rerun's record, carried to the new run
     name: str | None = None
     backend: str = "local"
     python: str | None = None
@@ -94,6 +96,7 @@ class Submission:
     dependency_source: str
     snapshot_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what Grid's flags mean here
+    source: SourceRecord | None = None  # where the code came from (gridrun.project.source)
 
 
 Confirm = Callable[[str], bool]
@@ -316,14 +319,27 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         conda_file = None
 
     torch_build = _torch_build(backend, req, python_env, gpus, deps, home)
+    # A checkout with a remote, run from where it is: record (url, commit, diff) so
+    # the exact tree can be rebuilt (--rerun); --localdir keeps a plain upload.
+    source = req.source
+    if source is None and origin is None and req.localdir is None:
+        from gridrun.project.source import record_checkout
+
+        source = record_checkout(localdir, snapshot.paths())
+        if source is not None and not source.pushed:
+            warn(
+                f"Commit {source.commit[:12]} is on no branch of {source.repo}: the run "
+                "keeps its snapshot, but its tree cannot be rebuilt from the repository "
+                "until it is pushed."
+            )
     spec = RunSpec(
         script=script,
         script_args=tuple(args),
         localdir=str(localdir) if origin is None else origin.label,
         project_name=localdir.name if origin is None else _repo_name(origin.url),
         project=_project_label(localdir) if origin is None else _repo_label(origin.url),
-        repo=origin.url if origin is not None else None,
-        commit=origin.commit if origin is not None else None,
+        repo=origin.url if origin is not None else source.repo if source else None,
+        commit=origin.commit if origin is not None else source.commit if source else None,
         env=EnvSpec(
             python=python,
             requirements=tuple(deps.requirements),
@@ -365,6 +381,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         dependency_source=deps.source,
         snapshot_files=snapshot.paths(),
         notes=notes,
+        source=source,
     )
 
 
@@ -503,6 +520,10 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Run:
     fresh = store.find_run(name) is None
     if fresh:
         runenv.save(home.root, name, dict(os.environ), req.env)
+        if sub.source is not None:
+            from gridrun.project import source
+
+            source.save(home, name, sub.source)
     try:
         run = store.create_run(
             name=name,

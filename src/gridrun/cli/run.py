@@ -228,6 +228,12 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "instead of uploading a folder; a GitHub file link as the script does the same.",
 )
 @click.option("--ref", metavar="REF", help="With --repo: the branch, tag or commit (its HEAD).")
+@click.option(
+    "--rerun",
+    metavar="RUN",
+    help="Run RUN again: its script and arguments on its tree, rebuilt from the repository "
+    "and commit it recorded (with its uncommitted changes), else from its snapshot.",
+)
 @click.option("--backend", default=None, help="local (default), docker or ray.")
 @_backend_options
 @click.option("--python", "python_version", help="Python version of the environment.")
@@ -282,7 +288,7 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(dir_okay=False),
     help="KEY=VALUE lines to add to the experiments' environment.",
 )
-@click.argument("script")
+@click.argument("script", required=False)
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> None:
@@ -297,6 +303,13 @@ def run(ctx: click.Context, **opts: Any) -> None:
     from gridrun.submission import RunRequest, prepare, record
 
     home = home_of(ctx).ensure()
+    if opts["rerun"]:
+        _rerun(ctx, home, opts)
+        return
+    if not opts["script"]:
+        from gridrun.errors import UsageError
+
+        raise UsageError("Missing the script to run.", hint="grid run train.py --lr 0.1")
     names = list(opts["datastore_name"])
     versions = list(opts["datastore_version"])
     mounts = list(opts["datastore_mount_dir"])
@@ -372,7 +385,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
             _SUMMARY.format(
                 name=run_record.name,
                 script=spec.script,
-                repo=f"repository:              {spec.repo}@{spec.commit}\n" if spec.repo else "",
+                repo=_repo_line(spec, sub),
                 backend=run_record.backend,
                 cpus=f"{spec.cpus:g}",
                 gpus=spec.gpus,
@@ -396,6 +409,79 @@ def run(ctx: click.Context, **opts: Any) -> None:
         from gridrun.cli.follow import follow_run
 
         sys.exit(follow_run(home, run_record.name, show_build=True, prefix=None))
+
+
+def _repo_line(spec: RunSpec, sub: Any) -> str:
+    if not spec.repo:
+        return ""
+    dirty = " + uncommitted changes" if sub.source is not None and sub.source.dirty else ""
+    return f"repository:              {spec.repo}@{spec.commit}{dirty}\n"
+
+
+def _rerun(ctx: click.Context, home: Any, opts: dict[str, Any]) -> None:
+    """``grid run --rerun RUN``: RUN's script, arguments and resources on its tree,
+    rebuilt (gridrun.project.source), then submitted as a new run."""
+    import shutil
+
+    from gridrun.cli.common import open_store
+    from gridrun.cli.output import console, note, warn
+    from gridrun.errors import UsageError
+    from gridrun.project import source
+    from gridrun.submission import RunRequest, prepare, record
+
+    if opts["script"] or opts["localdir"] or opts["repo"]:
+        raise UsageError("--rerun runs RUN's own script on its own tree: give no script.")
+    old = open_store(ctx, read_only=True).get_run(opts["rerun"])
+    spec = old.spec
+    scratch = source.scratch()
+    try:
+        folder, how = source.rebuild(home, old.name, spec.snapshot_manifest, scratch)
+        req = RunRequest(
+            script=spec.script,
+            script_args=list(spec.script_args),
+            localdir=str(folder),
+            name=opts["name"],
+            backend=old.backend,
+            cpus=spec.resources.cpus,
+            gpus=spec.resources.gpus,
+            memory=spec.resources.memory,
+            strategy=spec.strategy,
+            num_trials=spec.num_trials,
+            seed=spec.seed,
+            auto_resume=spec.auto_resume,
+            max_restarts=spec.max_restarts,
+            retries_on_failure=spec.retries_on_failure,
+            backend_options=dict(spec.backend_options),
+            source=source.load(home, old.name),
+        )
+        sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))
+        if sub.spec.snapshot_hash == spec.snapshot_hash:
+            note(
+                f"Rebuilt {old.name}'s tree from {how}: the same tree ({spec.snapshot_hash[:12]})."
+            )
+        else:
+            warn(
+                f"Rebuilt {old.name}'s tree from {how}, but it differs from the one it ran "
+                f"({sub.spec.snapshot_hash[:12]} != {spec.snapshot_hash[:12]})."
+            )
+        new = record(sub, req, home)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if output_of(ctx) == "json":
+        from gridrun.cli.output import emit_json
+
+        emit_json(_run_json(new))
+        return
+    console.print(
+        f"Run {new.name} submitted: {old.name} again, {len(sub.experiments)} experiment(s). "
+        f"`grid status {new.name}` to follow it.",
+        markup=False,
+        soft_wrap=True,
+    )
+    if opts["follow"]:
+        from gridrun.cli.follow import follow_run
+
+        sys.exit(follow_run(home, new.name, show_build=True, prefix=None))
 
 
 def _deps_line(spec: RunSpec, source: str, name: str) -> str:
