@@ -100,7 +100,7 @@ def test_bad_reruns_are_one_line(grid: Any, tmp_path: Path) -> None:
     for args, text in (
         (["--rerun", "no-such-run"], "No run named"),
         (["--rerun", "x", "train.py"], "give no script"),
-        ([], "Missing the script"),
+        ([], "Missing argument 'SCRIPT'"),
     ):
         proc = grid("run", *args, check=False, cwd=tmp_path)
         assert proc.returncode != 0 and text in proc.stderr, proc.stderr

@@ -309,7 +309,7 @@ def run(ctx: click.Context, **opts: Any) -> None:
     if not opts["script"]:
         from gridrun.errors import UsageError
 
-        raise UsageError("Missing the script to run.", hint="grid run train.py --lr 0.1")
+        raise UsageError("Missing argument 'SCRIPT'.")  # click's words, as before --rerun
     names = list(opts["datastore_name"])
     versions = list(opts["datastore_version"])
     mounts = list(opts["datastore_mount_dir"])
