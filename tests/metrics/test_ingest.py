@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tensorboardX import SummaryWriter
@@ -81,7 +80,35 @@ from pathlib import Path
 from gridrun.metrics.ingest import IngestTarget, ingest_experiment
 from gridrun.store.db import Store
 import gridrun.metrics.ingest as ingest
-ingest.BATCH_BYTES = 64 << 10  # many small commits, so kills land between and inside them
+import gridrun.store.metrics as metrics
+ingest.BATCH_BYTES = 64 << 10  # many small commits
+where, at = sys.argv[4], int(sys.argv[5])
+calls = 0
+
+
+def pause():
+    # Tell the test where we are, then wait for its SIGKILL: the kill lands exactly
+    # here however fast or slow the machine is.
+    print("paused", flush=True)
+    sys.stdin.read()
+    raise SystemExit("the test was to kill this reader")
+
+
+def counting(real):
+    def wrapper(*args, **kwargs):
+        global calls
+        result = real(*args, **kwargs)
+        calls += 1
+        if calls == at:
+            pause()
+        return result
+    return wrapper
+
+
+if where == "between":  # after a batch committed, before the next is read
+    ingest.commit_batch = counting(ingest.commit_batch)
+elif where == "inside":  # points written, the transaction not yet committed
+    metrics._append = counting(metrics._append)
 store = Store(Path(sys.argv[1]))
 ingest_experiment(store, IngestTarget(int(sys.argv[2]), Path(sys.argv[3])), final=True)
 print("done", flush=True)
@@ -99,22 +126,30 @@ def test_killed_readers_lose_nothing_and_count_nothing_twice(
             fh.write(f"[stdout] [2026-12-01T10:00:00.{i % 1000000:06d}+00:00] step={i} loss={i}\n")
     script = tmp_path / "reader.py"
     script.write_text(KILLED_READER)
-    kills = 0
-    for attempt in range(200):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(store.path), str(a), str(t.log_path)],
+
+    def reader(where: str, at: int) -> subprocess.Popen[str]:
+        argv = [str(store.path), str(a), str(t.log_path), where, str(at)]
+        return subprocess.Popen(
+            [sys.executable, str(script), *argv],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        if attempt < 6:
-            time.sleep(0.4 + 0.15 * attempt)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                kills += 1
-        out, _ = proc.communicate(timeout=120)
-        if "done" in out:
-            break
-    assert kills >= 1
+
+    # Each reader pauses at a point it reports and is killed there: between two commits
+    # or inside one (its points written, not committed), after 1 to 3 of its own batches.
+    for where, at in [("between", 1), ("inside", 1), ("between", 3), ("inside", 2)]:
+        proc = reader(where, at)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "paused\n", f"{where} {at}: the reader ended early"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        # Some but not all of the log was committed: the next reader resumes mid-file.
+        assert 0 < load_sources(store, a)["log"].offset < t.log_path.stat().st_size
+    proc = reader("never", 0)
+    out, _ = proc.communicate(timeout=120)
+    assert out == "done\n"
     got = steps(store, a, "loss")
     assert got == [float(i) for i in range(n)]
 
