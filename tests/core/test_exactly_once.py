@@ -81,9 +81,13 @@ def _supervisor(row) -> ProcessRef:  # type: ignore[no-untyped-def]
 
 
 def _launcher(home: Path) -> ProcessRef | None:
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    """The agent's launcher. Supervisors are forked from it and share its command line:
+    the launcher is the one whose parent is the agent."""
+    agent = _agent(home)
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "gridrun.agent.launcher" in cmd and str(home) in cmd:
+        ours = "gridrun.agent.launcher" in cmd and str(home) in cmd
+        if ours and agent is not None and proc.info["ppid"] == agent.pid:
             return ProcessRef.of(int(proc.info["pid"]))
     return None
 
