@@ -32,7 +32,7 @@ def main() -> None:
     home, project = work / "home", work / "proj"
     home.mkdir()
     project.mkdir()
-    (home / "config.yaml").write_text("agent_idle_seconds: 60\n")
+    (home / "config.yaml").write_text("agent_idle_seconds: 60\nmax_experiments: 1000000\n")
     (project / "job.sh").write_text("[ $(( $2 % 7 )) -ne 0 ]\n")
     env = dict(os.environ, GRID_HOME=str(home), COLUMNS="200")
 
@@ -43,7 +43,9 @@ def main() -> None:
         return time.perf_counter() - start
 
     try:
-        submit = grid("run", "--name", "big", "job.sh", "--i", f"range({args.n})")
+        submit = grid(
+            "run", "--ignore_warnings", "--name", "big", "job.sh", "--i", f"range({args.n})"
+        )
         time.sleep(args.window)  # the workload: experiments start and end meanwhile
         print(f"{args.n} experiments submitted in {submit:.2f} s; after {args.window:.0f} s:")
         for argv in (["status", "big"], ["status", "big", "--all"],
