@@ -221,6 +221,17 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             final_ingest(store, metrics)
         except Exception as exc:  # a full disk loses the last metrics, not the exit
             sink.write("stderr", f"gridrun: could not record metrics: {exc}")
+        record = {
+            "exit_code": exit_code,
+            "ending": ending.value,
+            "reason": reason,
+            "attempt": attempt,
+            "finished_at": time.time(),
+        }
+        # Before the release, which forgets the job (the local witness's record goes
+        # with it): a supervisor killed from here on leaves this record instead.
+        with contextlib.suppress(OSError):
+            write_exit_record(exp_dir, record)
         if again:
             park_workdir(job)
         try:
@@ -228,13 +239,6 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
         except Exception as exc:
             sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 
-    record = {
-        "exit_code": exit_code,
-        "ending": ending.value,
-        "reason": reason,
-        "attempt": attempt,
-        "finished_at": time.time(),
-    }
     # Both retried while the disk is full: the workdir removed above usually made room,
     # and otherwise the experiment is recorded as soon as any space is freed.
     when_space(lambda: write_exit_record(exp_dir, record))

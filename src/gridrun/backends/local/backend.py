@@ -290,6 +290,8 @@ class LocalBackend(Backend):
 
         if handle is not None:
             self._children.pop(handle, None)
+        # Released: the job is forgotten, and polling its handle says gone.
+        (job.exp_dir / WITNESS_FILE).unlink(missing_ok=True)
         shutil.rmtree(job.workdir, ignore_errors=True)
         if not job.resume_dir.is_dir():  # a parked working copy keeps its layer
             remove_env_layer(job.exp_dir / ENV_LAYER)
