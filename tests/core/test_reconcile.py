@@ -121,9 +121,11 @@ def test_an_exit_the_engine_kept_is_recovered(store, home, tmp_path, code, statu
 
 
 def test_a_stop_requested_exit_is_stopped(store, home, tmp_path) -> None:
-    exp, _, _ = _running(store, home, tmp_path, EXITS.format(code=0))
+    exp, backend, handle = _running(store, home, tmp_path, EXITS.format(code=0))
     store.transition(exp.id, stop_requested=1)
-    time.sleep(0.2)
+    job = backend_job(home, exp)
+    while backend.poll([(job, handle)])[0].state.value == "running":  # until it exited
+        time.sleep(0.01)
     assert reconcile_experiment(store, home, _status(store, exp)) == "recovered"
     assert _status(store, exp).status == Status.STOPPED
 

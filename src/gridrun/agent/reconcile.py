@@ -72,10 +72,24 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         job, backend_name = loaded
         backend = get_backend(backend_name, home)
         handle = exp.backend_ref or read_handle(job)
+        state = None
         if not backend.capabilities.survives_supervisor:
             # Its output went with the supervisor: end what is left (a restart under
-            # --auto_resume continues in the working directory it left).
-            backend.stop(job, handle, 1.0)
+            # --auto_resume continues in the working directory it left). An attempt
+            # that had ended is recorded as it ended, never run again: the backend
+            # kept its exit (the local witness), asked before and after the stop.
+            if handle is not None:
+                (state,) = backend.poll([(job, handle)])
+            if state is None or state.state in (PollState.RUNNING, PollState.UNKNOWN):
+                backend.stop(job, handle, 1.0)
+            elif state.state == PollState.EXITED:
+                code = state.exit_code
+                with contextlib.suppress(Exception):
+                    backend.collect(job, handle)
+                with contextlib.suppress(Exception):
+                    backend.release(job, handle)
+            elif state.state == PollState.GONE and state.detail:
+                why = state.detail
         elif handle is not None:
             (state,) = backend.poll([(job, handle)])
             if state.state == PollState.UNKNOWN:

@@ -42,6 +42,7 @@ from gridrun.store.endings import Ending, Policy, classify, decide
 from gridrun.store.models import Experiment, Run, Status
 
 PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
+ARTIFACTS_INCOMPLETE = "artifacts.incomplete"  # the reason some artifacts were not saved
 
 
 def write_exit_record(exp_dir: Path, record: dict) -> None:
@@ -204,12 +205,14 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
         try:
             backend.collect(job, handle, keep_workdir=again)
         except Exception as exc:
-            sink.write("stderr", f"gridrun: could not save artifacts: {exc}")
-            if NO_SPACE in str(exc) and error is None:
-                # Its results are lost: the experiment failed, whatever its exit code.
-                error = f"{NO_SPACE}: could not save its artifacts"
-                if ending == Ending.SUCCEEDED:
-                    ending, reason = Ending.FAILED, error
+            # The experiment keeps its own ending (an exit 0 stays succeeded): what it
+            # did is not undone by a disk that could not take a copy of it. The
+            # artifacts are marked incomplete, with the one-line reason, in its error.
+            note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
+            sink.write("stderr", f"gridrun: {note}")
+            with contextlib.suppress(OSError):
+                (exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
+            reason = f"{reason}; {note}" if reason else note
         # The last metrics pass: after the files were copied out of a container, before
         # the working copy is removed, and before the exit is recorded, so that a
         # finished experiment's metrics are complete the moment its status says so.
@@ -218,6 +221,17 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             final_ingest(store, metrics)
         except Exception as exc:  # a full disk loses the last metrics, not the exit
             sink.write("stderr", f"gridrun: could not record metrics: {exc}")
+        record = {
+            "exit_code": exit_code,
+            "ending": ending.value,
+            "reason": reason,
+            "attempt": attempt,
+            "finished_at": time.time(),
+        }
+        # Before the release, which forgets the job (the local witness's record goes
+        # with it): a supervisor killed from here on leaves this record instead.
+        with contextlib.suppress(OSError):
+            write_exit_record(exp_dir, record)
         if again:
             park_workdir(job)
         try:
@@ -225,13 +239,6 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
         except Exception as exc:
             sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 
-    record = {
-        "exit_code": exit_code,
-        "ending": ending.value,
-        "reason": reason,
-        "attempt": attempt,
-        "finished_at": time.time(),
-    }
     # Both retried while the disk is full: the workdir removed above usually made room,
     # and otherwise the experiment is recorded as soon as any space is freed.
     when_space(lambda: write_exit_record(exp_dir, record))

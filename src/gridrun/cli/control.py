@@ -121,22 +121,35 @@ def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -
     from gridrun.config import load_machine_config
 
     home = home_of(ctx)
-    store = open_store(ctx)
+    # Read first, write last: on a disk without a byte left, even opening the store
+    # for writing fails (SQLite's -shm and -wal files), so the targets are found with
+    # a reader and their folders removed before the store is opened to write. The
+    # space they held is what the records' deletion then writes with (issue 21).
+    store = open_store(ctx, read_only=True)
     targets = _targets(store, kind, names)
-    for _run, exps in targets:
-        active = [e.name for e in exps if e.status.active]
-        if active and not force:
-            raise UsageError(
-                f"{', '.join(active)} still active.", hint="Stop it first or pass --force."
-            )
-    grace = load_machine_config(home.config_path).stop_grace_seconds
+    active = [e for _run, exps in targets for e in exps if e.status.active]
+    if active and not force:
+        raise UsageError(
+            f"{', '.join(e.name for e in active)} still active.",
+            hint="Stop it first or pass --force.",
+        )
+    if active:  # stopping writes: it needs the store open for writing first
+        store.close()
+        store = open_store(ctx)
+        grace = load_machine_config(home.config_path).stop_grace_seconds
+        for _run, exps in targets:
+            stop_experiments(home, store, [e for e in exps if e.status.active], grace)
     for run, exps in targets:
-        stop_experiments(home, store, [e for e in exps if e.status.active], grace)
         for e in exps:
             shutil.rmtree(home.experiment_dir(e.name), ignore_errors=True)
         if kind == "run" or len(run.experiments) == len(exps):
-            store.delete_run(run.id)
             shutil.rmtree(build_log_path(home, run.name).parent, ignore_errors=True)
+    if store.readonly:
+        store.close()
+        store = open_store(ctx)
+    for run, exps in targets:
+        if kind == "run" or len(run.experiments) == len(exps):
+            store.delete_run(run.id)
             console.print(f"Deleted run {run.name}.", markup=False)
         else:
             for e in exps:

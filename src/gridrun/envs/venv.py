@@ -12,8 +12,21 @@ that asks for the same key, so the rules are about never using a broken one:
 * a cached environment is found with one ``stat``: no lock, no subprocess.
 
 uv is the one shipped in the ``uv`` Python package (``uv.find_uv_bin()``); it never
-downloads interpreters (``UV_PYTHON_DOWNLOADS=never``) and keeps its own default
-cache (``UV_CACHE_DIR`` is respected), which is shared with the user's other uv use.
+downloads interpreters (``UV_PYTHON_DOWNLOADS=never``) and keeps its cache in
+``GRID_HOME/cache/uv`` (:func:`uv_cache_dir`), never the user's ``~/.cache/uv``.
+
+Why a cache of our own: uv hard-links an environment's files from its cache, so a file
+of the cache and the same file of every environment built from it are one inode. The
+user's cache is writable by every experiment (it runs as the user): one run appending
+to ``~/.cache/uv/archive-v0/*/six.py`` changed ``six`` for every later run (issue 21).
+``GRID_HOME`` is covered by an empty tmpfs inside each experiment's namespace
+(``datastores/nsexec.py``), so a cache there is out of every run's reach, and the
+run's environment is an overlay whose cached lower layer it cannot write either.
+Copying instead of linking (``UV_LINK_MODE=copy``) would leave the user's cache itself
+writable, and so every later build poisoned, and costs each environment a full copy:
+``benchmarks/bench_env_cache.py`` measured, for numpy and pandas, 1.03 s and 122 MB
+per environment copied against 0.61 s and 0.6 MB linked from a warm private cache,
+whose own first build took 0.94 s (downloading) and which holds 114 MB once.
 """
 
 from __future__ import annotations
@@ -303,6 +316,18 @@ def _discard(path: Path, envs_dir: Path, key: str) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def uv_cache_dir(envs_dir: Path) -> Path:
+    """The uv cache environments are built from: in ``GRID_HOME``, hidden from runs.
+
+    Never the user's own (``UV_CACHE_DIR``, ``~/.cache/uv``), which experiments can
+    write (see the module doc). On the same file system as ``envs/``, so uv's hard
+    links work and an environment takes no space beyond what the cache holds.
+    """
+    path = envs_dir.parent / "cache" / "uv"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def _build(
     envs_dir: Path,
     key: str,
@@ -332,6 +357,7 @@ def _build(
             log(note)
         env.update(pip.uv_env())
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
+    env.update(UV_CACHE_DIR=str(uv_cache_dir(envs_dir)), UV_LINK_MODE="hardlink")
     started = time.time()
     notes: list[str] = []  # why the Python was stepped down, kept for every later run
     if torch_fallback:  # kept with the environment: every run reusing it says so

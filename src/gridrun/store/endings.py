@@ -102,8 +102,8 @@ def decide(
     preemptions: int,
 ) -> Decision:
     """The status after an attempt ended with ``ending``, given the counts so far."""
-    if ending == Ending.SUCCEEDED:
-        return Decision(Status.SUCCEEDED, ending, None)
+    if ending == Ending.SUCCEEDED:  # a reason here is a note (artifacts incomplete)
+        return Decision(Status.SUCCEEDED, ending, reason)
     if ending == Ending.STOPPED:
         return Decision(Status.STOPPED, ending, None)
     if ending == Ending.FAILED:
