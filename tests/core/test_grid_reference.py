@@ -67,3 +67,34 @@ def test_grid_view_starts_the_dashboard_and_prints_the_page(grid: Any, tmp_path:
     finally:
         for record in (grid.home / "ui" / "servers").glob("*.json"):
             os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
+
+
+def test_clusters_are_named_listed_and_refused_in_one_line(grid: Any) -> None:
+    listed = grid.json("clusters")
+    assert isinstance(listed, list)
+    assert [c["name"] for c in listed][:2] == ["local", "docker"]
+    assert listed[0]["state"] == "up" and listed[0]["cpus"] >= 1
+    grid("clusters", "add", "far", "--backend", "ray", "--address", "127.0.0.1:9")
+    far = next(c for c in grid.json("clusters") if c["name"] == "far")  # type: ignore[union-attr]
+    assert far["state"] == "down: nothing answers at 127.0.0.1:9"
+    for args, text in (
+        (["clusters", "add", "far", "--backend", "ray", "--address", "x:1"], "exists"),
+        (["clusters", "add", "s", "--backend", "slurm", "--address", "x"], "not built yet"),
+        (["clusters", "add", "d", "--backend", "docker", "--address", "x"], "cannot be a named"),
+        (["clusters", "add", "r", "--backend", "ray"], "needs --address"),
+        (["clusters", "rm", "local"], "built in"),
+        (["clusters", "rm", "nope"], "No cluster named 'nope'"),
+        (["user", "set-default-cluster", "nope"], "Known: local, docker, far"),
+        (["run", "--cluster", "nope", "x.py"], "No cluster named 'nope'"),
+        (["instance-types", "--cluster", "nope"], "No cluster named"),
+    ):
+        proc = grid(*args, check=False)
+        assert proc.returncode != 0 and text in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
+    grid("user", "set-default-cluster", "far")
+    assert grid.json("user")["default_cluster"] == "far"  # type: ignore[index]
+    grid("clusters", "rm", "far")
+    assert grid.json("user")["default_cluster"] == "-"  # type: ignore[index]
+    local = grid.json("instance-types")
+    assert isinstance(local, dict) and local["cluster"] == "local"
+    assert next(t for t in local["instance_types"] if t["name"] == "t2.nano")["fits"]

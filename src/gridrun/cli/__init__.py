@@ -42,6 +42,8 @@ COMMANDS = {
     "team": "gridrun.cli.gridref:team",
     "credentials": "gridrun.cli.gridref:credentials",
     "edit": "gridrun.cli.gridref:edit",
+    "clusters": "gridrun.cli.clusters:clusters",
+    "instance-types": "gridrun.cli.clusters:instance_types",
 }
 
 

@@ -68,9 +68,12 @@ def user(ctx: click.Context) -> None:
     from gridrun.config import load_machine_config
 
     home = home_of(ctx)
+    from gridrun import clusters
+
     info = {
         "user": getpass.getuser(),
         "grid_home": str(home.root),
+        "default_cluster": clusters.load(home).default or "-",
         "default_backend": load_machine_config(home.config_path).default_backend,
         "version": __version__,
     }
@@ -79,6 +82,21 @@ def user(ctx: click.Context) -> None:
         return
     for key, value in info.items():
         click.echo(f"{key + ':':18}{value}")
+
+
+@user.command("set-default-cluster", short_help="Where a plain `grid run` goes.")
+@click.argument("name")
+@click.pass_context
+def set_default_cluster(ctx: click.Context, name: str) -> None:
+    """Make NAME (see `grid clusters`) the cluster a `grid run` without --cluster or
+    --backend goes to."""
+    from gridrun import clusters
+
+    target = clusters.set_default(home_of(ctx), name)
+    click.echo(f"Default cluster: {target.name} ({target.backend}).")
+
+
+user.add_command(set_default_cluster, "set-cluster-context")  # Grid's older name
 
 
 def _not_here(what: str, instead: str) -> click.Command:

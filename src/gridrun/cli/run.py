@@ -235,6 +235,11 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "and commit it recorded (with its uncommitted changes), else from its snapshot.",
 )
 @click.option("--backend", default=None, help="local (default), docker or ray.")
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    help="A cluster from `grid clusters` (local, docker, or one `grid clusters add` named).",
+)
 @_backend_options
 @click.option("--python", "python_version", help="Python version of the environment.")
 @click.option("--follow", is_flag=True, help="Stream logs; exit with the experiments' code.")
@@ -317,8 +322,11 @@ def run(ctx: click.Context, **opts: Any) -> None:
         (n, versions[i] if i < len(versions) else None, mounts[i] if i < len(mounts) else None)
         for i, n in enumerate(names)
     ]
-    backend = opts["backend"] or load_machine_config(home.config_path).default_backend
-    backend_options = {}
+    target = _cluster_of(home, opts)
+    backend = opts["backend"] or (
+        target.backend if target else load_machine_config(home.config_path).default_backend
+    )
+    backend_options = dict(target.options) if target and target.backend == backend else {}
     for option, (owner, _help) in BACKEND_OPTIONS.items():
         if opts[option]:
             if backend != owner:
@@ -409,6 +417,23 @@ def run(ctx: click.Context, **opts: Any) -> None:
         from gridrun.cli.follow import follow_run
 
         sys.exit(follow_run(home, run_record.name, show_build=True, prefix=None))
+
+
+def _cluster_of(home: Any, opts: dict[str, Any]) -> Any:
+    """The named cluster a run goes to: --cluster, else the user's default cluster
+    (`grid user set-default-cluster`) unless --backend says where; None for neither."""
+    from gridrun import clusters
+    from gridrun.errors import UsageError
+
+    if opts["cluster"]:
+        target = clusters.load(home).get(opts["cluster"])
+        if opts["backend"] and opts["backend"] != target.backend:
+            raise UsageError(
+                f"--cluster {target.name} is a {target.backend} cluster; "
+                f"drop --backend {opts['backend']}."
+            )
+        return target
+    return None if opts["backend"] else clusters.default_target(home)
 
 
 def _repo_line(spec: RunSpec, sub: Any) -> str:
