@@ -194,7 +194,8 @@ def main(argv: list[str]) -> int:
     assert status is not None
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status))
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # these two take no handler
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
         os.kill(os.getpid(), sig)
         return 128 + sig  # a signal that does not end a process (not reached usually)
