@@ -113,6 +113,17 @@ def _sweep(home: GridHome, store: Store, cutoff: float) -> Freed:
             shutil.rmtree(path)
             freed.folders += 1
 
+    # Repository trees (grid run --repo) no remaining run was made from; the fetched
+    # repositories themselves stay, as a cache that makes the next fetch small.
+    commits = {r.spec.commit for r in runs if r.spec.commit}
+    for repo in _entries(home.cache / "repos"):
+        for tree in _entries(repo / "trees"):
+            if tree.name in commits or tree.name.startswith(".") or _recent(tree, cutoff):
+                continue
+            freed.bytes += _tree_size(tree)
+            shutil.rmtree(tree)
+            freed.folders += 1
+
     from gridrun.envs.venv import list_envs, remove_idle_env
 
     for env in list_envs(home.envs):

@@ -172,3 +172,21 @@ def test_the_dashboards_form_takes_a_repository(grid: Any, tmp_path: Path) -> No
         ui.wait(10)
         if ui.stdout is not None:
             ui.stdout.close()
+
+
+def test_gc_removes_trees_no_run_was_made_from(grid: Any, tmp_path: Path) -> None:
+    import time
+
+    served = tmp_path / "served"
+    _repo, (first, second) = make_repo(served)
+    url = f"file://{served / 'repo'}"
+    kept, _log = _run(grid, "--repo", url, "--ref", first, "src/train.py")
+    gone, _log = _run(grid, "--repo", url, "--ref", second, "src/train.py")
+    grid("delete", "run", gone)
+    trees = grid.home / "cache" / "repos"
+    then = time.time() - 3600  # past the collection's grace period
+    for path in trees.glob("*/trees/*"):
+        os.utime(path, (then, then))
+    grid("gc")
+    assert sorted(p.name for p in trees.glob("*/trees/*")) == [first]
+    assert grid.json("status", kept)["repo"].endswith(first)  # type: ignore[index]

@@ -186,6 +186,7 @@ def checkout(home: GridHome, url: str, ref: str | None) -> Checkout:
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with file_lock(root / "lock"):
         if _FULL_SHA.match(commit) and (root / "trees" / commit).is_dir():
+            os.utime(root / "trees" / commit)  # in use: `grid gc` keeps what was used lately
             return Checkout(shown_url(url), commit, root / "trees" / commit, fetched=False)
         git_dir = root / "git"
         if not (git_dir / "HEAD").is_file():
