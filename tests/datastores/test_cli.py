@@ -21,6 +21,7 @@ from gridrun.store.models import Status
 from spec_helpers import experiments, run_spec
 
 
+@pytest.mark.unit
 def test_create_list_json_and_bare_group(home: GridHome, tmp_path: Path) -> None:
     src = make_tree(tmp_path / "Cats", {"a.jpg": "meow", "b/c.jpg": "purr"})
     code, out = invoke("datastore", "create", str(src))
@@ -41,6 +42,7 @@ def test_create_list_json_and_bare_group(home: GridHome, tmp_path: Path) -> None
         assert word in out
 
 
+@pytest.mark.unit
 def test_list_when_empty_and_errors(home: GridHome) -> None:
     code, out = invoke("datastore", "list")
     assert code == 0 and "No datastores yet" in out
@@ -91,6 +93,7 @@ def test_delete_refused_while_active_run_uses_it(home: GridHome, tmp_path: Path)
     assert sorted(p.name for p in home.datastores.iterdir()) == [".objects", ".trash"]
 
 
+@pytest.mark.unit
 def test_resume_cli_with_nothing_to_resume(home: GridHome, tmp_path: Path) -> None:
     create_datastore(home, make_tree(tmp_path / "d", {"a": "1"}))
     code, out = invoke("datastore", "resume", "--name", "d")

@@ -24,6 +24,8 @@ from gridrun.datastores.objects import usage
 from gridrun.errors import DatastoreError, NotFoundError, UsageError
 from gridrun.home import GridHome
 
+pytestmark = pytest.mark.unit
+
 FILES = {
     "train/a.csv": "x,y\n1,2\n",
     "train/b.csv": "x,y\n3,4\n",

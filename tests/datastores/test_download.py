@@ -14,6 +14,8 @@ import pytest
 from gridrun.datastores.download import download
 from gridrun.datastores.progress import NullProgress
 
+pytestmark = pytest.mark.unit
+
 PAYLOAD = os.urandom(300_000)
 
 

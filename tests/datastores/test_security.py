@@ -16,6 +16,8 @@ from gridrun.datastores import create_datastore, list_datastores
 from gridrun.errors import DatastoreError
 from gridrun.home import GridHome
 
+pytestmark = pytest.mark.unit
+
 
 def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", data: bytes = b"x"):
     info = tarfile.TarInfo(name)

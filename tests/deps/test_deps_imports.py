@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gridrun.deps.imports import scan_project, scan_source
 
 FORMS = """\
@@ -67,6 +69,7 @@ lazy = lambda: import_module("phi")
 """
 
 
+@pytest.mark.unit
 def test_every_import_form() -> None:
     imports, error, *_ = scan_source(FORMS.encode())
     assert error is None
@@ -98,22 +101,26 @@ def test_every_import_form() -> None:
     }
 
 
+@pytest.mark.unit
 def test_required_anywhere_wins_over_optional() -> None:
     source = b"try:\n    import yaml\nexcept ImportError:\n    yaml = None\nimport yaml\n"
     assert scan_source(source).imports == [("yaml", False)]
 
 
+@pytest.mark.unit
 def test_syntax_error_is_reported_not_raised() -> None:
     imports, error, *_ = scan_source(b"import a\ndef f(:\n")
     assert imports == []
     assert error is not None and error.startswith("line 2:")
 
 
+@pytest.mark.unit
 def test_invalid_escape_does_not_warn_as_error() -> None:
     # pytest runs with filterwarnings=error: a DeprecationWarning would fail the scan.
     assert scan_source(b'import numpy\nx = "\\d"\n').imports == [("numpy", False)]
 
 
+@pytest.mark.unit
 def test_scan_project_filters_stdlib_and_local_modules(project) -> None:
     root, files = project(
         {
@@ -146,6 +153,7 @@ def test_scan_project_filters_stdlib_and_local_modules(project) -> None:
     assert result.skipped == []
 
 
+@pytest.mark.unit
 def test_script_folder_modules_are_local(project) -> None:
     root, files = project({"exp/run.py": "import helpers\nimport click\n", "exp/helpers.py": ""})
     assert scan_project(root, files, "exp/run.py").imports == {"click": True}
@@ -160,6 +168,7 @@ def test_syntax_errors_are_skipped(project) -> None:
     assert len(result.skipped) == 1 and result.skipped[0].startswith("old.py (line 1:")
 
 
+@pytest.mark.unit
 def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     cache = tmp_path / "cache"
     root, files = project({"train.py": "import click\nimport b\n", "b.py": "import rich\n"})
@@ -187,6 +196,7 @@ def test_disk_cache_is_used_and_follows_content(project, tmp_path) -> None:
     assert json.loads(cache_file.read_text())["files"]["b.py"][1] == [["numpy", 0]]
 
 
+@pytest.mark.unit
 def test_closure_follows_only_what_the_script_imports(project) -> None:
     root, files = project(
         {
@@ -211,6 +221,7 @@ def test_closure_follows_only_what_the_script_imports(project) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_script_folder_shadows_project_root(project) -> None:
     root, files = project(
         {
@@ -222,6 +233,7 @@ def test_script_folder_shadows_project_root(project) -> None:
     assert scan_project(root, files, "ex/run.py").imports == {"click": True}
 
 
+@pytest.mark.unit
 def test_python2_names_and_version_branches_are_never_required() -> None:
     source = b"""\
 import sys
@@ -254,12 +266,14 @@ if TYPE_CHECKING:
     assert stdlib["urllib2"] is False and stdlib["cPickle"] is False  # evidence, not packages
 
 
+@pytest.mark.unit
 def test_attribute_paths_and_removed_stdlib_names_are_recorded() -> None:
     scan = scan_source(b"import collections, flask\nclass S(collections.Set): pass\nflask.ext\n")
     assert "collections.Set" in scan.uses and "flask.ext" in scan.uses
     assert scan.imports == [("flask", False)]
 
 
+@pytest.mark.unit
 def test_entry_script_without_python_reads_every_file(project) -> None:
     root, files = project(
         {"run.sh": "python a.py\n", "a.py": "import click\n", "b/c.py": "import rich\n"}

@@ -12,6 +12,8 @@ from gridrun.deps.installed import table_lookup
 from gridrun.deps.mapping import IMPORT_TO_DIST
 from gridrun.deps.pep508 import canonicalize_name
 
+pytestmark = pytest.mark.unit
+
 DIST_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 STDLIB = set(sys.stdlib_module_names)
 

@@ -6,6 +6,8 @@ import pytest
 
 from gridrun.deps.pep508 import InvalidRequirement, canonicalize_name, parse_requirement
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("line", "canonical"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gridrun.deps import resolve_dependencies
 from gridrun.deps.pypimodules import choose, choose_fallback, module_index
 
@@ -20,6 +22,7 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.unit
 def test_the_requirements_file_beside_the_script_wins(project) -> None:
     root, files = project(EXAMPLES)
     report = resolve_dependencies(root, files, "dcgan/main.py")
@@ -33,6 +36,7 @@ def test_the_requirements_file_beside_the_script_wins(project) -> None:
     assert report.source == "requirements.txt" and report.requirements == ["sphinx"]
 
 
+@pytest.mark.unit
 def test_inference_reads_only_the_closure(project) -> None:
     files = {k: v for k, v in EXAMPLES.items() if not k.endswith("requirements.txt")}
     root, snap = project(files)
@@ -42,6 +46,7 @@ def test_inference_reads_only_the_closure(project) -> None:
     assert names == ["six"]  # not urllib2, cPickle, sphinx_rtd_theme, click
 
 
+@pytest.mark.unit
 def test_requirements_file_of_import_names(project) -> None:
     root, files = project(
         {
@@ -65,6 +70,7 @@ def test_requirements_file_of_import_names(project) -> None:
     assert any("standard-library" in w and "os, sys" in w for w in report.warnings)
 
 
+@pytest.mark.unit
 def test_inferred_pkg_resources_gets_a_setuptools_that_has_it(project) -> None:
     root, files = project({"train.py": "import pkg_resources\n"})
     report = resolve_dependencies(root, files, "train.py")
@@ -74,6 +80,7 @@ def test_inferred_pkg_resources_gets_a_setuptools_that_has_it(project) -> None:
     )
 
 
+@pytest.mark.unit
 def test_choice_among_candidates_is_deterministic() -> None:
     rows = [("cronyo", 2, "0.4.5"), ("lazyaml", 1, "6.0.4"), ("PyYAML", 2, "6.0.3")]
     assert choose("yaml", rows) == "PyYAML"  # the pyX binding convention
@@ -87,6 +94,7 @@ def test_choice_among_candidates_is_deterministic() -> None:
     assert choose("nothing", []) is None
 
 
+@pytest.mark.unit
 def test_a_plugin_of_a_framework_the_code_imports_wins_over_a_namesake() -> None:
     rows = [("haystack", 1, "0.42"), ("django-haystack", 1, "3.3.0"), ("farm-haystack", 1, "1")]
     assert choose("haystack", rows) == "haystack"
@@ -94,6 +102,7 @@ def test_a_plugin_of_a_framework_the_code_imports_wins_over_a_namesake() -> None
     assert choose("haystack", rows, ["flask"]) == "haystack"
 
 
+@pytest.mark.unit
 def test_the_fallback_for_a_failed_first_choice_is_a_mature_namesake() -> None:
     rows = [
         ("GraphQL-core-next", 1, "1.1.1"),
@@ -113,6 +122,7 @@ def test_the_fallback_for_a_failed_first_choice_is_a_mature_namesake() -> None:
     assert choose_fallback("graphql", [("lambda-bundle", 9, "4.0")]) is None
 
 
+@pytest.mark.unit
 def test_inference_maps_a_django_app_to_its_django_distribution(project) -> None:
     code = "from django.db import models\nfrom haystack import indexes\n"
     root, files = project({"search_indexes.py": code})
@@ -121,6 +131,7 @@ def test_inference_maps_a_django_app_to_its_django_distribution(project) -> None
     assert not any(line.lower().startswith("haystack") for line in report.requirements)
 
 
+@pytest.mark.unit
 def test_pigar_database_knows_the_long_tail() -> None:
     notes: list[str] = []
     index = module_index(notes)
@@ -153,6 +164,7 @@ def test_sync_env_uses_the_same_closure(project, tmp_path) -> None:
     assert "click" not in written.lower() and "sphinx" not in written.lower(), proc.stdout
 
 
+@pytest.mark.unit
 def test_unreachable_module_database_is_one_warning_and_retried_later(
     tmp_path, monkeypatch
 ) -> None:
@@ -173,6 +185,7 @@ def test_unreachable_module_database_is_one_warning_and_retried_later(
     assert failed.is_file()
 
 
+@pytest.mark.unit
 def test_old_flask_extension_imports_name_the_extension(project) -> None:
     code = "from flask import Flask\nfrom flask.ext.httpauth import HTTPBasicAuth\n"
     root, files = project({"app.py": code})

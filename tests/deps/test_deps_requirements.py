@@ -7,6 +7,8 @@ import pytest
 from gridrun.deps import resolve_dependencies
 from gridrun.errors import DependencyError
 
+pytestmark = pytest.mark.unit
+
 SCRIPT = "train.py"
 HASH = "ae74fb96c20a0277a1d615f1e4d73c8414f5a98db8b799a7931d1582f3390c28"
 

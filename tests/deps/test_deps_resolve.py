@@ -25,6 +25,7 @@ CLICK = f"click=={importlib.metadata.version('click')}"
 PYYAML = f"PyYAML=={importlib.metadata.version('PyYAML')}"
 
 
+@pytest.mark.unit
 def test_inferred_requirements_are_pinned_and_warned(project) -> None:
     root, files = project(
         {
@@ -51,6 +52,7 @@ def test_inferred_requirements_are_pinned_and_warned(project) -> None:
     assert report.warnings[0] == INFERRED_WARNING + "\n" + "\n".join(f"  {x}" for x in listing)
 
 
+@pytest.mark.unit
 def test_no_imports_no_warning(project) -> None:
     root, files = project({"train.py": "import os\nprint(os.getcwd())\n"})
     report = resolve_dependencies(root, files, "train.py")
@@ -58,6 +60,7 @@ def test_no_imports_no_warning(project) -> None:
     assert report.source == "inferred"
 
 
+@pytest.mark.unit
 def test_optional_imports(project) -> None:
     root, files = project(
         {
@@ -74,6 +77,7 @@ def test_optional_imports(project) -> None:
     assert any("ujson_not_here_xyz" in w and "left out" in w for w in report.warnings)
 
 
+@pytest.mark.unit
 def test_optional_import_missing_from_a_file_is_not_a_missing_package(project) -> None:
     root, files = project(
         {
@@ -86,6 +90,7 @@ def test_optional_import_missing_from_a_file_is_not_a_missing_package(project) -
     assert report.inferred == [CLICK, PYYAML]
 
 
+@pytest.mark.unit
 def test_namespace_packages_resolve_by_owner(tmp_path, project, monkeypatch) -> None:
     """Two real (fake-published) distributions share the namespace ``nsdemo``."""
     site = tmp_path / "site"
@@ -109,6 +114,7 @@ def test_namespace_packages_resolve_by_owner(tmp_path, project, monkeypatch) -> 
     assert report.requirements == ["nsdemo", "nsdemo-alpha==1.2.3", "nsdemo-beta==0.1"]
 
 
+@pytest.mark.unit
 def test_google_protobuf_maps_through_the_table(project) -> None:
     root, files = project(
         {"train.py": "from google import protobuf\nimport google.cloud.storage\n"}
@@ -118,6 +124,7 @@ def test_google_protobuf_maps_through_the_table(project) -> None:
     assert [r.split("==")[0] for r in reqs] == ["google-cloud-storage", "protobuf"]
 
 
+@pytest.mark.unit
 def test_weird_paths_with_spaces_and_unicode(tmp_path) -> None:
     root = tmp_path / "my prôjet ünï cödé"
     files = {
@@ -139,12 +146,14 @@ def test_weird_paths_with_spaces_and_unicode(tmp_path) -> None:
         resolve_dependencies(root, list(files), "scrïpts dir/trâin me.py")
 
 
+@pytest.mark.unit
 def test_windows_style_and_dot_prefixed_paths(project) -> None:
     root, _ = project({"exp/run.py": "import helpers\nimport click\n", "exp/helpers.py": ""})
     report = resolve_dependencies(root, ["./exp/run.py", "exp\\helpers.py"], ".\\exp\\run.py")
     assert report.requirements == [CLICK]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
@@ -161,6 +170,7 @@ def test_check_script_syntax(tmp_path, source: str, expected) -> None:
     assert check_script_syntax(path) == expected
 
 
+@pytest.mark.unit
 def test_check_script_syntax_display_and_missing_file(tmp_path) -> None:
     path = tmp_path / "src" / "train.py"
     path.parent.mkdir()
@@ -170,6 +180,7 @@ def test_check_script_syntax_display_and_missing_file(tmp_path) -> None:
     assert message is not None and message.startswith("missing.py: cannot be read")
 
 
+@pytest.mark.unit
 def test_write_requirements_round_trips(project) -> None:
     root, files = project({"train.py": "import yaml, click\n"})
     inferred = infer_requirements(root, files, "train.py")
@@ -183,11 +194,13 @@ def test_write_requirements_round_trips(project) -> None:
     assert (root / "requirements.txt").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.unit
 def test_write_requirements_reports_unwritable_folder(tmp_path) -> None:
     with pytest.raises(DependencyError, match="Cannot write"):
         write_requirements(tmp_path / "no-such-dir" / "requirements.txt", ["click"])
 
 
+@pytest.mark.unit
 def test_environment_index_is_cached_per_process(tmp_path) -> None:
     cache = tmp_path / "cache"
     first = Environment.current(cache)
@@ -216,6 +229,7 @@ def _fifty_file_project(root: Path) -> list[str]:
     return files
 
 
+@pytest.mark.unit
 def test_fifty_file_project_is_fast_when_warm(tmp_path) -> None:
     root = tmp_path / "big"
     root.mkdir()

@@ -7,6 +7,8 @@ import pytest
 from gridrun.deps import resolve_dependencies
 from gridrun.errors import DependencyError
 
+pytestmark = pytest.mark.unit
+
 ENV_YML = """\
 name: research
 channels: [pytorch, conda-forge]

@@ -16,6 +16,8 @@ from gridrun.home import GridHome
 from gridrun.specs import EnvSpec
 from gridrun.submission import RunRequest, prepare
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("source", "floor"),

@@ -9,6 +9,7 @@ test loudly instead of skipping it. They build on ``gridrun-test-base:bookworm``
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -52,22 +53,28 @@ def _engine_error() -> str | None:
         client.close()
 
 
-ENGINE_ERROR = _engine_error()
 WHERE = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if ENGINE_ERROR is None or os.environ.get("CI"):
-        return  # with CI set, _require_engine fails them instead
-    for item in items:
-        if item.get_closest_marker("docker") is not None:
-            item.add_marker(pytest.mark.skip(reason=f"no Docker engine answers at {WHERE}"))
+@functools.cache
+def engine_error() -> str | None:
+    """Asked once, by the first docker test that runs: never at import or collection,
+    so that ``-m unit`` and every other selection without docker tests asks nothing."""
+    return _engine_error()
 
 
 @pytest.fixture(autouse=True)
 def _require_engine(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("docker") is not None and ENGINE_ERROR is not None:
-        pytest.fail(f"CI is set but no Docker engine answers at {WHERE}: {ENGINE_ERROR}")
+    """Docker tests skip when no engine answers, unless ``CI`` is set: CI starts one
+    (``.ci/docker-engine.sh``), so there a missing engine fails them loudly."""
+    if request.node.get_closest_marker("docker") is None:
+        return
+    error = engine_error()
+    if error is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but no Docker engine answers at {WHERE}: {error}")
+    pytest.skip(f"no Docker engine answers at {WHERE}")
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,7 @@ def _request(**kw: object) -> BuildRequest:
     return BuildRequest(**fields)
 
 
+@pytest.mark.unit
 def test_the_dependency_hash_of_inferred_requirements_covers_their_resolution(
     tmp_path: Path,
 ) -> None:

@@ -19,6 +19,8 @@ from gridrun.backends.docker.image import container_pip, explain_failure, image_
 from gridrun.envs.pipconf import PipConfig
 from gridrun.errors import BackendError, BuildError
 
+pytestmark = pytest.mark.unit
+
 EXPECTED = Path(__file__).parent / "expected"
 LABELS = {"gridrun": "1", "gridrun.project": "demo", "gridrun.snapshot": "abc"}
 

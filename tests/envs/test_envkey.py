@@ -36,6 +36,7 @@ def test_shape_and_determinism_across_processes() -> None:
     assert other == key
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "variant",
     [
@@ -49,6 +50,7 @@ def test_cosmetic_differences_keep_the_key(variant: list[str]) -> None:
     assert environment_key("3.11", variant, "fp") == environment_key("3.11", BASE, "fp")
 
 
+@pytest.mark.unit
 def test_python_patch_version_and_spelling_do_not_matter() -> None:
     key = environment_key("3.11", BASE)
     assert environment_key("3.11.7", BASE) == key
@@ -56,6 +58,7 @@ def test_python_patch_version_and_spelling_do_not_matter() -> None:
     assert python_minor("/usr/bin/python3") == "/usr/bin/python3"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("python", "requirements", "extra"),
     [
@@ -75,12 +78,14 @@ def test_anything_that_changes_installs_changes_the_key(
     assert environment_key(python, requirements, extra) != environment_key("3.11", BASE, "fp")
 
 
+@pytest.mark.unit
 def test_platform_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     key = environment_key("3.11", BASE)
     monkeypatch.setattr(platform, "machine", lambda: "riscv128")
     assert environment_key("3.11", BASE) != key
 
 
+@pytest.mark.unit
 def test_normalisation_rules() -> None:
     assert normalize_requirement("Foo_Bar.Baz [Extra_B, extra-a] >= 1.0 , < 2") == (
         "foo-bar-baz[extra-a,extra-b]<2,>=1.0"
@@ -103,6 +108,7 @@ def test_normalisation_rules() -> None:
     )
 
 
+@pytest.mark.unit
 def test_option_lines_keep_their_order_and_come_first() -> None:
     lines = ["six", "--index-url https://b", "tomli", "--extra-index-url https://a", "-e ./pkg"]
     assert normalize_requirements(lines) == [

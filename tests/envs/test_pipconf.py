@@ -25,6 +25,7 @@ def load(dirs: PipDirs) -> PipConfig:
 
 
 # ------------------------------------------------------------------ file order
+@pytest.mark.unit
 def test_files_in_pip_order(pip_dirs: PipDirs) -> None:
     files = config_files(etc=pip_dirs.etc)
     assert files == [
@@ -36,6 +37,7 @@ def test_files_in_pip_order(pip_dirs: PipDirs) -> None:
     ]
 
 
+@pytest.mark.unit
 def test_later_files_override_earlier(pip_dirs: PipDirs) -> None:
     order = ["xdg", "etc", "legacy", "user", "site"]
     for i, kind in enumerate(order):
@@ -54,6 +56,7 @@ def test_later_files_override_earlier(pip_dirs: PipDirs) -> None:
     assert load(pip_dirs).index_url == "https://xdg.example/simple"
 
 
+@pytest.mark.unit
 def test_xdg_config_dirs_is_a_search_path(
     pip_dirs: PipDirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,6 +70,7 @@ def test_xdg_config_dirs_is_a_search_path(
     assert cfg.timeout == 7
 
 
+@pytest.mark.unit
 def test_pip_config_file_overrides_and_hides_user_files(
     pip_dirs: PipDirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,6 +90,7 @@ def test_pip_config_file_overrides_and_hides_user_files(
     assert load(pip_dirs).index_url == "https://user.example/simple"
 
 
+@pytest.mark.unit
 def test_devnull_disables_files_but_not_variables(
     pip_dirs: PipDirs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,6 +105,7 @@ def test_devnull_disables_files_but_not_variables(
 
 
 # ------------------------------------------------------------ sections and keys
+@pytest.mark.unit
 def test_install_section_beats_global_and_variables_beat_both(
     pip_dirs: PipDirs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +126,7 @@ def test_install_section_beats_global_and_variables_beat_both(
     )
 
 
+@pytest.mark.unit
 def test_keys_are_normalised_and_lists_split_on_whitespace(pip_dirs: PipDirs) -> None:
     pip_dirs.write(
         "user",
@@ -134,6 +141,7 @@ def test_keys_are_normalised_and_lists_split_on_whitespace(pip_dirs: PipDirs) ->
     assert cfg.no_index is True
 
 
+@pytest.mark.unit
 def test_every_pip_variable(
     pip_dirs: PipDirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,6 +178,7 @@ def test_every_pip_variable(
     assert load(pip_dirs).timeout == 11
 
 
+@pytest.mark.unit
 def test_standard_tls_and_proxy_variables_are_fallbacks(
     pip_dirs: PipDirs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,6 +200,7 @@ def test_standard_tls_and_proxy_variables_are_fallbacks(
     assert (cfg.cert, cfg.proxy) == ("/pip.pem", "http://pip:3")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -287,6 +297,7 @@ def test_same_result_as_pip(
 
 
 # ------------------------------------------------------------- mapping to uv
+@pytest.mark.unit
 def test_uv_env_maps_every_setting(tmp_path: Path, pip_dirs: PipDirs) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -332,12 +343,14 @@ def test_uv_env_maps_every_setting(tmp_path: Path, pip_dirs: PipDirs) -> None:
     assert PipConfig().uv_env() == {}
 
 
+@pytest.mark.unit
 def test_user_index_strategy_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UV_INDEX_STRATEGY", "first-index")
     env = PipConfig(extra_index_urls=("https://x.example/simple",)).uv_env()
     assert "UV_INDEX_STRATEGY" not in env
 
 
+@pytest.mark.unit
 def test_missing_local_entries_are_dropped_with_a_note(tmp_path: Path) -> None:
     present = tmp_path / "wheels"
     present.mkdir()
@@ -364,6 +377,7 @@ def test_missing_local_entries_are_dropped_with_a_note(tmp_path: Path) -> None:
     assert cfg.files() == []
 
 
+@pytest.mark.unit
 def test_what_env_vars_cannot_carry_goes_to_args(tmp_path: Path) -> None:
     spaced = tmp_path / "my constraints.txt"
     spaced.write_text("six<2\n")
@@ -377,6 +391,7 @@ def test_what_env_vars_cannot_carry_goes_to_args(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- fingerprint
+@pytest.mark.unit
 def test_fingerprint_tracks_what_changes_installs(tmp_path: Path) -> None:
     cons = tmp_path / "constraints.txt"
     cons.write_text("six<2\n")
@@ -413,6 +428,7 @@ def test_fingerprint_tracks_what_changes_installs(tmp_path: Path) -> None:
     assert base.fingerprint() != fp
 
 
+@pytest.mark.unit
 def test_fingerprint_ignores_missing_entries(tmp_path: Path) -> None:
     base = PipConfig(extra_index_urls=("https://x.example/simple",))
     stale = PipConfig(
@@ -422,6 +438,7 @@ def test_fingerprint_ignores_missing_entries(tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------- pip.conf and files
+@pytest.mark.unit
 def test_pip_conf_text_round_trips(
     tmp_path: Path, pip_dirs: PipDirs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,6 +467,7 @@ def test_pip_conf_text_round_trips(
     assert str(tmp_path) not in mapped
 
 
+@pytest.mark.unit
 def test_this_machines_configuration_loads() -> None:
     """Whatever pip configuration this machine has must load and map without error."""
     cfg = load_pip_config()

@@ -6,6 +6,8 @@ import pytest
 
 from gridrun.envs.uvoutput import failure_message, last_meaningful, requirement_name
 
+pytestmark = pytest.mark.unit
+
 HEAD = ["Using Python 3.11.7 environment at: .tmp-k-1", "Resolved 1 package in 1ms"]
 
 SAMPLES = [

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from gridrun.metrics.constants import constant_keys, is_constant, split_constants
+
+pytestmark = pytest.mark.unit
 
 
 def test_split_constants() -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
+
 from gridrun.metrics.csvlog import read_csv
+
+pytestmark = pytest.mark.unit
 
 
 def read_all(path: Path, offset: int = 0, state: dict | None = None, final: bool = False):  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tensorboardX import SummaryWriter
 
 from gridrun.logs import LogSink
@@ -24,6 +25,7 @@ def steps(store: Store, exp_id: int, key: str) -> list[float]:
     return [p[0] for p in query.series(store, [exp_id])[exp_id].get(key, [])]
 
 
+@pytest.mark.unit
 def test_log_is_read_incrementally_and_never_twice(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
@@ -43,6 +45,7 @@ def test_log_is_read_incrementally_and_never_twice(
     assert load_sources(store, a)["log"].offset == t.log_path.stat().st_size
 
 
+@pytest.mark.unit
 def test_a_line_being_written_waits_for_its_newline(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
@@ -57,6 +60,7 @@ def test_a_line_being_written_waits_for_its_newline(
     assert steps(store, a, "loss") == [0, 1, 2]
 
 
+@pytest.mark.unit
 def test_a_reader_with_stale_offsets_loses_the_race_and_catches_up(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
@@ -156,6 +160,7 @@ def test_killed_readers_lose_nothing_and_count_nothing_twice(
     assert got == [float(i) for i in range(n)]
 
 
+@pytest.mark.unit
 def test_metric_files_are_found_once_across_workdir_and_artifacts(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
@@ -193,6 +198,7 @@ def _tb_name(work: Path) -> str:
     return f"runs/same/{path.name}"
 
 
+@pytest.mark.unit
 def test_a_key_written_to_a_file_and_printed_is_one_series(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:
@@ -209,6 +215,7 @@ def test_a_key_written_to_a_file_and_printed_is_one_series(
     assert len(got["loss"]) == 1 and len(got["acc"]) == 1
 
 
+@pytest.mark.unit
 def test_a_tensorboard_file_written_while_ingesting(
     store: Store, exp_ids: list[int], tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ from metric_corpus import Labelled, load, read, score
 
 from gridrun.metrics.constants import split_constants
 
+pytestmark = pytest.mark.unit
+
 CORPUS = load()
 BY_NAME = {log.name: log for log in CORPUS}
 

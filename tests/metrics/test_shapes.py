@@ -13,6 +13,8 @@ from gridrun.metrics.shapes import LineShapes
 from gridrun.metrics.stdout import Patterns, StdoutParser
 from gridrun.store.metrics import Columns
 
+pytestmark = pytest.mark.unit
+
 VALUES = [
     *("0", "1", "-2", "+3.5", "0.25", ".5", "5.", "1e-05", "2E+3", "nan", "NaN", "inf"),
     *("-inf", "Infinity", "NAN", "1.2.3", "1_000", "١٢", "0x10", "1e", "-", "12%", "3,"),

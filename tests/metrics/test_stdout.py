@@ -9,6 +9,8 @@ import pytest
 from gridrun.errors import ConfigError
 from gridrun.metrics.stdout import Patterns, StdoutParser, load_patterns
 
+pytestmark = pytest.mark.unit
+
 
 def parse(*lines: str, patterns: Patterns | None = None) -> dict[str, list[tuple[float, float]]]:
     parser = StdoutParser(patterns or Patterns())

@@ -6,10 +6,14 @@ import math
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gridrun.store import metric_query as query
 from gridrun.store.db import Store
 from gridrun.store.metrics import CHUNK_POINTS, SourceState, commit_batch, load_sources
 from gridrun.store.schema import SCHEMA, SCHEMA_VERSION
+
+pytestmark = pytest.mark.unit
 
 
 def test_points_and_summary_round_trip(store: Store, exp_ids: list[int]) -> None:

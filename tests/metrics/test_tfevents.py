@@ -13,6 +13,8 @@ from tensorboardX.record_writer import RecordWriter
 
 from gridrun.metrics.tfevents import crc32c, masked_crc32c, read_events
 
+pytestmark = pytest.mark.unit
+
 
 def event_file(logdir: Path) -> Path:
     (path,) = logdir.glob("events.out.tfevents.*")

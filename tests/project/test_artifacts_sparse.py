@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from projecttrees import backdate, write_tree
 
 from gridrun.home import GridHome
@@ -32,6 +33,7 @@ def _on_disk(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
+@pytest.mark.unit
 def test_a_sparse_checkpoint_is_saved_with_its_holes(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {"train.py": "print('hi')\n"})
     backdate(root)

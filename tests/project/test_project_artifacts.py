@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from projecttrees import backdate, write_tree
 
 from gridrun.home import GridHome
@@ -55,6 +56,7 @@ def test_new_and_changed_files_are_copied_with_their_paths(
     assert not (arts / "__pycache__").exists() and not (arts / "data").exists()
 
 
+@pytest.mark.unit
 def test_copy_mode_leaves_the_working_copy_alone(tmp_path: Path, home: GridHome) -> None:
     manifest, work = _workdir(tmp_path, home)
     (work / "out.txt").write_text("result")
@@ -65,6 +67,7 @@ def test_copy_mode_leaves_the_working_copy_alone(tmp_path: Path, home: GridHome)
     assert (tmp_path / "arts/data/in.csv").read_text() == "1\n2\n"
 
 
+@pytest.mark.unit
 def test_fresh_files_are_compared_by_content(tmp_path: Path, home: GridHome) -> None:
     """Right after a snapshot, mtimes cannot be trusted: an unchanged file is not collected
     and a same-size, same-mtime edit still is."""
@@ -76,12 +79,14 @@ def test_fresh_files_are_compared_by_content(tmp_path: Path, home: GridHome) -> 
     assert collect_artifacts(manifest, work, tmp_path / "arts") == ["conf/a.yaml"]
 
 
+@pytest.mark.unit
 def test_unchanged_working_copy_has_no_artifacts(tmp_path: Path, home: GridHome) -> None:
     manifest, work = _workdir(tmp_path, home)
     assert collect_artifacts(manifest, work, tmp_path / "arts") == []
     assert not (tmp_path / "arts").exists()
 
 
+@pytest.mark.unit
 def test_artifacts_folder_inside_the_working_copy_is_skipped(
     tmp_path: Path, home: GridHome
 ) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from projecttrees import write_tree
 
 from gridrun.home import GridHome
 from gridrun.project import ignore_spec, take_snapshot
+
+pytestmark = pytest.mark.unit
 
 
 def snap_paths(root: Path, home: GridHome) -> list[str]:

@@ -12,6 +12,8 @@ from gridrun.errors import StateError
 from gridrun.home import GridHome
 from gridrun.project import load_manifest, materialize, object_path, take_snapshot
 
+pytestmark = pytest.mark.unit
+
 
 def test_round_trip_keeps_content_modes_and_links(weird_tmp_path: Path, home: GridHome) -> None:
     root = write_tree(

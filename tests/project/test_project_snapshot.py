@@ -23,6 +23,7 @@ from gridrun.project import load_manifest, object_path, take_snapshot
 TREE = {"train.py": "print('hi')\n", "lib/util.py": "X = 1\n", "conf/a.yaml": "lr: 0.1\n"}
 
 
+@pytest.mark.unit
 def test_missing_or_non_folder_project_is_a_project_error(tmp_path: Path, home: GridHome) -> None:
     with pytest.raises(ProjectError, match="does not exist"):
         take_snapshot(tmp_path / "nope", home)
@@ -31,6 +32,7 @@ def test_missing_or_non_folder_project_is_a_project_error(tmp_path: Path, home: 
         take_snapshot(tmp_path / "file.py", home)
 
 
+@pytest.mark.unit
 def test_objects_are_named_by_content_and_manifest_by_tree(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {**TREE, "copy.py": "X = 1\n"})
     snap = take_snapshot(root, home)
@@ -48,6 +50,7 @@ def test_objects_are_named_by_content_and_manifest_by_tree(tmp_path: Path, home:
     assert load_manifest(snap.manifest_path) == snap.files
 
 
+@pytest.mark.unit
 def test_identical_trees_hash_the_same(
     tmp_path: Path, weird_tmp_path: Path, home: GridHome
 ) -> None:
@@ -64,6 +67,7 @@ def test_identical_trees_hash_the_same(
     assert take_snapshot(b, home).hash != take_snapshot(a, home).hash
 
 
+@pytest.mark.unit
 def test_unchanged_files_are_stored_once_across_snapshots(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", TREE)
     first = take_snapshot(root, home)
@@ -79,6 +83,7 @@ def test_unchanged_files_are_stored_once_across_snapshots(tmp_path: Path, home: 
     assert not list(home.objects.glob("**/.tmp-*"))
 
 
+@pytest.mark.unit
 def test_symlinks_inside_are_kept_outside_and_dangling_skipped(
     tmp_path: Path, home: GridHome
 ) -> None:
@@ -113,6 +118,7 @@ def test_symlinks_inside_are_kept_outside_and_dangling_skipped(
     assert len(snap.warnings) == 5
 
 
+@pytest.mark.unit
 def test_link_to_an_ignored_file_warns_it_will_dangle(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {".gridignore": "data/\n", "data/big.bin": "x", "a.py": ""})
     (root / "big").symlink_to("data/big.bin")
@@ -122,6 +128,7 @@ def test_link_to_an_ignored_file_warns_it_will_dangle(tmp_path: Path, home: Grid
     assert any(expected in w for w in snap.warnings)
 
 
+@pytest.mark.unit
 @pytest.mark.timeout(20)
 def test_special_files_are_skipped_with_a_warning(
     tmp_path: Path, home: GridHome, monkeypatch: pytest.MonkeyPatch
@@ -166,6 +173,7 @@ def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path, home: GridHom
     assert warnings == ["private.txt: cannot be read (Permission denied); skipped."]
 
 
+@pytest.mark.unit
 def test_size_warning_above_the_threshold(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {"train.py": "x"})
     with open(root / "data.bin", "wb") as fh:  # sparse: cheap to write, real to read
@@ -179,6 +187,7 @@ def test_size_warning_above_the_threshold(tmp_path: Path, home: GridHome) -> Non
     assert take_snapshot(root, home).warnings == []
 
 
+@pytest.mark.unit
 def test_grid_home_inside_the_project_is_not_snapshotted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,6 +200,7 @@ def test_grid_home_inside_the_project_is_not_snapshotted(
     assert first.hash == second.hash
 
 
+@pytest.mark.unit
 def test_empty_selection_warns(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {".gridignore": "*\n"})
     snap = take_snapshot(root, home)
@@ -198,6 +208,7 @@ def test_empty_selection_warns(tmp_path: Path, home: GridHome) -> None:
     assert snap.warnings == [f"No files selected from {root}: check .gridignore."]
 
 
+@pytest.mark.unit
 def test_many_warnings_are_summarised(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", TREE)
     for i in range(30):
@@ -207,6 +218,7 @@ def test_many_warnings_are_summarised(tmp_path: Path, home: GridHome) -> None:
     assert snap.warnings[-1] == "...and 11 more skipped entries."
 
 
+@pytest.mark.unit
 def test_special_mode_bits(tmp_path: Path, home: GridHome) -> None:
     root = write_tree(tmp_path / "p", {"run.sh": "#!/bin/sh\n", "x.py": ""})
     (root / "run.sh").chmod(0o700)

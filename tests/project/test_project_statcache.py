@@ -6,11 +6,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from projecttrees import backdate, write_tree
 
 from gridrun.home import GridHome
 from gridrun.project import object_path, take_snapshot
 from gridrun.project.store import stat_cache_path
+
+pytestmark = pytest.mark.unit
 
 
 def test_unchanged_thousand_files_are_not_rehashed(tmp_path: Path, home: GridHome) -> None:

@@ -120,6 +120,7 @@ def test_unreachable_hosts_and_non_repositories_are_one_line(grid: Any, tmp_path
     assert ref_alone.returncode == 2 and "--ref needs --repo" in ref_alone.stderr
 
 
+@pytest.mark.unit
 def test_github_file_links_and_shown_urls() -> None:
     assert github_file_link("https://github.com/pytorch/examples/blob/main/dcgan/main.py") == (
         "https://github.com/pytorch/examples.git",

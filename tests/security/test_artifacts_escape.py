@@ -26,6 +26,7 @@ def _outside(tmp_path: Path) -> Path:
     return victim_dir
 
 
+@pytest.mark.unit
 def test_collection_never_follows_a_folder_swapped_mid_walk(
     tmp_path: Path, home: GridHome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,6 +61,7 @@ def test_collection_never_follows_a_folder_swapped_mid_walk(
     assert (arts / "out" / "victim.txt").read_text() == "the experiment's own"
 
 
+@pytest.mark.unit
 def test_collection_copies_and_never_saves_links_leaving_the_copy(
     tmp_path: Path, home: GridHome
 ) -> None:

@@ -35,6 +35,7 @@ def _tamper(tree_file: Path, extra: bytes = b" TAMPERED") -> None:
     os.chmod(tree_file.parent, 0o555)
 
 
+@pytest.mark.unit
 def test_dedup_never_reuses_an_altered_object(home: GridHome, tmp_path: Path) -> None:
     src = _source(tmp_path)
     v1 = create_datastore(home, src, name="images")
@@ -85,6 +86,7 @@ def test_a_tampered_version_is_listed_verified_and_never_mounted(
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.unit
 def test_verify_finds_a_change_that_kept_size_and_mtime(home: GridHome, tmp_path: Path) -> None:
     """The quick check trusts (size, mtime); a same-size write with the mtime put back
     gets past it, and only ``verify`` (re-hashing) sees it."""
@@ -102,6 +104,7 @@ def test_verify_finds_a_change_that_kept_size_and_mtime(home: GridHome, tmp_path
     assert [x.status for x in list_datastores(home)] == ["tampered"]
 
 
+@pytest.mark.unit
 def test_verify_reports_missing_and_extra_files(home: GridHome, tmp_path: Path) -> None:
     from gridrun.datastores.verify import verify
 
@@ -112,11 +115,13 @@ def test_verify_reports_missing_and_extra_files(home: GridHome, tmp_path: Path) 
     assert verify(v.path) == ["b.txt: missing", "planted.txt: not part of the version"]
 
 
+@pytest.mark.unit
 def test_objects_are_owner_only(home: GridHome, tmp_path: Path) -> None:
     v = create_datastore(home, _source(tmp_path), name="images")
     assert stat.S_IMODE((v.tree / "b.txt").stat().st_mode) == 0o400
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("swap", ["symlink", "other-file", "folder-symlink"])
 def test_file_swapped_between_scan_and_copy_is_refused(
     swap: str, home: GridHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -200,6 +205,7 @@ def test_swapped_file_through_the_cli_is_one_line(grid, tmp_path: Path) -> None:
     assert "changed after it was scanned" in state["error"]
 
 
+@pytest.mark.unit
 def test_link_existing_verifies(home: GridHome, tmp_path: Path) -> None:
     objs = home.datastores / ".objects"
     v = create_datastore(home, _source(tmp_path), name="images")

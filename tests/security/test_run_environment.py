@@ -95,6 +95,7 @@ def test_bad_env_options_are_one_line_errors(grid, tmp_path: Path) -> None:
     assert not (grid.home / "runs").exists() or not any((grid.home / "runs").iterdir())
 
 
+@pytest.mark.unit
 def test_containers_get_only_explicit_values_and_the_allow_list(tmp_path: Path) -> None:
     shell = {
         "PATH": "/usr/bin",
@@ -129,6 +130,7 @@ def test_containers_get_only_explicit_values_and_the_allow_list(tmp_path: Path) 
         del os.environ["GRIDRUN_TEST_AGENT_ONLY"]
 
 
+@pytest.mark.unit
 def test_env_file_syntax(tmp_path: Path) -> None:
     f = tmp_path / "a.env"
     f.write_text('A=1\nexport B="two words"\n\n# c\nC=\n')

@@ -62,6 +62,7 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+@pytest.mark.unit
 def test_secrets_never_enter_a_snapshot(tmp_path: Path, home: GridHome) -> None:
     root = _tree(tmp_path / "p", {**SECRETS, **MORE_SECRETS, **HARMLESS})
     snap = take_snapshot(root, home)
@@ -83,6 +84,7 @@ def test_secrets_never_enter_a_snapshot(tmp_path: Path, home: GridHome) -> None:
             assert text.encode() not in stored
 
 
+@pytest.mark.unit
 def test_include_secrets_ships_only_what_is_named(tmp_path: Path, home: GridHome) -> None:
     root = _tree(tmp_path / "p", {**SECRETS, **HARMLESS})
     snap = take_snapshot(root, home, include_secrets=[".env", ".ssh", "keys/gcp-sa.json"])
@@ -118,6 +120,7 @@ def test_include_secrets_through_the_cli_config(grid, tmp_path: Path) -> None:
     assert ".ssh/: looks like a secret" in err and ".aws/: looks like a secret" in err
 
 
+@pytest.mark.unit
 def test_bad_include_secrets_is_a_config_error(tmp_path: Path) -> None:
     from gridrun.config import load_run_config
 
@@ -130,6 +133,7 @@ def test_bad_include_secrets_is_a_config_error(tmp_path: Path) -> None:
         load_run_config(path)
 
 
+@pytest.mark.unit
 def test_objects_and_folders_are_owner_only(tmp_path: Path, home: GridHome) -> None:
     root = _tree(tmp_path / "p", {"train.py": "x", "weights.bin": "w"})
     (root / "weights.bin").chmod(0o644)
@@ -141,6 +145,7 @@ def test_objects_and_folders_are_owner_only(tmp_path: Path, home: GridHome) -> N
         assert stat.S_IMODE((home.root / sub).stat().st_mode) == 0o700
 
 
+@pytest.mark.unit
 def test_an_existing_open_grid_home_is_made_private(tmp_path: Path) -> None:
     root = tmp_path / "gh"
     root.mkdir(mode=0o755)
@@ -182,6 +187,7 @@ def test_nobody_cannot_read_a_private_key_from_grid_home(nobody) -> None:
     assert "READ" in nobody.run(code, str(obj), str(home.objects)).stdout
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("swap", ["symlink", "other-file", "folder-symlink"])
 def test_file_swapped_after_the_walk_is_refused(
     swap: str, tmp_path: Path, home: GridHome, monkeypatch: pytest.MonkeyPatch

@@ -8,6 +8,8 @@ import yaml
 from gridrun.errors import ConfigError, UsageError
 from gridrun.sweep import expand, parse_config_hyper_params
 
+pytestmark = pytest.mark.unit
+
 CURRENT = """
 compute:
   provider: {vendor: local}

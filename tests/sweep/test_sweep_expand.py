@@ -24,6 +24,7 @@ from gridrun.sweep import (
 HELLO = ["--number", "[1, 2]", "--food_item", "['pizza', 'hotdog']"]
 
 
+@pytest.mark.unit
 def test_the_four_experiment_example_exactly() -> None:
     assert [e.argv for e in expand(HELLO)] == [
         ["--number", "1", "--food_item", "pizza"],
@@ -37,6 +38,7 @@ def test_the_four_experiment_example_exactly() -> None:
     assert count_experiments(HELLO) == 4
 
 
+@pytest.mark.unit
 def test_order_and_unswept_arguments_are_preserved() -> None:
     args = ["data.csv", "--test", "--lr", "[0.1, 0.01]", "-v", "--out", "/tmp/x", "--", "-z"]
     experiments = expand(args)
@@ -47,6 +49,7 @@ def test_order_and_unswept_arguments_are_preserved() -> None:
     assert [e.params for e in experiments] == [{"lr": "0.1"}, {"lr": "0.01"}]
 
 
+@pytest.mark.unit
 def test_key_value_form_short_options_and_positionals() -> None:
     args = ["[a, b]", "--lr=[1e-3, 1e-4]", "-k", "range(2)", "--flag", "--", "[x]"]
     experiments = expand(args)
@@ -56,6 +59,7 @@ def test_key_value_form_short_options_and_positionals() -> None:
     assert experiments[-1].params == {"arg0": "b", "lr": "1e-4", "k": "1", "arg1": "x"}
 
 
+@pytest.mark.unit
 def test_negative_numbers_are_values_not_options() -> None:
     experiments = expand(["--low", "-1", "--x", "[-1, -2.5]"])
     assert [e.argv for e in experiments] == [
@@ -67,24 +71,28 @@ def test_negative_numbers_are_values_not_options() -> None:
     assert expand(["-.5", "-1e-3", "[a]"])[0].params == {"arg2": "a"}
 
 
+@pytest.mark.unit
 def test_repeated_option_names_keep_both_params() -> None:
     experiments = expand(["--x", "[1, 2]", "--x", "[3]"])
     assert experiments[1].params == {"x": "2", "x_2": "3"}
     assert experiments[1].argv == ["--x", "2", "--x", "3"]
 
 
+@pytest.mark.unit
 def test_no_sweep_gives_one_experiment() -> None:
     assert expand(["--lr", "0.1"]) == [ExperimentArgs(["--lr", "0.1"], {})]
     assert expand([]) == [ExperimentArgs([], {})]
     assert count_experiments(["--lr", "0.1"]) == 1
 
 
+@pytest.mark.unit
 def test_strategy_none_passes_everything_through() -> None:
     args = ["--lr", "[1, 2]", "--x", "uniform(0, 1, 3)", "--bad", "[1, 2"]
     assert expand(args, strategy="none") == [ExperimentArgs(args, {})]
     assert count_experiments(args, strategy="none") == 1
 
 
+@pytest.mark.unit
 def test_unknown_strategy_lists_the_valid_ones() -> None:
     with pytest.raises(UsageError) as info:
         expand(HELLO, strategy="bayesian")
@@ -94,6 +102,7 @@ def test_unknown_strategy_lists_the_valid_ones() -> None:
     assert len(expand(HELLO, strategy="Grid-Search")) == 4
 
 
+@pytest.mark.unit
 def test_grid_with_distribution_reuses_its_samples_in_every_combination() -> None:
     experiments = expand(["--a", "[1, 2]", "--lr", "uniform(0, 1, 3)"], seed=5)
     assert count_experiments(["--a", "[1, 2]", "--lr", "uniform(0, 1, 3)"]) == 6
@@ -107,6 +116,7 @@ def test_grid_with_distribution_reuses_its_samples_in_every_combination() -> Non
 GRID = ["--a", "range(10)", "--b", "[x, y, z]", "--c", "[True, False]"]
 
 
+@pytest.mark.unit
 def test_random_search_is_reproducible_with_a_seed() -> None:
     first = expand(GRID, "random_search", num_trials=8, seed=3)
     assert len(first) == 8
@@ -118,6 +128,7 @@ def test_random_search_is_reproducible_with_a_seed() -> None:
     assert all(e.argv in full_grid for e in first)
 
 
+@pytest.mark.unit
 def test_random_search_samples_without_replacement() -> None:
     every = expand(GRID, "random_search", num_trials=60, seed=1)
     assert sorted(map(tuple, (e.argv for e in every))) == sorted(
@@ -128,6 +139,7 @@ def test_random_search_samples_without_replacement() -> None:
         assert len(set(trials)) == 30
 
 
+@pytest.mark.unit
 def test_random_search_over_a_huge_space_does_not_build_it() -> None:
     args = ["--a", "range(1000000000)", "--b", "range(1000000000)"]
     assert count_experiments(args) == 10**18
@@ -138,6 +150,7 @@ def test_random_search_over_a_huge_space_does_not_build_it() -> None:
     assert count_experiments(args, "random_search", num_trials=50) == 50
 
 
+@pytest.mark.unit
 def test_random_search_with_too_few_combinations_is_an_error() -> None:
     args = ["--a", "[1, 2]", "--b", "[x, y, z]"]
     with pytest.raises(SweepSyntaxError) as info:
@@ -148,6 +161,7 @@ def test_random_search_with_too_few_combinations_is_an_error() -> None:
     assert len(expand(args, "random_search", num_trials=6, seed=0)) == 6
 
 
+@pytest.mark.unit
 def test_random_search_needs_a_positive_num_trials() -> None:
     with pytest.raises(UsageError, match="num_trials"):
         expand(HELLO, "random_search")
@@ -155,6 +169,7 @@ def test_random_search_needs_a_positive_num_trials() -> None:
         count_experiments(HELLO, "random_search", num_trials=0)
 
 
+@pytest.mark.unit
 def test_random_search_draws_fresh_samples_per_trial() -> None:
     args = ["--opt", "[adam, sgd]", "--lr", "loguniform(1e-5, 1e-1, 2)", "--bs", "[32]"]
     trials = expand(args, "random_search", num_trials=9, seed=11)
@@ -168,6 +183,7 @@ def test_random_search_draws_fresh_samples_per_trial() -> None:
     assert [e.argv[4:] for e in trials] == [["--bs", "32"]] * 9
 
 
+@pytest.mark.unit
 def test_count_exposes_big_sweeps_without_building_them() -> None:
     args = ["--a", "range(100)", "--b", "range(100)", "--c", "range(100)"]
     start = time.perf_counter()
@@ -175,11 +191,13 @@ def test_count_exposes_big_sweeps_without_building_them() -> None:
     assert time.perf_counter() - start < 0.05
 
 
+@pytest.mark.unit
 def test_seed_must_be_a_non_negative_integer() -> None:
     with pytest.raises(UsageError, match="seed"):
         expand(HELLO, seed=-1)
 
 
+@pytest.mark.unit
 def test_200_combinations_expand_well_under_10ms() -> None:
     args = ["--a", str(list(range(20))), "--b", str([f"w{i}" for i in range(10)]), "--c", "1"]
     assert count_experiments(args) == 200
@@ -212,6 +230,7 @@ def test_plain_sweeps_do_not_import_numpy() -> None:
     assert out.stdout.split() == ["False", "True"]
 
 
+@pytest.mark.unit
 def test_grid_order_is_the_cross_product_first_argument_slowest() -> None:
     args = ["--a", "[1, 2, 3]", "pos", "--b", "[x, y]", "--c", "range(2)"]
     got = [(e.params["a"], e.params["b"], e.params["c"]) for e in expand(args)]

@@ -9,6 +9,8 @@ import pytest
 from gridrun.errors import SweepSyntaxError
 from gridrun.sweep import count_experiments, expand
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("value", "problem"),

@@ -11,6 +11,8 @@ from gridrun.errors import SweepSyntaxError, UsageError
 from gridrun.sweep import count_experiments, expand
 from gridrun.sweep.functions import NUMPY_DISTRIBUTIONS
 
+pytestmark = pytest.mark.unit
+
 
 def values(value: str, seed: int | None = 0) -> list[str]:
     """The values one swept ``--x`` argument takes, in order."""

@@ -8,10 +8,14 @@ import struct
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
 from gridrun.store.metrics import SourceState, commit_batch, pack
 from gridrun.ui.charts import SeriesCache, encode_series, run_metrics
+
+pytestmark = pytest.mark.unit
 
 
 def _columns(block: bytes) -> tuple[list[float], list[float], list[float]]:

@@ -37,6 +37,7 @@ def lines(text: str) -> list[str]:
     return [TS + line for line in text.splitlines()]
 
 
+@pytest.mark.unit
 def test_a_download_with_no_network_names_the_host() -> None:
     hint = diagnose(lines(MNIST_OFFLINE), 1)
     assert hint is not None
@@ -45,22 +46,26 @@ def test_a_download_with_no_network_names_the_host() -> None:
     assert "huggingface.co" in (diagnose(lines(HF_OFFLINE), 1) or "")
 
 
+@pytest.mark.unit
 def test_cuda_out_of_memory() -> None:
     log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert (diagnose(lines(log), 1) or "").startswith("CUDA out of memory: use a smaller batch")
 
 
+@pytest.mark.unit
 def test_a_missing_data_file_is_named() -> None:
     log = "FileNotFoundError: [Errno 2] No such file or directory: 'data/train.csv'"
     hint = diagnose(lines(log), 1) or ""
     assert hint.startswith("a file or folder is missing: data/train.csv;")
 
 
+@pytest.mark.unit
 def test_exit_137_is_the_memory_killer_with_or_without_a_limit() -> None:
     assert "memory limit of 2 GiB" in (diagnose([], 137, memory=2 * 2**30) or "")
     assert "most likely by the kernel for want of memory" in (diagnose([], -9) or "")
 
 
+@pytest.mark.unit
 def test_a_module_still_missing_names_its_distribution() -> None:
     log = "ModuleNotFoundError: No module named 'yaml'"
     assert diagnose(lines(log), 1) == (
@@ -68,6 +73,7 @@ def test_a_module_still_missing_names_its_distribution() -> None:
     )
 
 
+@pytest.mark.unit
 def test_the_last_error_wins_and_an_unknown_death_has_no_hint() -> None:
     log = MNIST_OFFLINE + "ModuleNotFoundError: No module named 'yaml'\n"
     assert (diagnose(lines(log), 1) or "").startswith("module yaml is still missing")

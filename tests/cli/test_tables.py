@@ -82,6 +82,7 @@ def store(tmp_path: Path) -> Store:
     return s
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [80, 200])
 def test_status_table(store: Store, width: int) -> None:
     active = [r for r in store.list_runs() if r.active]
@@ -91,11 +92,13 @@ def test_status_table(store: Store, width: int) -> None:
     assert max(len(line) for line in text.splitlines()) <= width
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [80, 200])
 def test_status_table_none_active(width: int) -> None:
     check(f"status-none-{width}.txt", render(runs_table([], width), width))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [80, 200])
 def test_history_table(store: Store, width: int) -> None:
     text = render(history_table(store.list_runs(), width), width)
@@ -103,6 +106,7 @@ def test_history_table(store: Store, width: int) -> None:
     assert max(len(line) for line in text.splitlines()) <= width
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [80, 200])
 def test_experiments_table(store: Store, width: int) -> None:
     run = store.get_run("spiffy-sunfish-821")
@@ -111,6 +115,7 @@ def test_experiments_table(store: Store, width: int) -> None:
     check(f"experiments-{width}.txt", text)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("width", [80, 200])
 def test_headers_never_split_inside_a_word(store: Store, width: int) -> None:
     """Every header word appears whole in the rendered header rows."""
@@ -178,6 +183,7 @@ def test_the_real_commands_print_the_same_tables(grid, store: Store, tmp_path: P
     assert {r["name"]: r["project"] for r in data}["spiffy-sunfish-821"] == "argecho"
 
 
+@pytest.mark.unit
 def test_status_table_with_a_long_name_at_80_columns(tmp_path: Path) -> None:
     s = Store(tmp_path / "long.db")
     _add(s, "a-very-long-run-name-chosen-with-name-for-this-sweep", "org/repo", T0, ["running"])

@@ -14,6 +14,8 @@ from gridrun.store.models import Status
 from gridrun.store.transitions import TABLE, check
 from spec_helpers import experiments, run_spec
 
+pytestmark = pytest.mark.unit
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "gridrun"
 
 

@@ -15,6 +15,8 @@ from gridrun.store.db import Store
 from gridrun.store.models import Status
 from spec_helpers import experiments, run_spec
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:

@@ -20,6 +20,8 @@ from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
 from spec_helpers import experiments, run_spec
 
+pytestmark = pytest.mark.unit
+
 SLEEPS = "# fake: sleep 300\n"
 EXITS = "# fake: exit {code}\n"
 

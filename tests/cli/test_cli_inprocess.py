@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from gridrun.cli import cli
 
 
+@pytest.mark.unit
 def test_help_lists_every_command() -> None:
     out = CliRunner().invoke(cli, ["--help"]).output
     for cmd in (
@@ -26,6 +28,7 @@ def test_help_lists_every_command() -> None:
         assert cmd in out
 
 
+@pytest.mark.unit
 def test_run_help_shows_grid_options() -> None:
     out = CliRunner().invoke(cli, ["run", "--help"]).output
     for opt in (

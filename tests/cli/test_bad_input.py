@@ -9,16 +9,7 @@ from pathlib import Path
 
 import pytest
 
-
-def assert_one_line_error(proc, *needles: str) -> None:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("Error")]
-    assert len(errors) == 1, proc.stderr
-    text = " ".join(proc.stderr.split())
-    for n in needles:
-        assert n in text, proc.stderr
+from cli_helpers import assert_one_line_error
 
 
 @pytest.fixture

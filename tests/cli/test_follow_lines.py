@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gridrun.cli.follow import compact_line, fit, summary_lines
 from gridrun.store.models import Experiment, Status
 
 
+@pytest.mark.unit
 def test_a_build_line_is_shown_with_its_time_and_wrapped_to_80_columns() -> None:
     line = (
         "[build] [2026-12-05T01:11:03.473617+00:00] Warning: inferred requirement added "
@@ -26,6 +29,7 @@ def test_a_build_line_is_shown_with_its_time_and_wrapped_to_80_columns() -> None
     assert " ".join(part.strip() for part in shown).endswith("without requiring it")
 
 
+@pytest.mark.unit
 def test_an_experiments_output_is_shown_short_labelled_and_wrapped() -> None:
     assert compact_line("[stdout] [2026-12-05T01:11:03+00:00] hi") == ["[stdout] 01:11:03 hi"]
     text = "epoch 3 " + "loss=0.25 " * 12 + "x" * 90  # and a word longer than a line
@@ -57,6 +61,7 @@ def _exp(name: str, status: Status) -> Experiment:
     )  # fmt: skip
 
 
+@pytest.mark.unit
 def test_the_summary_fits_80_columns_with_its_pointer_on_the_last_line() -> None:
     short = summary_lines("r", [_exp("r-exp0", Status.SUCCEEDED)])
     assert short == [

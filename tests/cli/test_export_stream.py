@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gridrun.cli.follow import Tail
 
 SCRIPT = """\
@@ -45,6 +47,7 @@ def test_metrics_json_and_logs_stream_every_point_and_line(grid: Any, tmp_path: 
     assert records[0]["stream"] == "stdout" and records[0]["line"].startswith("step: 0 ")
 
 
+@pytest.mark.unit
 def test_a_terminal_chart_keeps_small_values_apart() -> None:
     from gridrun.cli import termchart
 
@@ -63,6 +66,7 @@ def test_a_terminal_chart_keeps_small_values_apart() -> None:
     assert "no finite values" in empty[-1].plain
 
 
+@pytest.mark.unit
 def test_tail_reads_a_chunk_at_a_time_and_finds_the_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "output.log"
     text = "".join(f"line {i} é\n" for i in range(1000)) + "unfinished"

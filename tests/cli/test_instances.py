@@ -8,6 +8,8 @@ from gridrun.errors import UsageError
 from gridrun.gridflags import JULIA_IMAGE, read_grid_flags
 from gridrun.instances import INSTANCE_TYPES, lookup
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("name", "cpus", "gib", "gpus", "model"),

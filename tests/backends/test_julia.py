@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 
 import pytest
-from test_bad_input import assert_one_line_error
+
+from cli_helpers import assert_one_line_error
 
 FAKE_JULIA = """#!/bin/bash
 # Stand-in for Julia (see the test module's docstring).

@@ -239,6 +239,7 @@ def _act(grid, rng, marks, exp, attempt, killed_before, killed_after) -> None:  
     killed_after.add(exp)
 
 
+@pytest.mark.unit
 def test_a_witness_record_of_an_earlier_attempt_is_never_taken_for_this_one(
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,8 @@ from gridrun.store import schema
 from gridrun.store.db import Store
 from spec_helpers import experiments, run_spec
 
+pytestmark = pytest.mark.unit
+
 
 def _full_spec(tmp_path: Path) -> RunSpec:
     return RunSpec(

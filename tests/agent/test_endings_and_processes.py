@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from gridrun.processes import ProcessRef, read_ref, start_ticks, write_ref
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
@@ -15,6 +17,7 @@ from gridrun.store.endings import Ending, Policy, classify, decide
 from gridrun.store.models import Status
 
 
+@pytest.mark.unit
 def test_classify_tells_the_three_apart() -> None:
     assert classify(0, stop_requested=False, preempted=None) == (Ending.SUCCEEDED, None)
     assert classify(2, stop_requested=False, preempted=None, error="x") == (Ending.FAILED, "x")
@@ -30,6 +33,7 @@ def test_classify_tells_the_three_apart() -> None:
     assert classify(-15, stop_requested=True, preempted="x")[0] == Ending.STOPPED
 
 
+@pytest.mark.unit
 def test_decide_counts_restarts_and_retries_apart() -> None:
     ar = Policy(auto_resume=True, max_restarts=2)
     d = decide(Ending.PREEMPTED, "r", ar, restarts=0, retries=0, preemptions=0)
@@ -50,6 +54,7 @@ def test_decide_counts_restarts_and_retries_apart() -> None:
     )
 
 
+@pytest.mark.unit
 def test_policy_defaults() -> None:
     # As read from a stored run: the keys an older record lacks take their defaults.
     assert Policy.of_spec(RunSpec.from_dict({})) == Policy(False, 3, 0)
@@ -85,6 +90,7 @@ def test_zombie_is_not_alive() -> None:
     assert ProcessRef.current().alive() and ProcessRef.current().pid == os.getpid()
 
 
+@pytest.mark.unit
 def test_queue_head_reads_only_the_head(tmp_path: Path) -> None:
     store = Store(tmp_path / "grid.db")
     run = store.create_run(
@@ -110,6 +116,7 @@ def test_queue_head_reads_only_the_head(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.unit
 def test_a_run_is_stopped_and_claimed_in_bulk(tmp_path: Path) -> None:
     """``grid stop run`` on a large queue: one indexed statement, an event per experiment;
     the agent's batched claim takes only what is still pending and unclaimed."""

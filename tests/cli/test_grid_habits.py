@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_bad_input import assert_one_line_error
 
+from cli_helpers import assert_one_line_error
 from gridrun.cli import cli as grid_cli
 
 
@@ -61,6 +61,7 @@ def cli(grid_home: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> CLI:
 
 
 # ------------------------------------------------------------------ option typos
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("typo", "meant"),
     [
@@ -95,11 +96,13 @@ def test_option_typo_in_a_real_process(grid, project: Path) -> None:
     nothing_recorded(grid)
 
 
+@pytest.mark.unit
 def test_unknown_option_without_a_near_one(cli: CLI) -> None:
     proc = cli("run", "--xyzzy", "argecho.py")
     assert_one_line_error(proc, "No such option '--xyzzy'.", "grid run --help")
 
 
+@pytest.mark.unit
 def test_typo_with_equals_and_after_valid_options(cli: CLI) -> None:
     proc = cli("run", "--cpus", "1", "--memry=1G", "argecho.py")
     assert proc.stderr.strip() == "Error: No such option '--memry'. Did you mean '--memory'?"
@@ -176,6 +179,7 @@ def test_instance_type_the_machine_can_never_fit_is_refused(
     nothing_recorded_in(cli)
 
 
+@pytest.mark.unit
 def test_unknown_instance_type_suggests(cli: CLI, grid_home: Path, project: Path) -> None:
     proc = cli("run", "--instance_type", "p3.2xlarg", "argecho.py")
     assert_one_line_error(proc, "Unknown instance type 'p3.2xlarg'", "'p3.2xlarge'")
@@ -202,6 +206,7 @@ def test_framework_is_noted_on_local(
     )
 
 
+@pytest.mark.unit
 def test_framework_julia_needs_a_julia_script(cli: CLI, grid_home: Path, project: Path) -> None:
     """Julia runs are tested in test_julia.py; a Python script under Julia's flag is refused."""
     proc = cli("run", "--framework", "julia", "argecho.py")
@@ -256,6 +261,7 @@ def test_2021_spellings(
 
 
 # ------------------------------------------------------------------ numeric options
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("option", "value"),
     [
@@ -288,6 +294,7 @@ def test_bad_numbers_name_the_option(
     nothing_recorded_in(cli)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("option", ["--gpus", "--grid_gpus"])
 @pytest.mark.parametrize("dry", [False, True])
 def test_gpus_zero_on_the_command_line_is_refused(
@@ -323,6 +330,7 @@ def test_name_clash_only_when_the_name_exists(grid, project: Path) -> None:
     assert [r["name"] for r in grid.json("history")] == ["free", "taken"]
 
 
+@pytest.mark.unit
 def test_other_integrity_errors_are_not_name_clashes(tmp_path: Path) -> None:
     """NaN reaches SQLite as NULL: a NOT NULL failure, which is no name clash."""
     from gridrun.errors import StateError
@@ -356,6 +364,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("dry", [False, True])
 @pytest.mark.parametrize(("value", "problem"), MALFORMED)
 def test_malformed_sweep_is_refused(
@@ -494,6 +503,7 @@ def test_yaml_machine_keys_are_mapped(cli: CLI, grid_home: Path, project: Path) 
     ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "needles"),
     [
@@ -583,6 +593,7 @@ def test_follow_ends_with_a_summary_in_80_columns(grid, project: Path) -> None:
     assert re.search(r"^\[stdout\] \d\d:\d\d:\d\d code 0$", proc.stdout, re.M), proc.stdout
 
 
+@pytest.mark.unit
 def test_run_help_lists_grids_flags(cli: CLI) -> None:
     out = cli("run", "--help").stdout
     for opt in ("--instance_type", "--use_spot", "--framework", "--disk_size", "--grid_name"):
