@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from gridrun.specs import DatastoreMount, EnvSpec, ExperimentSpec, Resources, RunSpec
+from gridrun.store.db import Store
+from gridrun.store.models import Status
 
 
 def run_spec(
@@ -28,3 +31,25 @@ def experiments(*argvs: Sequence[str], cpus: float = 1, gpus: int = 0) -> list[E
         ExperimentSpec(i, tuple(a), {}, Resources(cpus=cpus, gpus=gpus))
         for i, a in enumerate(argvs)
     ]
+
+
+def force_experiment(store: Store, exp_id: int, **fields: object) -> None:
+    """Put one experiment's row in a given state for a test's set-up, by raw SQL.
+
+    Product code moves rows only through the store's named transitions; a test that
+    needs, say, a running row with a dead supervisor writes it here, in the open.
+    """
+    values = [v.value if isinstance(v, Status) else v for v in fields.values()]
+    values = [json.dumps(v) if isinstance(v, list | dict) else v for v in values]
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    with store.transaction() as c:
+        c.execute(f"UPDATE experiments SET {cols} WHERE id = ?", (*values, exp_id))
+
+
+def force_run_experiments(store: Store, run_id: int, frm: Status, to: Status) -> None:
+    """Every experiment of a run in status ``frm`` set to ``to``, for a test's set-up."""
+    with store.transaction() as c:
+        c.execute(
+            "UPDATE experiments SET status = ? WHERE run_id = ? AND status = ?",
+            (to.value, run_id, frm.value),
+        )

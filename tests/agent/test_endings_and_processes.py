@@ -160,7 +160,7 @@ def test_a_run_is_stopped_and_claimed_in_bulk(tmp_path: Path) -> None:
     )  # its supervisor comes too late
     assert not store.claim_many([(third.id, "t4", [])])
     events = store.conn.execute(
-        "SELECT count(*) FROM events WHERE kind = 'stopped' AND ts = 5.0"
+        "SELECT count(*) FROM events WHERE kind = 'stop_queued' AND ts = 5.0"
     ).fetchone()[0]
     assert events == 2999
     assert [e.status for e in store.run_experiments(other.id, Status.PENDING)] == [

@@ -18,7 +18,7 @@ from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
-from spec_helpers import experiments, run_spec
+from spec_helpers import experiments, force_experiment, force_run_experiments, run_spec
 
 pytestmark = pytest.mark.unit
 
@@ -58,9 +58,9 @@ def _running(
         name=name, backend="fake", spec=spec, env_key="k", experiments=experiments([])
     )
     exp = run.experiments[0]
-    store.set_experiments_status(run.id, [Status.BUILDING], Status.RUNNING)
+    force_run_experiments(store, run.id, Status.BUILDING, Status.RUNNING)
     # A pid past the kernel's limit: certainly not a live supervisor.
-    store.transition(exp.id, supervisor_pid=2**22 + 1, supervisor_started=1.0)
+    force_experiment(store, exp.id, supervisor_pid=2**22 + 1, supervisor_started=1.0)
     job = make_job(home, store.get_run(name), exp, [])
     save_job(job, "fake")
     backend = FakeBackend(home)
@@ -78,7 +78,7 @@ def _status(store: Store, exp: Experiment) -> Experiment:
 
 def test_a_live_supervisor_is_left_alone(store, home, tmp_path) -> None:
     exp, _, _ = _running(store, home, tmp_path, SLEEPS)
-    store.transition(exp.id, supervisor_pid=os.getpid(), supervisor_started=None)
+    force_experiment(store, exp.id, supervisor_pid=os.getpid(), supervisor_started=None)
     assert reconcile_experiment(store, home, _status(store, exp)) == "alive"
 
 
@@ -124,7 +124,7 @@ def test_an_exit_the_engine_kept_is_recovered(store, home, tmp_path, code, statu
 
 def test_a_stop_requested_exit_is_stopped(store, home, tmp_path) -> None:
     exp, backend, handle = _running(store, home, tmp_path, EXITS.format(code=0))
-    store.transition(exp.id, stop_requested=1)
+    force_experiment(store, exp.id, stop_requested=1)
     job = backend_job(home, exp)
     while backend.poll([(job, handle)])[0].state.value == "running":  # until it exited
         time.sleep(0.01)
@@ -156,7 +156,7 @@ def test_a_lost_job_asked_to_stop_is_stopped(store, home, tmp_path) -> None:
     exp, backend, handle = _running(store, home, tmp_path, SLEEPS)
     assert handle is not None
     backend.lose(handle)
-    store.transition(exp.id, stop_requested=1)
+    force_experiment(store, exp.id, stop_requested=1)
     assert reconcile_experiment(store, home, _status(store, exp)) == "lost"
     assert _status(store, exp).status == Status.STOPPED
 

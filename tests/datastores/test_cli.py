@@ -18,7 +18,7 @@ from gridrun.home import GridHome
 from gridrun.specs import DatastoreMount
 from gridrun.store.db import Store
 from gridrun.store.models import Status
-from spec_helpers import experiments, run_spec
+from spec_helpers import experiments, force_run_experiments, run_spec
 
 
 @pytest.mark.unit
@@ -74,7 +74,7 @@ def test_delete_refused_while_active_run_uses_it(home: GridHome, tmp_path: Path)
         assert "used by active run(s): busy-run" in out
         assert [v.version for v in list_datastores(home)] == [1, 2]
 
-        store.set_experiments_status(run.id, [Status.PENDING], Status.SUCCEEDED)
+        force_run_experiments(store, run.id, Status.PENDING, Status.SUCCEEDED)
         before = usage(objects_dir(home))
         code, out = invoke("-o", "json", "datastore", "delete", "--name", "data", "--version", "1")
         assert code == 0, out

@@ -11,7 +11,7 @@ from gridrun.errors import StateError
 from gridrun.store.db import Store
 from gridrun.store.endings import Decision, Ending
 from gridrun.store.models import Status
-from gridrun.store.transitions import TABLE, check
+from gridrun.store.transitions import TABLE, EventKind, check
 from spec_helpers import experiments, run_spec
 
 pytestmark = pytest.mark.unit
@@ -74,7 +74,7 @@ def test_an_experiment_goes_through_its_life_by_named_moves_only(store: Store) -
         k for (k,) in store.conn.execute("SELECT kind FROM events WHERE experiment_id = ?",
                                          (exp.id,))
     ]  # fmt: skip
-    assert kinds[:6] == ["claim", "expire_claim", "claim", "start", "request_stop", "stopped"]
+    assert kinds[:6] == ["claim", "expire_claim", "claim", "start", "request_stop", "finish"]
 
 
 def test_a_failed_build_fails_only_what_still_builds(store: Store) -> None:
@@ -85,6 +85,38 @@ def test_a_failed_build_fails_only_what_still_builds(store: Store) -> None:
     assert [e.status for e in after.experiments] == [Status.STOPPED, Status.FAILED]
     assert after.experiments[1].error == "Could not install 'x'"
     assert not store.stop_building_run(run.id, 2.0)  # it failed already
+
+
+def test_every_transition_is_an_event_kind_and_every_write_asks_the_table() -> None:
+    """The table is the mechanism: each named move records an event of its own kind,
+    and every statement in the store that sets a status takes its start statuses from
+    the table (``allowed_from``/``check``), never from a status spelled out in SQL."""
+    assert {t for t in TABLE} == {k.value for k in EventKind} - {"submitted"}
+    db = (SRC / "store" / "db.py").read_text()
+    assert "def transition(" not in db and "set_experiments_status" not in db
+    methods = re.split(r"\n    def ", db)
+    for body in methods:
+        if re.search(r"UPDATE (runs|experiments) SET status", body):
+            name = body.split("(", 1)[0]
+            assert "check(" in body or "allowed_from(" in body, name
+            assert "Status.BUILDING.value" not in body and "Status.RUNNING.value" not in body, name
+
+
+def test_a_move_from_a_status_the_table_does_not_list_changes_nothing(store: Store) -> None:
+    run = _run(store, 2)
+    a, b = run.experiments
+    assert store.stop_queued([a.id], 1.0) == [a.id]  # building: listed
+    assert store.stop_queued([a.id], 2.0) == []  # stopped: not listed
+    assert (
+        store.settle(
+            b.id, Decision(Status.SUCCEEDED, Ending.SUCCEEDED, None), exit_code=0, finished_at=3.0
+        )
+        is None
+    )  # building, not running
+    assert store.get_experiment(b.id).status == Status.BUILDING
+    kinds = [k for (k,) in store.conn.execute("SELECT kind FROM events WHERE experiment_id = ?",
+                                              (a.id,))]  # fmt: skip
+    assert kinds == ["stop_queued"]
 
 
 def test_nothing_outside_the_store_writes_a_status() -> None:

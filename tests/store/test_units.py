@@ -13,7 +13,7 @@ from gridrun.errors import ConfigError, NotFoundError, StateError, UsageError
 from gridrun.names import generate_run_name, split_experiment_name, validate_run_name
 from gridrun.store.db import Store
 from gridrun.store.models import Status
-from spec_helpers import experiments, run_spec
+from spec_helpers import experiments, force_experiment, force_run_experiments, run_spec
 
 pytestmark = pytest.mark.unit
 
@@ -44,22 +44,18 @@ def test_run_and_experiments_recorded_atomically(store: Store) -> None:
 
 def test_conditional_transition_is_won_once(store: Store) -> None:
     exp = make_run(store, "r-1", 1).experiments[0]
-    store.set_experiments_status(exp.run_id, [Status.BUILDING], Status.PENDING)
-    assert store.transition(
-        exp.id, where=[Status.PENDING], extra_where="claim_token IS NULL", claim_token="a"
-    )
-    assert not store.transition(
-        exp.id, where=[Status.PENDING], extra_where="claim_token IS NULL", claim_token="b"
-    )
+    store.mark_built(exp.run_id, "/envs/k")
+    assert store.claim(exp.id, "a", [])
+    assert not store.claim(exp.id, "b", [])
     assert store.get_experiment(exp.id).claim_token == "a"
 
 
 def test_derived_run_status(store: Store) -> None:
     run = make_run(store, "r-2", 2)
     assert run.derived_status() == Status.BUILDING
-    store.set_experiments_status(run.id, [Status.BUILDING], Status.SUCCEEDED)
+    force_run_experiments(store, run.id, Status.BUILDING, Status.SUCCEEDED)
     assert store.get_run("r-2").derived_status() == Status.SUCCEEDED
-    store.transition(run.experiments[1].id, status=Status.FAILED)
+    force_experiment(store, run.experiments[1].id, status=Status.FAILED)
     assert store.get_run("r-2").derived_status() == Status.FAILED
 
 

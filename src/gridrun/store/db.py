@@ -23,7 +23,7 @@ from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.endings import Decision, Ending
 from gridrun.store.models import ACTIVE, Experiment, Run, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
-from gridrun.store.transitions import check
+from gridrun.store.transitions import EventKind, allowed_from, check
 
 OPEN_TIMEOUT = 30.0  # seconds a busy database is retried on open
 
@@ -191,8 +191,8 @@ class Store:
                     ],
                 )
                 c.execute(
-                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'submitted', ?)",
-                    (now, run_id, f"{len(experiments)} experiment(s)"),
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                    (now, run_id, EventKind.SUBMITTED.value, f"{len(experiments)} experiment(s)"),
                 )
         except sqlite3.IntegrityError as exc:
             from gridrun.errors import StateError, UsageError
@@ -206,30 +206,21 @@ class Store:
             raise StateError(f"Could not record run '{name}': {exc}.") from exc
         return self.get_run(name)
 
-    def event(
-        self, kind: str, message: str = "", run_id: int | None = None, exp_id: int | None = None
-    ) -> None:
-        self.conn.execute(
-            "INSERT INTO events (ts, run_id, experiment_id, kind, message) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), run_id, exp_id, kind, message),
-        )
-
-    def transition(
+    def _transition(
         self,
         exp_id: int,
         *,
-        where: Sequence[Status] | None = None,
+        where: Sequence[Status],
         extra_where: str = "",
         extra_args: Sequence[Any] = (),
-        event: str | None = None,
+        event: EventKind,
         **fields: Any,
     ) -> bool:
         """Set ``fields`` on an experiment if its status is one of ``where``.
 
         Returns whether the row changed: the caller that gets ``False`` lost a race
         (another process already moved the experiment) and must do nothing more.
-        The low-level primitive under the named transitions below, which product code
-        uses; tests call it to put a row in a given state.
+        Private: only :meth:`_move` calls it, with ``where`` from the transition table.
         """
         cols = ", ".join(f"{k} = ?" for k in fields)
         values: list[Any] = []
@@ -241,18 +232,17 @@ class Store:
             values.append(v)
         sql = f"UPDATE experiments SET {cols} WHERE id = ?"
         args: list[Any] = [*values, exp_id]
-        if where:
-            sql += f" AND status IN ({', '.join('?' for _ in where)})"
-            args += [s.value for s in where]
+        sql += f" AND status IN ({', '.join('?' for _ in where)})"
+        args += [s.value for s in where]
         if extra_where:
             sql += f" AND {extra_where}"
             args += list(extra_args)
         with self.transaction() as c:
             changed = c.execute(sql, args).rowcount == 1
-            if changed and event:
+            if changed:
                 c.execute(
                     "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, '')",
-                    (time.time(), exp_id, event),
+                    (time.time(), exp_id, event.value),
                 )
         return changed
 
@@ -270,12 +260,12 @@ class Store:
         t = check(name, to)
         if to not in t.frm:
             fields["status"] = to
-        return self.transition(
+        return self._transition(
             exp_id,
             where=list(t.frm),
             extra_where=extra_where,
             extra_args=extra_args,
-            event=name,
+            event=EventKind(name),
             **fields,
         )
 
@@ -313,8 +303,8 @@ class Store:
                 if changed == 1:
                     claimed.append(exp_id)
             c.executemany(
-                "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, 'claim', '')",
-                [(now, i) for i in claimed],
+                "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, '')",
+                [(now, i, EventKind.CLAIM.value) for i in claimed],
             )
         return claimed
 
@@ -364,55 +354,63 @@ class Store:
 
     def mark_built(self, run_id: int, env_ref: str | None) -> None:
         """The run's environment is ready: the run and its experiments are queued."""
-        check("run_built", Status.PENDING)
-        check("mark_built", Status.PENDING)
+        run_frm = _marks(check("run_built", Status.PENDING).frm)
+        exp_frm = _marks(check("mark_built", Status.PENDING).frm)
         with self.transaction() as c:
             changed = c.execute(
-                "UPDATE runs SET status = ?, env_ref = ? WHERE id = ? AND status = ?",
-                (Status.PENDING.value, env_ref, run_id, Status.BUILDING.value),
+                "UPDATE runs SET status = ?, env_ref = ?"
+                f" WHERE id = ? AND status IN ({run_frm[0]})",
+                (Status.PENDING.value, env_ref, run_id, *run_frm[1]),
             ).rowcount
             c.execute(
-                "UPDATE experiments SET status = ? WHERE run_id = ? AND status = ?",
-                (Status.PENDING.value, run_id, Status.BUILDING.value),
+                f"UPDATE experiments SET status = ? WHERE run_id = ? AND status IN ({exp_frm[0]})",
+                (Status.PENDING.value, run_id, *exp_frm[1]),
             )
             if changed:
                 c.execute(
-                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'built', ?)",
-                    (time.time(), run_id, env_ref or ""),
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                    (time.time(), run_id, EventKind.RUN_BUILT.value, env_ref or ""),
                 )
 
     def fail_build(self, run_id: int, message: str) -> None:
         """The run's environment could not be built: the run and its experiments failed."""
-        check("run_build_failed", Status.FAILED)
-        check("fail_build", Status.FAILED)
+        run_frm = _marks(check("run_build_failed", Status.FAILED).frm)
+        exp_frm = _marks(check("fail_build", Status.FAILED).frm)
         now = time.time()
         with self.transaction() as c:
             c.execute(
                 "UPDATE runs SET status = ?, error = ?, finished_at = ?"
-                " WHERE id = ? AND status = ?",
-                (Status.FAILED.value, message, now, run_id, Status.BUILDING.value),
+                f" WHERE id = ? AND status IN ({run_frm[0]})",
+                (Status.FAILED.value, message, now, run_id, *run_frm[1]),
             )
             c.execute(
                 "UPDATE experiments SET status = ?, error = ?, finished_at = ?"
-                " WHERE run_id = ? AND status = ?",
-                (Status.FAILED.value, message, now, run_id, Status.BUILDING.value),
+                f" WHERE run_id = ? AND status IN ({exp_frm[0]})",
+                (Status.FAILED.value, message, now, run_id, *exp_frm[1]),
             )
             c.execute(
-                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, 'build-failed', ?)",
-                (now, run_id, message),
+                "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                (now, run_id, EventKind.RUN_BUILD_FAILED.value, message),
             )
 
     def stop_building_run(self, run_id: int, now: float) -> bool:
         """A run stopped while its environment builds: it never queues."""
-        check("run_stopped_building", Status.STOPPED)
+        frm = _marks(check("run_stopped_building", Status.STOPPED).frm)
         with self.transaction() as c:
-            return (
+            changed = (
                 c.execute(
-                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
-                    (Status.STOPPED.value, now, run_id, Status.BUILDING.value),
+                    "UPDATE runs SET status = ?, finished_at = ?"
+                    f" WHERE id = ? AND status IN ({frm[0]})",
+                    (Status.STOPPED.value, now, run_id, *frm[1]),
                 ).rowcount
                 == 1
             )
+            if changed:
+                c.execute(
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, '')",
+                    (now, run_id, EventKind.RUN_STOPPED_BUILDING.value),
+                )
+            return changed
 
     def settle(
         self,
@@ -435,13 +433,15 @@ class Store:
                 "SELECT status, stop_requested, restarts, retries FROM experiments WHERE id = ?",
                 (exp_id,),
             ).fetchone()
-            if row is None or row["status"] != Status.RUNNING.value:
+            frm = allowed_from("finish")  # == requeue's: an attempt ends only while running
+            if row is None or row["status"] not in {s.value for s in frm}:
                 return None
             if attempt is not None and row["restarts"] + row["retries"] != attempt:
                 return None
             if row["stop_requested"] and decision.status != Status.STOPPED:
                 decision = Decision(Status.STOPPED, Ending.STOPPED, None)
-            check("requeue" if decision.requeue else "finish", decision.status)
+            name = "requeue" if decision.requeue else "finish"
+            check(name, decision.status)
             preempted = int(decision.ending == Ending.PREEMPTED)
             if decision.requeue:
                 c.execute(
@@ -461,7 +461,6 @@ class Store:
                         exp_id,
                     ),
                 )
-                kind = "restarted" if decision.restart else "retried"
             else:
                 c.execute(
                     "UPDATE experiments SET status = ?, exit_code = ?, error = ?, ending = ?,"
@@ -476,10 +475,9 @@ class Store:
                         exp_id,
                     ),
                 )
-                kind = decision.status.value
             c.execute(
                 "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, ?)",
-                (time.time(), exp_id, kind, f"{decision.ending.value}: {decision.error or ''}"),
+                (time.time(), exp_id, name, f"{decision.ending.value}: {decision.error or ''}"),
             )
         return decision.status
 
@@ -489,6 +487,7 @@ class Store:
         One statement per chunk rather than one transaction per experiment, so that
         stopping a sweep of 10^5 queued experiments takes a moment, not minutes.
         """
+        frm = _marks(check("stop_queued", Status.STOPPED).frm)
         done: list[int] = []
         ids = list(exp_ids)
         for i in range(0, len(ids), 500):
@@ -498,8 +497,9 @@ class Store:
                 found = [
                     r[0]
                     for r in c.execute(
-                        f"SELECT id FROM experiments WHERE id IN ({marks}) AND status IN (?, ?)",
-                        (*chunk, Status.BUILDING.value, Status.PENDING.value),
+                        f"SELECT id FROM experiments WHERE id IN ({marks})"
+                        f" AND status IN ({frm[0]})",
+                        (*chunk, *frm[1]),
                     )
                 ]
                 if found:
@@ -511,8 +511,8 @@ class Store:
                     )
                     c.executemany(
                         "INSERT INTO events (ts, experiment_id, kind, message)"
-                        " VALUES (?, ?, 'stopped', '')",
-                        [(now, i) for i in found],
+                        " VALUES (?, ?, ?, '')",
+                        [(now, i, EventKind.STOP_QUEUED.value) for i in found],
                     )
             done += found
         return done
@@ -525,18 +525,17 @@ class Store:
         rows: stopping a sweep of 10^5 queued experiments loads none of them into
         Python. Returns the names of those it stopped.
         """
-        check("stop_queued", Status.STOPPED)
-        frm = (Status.BUILDING.value, Status.PENDING.value)
+        marks, frm = _marks(check("stop_queued", Status.STOPPED).frm)
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO events (ts, experiment_id, kind, message)"
-                " SELECT ?, id, 'stopped', '' FROM experiments"
-                " WHERE run_id = ? AND status IN (?, ?)",
-                (now, run_id, *frm),
+                " SELECT ?, id, ?, '' FROM experiments"
+                f" WHERE run_id = ? AND status IN ({marks})",
+                (now, EventKind.STOP_QUEUED.value, run_id, *frm),
             )
             rows = c.execute(
                 "UPDATE experiments SET status = ?, stop_requested = 1, finished_at = ?"
-                " WHERE run_id = ? AND status IN (?, ?) RETURNING name",
+                f" WHERE run_id = ? AND status IN ({marks}) RETURNING name",
                 (Status.STOPPED.value, now, run_id, *frm),
             ).fetchall()
         return [r[0] for r in rows]
@@ -545,17 +544,6 @@ class Store:
         """Keep the backend's handle of a running experiment (``backend_ref``)."""
         with self.transaction() as c:
             c.execute("UPDATE experiments SET backend_ref = ? WHERE id = ?", (handle, exp_id))
-
-    def set_experiments_status(
-        self, run_id: int, frm: Sequence[Status], to: Status, **fields: Any
-    ) -> int:
-        cols = ", ".join(["status = ?", *[f"{k} = ?" for k in fields]])
-        with self.transaction() as c:
-            return c.execute(
-                f"UPDATE experiments SET {cols} WHERE run_id = ?"
-                f" AND status IN ({', '.join('?' for _ in frm)})",
-                (to.value, *fields.values(), run_id, *[s.value for s in frm]),
-            ).rowcount
 
     def delete_run(self, run_id: int) -> None:
         with self.transaction() as c:
@@ -669,3 +657,8 @@ class Store:
             f"SELECT 1 FROM experiments WHERE status IN ({marks}) LIMIT 1", ACTIVE
         ).fetchone()
         return row is not None
+
+
+def _marks(statuses: Sequence[Status]) -> tuple[str, list[str]]:
+    """SQL placeholders and values for ``status IN (...)`` of a table row's statuses."""
+    return ", ".join("?" for _ in statuses), [s.value for s in statuses]

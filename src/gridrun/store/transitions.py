@@ -14,6 +14,7 @@ outcomes, applied by ``Store.settle``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from gridrun.errors import StateError
 from gridrun.store.models import Status
@@ -49,6 +50,37 @@ TABLE: dict[str, Transition] = {
         Transition("run_stopped_building", (B,), (X,), "grid stop while it builds"),
     )
 }
+
+
+class EventKind(str, Enum):
+    """What an event records: a submission, or one of the table's named transitions.
+
+    Each transition's event is its name, so the events table reads as the table does;
+    the outcomes of ``settle`` (``finish``, ``requeue``) carry the ending and its reason
+    in the event's message as ``ending: reason``.
+    """
+
+    SUBMITTED = "submitted"
+    CLAIM = "claim"
+    EXPIRE_CLAIM = "expire_claim"
+    START = "start"
+    REQUEST_STOP = "request_stop"
+    STOP_QUEUED = "stop_queued"
+    FINISH = "finish"
+    REQUEUE = "requeue"
+    MARK_BUILT = "mark_built"
+    FAIL_BUILD = "fail_build"
+    RUN_BUILT = "run_built"
+    RUN_BUILD_FAILED = "run_build_failed"
+    RUN_STOPPED_BUILDING = "run_stopped_building"
+
+
+def allowed_from(name: str) -> tuple[Status, ...]:
+    """The statuses transition ``name`` may start from: every status write asks here."""
+    t = TABLE.get(name)
+    if t is None:
+        raise StateError(f"No state transition is called '{name}'.")
+    return t.frm
 
 
 def check(name: str, to: Status) -> Transition:
