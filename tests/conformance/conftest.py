@@ -239,6 +239,20 @@ CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerC
 def case(
     request: pytest.FixtureRequest, grid_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Case]:
+    yield from _case(request, grid_home, monkeypatch)
+
+
+@pytest.fixture(params=[name for name in CASES if name != "fake"])
+def real_case(
+    request: pytest.FixtureRequest, grid_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Case]:
+    """The backends that run scripts for real (the fake one acts out directives)."""
+    yield from _case(request, grid_home, monkeypatch)
+
+
+def _case(
+    request: pytest.FixtureRequest, grid_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Case]:
     home = GridHome(grid_home).ensure()
     c = CASES[request.param](home, monkeypatch)
     if isinstance(c, RayCase):
@@ -253,13 +267,27 @@ def case(
 
 
 @pytest.fixture
-def make_job(case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend, Job]]]:
-    """Snapshot a one-file project, build its environment, return a backend and a job."""
+def make_job(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., tuple[Backend, Job]]]:
+    """Snapshot a one-file project, build its environment, return a backend and a job.
+
+    On the test's ``case`` or ``real_case``, whichever it asks for.
+    """
     from gridrun.project import take_snapshot
+
+    which = "real_case" if "real_case" in request.fixturenames else "case"
+    case: Case = request.getfixturevalue(which)
 
     made: list[tuple[Backend, Job]] = []
 
-    def make(script: str, args: list[str] | None = None, name: str = "job.py") -> Any:
+    def make(
+        script: str,
+        args: list[str] | None = None,
+        name: str = "job.py",
+        env: dict[str, str] | None = None,
+        datastores: list[Any] | None = None,
+    ) -> Any:
         root = tmp_path / f"proj-{uuid.uuid4().hex[:6]}"
         root.mkdir()
         (root / name).write_text(script)
@@ -290,8 +318,9 @@ def make_job(case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend
             workdir=exp_dir / "workdir",
             snapshot_manifest=snap.manifest_path,
             objects_dir=case.home.objects,
-            env={"GRID_EXPERIMENT_NAME": exp},
+            env={"GRID_EXPERIMENT_NAME": exp, **(env or {})},
             stop_grace=2.0,
+            datastores=list(datastores or []),
         )
         made.append((backend, job))
         return backend, job

@@ -99,6 +99,58 @@ def test_exit_code_output_artifacts_and_release(make_job) -> None:
     assert backend.poll([(job, handle)])[0].state == PollState.GONE
 
 
+CONTRACT = """\
+import json, os, sys
+seen = {k: v for k, v in os.environ.items() if k.startswith("GRID_") and k != "GRID_HOME"}
+data = os.environ.get("GRID_DATASTORE_DATA_DIR", "")
+try:
+    open(os.path.join(data, "new.txt"), "w").write("x")
+    writable = True
+except OSError:
+    writable = False
+print("CONTRACT " + json.dumps({
+    "env": seen,
+    "script_here": os.path.exists("job.py"),
+    "data": open(os.path.join(data, "hello.txt")).read() if data else None,
+    "data_in_workdir": os.path.realpath(data).startswith(os.path.realpath(os.getcwd())),
+    "writable": writable,
+}), flush=True)
+"""
+
+
+def test_every_backend_gives_an_experiment_the_same_view(real_case, make_job, tmp_path) -> None:
+    """One contract for what an experiment sees, on every backend that runs scripts:
+    gridrun's GRID_* variables as the agent set them (no others), its working copy as
+    the working folder, and each datastore at GRID_DATASTORE_<NAME>_DIR, read-only, a
+    relative mount folder resolved in the working copy."""
+    import json
+
+    from gridrun.specs import DatastoreMount
+
+    source = tmp_path / "data-v1"
+    source.mkdir()
+    (source / "hello.txt").write_text("hi from the datastore")
+    env = {"GRID_RUN_NAME": "conformance", "GRID_EXPERIMENT_ID": "1", "GRID_RESTART_COUNT": "0"}
+    mount = DatastoreMount("data", 1, source, "datastores/data")
+    backend, job = make_job(CONTRACT, env=env, datastores=[mount])
+    with LogSink(job.log_path) as sink:
+        handle = backend.launch(job, sink)
+        assert backend.wait(job, handle, sink) == 0, job.log_path.read_text()
+    backend.release(job, handle)
+    line = next(ln for ln in job.log_path.read_text().splitlines() if "CONTRACT " in ln)
+    seen = json.loads(line.split("CONTRACT ", 1)[1])
+    assert seen["env"] == {
+        **env,
+        "GRID_EXPERIMENT_NAME": job.experiment_name,
+        "GRID_DATASTORE_DATA_DIR": seen["env"].get("GRID_DATASTORE_DATA_DIR", "missing"),
+    }
+    assert seen["env"]["GRID_DATASTORE_DATA_DIR"].endswith("/datastores/data")
+    assert seen["script_here"] and seen["data_in_workdir"]
+    assert seen["data"] == "hi from the datastore"
+    assert not seen["writable"]
+    assert sorted(p.name for p in source.iterdir()) == ["hello.txt"]
+
+
 def test_a_new_instance_finds_the_job_by_its_handle(case, make_job) -> None:
     backend, job = make_job(SLEEPS)
     t, codes, handles = _in_background(backend, job)

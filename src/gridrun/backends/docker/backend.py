@@ -42,6 +42,7 @@ from gridrun.backends.base import (
     collect_workdir,
 )
 from gridrun.backends.docker.dockerfile import PROJECT_DIR
+from gridrun.datastores.names import env_var
 from gridrun.errors import BackendError
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
@@ -274,15 +275,12 @@ class DockerBackend(Backend):
             ]
             # Inside the container the granted GPUs are numbered from 0.
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(ids) or job.gpus))
-        binds = {
-            str(Path(d.source).absolute()): {
-                "bind": d.mount_dir
-                if d.mount_dir.startswith("/")
-                else f"{PROJECT_DIR}/{d.mount_dir}",
-                "mode": "ro",
-            }
-            for d in job.datastores
-        }
+        binds = {}
+        for d in job.datastores:
+            inside = d.mount_dir if d.mount_dir.startswith("/") else f"{PROJECT_DIR}/{d.mount_dir}"
+            binds[str(Path(d.source).absolute())] = {"bind": inside, "mode": "ro"}
+            # The experiment finds each datastore as on every backend (gridrun.datastores).
+            env[env_var(d.name)] = inside
         host_config = api.create_host_config(
             nano_cpus=int(job.cpus * 1e9) if job.cpus else None,
             mem_limit=job.memory or None,
