@@ -74,11 +74,14 @@ def wrappers(work: Path) -> dict[str, list[str]]:
     mount = DatastoreMount("bench", 1, data, str(workdir / "datastores" / "bench"))
     marker = "GRIDRUN-BENCH-COMMAND"
 
-    def prefix(mounts: list[DatastoreMount]) -> list[str]:
+    def prefix(mounts: list[DatastoreMount], pidns: bool = False) -> list[str]:
         argv, _ = local_mount_command(
             [marker], mounts, workdir, mode=mode, hide=home, keep_rw=[venv]
         )
-        return argv[: argv.index(marker)]
+        argv = argv[: argv.index(marker)]
+        if pidns:  # as the local backend confines its witness: the init drops privileges
+            argv.insert(argv.index("--mode"), "--pidns")
+        return argv
 
     by_hand = ["unshare", "-m", "--propagation", "private"]
     if os.geteuid() != 0:
@@ -89,12 +92,16 @@ def wrappers(work: Path) -> dict[str, list[str]]:
     # its record going to a scratch file, this process standing in for the supervisor.
     record = os.open(work / "witness.json", os.O_WRONLY | os.O_CREAT, 0o600)
     witness = [*witness_command(), str(record), str(os.getpid()), "--"]
+    # What every local experiment now starts under: the wrapper's namespace, the
+    # witness, and the init of the experiment's own PID namespace (issue 21).
+    full = [*prefix([], pidns=True), *witness[:-1], "--init", "--"]
     return {
         "bare": [],
         WITNESS: witness,
         " ".join(by_hand): by_hand,
         f"gridrun wrapper ({mode}), GRID_HOME hidden": prefix([]),
         f"gridrun wrapper ({mode}), + 1 datastore": prefix([mount]),
+        f"wrapper ({mode}) + witness + own PID namespace": full,
     }
 
 
@@ -108,7 +115,7 @@ def main() -> None:
                     "python -c pass": [sys.executable, "-c", "pass"]}  # fmt: skip
         prefixes = wrappers(work)
         cells = [[*prefix, *cmd] for prefix in prefixes.values() for cmd in commands.values()]
-        fds = tuple(int(p[-3]) for label, p in prefixes.items() if label == WITNESS)
+        fds = tuple(int(prefixes[WITNESS][-3]) for _ in (0,))  # the witness's record
         times = iter(timed(cells, args.repeats, fds))
         width = max(len(k) for k in prefixes)
         cols = "wall median (+ on bare), min; CPU median (+ on bare)"

@@ -100,3 +100,26 @@ def wait_db(home: Path, name: str, pred, timeout: float = 60, what: str = "") ->
 
 def ledger_lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def host_pid(experiment: str, needle: str, timeout: float = 30) -> int:
+    """The host's pid of an experiment's process whose command line contains ``needle``.
+
+    A local experiment runs in a PID namespace of its own, so the pid a script reports
+    (``os.getpid()``, a child's ``.pid``) is its namespace's, not the host's: tests find
+    the process from outside, by the experiment's name in its environment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in psutil.process_iter(["pid", "environ", "cmdline"]):
+            try:
+                env = proc.info["environ"] or {}
+                cmd = " ".join(proc.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            ours = env.get("GRID_EXPERIMENT_NAME") == experiment and needle in cmd
+            if ours and "import witness" not in cmd:  # the init is the witness's fork
+                return int(proc.info["pid"])
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no process of {experiment} runs {needle!r}")
+        time.sleep(0.05)

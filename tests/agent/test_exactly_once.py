@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from resume_helpers import db_row, no_leftovers, wait_db
+from resume_helpers import db_row, host_pid, no_leftovers, wait_db
 
 from gridrun.processes import ProcessRef, read_ref
 
@@ -113,7 +113,7 @@ def test_the_experiment_dies_with_its_supervisor(grid, tmp_path: Path, auto_resu
     grid("run", "--name", "orphan", *flags, "barrier.py", str(marks), cwd=project)
     _wait_file(marks / "start orphan-exp0 0", "the script started")
     row = db_row(grid.home, "orphan-exp0")
-    script = int((marks / "start orphan-exp0 0").read_text())
+    script = host_pid("orphan-exp0", "barrier.py")
     assert psutil.pid_exists(script)
     _kill(_agent(grid.home))
     _kill(_launcher(grid.home))

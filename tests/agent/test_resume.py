@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from resume_helpers import CHECKPOINTING, ledger_lines, no_leftovers, wait_db
+from resume_helpers import CHECKPOINTING, host_pid, ledger_lines, no_leftovers, wait_db
 
 
 @pytest.fixture
@@ -42,9 +42,9 @@ def test_supervisor_sigkilled_resumes_from_checkpoint(grid, project: Path, tmp_p
     assert [s[1] for s in starts] == ["0", "1"], lines  # GRID_RESTART_COUNT 0, then 1
     assert int(starts[1][2]) >= 3, f"restarted from scratch, not its checkpoint: {lines}"
     assert lines.count("finished") == 1, lines
-    # The first attempt's own-session child went with its lost supervisor.
-    for s in starts:
-        assert not _alive(int(s[3])), f"orphan {s[3]} left running"
+    # The first attempt's own-session child went with its lost supervisor: no process
+    # with this GRID_HOME in its environment is left (the pid in the ledger is the
+    # experiment's namespace's, not the host's).
     no_leftovers(grid.home)
     out = grid("status", "kil").stdout
     assert "Restarts" in out and "1 (1 preempted)" in out
@@ -212,16 +212,27 @@ def test_child_in_its_own_session_is_killed(grid, project: Path, tmp_path: Path)
     stop_pid = tmp_path / "stop.pid"
     grid("run", "--name", "sess", "daemon.py", str(stop_pid), "600", cwd=project)
     grid.wait_for_line("sess-exp0", "spawned")
-    child = int(stop_pid.read_text())
+    child = host_pid("sess-exp0", "sleep 1000")  # its pid on the host, not in its namespace
     assert _alive(child)
     grid("stop", "run", "sess")
     assert exp_json(grid, "sess")["status"] == "stopped"
     assert not _alive(child), "a child in its own session survived grid stop"
     # And at a normal exit.
     exit_pid = tmp_path / "exit.pid"
-    grid("run", "--name", "sess2", "--follow", "daemon.py", str(exit_pid), "0.2", cwd=project)
+    (project / "exits.py").write_text(
+        "import os, subprocess, sys, time\n"
+        "p = subprocess.Popen(['setsid', 'sleep', '1000'])\n"
+        "print('spawned', flush=True)\n"
+        "while not os.path.exists(sys.argv[1]):\n"
+        "    time.sleep(0.02)\n"
+    )
+    grid("run", "--name", "sess2", "exits.py", str(exit_pid), cwd=project)
+    grid.wait_for_line("sess2-exp0", "spawned")
+    child = host_pid("sess2-exp0", "sleep 1000")
+    exit_pid.touch()  # the script may exit now
+    grid.wait("sess2")
     assert exp_json(grid, "sess2")["status"] == "succeeded"
-    assert not _alive(int(exit_pid.read_text())), "a child in its own session survived the exit"
+    assert not _alive(child), "a child in its own session survived the exit"
     no_leftovers(grid.home)
 
 

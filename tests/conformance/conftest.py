@@ -267,17 +267,19 @@ def _case(
 
 
 @pytest.fixture
-def make_job(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[..., tuple[Backend, Job]]]:
-    """Snapshot a one-file project, build its environment, return a backend and a job.
+def make_job(case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend, Job]]]:
+    """Snapshot a one-file project, build its environment, return a backend and a job."""
+    yield from _job_maker(case, tmp_path)
 
-    On the test's ``case`` or ``real_case``, whichever it asks for.
-    """
+
+@pytest.fixture
+def make_real_job(real_case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend, Job]]]:
+    """``make_job`` on the backends that run scripts for real."""
+    yield from _job_maker(real_case, tmp_path)
+
+
+def _job_maker(case: Case, tmp_path: Path) -> Iterator[Callable[..., tuple[Backend, Job]]]:
     from gridrun.project import take_snapshot
-
-    which = "real_case" if "real_case" in request.fixturenames else "case"
-    case: Case = request.getfixturevalue(which)
 
     made: list[tuple[Backend, Job]] = []
 

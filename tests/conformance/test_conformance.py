@@ -118,7 +118,7 @@ print("CONTRACT " + json.dumps({
 """
 
 
-def test_every_backend_gives_an_experiment_the_same_view(real_case, make_job, tmp_path) -> None:
+def test_every_backend_gives_an_experiment_the_same_view(make_real_job, tmp_path) -> None:
     """One contract for what an experiment sees, on every backend that runs scripts:
     gridrun's GRID_* variables as the agent set them (no others), its working copy as
     the working folder, and each datastore at GRID_DATASTORE_<NAME>_DIR, read-only, a
@@ -132,7 +132,7 @@ def test_every_backend_gives_an_experiment_the_same_view(real_case, make_job, tm
     (source / "hello.txt").write_text("hi from the datastore")
     env = {"GRID_RUN_NAME": "conformance", "GRID_EXPERIMENT_ID": "1", "GRID_RESTART_COUNT": "0"}
     mount = DatastoreMount("data", 1, source, "datastores/data")
-    backend, job = make_job(CONTRACT, env=env, datastores=[mount])
+    backend, job = make_real_job(CONTRACT, env=env, datastores=[mount])
     with LogSink(job.log_path) as sink:
         handle = backend.launch(job, sink)
         assert backend.wait(job, handle, sink) == 0, job.log_path.read_text()

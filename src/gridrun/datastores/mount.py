@@ -119,19 +119,24 @@ def local_confinement(
     keep_ro: list[Path] | None = None,
     keep_rw: list[Path] | None = None,
     env_layer: tuple[Path, Path] | None = None,
+    pidns: bool = False,
 ) -> tuple[Callable[[], None] | None, dict[str, str]]:
     """What :func:`local_mount_command` does, as a ``preexec_fn`` for ``Popen(argv)``.
 
     The forked child makes the namespace and mounts itself (``nsexec.child_setup``)
     and then execs the experiment's own command: no second interpreter per start,
     which was most of the CPU each local experiment cost to start (issue 12). None
-    when nothing is to be confined (no namespace can be made here).
+    when nothing is to be confined (no namespace can be made here). ``pidns``: the
+    command's first child starts a PID namespace (the local backend's exit witness
+    forks the experiment's init there).
     """
     from gridrun.datastores import nsexec
 
     args, env = _plan(argv, mounts, workdir, mode, hide, keep_ro, keep_rw, env_layer)
     if args is None:
         return None, env
+    if pidns:  # the forked command's own child is the PID namespace's init
+        args.append("--pidns")
     return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv])), env
 
 

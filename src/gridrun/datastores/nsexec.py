@@ -18,7 +18,9 @@ package are never read), and the plan comes as plain arguments rather than JSON
 
 Options: ``--hide HOME``, ``--rw PATH`` and ``--ro PATH`` (see ``hide`` below),
 ``--layer ENV FOLDER`` (below), ``--mount NAME SRC DST`` (a datastore), each repeatable
-but ``--mode`` and ``--hide``.
+but ``--mode`` and ``--hide``; ``--pidns``: the command is the local exit witness, which
+makes a PID namespace for the experiment (:func:`new_pid_namespace`) whose init drops
+the capabilities (:func:`become_init`), so they are not dropped here.
 
 Two ways in, chosen by the caller's probe (:mod:`gridrun.datastores.mount`):
 
@@ -71,6 +73,7 @@ import sys
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
 MS_REC, MS_PRIVATE, MS_RELATIME = 16384, 1 << 18, 1 << 21
@@ -107,18 +110,37 @@ def _mount(src: str | None, dst: str, flags: int) -> None:
 
 def enter(mode: str) -> None:
     """Enter a new private mount namespace (and a user namespace in ``user`` mode)."""
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNS | (CLONE_NEWUSER if mode == "user" else 0)
-    _check(_libc.unshare(flags), "unshare")
+    uid, gid = os.getuid(), os.getgid()  # before: unmapped ids read as 65534 after
+    _check(_libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if mode == "user" else 0)), "unshare")
     if mode == "user":
-        for path, text in (
-            ("/proc/self/setgroups", "deny"),
-            ("/proc/self/uid_map", f"{uid} {uid} 1"),
-            ("/proc/self/gid_map", f"{gid} {gid} 1"),
-        ):
-            with open(path, "w") as fh:
-                fh.write(text)
+        _map_ids(uid, gid)
     _mount(None, "/", MS_REC | MS_PRIVATE)
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    """In a new user namespace: the caller's ids mapped to themselves, and only those."""
+    for path, text in (
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", f"{uid} {uid} 1"),
+        ("/proc/self/gid_map", f"{gid} {gid} 1"),
+    ):
+        with open(path, "w") as fh:
+            fh.write(text)
+
+
+def new_pid_namespace() -> None:
+    """Make this process's next child the first process of a new PID namespace.
+
+    Called by the exit witness (which stays where it is) just before it forks the
+    experiment's init. As root it has the capability; an unprivileged witness (the
+    ``user`` isolation mode: it lost its capabilities at ``exec``) makes a nested user
+    namespace for it, which also locks every mount made so far. OSError: neither works.
+    """
+    if _libc.unshare(CLONE_NEWPID) == 0:
+        return
+    uid, gid = os.getuid(), os.getgid()
+    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWPID), "unshare a PID namespace")
+    _map_ids(uid, gid)
 
 
 def bind_readonly(src: str, dst: str) -> None:
@@ -170,12 +192,57 @@ def layer(env: str, folder: str) -> str | None:
 
 
 def drop_privileges() -> None:
-    """Lose, for good, the capabilities that could undo the mounts (see the module doc)."""
+    """Lose, for good, the capabilities that could undo the mounts (see the module doc).
+
+    A process with no capability at all (an unprivileged witness whose PID namespace
+    could not be made) may not change its bounding set (EPERM), and needs not: it has
+    nothing to lose, and ``no_new_privs`` keeps setuid programs from giving any back.
+    """
     for cap in DROPPED_CAPS:
         rc = _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-        if rc != 0 and ctypes.get_errno() != errno.EINVAL:  # EINVAL: unknown to this kernel
+        err = ctypes.get_errno()
+        if rc != 0 and err == errno.EPERM and os.geteuid() != 0 and not _any_capability():
+            break
+        if rc != 0 and err != errno.EINVAL:  # EINVAL: unknown to this kernel
             _check(rc, "drop capability")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+
+
+def _any_capability() -> bool:
+    """Whether this process holds any capability (its permitted set is not empty)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapPrm:"):
+                    return int(line.split()[1], 16) != 0
+    except (OSError, ValueError):
+        pass
+    return True  # unknown: assume it does, so a failure to drop is an error
+
+
+def become_init() -> str | None:
+    """In the first process of a new PID namespace: a ``/proc`` that shows only it.
+
+    The experiment's own init (the exit witness's child) mounts a fresh ``proc`` in a
+    mount namespace of its own, so the witness outside keeps the host's ``/proc``;
+    the experiment then sees its own processes only, and no other experiment's
+    ``/proc/PID/cwd`` or ``/proc/PID/root`` (which same-uid processes may otherwise
+    open: issue 21). Then the capabilities are dropped, as :func:`confine` does
+    without a PID namespace. Returns None, or why ``/proc`` could not be replaced (the
+    experiment then runs with the host's, and one line says so).
+    """
+    refused = None
+    try:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare")
+        _mount(None, "/", MS_REC | MS_PRIVATE)
+        _check(
+            _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+            "mount /proc",
+        )
+    except OSError as exc:
+        refused = str(exc)
+    drop_privileges()
+    return refused
 
 
 def probe(mode: str, folder: str) -> int:
@@ -204,9 +271,14 @@ class Plan:
         self.ro: list[str] = []
         self.layers: list[tuple[str, str]] = []
         self.mounts: list[tuple[str, str, str]] = []
+        self.pidns = False  # --pidns: the caller's child becomes a PID namespace's init
         i = 0
         while argv[i] != "--":
             opt = argv[i]
+            if opt == "--pidns":
+                self.pidns = True
+                i += 1
+                continue
             if opt == "--mode":
                 self.mode = argv[i + 1]
             elif opt == "--hide":
@@ -276,7 +348,8 @@ def confine(plan: Plan) -> list[str]:
         except OSError as exc:
             raise Refused(f"gridrun: cannot mount datastore '{name}' at {dst}: {exc}") from exc
     try:
-        drop_privileges()
+        if not plan.pidns:  # with one, the namespace's init drops them (become_init)
+            drop_privileges()
     except OSError as exc:
         raise Refused(f"gridrun: cannot drop privileges: {exc}") from exc
     try:

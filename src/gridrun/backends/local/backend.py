@@ -57,15 +57,17 @@ from gridrun.specs import NO_PYTHON_ENV, RunSpec, script_command
 ENV_LAYER = "env-layer"  # what the experiment wrote over its cached environment
 WITNESS_FILE = "witness.json"  # how the experiment ended, written by its witness
 WITNESS = Path(__file__).with_name("witness.py")
+NSEXEC_DIR = Path(__file__).resolve().parents[2] / "datastores"  # nsexec.py, for --init
 RECORD_SIZE = 512  # as witness.RECORD_SIZE
 
 
 def witness_command() -> list[str]:
     """How witness.py is started: isolated, no ``site``, imported for its cached bytecode
-    (as ``datastores.mount.wrapper`` starts nsexec.py; see there)."""
+    (as ``datastores.mount.wrapper`` starts nsexec.py; see there). With ``--init`` it
+    imports nsexec.py too, from beside it on the path."""
     code = (
-        f"import sys; sys.path.append({str(WITNESS.parent)!r}); import witness; "
-        "sys.exit(witness.main(sys.argv[1:]))"
+        f"import sys; sys.path += [{str(WITNESS.parent)!r}, {str(NSEXEC_DIR)!r}]; "
+        "import witness; sys.exit(witness.main(sys.argv[1:]))"
     )
     return [sys.executable, "-S", "-I", "-c", code]
 
@@ -189,6 +191,9 @@ class LocalBackend(Backend):
             job.workdir,
             hide=home,
             env_layer=(venv, job.exp_dir / ENV_LAYER) if venv is not None else None,
+            # A PID namespace of its own, with its own /proc: no experiment reaches
+            # another's working copy through /proc/PID/cwd (the witness forks its init).
+            pidns=True,
         )
         env.update(extra)
         # Descendants that outlive their parents come back to the supervisor (this
@@ -203,7 +208,14 @@ class LocalBackend(Backend):
         try:
             os.write(record, b" " * RECORD_SIZE)  # the witness writes over these blanks
             proc = subprocess.Popen(
-                [*witness_command(), str(record), str(os.getpid()), "--", *argv],
+                [
+                    *witness_command(),
+                    str(record),
+                    str(os.getpid()),
+                    *(["--init"] if confine is not None else []),
+                    "--",
+                    *argv,
+                ],
                 cwd=job.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,

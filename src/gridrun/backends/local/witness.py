@@ -21,7 +21,17 @@ before its supervisor was killed had its exit status reaped by init and lost, so
 The witness ignores the usual termination signals (a ``grid stop`` signals the
 experiment's processes itself, and the process group reaches both) and exits with the
 experiment's own status, signal included, so the supervisor sees what it always saw.
-Usage: ``witness.py RECORD_FD SUPERVISOR_PID -- COMMAND...``.
+
+``--init`` (when the supervisor confined the witness with ``nsexec``'s ``--pidns``):
+the witness's child is the first process of a PID namespace of the experiment's own,
+and becomes its init (:func:`run_init`): a ``/proc`` that shows the experiment's
+processes only, so no experiment reaches another's working copy through
+``/proc/PID/cwd`` (issue 21), as in a container. The init runs the command as its
+child, reaps what is orphaned in the namespace, and when the command ends, ends the
+rest (SIGTERM, SIGKILL after :data:`LEFTOVER_GRACE`; the kernel kills whatever is left
+when an init exits). It sends the command's raw wait status to the witness over a pipe,
+so a signal death is recorded as itself (an init cannot die of its own signals).
+Usage: ``witness.py RECORD_FD SUPERVISOR_PID [--init] -- COMMAND...``.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 DEATH_SIGNAL = signal.SIGUSR2  # sent by the kernel when the supervisor dies
 RECORD_SIZE = 512  # bytes the supervisor reserves for the record (blanks)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+LEFTOVER_GRACE = 1.0  # seconds the command's leftovers get after it ended, as locally
 
 
 class SupervisorDied(Exception):
@@ -99,6 +110,19 @@ def _kill_everything() -> None:
             return
 
 
+ME = [""]
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    try:
+        while chunk := os.read(fd, 64):
+            out += chunk
+    except OSError:
+        pass
+    return out
+
+
 def _me() -> str:
     """This process as ``ProcessRef.dump`` writes it: the handle the supervisor keeps,
     so a record is matched to its own attempt and never to a later one."""
@@ -109,7 +133,7 @@ def _me() -> str:
 
 def _record(fd: int, code: int | None, died: bool) -> None:
     text = (
-        f'{{"witness": "{_me()}", "exit_code": {"null" if code is None else code}, '
+        f'{{"witness": "{ME[0] or _me()}", "exit_code": {"null" if code is None else code}, '
         f'"supervisor_died": {"true" if died else "false"}, "finished_at": {time.time()!r}}}\n'
     )
     # Over the blank bytes the supervisor wrote: no block to allocate, so a full disk
@@ -122,6 +146,77 @@ def _record(fd: int, code: int | None, died: bool) -> None:
         pass
 
 
+def _exec(command: list[str]) -> None:
+    """In a forked child: the command, with the signals as a fresh process has them."""
+    try:
+        for sig in (*FORWARDED, DEATH_SIGNAL):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [DEATH_SIGNAL])
+        os.execvp(command[0], command)
+    except OSError as exc:
+        os.write(2, f"gridrun: cannot run {command[0]}: {exc.strerror}\n".encode())
+    os._exit(127)
+
+
+def _drop_privileges_or_exit() -> None:
+    import nsexec
+
+    try:
+        nsexec.drop_privileges()
+    except OSError as exc:
+        os.write(2, f"gridrun: cannot confine the experiment: {exc}\n".encode())
+        os._exit(126)
+
+
+def run_init(command: list[str], status_fd: int) -> None:
+    """PID 1 of the experiment's namespace: its ``/proc``, its command, its reaper.
+
+    Never returns. Signals from outside reach the command's processes directly (the
+    host sees every one of them); this init ignores them, so only SIGKILL ends it.
+    """
+    import nsexec  # beside datastores/, put on sys.path by the supervisor's command
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # the witness died: all go
+    try:
+        refused = nsexec.become_init()
+    except OSError as exc:
+        os.write(2, f"gridrun: cannot confine the experiment: {exc}\n".encode())
+        os._exit(126)
+    if refused:
+        os.write(2, f"gridrun: the experiment sees every process here ({refused})\n".encode())
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
+    pid = os.fork()
+    if pid == 0:
+        _exec(command)
+    status = 0
+    while True:
+        try:
+            got, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if got == pid:
+            status = st
+            break
+    deadline = time.monotonic() + LEFTOVER_GRACE
+    try:
+        os.kill(-1, signal.SIGTERM)  # every process of the namespace but this one
+    except OSError:
+        pass
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.02)
+        except ChildProcessError:
+            break
+    try:
+        os.write(status_fd, status.to_bytes(4, "little"))
+    except OSError:
+        pass
+    os._exit(0)  # what is left dies with this init, by the kernel's SIGKILL
+
+
 def _code(status: int) -> int:
     """Popen's convention: the exit code, or minus the signal that ended it."""
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
@@ -131,6 +226,7 @@ def main(argv: list[str]) -> int:
     try:
         fd, supervisor = int(argv[0]), int(argv[1])
         command = argv[argv.index("--") + 1 :]
+        init = "--init" in argv[2 : argv.index("--")]
     except (ValueError, IndexError):
         print("usage: witness.py RECORD_FD SUPERVISOR_PID -- COMMAND...", file=sys.stderr)
         return 2
@@ -150,16 +246,28 @@ def main(argv: list[str]) -> int:
     if os.getppid() != supervisor:  # it died before the death signal was armed
         _record(fd, None, True)
         return 137
+    ME[0] = _me()  # before the fork: an init's /proc is not the witness's
+    status_r = status_w = -1
+    if init:
+        import nsexec  # beside datastores/, put on sys.path by the supervisor's command
+
+        try:
+            nsexec.new_pid_namespace()
+            status_r, status_w = os.pipe()
+        except OSError as exc:  # the experiment runs as before, and one line says so
+            os.write(2, f"gridrun: the experiment sees every process here ({exc})\n".encode())
+            init = False
     pid = os.fork()
     if pid == 0:
-        try:
-            for sig in (*FORWARDED, DEATH_SIGNAL):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [DEATH_SIGNAL])
-            os.execvp(command[0], command)
-        except OSError as exc:
-            os.write(2, f"gridrun: cannot run {command[0]}: {exc.strerror}\n".encode())
-        os._exit(127)
+        if init:
+            os.close(status_r)
+            os.close(fd)
+            run_init(command, status_w)
+        elif "--init" in argv[2 : argv.index("--")]:
+            _drop_privileges_or_exit()  # the init would have: nothing runs with them
+        _exec(command)
+    if init:
+        os.close(status_w)
     status: int | None = None
     died = False
     try:
@@ -187,6 +295,15 @@ def main(argv: list[str]) -> int:
         # Killed by us, or it had ended by itself a moment before: then a real exit.
         if status is not None:
             died = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    if init and status is not None and not died:
+        # The command's own status, as its init saw it (an init exits 0 by itself).
+        raw = _read_all(status_r)
+        if len(raw) == 4:
+            status = int.from_bytes(raw, "little")
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == 126:
+            pass  # the init could not confine it: 126, as nsexec's refusal
+        else:
+            status = 9  # the init died before the command ended: killed (SIGKILL)
     code = None if status is None or died else _code(status)
     _record(fd, code, died)
     if died:
