@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from raycluster import LocalRayCluster
+from slurmcluster import LocalSlurmCluster
 from unitguard import ProcessStarted, no_processes
 
 PROBE = os.environ.get("GRIDRUN_PROBE_UNIT")
@@ -186,3 +187,18 @@ def _disconnect_ray() -> None:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[LocalSlurmCluster]:
+    """One real Slurm cluster for the session (munged, slurmctld, two slurmd nodes of 4
+    CPUs), on private ports and a private temp dir; started on first use (about a
+    second; ``tests/slurmcluster.py`` installs Debian's packages as root when missing)
+    by the Slurm tests and the Slurm case of the conformance suite, stopped at the end.
+    """
+    cluster = LocalSlurmCluster(nodes=2, cpus=4)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

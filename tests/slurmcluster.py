@@ -240,6 +240,22 @@ class LocalSlurmCluster:
         states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
         return all(states.get(n, "").startswith("idle") for n in self.node_names)
 
+    def scancel_all(self) -> None:
+        """Cancel every job of this cluster (its own, private slurmctld)."""
+        import getpass
+
+        subprocess.run(
+            ["scancel", f"--user={getpass.getuser()}"], env=self.client_env(), capture_output=True
+        )
+
+    def jobs(self) -> list[str]:
+        """Ids of the jobs slurmctld lists now (any state within MinJobAge)."""
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%i"], env=self.client_env(),
+            capture_output=True, text=True,
+        )  # fmt: skip
+        return out.stdout.split()
+
     # -- node failure (for preemption tests) -----------------------------------------
 
     def set_node(self, name: str, state: str, reason: str = "gridrun test") -> None:

@@ -232,7 +232,74 @@ class RayCase(Case):
                     p.terminate()
 
 
-CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase, RayCase)}
+class SlurmCase(Case):
+    """The session's real local Slurm cluster (``slurm_cluster``): one job per experiment."""
+
+    name = "slurm"
+
+    def __init__(self, home: GridHome, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(home, monkeypatch)
+        self.cluster: Any = None  # set by the ``case`` fixture
+
+    def attach(self, cluster: Any) -> None:
+        self.cluster = cluster
+        for key, value in cluster.env.items():
+            self.monkeypatch.setenv(key, value)
+
+    def break_engine(self, backend: Backend) -> None:
+        # Clients that cannot reach the controller (their config names a port where
+        # nothing listens), as a head behind a broken network.
+        conf = Path(self.cluster.conf).read_text()
+        broken = self.home.root / "broken-slurm.conf"
+        broken.write_text(
+            "\n".join(
+                "SlurmctldPort=9" if line.startswith("SlurmctldPort=") else line
+                for line in conf.splitlines()
+            )
+        )
+        self.monkeypatch.setenv("SLURM_CONF", str(broken))
+
+    def mend_engine(self, backend: Backend) -> None:
+        self.monkeypatch.setenv("SLURM_CONF", str(self.cluster.conf))
+
+    def lose(self, backend: Backend, job: Job, handle: str) -> None:
+        # Its task killed outright, as a node's sudden death would (the experiment dies
+        # with it: its witness follows its parent), then the job: no exit record.
+        import subprocess
+
+        import psutil
+
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "gridrun.backends.slurm.task" in cmd and str(job.exp_dir) in cmd:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        subprocess.run(
+            ["scancel", "--signal=KILL", "--full", handle],
+            env=self.cluster.client_env(), check=False, capture_output=True,
+        )  # fmt: skip
+
+    def preempt(self, backend: Backend, job: Job, handle: str) -> None:
+        # Its node fails (taken DOWN): Slurm ends the job as NODE_FAIL.
+        deadline = time.monotonic() + 60
+        node = ""
+        while not node:
+            assert time.monotonic() < deadline, "the job never got a node"
+            node_file = self.home.experiment_node_file(job.experiment_name)
+            text = node_file.read_text() if node_file.exists() else ""
+            node = text.split()[0] if text.startswith("node") else ""
+            time.sleep(0.1)
+        self.cluster.set_node(node, "DOWN", "conformance: preempted")
+
+    def cleanup(self) -> None:
+        self.cluster.scancel_all()
+        for node in self.cluster.node_names:
+            self.cluster.scontrol("update", f"NodeName={node}", "State=RESUME", check=False)
+
+
+CASES: dict[str, type[Case]] = {
+    c.name: c for c in (FakeCase, LocalCase, DockerCase, RayCase, SlurmCase)
+}
 
 
 @pytest.fixture(params=list(CASES))
@@ -257,6 +324,8 @@ def _case(
     c = CASES[request.param](home, monkeypatch)
     if isinstance(c, RayCase):
         c.attach(request.getfixturevalue("ray_cluster"))
+    if isinstance(c, SlurmCase):
+        c.attach(request.getfixturevalue("slurm_cluster"))
     why = c.available()
     if why is not None:
         if os.environ.get("CI"):

@@ -11,6 +11,7 @@ BACKENDS: dict[str, str] = {
     "local": "gridrun.backends.local:LocalBackend",
     "docker": "gridrun.backends.docker:DockerBackend",
     "ray": "gridrun.backends.ray:RayBackend",
+    "slurm": "gridrun.backends.slurm:SlurmBackend",
 }
 
 #: In-process and deterministic, for tests only: never offered to users.
@@ -28,5 +29,20 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+OPTIONS.update(
+    {
+        "slurm_partition": (
+            "slurm",
+            "Slurm partition for every job; else slurm.partition in GRID_HOME/config.yaml, "
+            "else the cluster's default.",
+        ),
+        "slurm_time": (
+            "slurm",
+            "Slurm time limit of each job (--time: minutes, HH:MM:SS or D-HH:MM:SS); else "
+            "slurm.time in GRID_HOME/config.yaml.",
+        ),
+    }
+)
+
 #: Sections of GRID_HOME/config.yaml a backend owns and checks itself (``ray:``).
-CONFIG_SECTIONS: frozenset[str] = frozenset({"ray"})
+CONFIG_SECTIONS: frozenset[str] = frozenset({"ray", "slurm"})

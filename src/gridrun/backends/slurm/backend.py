@@ -1,0 +1,327 @@
+"""The agent-side Slurm backend: sbatch, squeue, scancel behind gridrun's protocol.
+
+One experiment is one Slurm job (its handle is the job id). The environment is the
+local backend's uv virtualenv, built once per key in GRID_HOME, which the nodes share
+(see the package docstring); each job's task runs the experiment on its node as the
+local backend does, writing its log and exit record into the experiment's folder.
+
+Watching is batched: :meth:`SlurmBackend._poll_many` asks ``squeue --json`` once for
+every job it is given. The task's exit record says how a job ended; Slurm's own state
+says the rest: waiting (with its reason), running, or ended by its node or the
+scheduler (``NODE_FAIL``, ``PREEMPTED``, ``BOOT_FAIL``), which is a preemption, resumed
+by ``--auto_resume`` with a new job. A ``slurmctld`` that does not answer is
+``unknown``, never ``gone``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gridrun.backends.base import (
+    Backend,
+    BuildLog,
+    BuildRequest,
+    Capabilities,
+    Job,
+    Poll,
+    PollState,
+    collect_workdir,
+)
+from gridrun.backends.slurm.settings import SlurmSettings, load_settings, resolve
+from gridrun.backends.slurm.squeue import SlurmJob, json_errors, parse_capacity, parse_jobs
+from gridrun.errors import BackendError, UsageError
+from gridrun.fsutil import atomic_write_json, atomic_write_text
+from gridrun.logs import LogSink
+from gridrun.specs import Capacity, RunSpec
+
+SETTINGS_FILE = "slurm.json"  # in the run's folder: the options resolved at submission
+BATCH_FILE = "slurm-batch.sh"
+CLIENT_TIMEOUT = 30.0  # seconds one squeue/sbatch/scancel may take before it is "unknown"
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    # Slurm places experiments itself, and a job outlives whoever submitted it: its
+    # task's exit record tells a reconciling agent how it ended.
+    capabilities = Capabilities(
+        gpus=True,
+        datastores=True,
+        shares_machine=False,
+        survives_supervisor=True,
+        torch_builds=True,
+    )
+    poll_interval = 1.0
+
+    def __init__(self, home=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(home)
+        from gridrun.backends.local import LocalBackend
+
+        self._local = LocalBackend(self.home)  # environments and working copies
+        self._waiting_said: dict[str, str] = {}  # handle -> the last reason logged
+
+    # ------------------------------------------------------------ submission
+    def _settings(self, options: dict[str, str] | None = None) -> SlurmSettings:
+        return resolve(options or {}, load_settings(self.home.config_path))
+
+    def _check_available(self) -> None:
+        self._client(self._settings(), ["scontrol", "ping"])
+
+    def _validate(self, spec: RunSpec) -> dict[str, str]:
+        """Refuse, at submission, what no node of the partition could ever run."""
+        settings = self._settings(dict(spec.backend_options))
+        self._check_available()
+        out = self._client(settings, ["sinfo", "--json"])
+        largest = parse_capacity(out, settings.partition)
+        where = f"partition {settings.partition}" if settings.partition else "the cluster"
+        if largest is None:
+            raise UsageError(
+                f"The Slurm cluster has no node in {where}.",
+                hint="Name another with --slurm_partition (sinfo lists them).",
+            )
+        cap, node = largest
+        too_big = cap.refuse(spec.cpus, spec.gpus, spec.memory)
+        if too_big:
+            largest_node = f"the largest node of {where} ({node})"
+            raise UsageError(
+                f"Each experiment {too_big.replace('this machine', largest_node)}.",
+                hint="Ask for less, or name a partition with bigger nodes (--slurm_partition).",
+            )
+        keep = {}
+        if settings.partition:
+            keep["slurm_partition"] = settings.partition
+        if settings.time:
+            keep["slurm_time"] = settings.time
+        return keep
+
+    def _capacity(self) -> Capacity | None:
+        return None  # the partition's largest node is checked in _validate
+
+    # ------------------------------------------------------------------ build
+    def environment_key(self, req: BuildRequest) -> str:
+        return self._local.environment_key(req)
+
+    def _build(self, req: BuildRequest, log: BuildLog) -> str:
+        """The local backend's cached virtualenv in GRID_HOME, which every node sees."""
+        settings = self._settings(dict(req.backend_options))
+        run_dir = self.home.run_dir(req.run_name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            run_dir / SETTINGS_FILE,
+            {
+                "conf": settings.conf,
+                "partition": settings.partition,
+                "time": settings.time,
+                "account": settings.account,
+                "extra": list(settings.extra),
+            },
+        )
+        return self._local._build(req, log)
+
+    def _run_settings(self, job: Job) -> SlurmSettings:
+        try:
+            raw = json.loads((self.home.run_dir(job.run_name) / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return self._settings()
+        return SlurmSettings(
+            conf=raw.get("conf"),
+            partition=raw.get("partition"),
+            time=raw.get("time"),
+            account=raw.get("account"),
+            extra=tuple(raw.get("extra") or ()),
+        )
+
+    # -------------------------------------------------------------------- run
+    def _launch(self, job: Job, sink: LogSink) -> str:
+        from gridrun.backends.slurm.script import JOB_FILE, batch_script, sbatch_args
+        from gridrun.backends.slurm.task import EXIT_FILE
+
+        settings = self._run_settings(job)
+        job.exp_dir.mkdir(parents=True, exist_ok=True)
+        (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's
+        atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+        batch = job.exp_dir / BATCH_FILE
+        atomic_write_text(batch, batch_script(job, sys.executable, self.home.root))
+        out = self._client(settings, ["sbatch", *sbatch_args(job, settings), str(batch)])
+        job_id = out.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch answered {out.strip()!r}, not a job id.")
+        sink.write("stderr", f"gridrun: submitted as Slurm job {job_id}")
+        return job_id
+
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+        """Poll until the job ends; a node failure or the scheduler's preemption is
+        recorded as a preemption (``self.preempted``), never as the script's failure."""
+        unknown_since: float | None = None
+        while True:
+            (state,) = self.poll([(job, handle)])
+            if state.state == PollState.EXITED:
+                assert state.exit_code is not None
+                return state.exit_code
+            if state.state == PollState.GONE:
+                if state.detail.startswith("preempted: "):
+                    self.preempted = state.detail.removeprefix("preempted: ")
+                    return 128 + 9
+                raise BackendError(f"The Slurm backend lost the experiment: {state.detail}")
+            if state.state == PollState.UNKNOWN and unknown_since is None:
+                unknown_since = time.monotonic()
+                sink.write("stderr", f"gridrun: cannot reach slurmctld: {state.detail}")
+            elif state.state == PollState.RUNNING:
+                unknown_since = None
+                if state.detail and self._waiting_said.get(handle) != state.detail:
+                    self._waiting_said[handle] = state.detail  # each new reason, once
+                    sink.write("stderr", f"gridrun: {state.detail}")
+            time.sleep(self.poll_interval)
+
+    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+        # One squeue for every job, those with an exit record too: a task that a node
+        # failure signalled records an exit, and Slurm's state says why it came.
+        jobs = self._squeue(self._run_settings(items[0][0]), [h for _, h in items])
+        out = []
+        for job, handle in items:
+            rec = _exit_record(job, handle)
+            sj = jobs.get(handle)
+            if rec is not None:
+                if sj is not None and sj.preempted:
+                    out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
+                else:
+                    out.append(Poll.exited(int(rec["exit_code"])))
+                continue
+            if sj is None:
+                gone = f"Slurm no longer knows job {handle}, and it left no exit record"
+                out.append(Poll.gone(gone))
+                continue
+            if sj.nodes and not sj.waiting:
+                _note_node(self.home, job, f"{sj.nodes} (Slurm job {handle})")
+            if sj.preempted:
+                out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
+            elif sj.waiting:
+                reason = f" ({sj.reason})" if sj.reason else ""
+                # grid status shows it where the node will be, until it has one.
+                _note_node(self.home, job, f"queued in Slurm{reason}")
+                out.append(Poll(PollState.RUNNING, detail=f"queued in Slurm{reason}"))
+            elif sj.active:
+                out.append(Poll.running())
+            else:
+                # Ended, and its task wrote no record: killed before it could (a time
+                # limit's SIGKILL, scancel), or it never started.
+                rec = _exit_record(job, handle)  # written between the two reads?
+                if rec is not None:
+                    out.append(Poll.exited(int(rec["exit_code"])))
+                else:
+                    out.append(
+                        Poll.gone(
+                            f"Slurm ended job {handle} as {sj.state}"
+                            + (f" ({sj.reason})" if sj.reason else "")
+                            + " before its task recorded an exit"
+                        )
+                    )
+        return out
+
+    def _poll(self, job: Job, handle: str) -> Poll:
+        return self._poll_many([(job, handle)])[0]
+
+    def _stop(self, job: Job, handle: str, grace: float) -> None:
+        """SIGTERM to the task (it stops the experiment), then cancel after ``grace``."""
+        settings = self._run_settings(job)
+        with contextlib.suppress(BackendError):
+            self._client(settings, ["scancel", "--signal=TERM", "--full", handle])
+        deadline = time.monotonic() + grace + 5.0  # the task's own grace, and its record
+        while time.monotonic() < deadline:
+            if _exit_record(job, handle) is not None:
+                break
+            try:
+                sj = self._squeue(settings, [handle]).get(handle)
+            except BackendError:
+                sj = None
+            if sj is None or not sj.active or sj.waiting:
+                break
+            time.sleep(0.2)
+        with contextlib.suppress(BackendError):
+            self._client(settings, ["scancel", handle])
+
+    def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
+        return collect_workdir(job)
+
+    def _release(self, job: Job, handle: str | None) -> None:
+        from gridrun.backends.slurm.task import EXIT_FILE
+
+        self._local._release(job, None)
+        (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)
+        if handle is not None:
+            self._waiting_said.pop(handle, None)
+
+    # --------------------------------------------------------------- helpers
+    def _squeue(self, settings: SlurmSettings, handles: list[str]) -> dict[str, SlurmJob]:
+        """Every job of ``handles`` Slurm still lists, in one call."""
+        try:
+            out = self._client(settings, ["squeue", "--json", f"--jobs={','.join(handles)}"])
+        except BackendError as exc:
+            # Every id purged (past MinJobAge): squeue refuses the list as invalid.
+            if "Invalid job id" in exc.message:
+                return {}
+            raise
+        errors = json_errors(out)
+        if errors:  # squeue --json exits 0 with its errors in the JSON (controller down)
+            if all("Invalid job id" in e for e in errors):
+                return {}
+            raise BackendError(f"squeue failed: {errors[0]}")
+        return parse_jobs(out)
+
+    def _client(self, settings: SlurmSettings, argv: list[str]) -> str:
+        """Run one Slurm client command; BackendError with its one-line reason."""
+        if shutil.which(argv[0]) is None:
+            raise BackendError(
+                f"Slurm's client commands are not installed here ({argv[0]} is not on PATH).",
+                hint="Install them (Debian: apt-get install slurm-client) and point "
+                "SLURM_CONF (or slurm.conf in GRID_HOME/config.yaml) at the cluster's config.",
+            )
+        try:
+            proc = subprocess.run(
+                argv,
+                env=settings.client_env(),
+                capture_output=True,
+                text=True,
+                timeout=CLIENT_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(f"{argv[0]} did not answer in {CLIENT_TIMEOUT:.0f} s.") from exc
+        if proc.returncode != 0:
+            line = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            raise BackendError(
+                f"{argv[0]} failed: {line[-1] if line else f'exit {proc.returncode}'}",
+                hint="Is slurmctld up? `scontrol ping` (with the same SLURM_CONF) says.",
+            )
+        return proc.stdout
+
+
+def _why(handle: str, sj: SlurmJob) -> str:
+    where = f" on {sj.nodes}" if sj.nodes else ""
+    return f"Slurm job {handle} {sj.state}" + (f" ({sj.reason})" if sj.reason else "") + where
+
+
+def _exit_record(job: Job, handle: str) -> dict | None:
+    """The task's record of how this job ended, when it is this job's."""
+    from gridrun.backends.slurm.task import EXIT_FILE
+
+    try:
+        rec = json.loads((job.exp_dir / EXIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or str(rec.get("slurm_job")) != handle:
+        return None
+    return rec
+
+
+def _note_node(home, job: Job, text: str) -> None:  # type: ignore[no-untyped-def]
+    path: Path = home.experiment_node_file(job.experiment_name)
+    with contextlib.suppress(OSError):
+        if not path.exists() or path.read_text() != text:
+            atomic_write_text(path, text, fsync=False)

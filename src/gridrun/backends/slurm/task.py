@@ -1,0 +1,105 @@
+"""What runs in a Slurm allocation: one experiment, as the local backend runs it.
+
+``python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json``, exec'd by the batch script
+(``script.py``), so it is the process Slurm signals. It runs the experiment exactly as
+the local backend's supervisor would on this node (its own working copy, GRID_HOME
+hidden, datastores read-only, the exit witness and the experiment's own PID namespace)
+with output lines written straight to the experiment's log, then writes its exit
+record (:data:`EXIT_FILE`) for the agent, and exits with the experiment's code.
+
+SIGTERM (``scancel --signal=TERM``, a time limit's ``--signal``) stops the experiment
+as ``grid stop`` does: SIGTERM to its processes, SIGKILL after the grace period.
+The GPUs are those Slurm granted (its ``CUDA_VISIBLE_DEVICES``), not the agent's, and
+the experiment sees Slurm's ``SLURM_*`` variables as any Slurm job does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_FILE = "slurm-exit.json"
+
+
+def _granted_gpus() -> list[int]:
+    raw = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [int(x) for x in raw.split(",") if x.strip().isdigit()]
+
+
+def write_record(exp_dir: Path, record: dict) -> None:
+    from gridrun.fsutil import atomic_write_json
+
+    atomic_write_json(exp_dir / EXIT_FILE, record, fsync=True)
+
+
+def main(argv: list[str]) -> int:
+    from gridrun.backends.local import LocalBackend
+    from gridrun.home import GridHome
+    from gridrun.logs import LogSink
+    from gridrun.specs import Job
+
+    if len(argv) != 1:
+        usage = "usage: python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json"
+        print(usage, file=sys.stderr)
+        return 2
+    job = Job.from_dict(json.loads(Path(argv[0]).read_text()))
+    # What Slurm tells its jobs (SLURM_JOB_ID, SLURM_CPUS_PER_TASK, ...) reaches the
+    # experiment as on any Slurm job, beside gridrun's own variables.
+    slurm_env = {k: v for k, v in os.environ.items() if k.startswith("SLURM")}
+    job = dataclasses.replace(job, gpu_ids=_granted_gpus(), env={**slurm_env, **job.env})
+    slurm_id = os.environ.get("SLURM_JOB_ID", "")
+    home = GridHome.from_env()
+    backend = LocalBackend(home)
+    stopping = threading.Event()
+    local: list[str] = []  # the local backend's handle, once launched
+
+    def stop() -> None:
+        if local:
+            backend._stop(job, local[0], job.stop_grace)
+
+    def on_term(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    node = os.environ.get("SLURMD_NODENAME", "")
+    with LogSink(job.log_path) as sink:
+        try:
+            # The hooks, not launch/run: the experiment's backend.ref is the Slurm
+            # job's, which the agent keeps; the local handle stays in this process.
+            if stopping.is_set():
+                code = 143  # stopped before it started, as a shell reports SIGTERM
+            else:
+                local.append(backend._launch(job, sink))
+                if stopping.is_set():
+                    stop()
+                code = backend._wait(job, local[0], sink)
+        except Exception as exc:  # the experiment could not start here: its failure
+            sink.write("stderr", f"gridrun: {type(exc).__name__}: {exc}")
+            code = 1
+    write_record(
+        job.exp_dir,
+        {
+            "slurm_job": slurm_id,
+            "attempt": job.restart_count,
+            "exit_code": code,
+            "stopped": stopping.is_set(),
+            "node": node,
+            "finished_at": time.time(),
+        },
+    )
+    if code < 0:  # killed by a signal: as a shell reports it
+        return 128 - code
+    return code & 0xFF
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
