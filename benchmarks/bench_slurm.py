@@ -1,0 +1,156 @@
+"""gridrun on Slurm against what a Slurm user would type instead, on a real cluster.
+
+Starts its own cluster (``tests/slurmcluster.py``: munged, slurmctld and two slurmd
+nodes on this machine, each claiming ``--node-cpus`` CPUs), then runs the same N trivial
+experiments three ways and prints the wall time of each, from submission to the last
+one ended:
+
+(a) ``grid run --backend slurm trivial.py --i "range(N)"`` (waits with ``grid status``);
+(b) by hand: one ``sbatch --array=0-(N-1)`` job array, watched with ``squeue``;
+(c) submitit's ``map_array`` (installed from PyPI into this environment if missing).
+
+It also counts, during (a), the processes on this machine that belong to gridrun (its
+agent, launcher and supervisors; the jobs' own processes run "on the nodes" and are
+not counted). Asserts nothing.
+
+    python benchmarks/bench_slurm.py [--n 100] [--node-cpus 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from slurmcluster import LocalSlurmCluster
+
+TRIVIAL = "import sys\nprint('task', sys.argv[1:])\n"
+
+
+def gridrun_sweep(cluster: LocalSlurmCluster, work: Path, n: int) -> tuple[float, int]:
+    project = work / "proj"
+    project.mkdir()
+    (project / "trivial.py").write_text(TRIVIAL)
+    home = work / "grid-home"
+    home.mkdir()
+    (home / "config.yaml").write_text("agent_idle_seconds: 30\n")
+    env = {**os.environ, **cluster.env, "GRID_HOME": str(home)}
+    grid = [sys.executable, "-m", "gridrun"]
+    # The environment is built once, before the clock starts, as for the others.
+    subprocess.run([*grid, "run", "--backend", "slurm", "--name", "warm", "--follow",
+                    "trivial.py", "--i", "0"], cwd=project, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    peak = [0]
+    done = threading.Event()
+
+    def count() -> None:
+        import psutil
+
+        while not done.is_set():
+            mine = 0
+            for p in psutil.process_iter(["cmdline", "environ"]):
+                try:
+                    cmd = " ".join(p.info["cmdline"] or [])
+                    if "gridrun.agent" in cmd and str(home) in cmd:
+                        mine += 1
+                except psutil.Error:
+                    continue
+            peak[0] = max(peak[0], mine)
+            time.sleep(0.5)
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    t0 = time.monotonic()
+    subprocess.run([*grid, "run", "--backend", "slurm", "--name", "bench", "trivial.py",
+                    "--i", f"range({n})"], cwd=project, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    while True:
+        out = subprocess.run([*grid, "-o", "json", "status", "bench"], env=env,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        counts = json.loads(out)["counts"]
+        if counts["building"] + counts["pending"] + counts["running"] == 0:
+            break
+        time.sleep(0.5)
+    wall = time.monotonic() - t0
+    done.set()
+    assert counts["succeeded"] == n, counts
+    subprocess.run([*grid, "agent", "stop"], env=env, capture_output=True)
+    return wall, peak[0]
+
+
+def by_hand(cluster: LocalSlurmCluster, work: Path, n: int) -> float:
+    script = work / "trivial.py"
+    script.write_text(TRIVIAL)
+    out = work / "array"
+    out.mkdir()
+    env = cluster.client_env()
+    t0 = time.monotonic()
+    job = subprocess.run(
+        ["sbatch", "--parsable", f"--array=0-{n - 1}", f"--output={out}/%A_%a.out",
+         "--wrap", f"{sys.executable} {script} $SLURM_ARRAY_TASK_ID"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    while subprocess.run(["squeue", "-h", "-j", job], env=env, capture_output=True,
+                         text=True).stdout.strip():  # fmt: skip
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def _task(i: int) -> int:
+    return i * i
+
+
+def with_submitit(cluster: LocalSlurmCluster, work: Path, n: int) -> float | str:
+    try:
+        import submitit
+    except ImportError:
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "submitit"],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            return f"submitit could not be installed: {proc.stderr.strip()[-200:]}"
+        import submitit
+    os.environ.update(cluster.env)
+    executor = submitit.AutoExecutor(folder=str(work / "submitit"), cluster="slurm")
+    executor.update_parameters(timeout_min=10, slurm_array_parallelism=n, cpus_per_task=1)
+    t0 = time.monotonic()
+    jobs = executor.map_array(_task, range(n))
+    results = [j.result() for j in jobs]
+    wall = time.monotonic() - t0
+    assert results == [i * i for i in range(n)]
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--node-cpus", type=int, default=50)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gridrun-bench-slurm-"))
+    cluster = LocalSlurmCluster(nodes=2, cpus=args.node_cpus, memory_mb=64000)
+    try:
+        cluster.start()
+        ours, peak = gridrun_sweep(cluster, work, args.n)
+        hand = by_hand(cluster, work, args.n)
+        sub = with_submitit(cluster, work, args.n)
+    finally:
+        cluster.remove()
+    print(f"{args.n} trivial experiments on a 2-node Slurm cluster ({args.node_cpus} CPUs each)")
+    print(f"  grid run --backend slurm   {ours:7.1f} s  (gridrun processes here, at most: {peak})")
+    print(f"  sbatch --array + squeue    {hand:7.1f} s  ({ours / hand:.2f}x for gridrun)")
+    if isinstance(sub, float):
+        print(f"  submitit map_array         {sub:7.1f} s  ({ours / sub:.2f}x for gridrun)")
+    else:
+        print(f"  submitit: {sub}")
+    print(f"(load average {os.getloadavg()[0]:.2f})")
+
+
+if __name__ == "__main__":
+    main()
