@@ -84,7 +84,11 @@ def test_process_ref_refuses_a_recycled_or_bare_pid(tmp_path: Path) -> None:
 
 def test_zombie_is_not_alive() -> None:
     proc = subprocess.Popen(["true"])
-    time.sleep(0.3)  # exited, not reaped: a zombie
+    # Exited, not reaped: a zombie. Waited for, however long a loaded machine takes.
+    deadline = time.monotonic() + 60
+    while _state(proc.pid) != "Z":
+        assert time.monotonic() < deadline, "true never exited"
+        time.sleep(0.01)
     assert start_ticks(proc.pid) is None
     proc.wait()
     assert ProcessRef.current().alive() and ProcessRef.current().pid == os.getpid()
@@ -168,3 +172,9 @@ def test_a_run_is_stopped_and_claimed_in_bulk(tmp_path: Path) -> None:
     ] * 3
     assert store.stop_run_queued(run.id, 6.0) == []
     store.close()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (``Z`` for a zombie)."""
+    data = open(f"/proc/{pid}/stat", "rb").read()
+    return data[data.rfind(b")") + 2 :].split()[0].decode()
