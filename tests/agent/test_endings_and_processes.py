@@ -176,5 +176,6 @@ def test_a_run_is_stopped_and_claimed_in_bulk(tmp_path: Path) -> None:
 
 def _state(pid: int) -> str:
     """The process's state letter from /proc (``Z`` for a zombie)."""
-    data = open(f"/proc/{pid}/stat", "rb").read()
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
     return data[data.rfind(b")") + 2 :].split()[0].decode()
