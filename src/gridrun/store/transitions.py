@@ -20,6 +20,7 @@ from gridrun.store.models import Status
 
 B, P, R = Status.BUILDING, Status.PENDING, Status.RUNNING
 S, F, X = Status.SUCCEEDED, Status.FAILED, Status.STOPPED
+PR = Status.PRUNED
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,10 @@ TABLE: dict[str, Transition] = {
         Transition("start", (P,), (R,), "its supervisor, holding the claim, runs it"),
         Transition("request_stop", (R,), (R,), "grid stop asks a running one to stop"),
         Transition("stop_queued", (B, P), (X,), "grid stop ends one not started yet"),
-        Transition("finish", (R,), (S, F, X), "an attempt ended, and it is final"),
+        Transition("finish", (R,), (S, F, X, PR), "an attempt ended, and it is final"),
         Transition("requeue", (R,), (P,), "an attempt ended, and it runs again"),
+        Transition("add_trial", (P,), (P,), "a built run's search queues one more trial"),
+        Transition("request_prune", (R,), (R,), "the search stops a running trial early"),
         Transition("mark_built", (B,), (P,), "its run's environment is ready"),
         Transition("fail_build", (B,), (F,), "its run's environment could not be built"),
         # Runs (runs.status is only the build's progress; users see Run.derived_status)
