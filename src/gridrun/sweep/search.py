@@ -150,18 +150,28 @@ def best_trial(run: Run, store: Store) -> tuple[Experiment, float] | None:
     """The best finished experiment of a search so far, and its objective value.
 
     Read from the store alone (``grid status``, the dashboard): no Optuna needed.
-    Pruned experiments stopped early and are never the best.
     """
     from gridrun.store.metric_query import summary
 
+    return best_of(run, summary(store, [e.id for e in run.experiments]))
+
+
+def best_of(
+    run: Run, summary: dict[int, dict[str, dict[str, float]]]
+) -> tuple[Experiment, float] | None:
+    """As ``best_trial``, from the metrics summary the caller has read already.
+
+    Only succeeded trials count: a pruned one stopped early, and its value is not
+    comparable with those that ran to the end.
+    """
     search = run.spec.search
     if search is None:
         return None
-    done = [e for e in run.experiments if e.status == Status.SUCCEEDED]
-    stats = summary(store, [e.id for e in done])
     best: tuple[Experiment, float] | None = None
-    for e in done:
-        value = objective_value(search, stats[e.id].get(search.objective))
+    for e in run.experiments:
+        if e.status != Status.SUCCEEDED:
+            continue
+        value = objective_value(search, summary.get(e.id, {}).get(search.objective))
         if value is None:
             continue
         better = best is None or (
