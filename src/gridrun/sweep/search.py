@@ -302,19 +302,19 @@ class SearchDriver:
         if exp.stop_requested:
             return  # being stopped already (by its search, or by a user)
         points = series(self.store, [exp.id], [search.objective])[exp.id].get(search.objective)
-        if not points:
-            return
-        known = set(frozen.intermediate_values)
-        fresh = [(s, v) for s, v in _steps(points) if s not in known]
-        if not fresh:
+        known = dict(frozen.intermediate_values)
+        fresh = [(s, v) for s, v in _steps(points or []) if s not in known]
+        if not known and not fresh:
             return
         trial = optuna.trial.Trial(study, frozen._trial_id)
         for step, value in fresh:
             trial.report(value, step)
+        # Asked on every pass, not only when the trial printed something new: the
+        # trials that end meanwhile move the bar it is judged against.
         if trial.should_prune():
-            values = {**frozen.intermediate_values, **dict(fresh)}
+            values = {**known, **dict(fresh)}
+            step = max(values)
             pick = min if search.direction == "minimize" else max
-            step = fresh[-1][0]
             value = pick(values.values())  # the pruners judge a trial by its best so far
             reason = self._reason(study, search, frozen.number, step, value)
             if self.store.request_prune(exp.id, reason):
