@@ -23,7 +23,9 @@ def wait_search(grid, name: str, timeout: float = 150) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         data = grid.json("status", name)
-        active = [e for e in data["experiments"] if e["status"] in ("pending", "running")]
+        active = [
+            e for e in data["experiments"] if e["status"] in ("building", "pending", "running")
+        ]
         if data["search"]["state"] != "open" and not active:
             return data
         if time.monotonic() > deadline:
