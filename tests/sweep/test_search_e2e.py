@@ -178,6 +178,32 @@ def test_grid_stop_ends_the_study(grid, project: Path, tmp_path: Path) -> None:
     assert [e["status"] for e in data["experiments"]] == ["stopped"]
 
 
+def test_follow_streams_each_trial_as_it_is_asked_for(grid, project: Path) -> None:
+    (project / "quick.py").write_text(
+        "import sys\nprint(f'val_loss={(float(sys.argv[2]) - 0.3) ** 2:.6f}')\n"
+    )
+    out = grid(
+        "run",
+        "--name",
+        "followed",
+        "--follow",
+        "--strategy",
+        "bayesian",
+        "--num_trials",
+        "3",
+        "--objective",
+        "val_loss:min",
+        "quick.py",
+        "--x",
+        "uniform(0, 1)",
+        cwd=project,
+    ).stdout
+    for i in range(3):
+        assert f"followed-exp{i} | [stdout]" in out and "val_loss=" in out
+    assert "Run followed ended: 3 succeeded, 0 failed, 0 stopped" in out
+    assert grid.json("status", "followed")["search"]["state"] == "done"
+
+
 BAYES = ["--strategy", "bayesian", "--objective"]
 
 
