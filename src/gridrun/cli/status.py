@@ -131,6 +131,15 @@ def search_line(run: Run, store: Any) -> str | None:
     )
     counts = f"{done} of {total} trials finished{extra}; {state}"
     best = best_trial(run, store)
+    if best is None and c[Status.SUCCEEDED]:
+        # The usual cause: a typo in --objective, or a metric printed under another name.
+        from gridrun.store.metric_query import keys
+
+        found = ", ".join(keys(store, run.id)) or "none"
+        return (
+            f"Best so far: none: no finished trial printed {search.objective} "
+            f"(metrics read: {found}); {counts}."
+        )
     if best is None:
         return f"Best so far: none yet ({search.objective}); {counts}."
     exp, value = best
