@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from search_helpers import CURVE, wait_search, wait_until
+from search_helpers import CURVE, submit_pruned_search, wait_search, wait_until
 
 # Appends its --x to a ledger, then waits for the file go<N> (N: its line in the
 # ledger), so the test says when each trial may end.
@@ -49,28 +49,8 @@ def project(tmp_path: Path, grid_home: Path) -> Path:
 
 
 def test_bayesian_search_prunes_the_bad_trials_and_reports_the_best(grid, project: Path) -> None:
-    out = grid(
-        "run",
-        "--name",
-        "tpe",
-        "--strategy",
-        "bayesian",
-        "--num_trials",
-        "8",
-        "--seed",
-        "2",  # its first eight draws: six with x <= 0.5, two above
-        "--objective",
-        "val_loss:min",
-        "--prune",
-        "median",
-        "--cpus",
-        "0.25",
-        "curve.py",
-        "--x",
-        "uniform(0, 1)",
-        cwd=project,
-    )
-    assert "8 trials of a bayesian search for val_loss:min:last, pruned by median" in out.stdout
+    out = submit_pruned_search(grid, project, "tpe")
+    assert "8 trials of a bayesian search for val_loss:min:last, pruned by median" in out
     data = wait_search(grid, "tpe")
     exps = data["experiments"]
     assert [e["name"] for e in exps] == [f"tpe-exp{i}" for i in range(8)]
@@ -153,7 +133,7 @@ def test_a_killed_agent_resumes_the_study_without_rerunning_a_trial(
 def test_grid_stop_ends_the_study(grid, project: Path, tmp_path: Path) -> None:
     gates = tmp_path / "gates"
     gates.mkdir()
-    grid(
+    out = grid(
         "run",
         "--name",
         "stopped",
@@ -170,6 +150,7 @@ def test_grid_stop_ends_the_study(grid, project: Path, tmp_path: Path) -> None:
         str(gates),
         cwd=project,
     )
+    assert "20 trials (the default; --num_trials sets it) of a bayesian search" in out.stdout
     wait_until("trial 0 started", lambda: (gates / "ledger").exists())
     grid("stop", "run", "stopped")
     data = wait_search(grid, "stopped")

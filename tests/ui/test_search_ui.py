@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from search_helpers import CURVE, wait_search
+from search_helpers import submit_pruned_search, wait_search
 
 
 def test_run_page_charts_the_trials_and_marks_the_best(
@@ -14,28 +14,7 @@ def test_run_page_charts_the_trials_and_marks_the_best(
     (grid.home / "config.yaml").write_text("agent_idle_seconds: 5\ncapacity: {cpus: 2}\n")
     project = tmp_path / "search"
     project.mkdir()
-    (project / "curve.py").write_text(CURVE)
-    grid(
-        "run",
-        "--name",
-        "tpe",
-        "--strategy",
-        "bayesian",
-        "--num_trials",
-        "8",
-        "--seed",
-        "2",  # six trials with x <= 0.5 succeed, the others are pruned
-        "--objective",
-        "val_loss:min",
-        "--prune",
-        "median",
-        "--cpus",
-        "0.25",
-        "curve.py",
-        "--x",
-        "uniform(0, 1)",
-        cwd=project,
-    )
+    submit_pruned_search(grid, project, "tpe")
     data = wait_search(grid, "tpe")
     best = data["search"]["best"]["experiment"]
     pruned = [e for e in data["experiments"] if e["status"] == "pruned"]

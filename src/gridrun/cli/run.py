@@ -389,7 +389,9 @@ def run(ctx: click.Context, **opts: Any) -> None:
         if as_json:
             emit_json({"search": sub.spec.search.to_dict(), "space": sub.search_space})
         else:
-            console.print(_search_line(sub.spec), markup=False, soft_wrap=True)
+            console.print(
+                _search_line(sub.spec, req.num_trials is None), markup=False, soft_wrap=True
+            )
             for line in sub.search_space:
                 console.print(f"  {line}", markup=False, soft_wrap=True)
         return
@@ -424,7 +426,9 @@ def run(ctx: click.Context, **opts: Any) -> None:
                 instance_type=req.instance_type or None,
                 use_spot=req.use_spot,
                 snapshot=f"{len(sub.snapshot_files)} files, {_size(sub.snapshot_bytes)}",
-                n=_search_line(spec) if spec.search else len(sub.experiments),
+                n=_search_line(spec, req.num_trials is None)
+                if spec.search
+                else len(sub.experiments),
                 ds_name=", ".join(d.name for d in ds) or None,
                 ds_version=", ".join(str(d.version) for d in ds) or None,
                 ds_mount=", ".join(d.mount_dir for d in ds) or None,
@@ -534,12 +538,10 @@ def _rerun(ctx: click.Context, home: Any, opts: dict[str, Any]) -> None:
         sys.exit(follow_run(home, new.name, show_build=True, prefix=None))
 
 
-def _search_line(spec: RunSpec) -> str:
-    """``up to 20 trials of a bayesian search (the default --num_trials) for val_loss:min``."""
-    from gridrun.sweep.search import DEFAULT_TRIALS
-
+def _search_line(spec: RunSpec, defaulted: bool) -> str:
+    """``20 trials (the default; ...) of a bayesian search for val_loss:min:last``."""
     assert spec.search is not None
-    default = " (the default; --num_trials sets it)" if spec.num_trials == DEFAULT_TRIALS else ""
+    default = " (the default; --num_trials sets it)" if defaulted else ""
     prune = f", pruned by {spec.search.prune}" if spec.search.prune != "none" else ""
     return (
         f"{spec.num_trials} trials{default} of a bayesian search for {_objective_text(spec)}{prune}"
