@@ -208,6 +208,37 @@ class ExperimentSpec:
 
 
 @dataclass(frozen=True)
+class SearchSpec:
+    """An adaptive search's goal: ``--objective NAME:min|max[:last|best]`` and ``--prune``.
+
+    The search space is the run's ``script_args`` (sweep syntax, read by
+    :mod:`gridrun.sweep.space`); the number of trials is ``RunSpec.num_trials``.
+    """
+
+    objective: str  # a metric key gridrun parses (val_loss)
+    direction: str = "minimize"  # or "maximize"
+    mode: str = "last"  # the trial's value: its last reported value, or its best
+    prune: str = "none"  # "median", "hyperband" or "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "direction": self.direction,
+            "mode": self.mode,
+            "prune": self.prune,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchSpec:
+        return cls(
+            objective=str(d.get("objective") or ""),
+            direction=str(d.get("direction") or "minimize"),
+            mode=str(d.get("mode") or "last"),
+            prune=str(d.get("prune") or "none"),
+        )
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """A run as submitted: the script, its snapshot, its environment and its sweep."""
 
@@ -241,6 +272,7 @@ class RunSpec:
     framework: str | None = None
     disk_size: int | None = None
     description: str | None = None  # a --config YAML's description
+    search: SearchSpec | None = None  # --strategy bayesian's objective and pruning
 
     @property
     def cpus(self) -> float:
@@ -288,6 +320,7 @@ class RunSpec:
             "framework": self.framework,
             "disk_size": self.disk_size,
             "description": self.description,
+            "search": self.search.to_dict() if self.search else None,
         }
 
     @classmethod
@@ -341,6 +374,7 @@ class RunSpec:
             framework=d.get("framework"),
             disk_size=d.get("disk_size"),
             description=d.get("description"),
+            search=SearchSpec.from_dict(d["search"]) if d.get("search") else None,
         )
 
 

@@ -30,6 +30,7 @@ from gridrun.specs import (
     ExperimentSpec,
     Resources,
     RunSpec,
+    SearchSpec,
     TorchBuild,
     needs_python_env,
 )
@@ -62,6 +63,8 @@ class RunRequest:
     strategy: str | None = None
     num_trials: int | None = None
     seed: int | None = None
+    objective: str | None = None  # --strategy bayesian: NAME:min|max[:last|best]
+    prune: str | None = None  # --strategy bayesian: median, hyperband or none
     datastores: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     dependency_file: str | None = None
     dockerfile: str | None = None
@@ -97,6 +100,7 @@ class Submission:
     snapshot_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what Grid's flags mean here
     source: SourceRecord | None = None  # where the code came from (gridrun.project.source)
+    search_space: list[str] = field(default_factory=list)  # a bayesian search's, described
 
 
 Confirm = Callable[[str], bool]
@@ -256,8 +260,9 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     from gridrun.config import load_machine_config
 
     machine = load_machine_config(home.config_path)
+    search, space = _search(req, strategy, args, warn)
     # Counted, never built, before the bound is checked: range(10**12) costs nothing.
-    n = count_experiments(args, strategy, req.num_trials)
+    n = search_trials(req) if search else count_experiments(args, strategy, req.num_trials)
     if n > machine.max_experiments:
         raise UsageError(
             f"This sweep has {n:,} experiments, more than max_experiments "
@@ -268,7 +273,8 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
     large = n > LARGE_SWEEP and not req.ignore_warnings and not req.dry_run
     if large and not confirm(f"This sweep has {n} experiments. Submit them all?"):
         raise UsageError("Submission cancelled.")
-    experiments = expand(args, strategy, req.num_trials, req.seed)
+    # A search's experiments are its trials, queued by the agent as it asks for them.
+    experiments = [] if search else expand(args, strategy, req.num_trials, req.seed)
 
     python = req.python or f"{sys.version_info.major}.{sys.version_info.minor}"
     # What the backend must accept, before the snapshot and dependencies fill in the
@@ -355,8 +361,9 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         ),
         resources=Resources(cpus=cpus, gpus=gpus, memory=memory),
         strategy=strategy,
-        num_trials=req.num_trials,
+        num_trials=search_trials(req) if search else req.num_trials,
         seed=req.seed,
+        search=search,
         snapshot_hash=snapshot.hash,
         snapshot_manifest=snapshot.manifest_path,
         snapshot_bytes=snapshot.total_bytes,
@@ -382,7 +389,47 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         snapshot_files=snapshot.paths(),
         notes=notes,
         source=source,
+        search_space=space,
     )
+
+
+def search_trials(req: RunRequest) -> int:
+    """A search's number of trials: ``--num_trials``, else a bounded default."""
+    from gridrun.sweep.search import DEFAULT_TRIALS
+
+    n = DEFAULT_TRIALS if req.num_trials is None else req.num_trials
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"--num_trials must be a positive integer, got {n!r}.")
+    return n
+
+
+def _search(
+    req: RunRequest, strategy: str, args: list[str], warn: Warn
+) -> tuple[SearchSpec | None, list[str]]:
+    """``--strategy bayesian``'s objective and pruner, its search space checked."""
+    if strategy != "bayesian":
+        for flag, value in (("--objective", req.objective), ("--prune", req.prune)):
+            if value:
+                raise UsageError(
+                    f"{flag} is for adaptive search: add --strategy bayesian.",
+                    hint="grid_search and random_search run every experiment to its end.",
+                )
+        return None, []
+    from gridrun.sweep.search import PRUNERS, parse_objective
+    from gridrun.sweep.space import search_space
+
+    if not req.objective:
+        raise UsageError(
+            "--strategy bayesian needs --objective NAME:min or NAME:max, naming a metric "
+            "the script prints.",
+            hint="For example --objective val_loss:min (its last value; :best for its best).",
+        )
+    search = parse_objective(req.objective)
+    prune = (req.prune or "none").lower()
+    if prune not in PRUNERS:
+        raise UsageError(f"--prune {req.prune!r}: valid pruners are {', '.join(PRUNERS)}.")
+    space = search_space(args, warn)
+    return replace(search, prune=prune), [p.describe() for p in space]
 
 
 def _torch_build(
@@ -534,6 +581,7 @@ def record(sub: Submission, req: RunRequest, home: GridHome) -> Run:
                 ExperimentSpec(i, tuple(e.argv), dict(e.params), spec.resources)
                 for i, e in enumerate(sub.experiments)
             ],
+            search=spec.search is not None,
         )
     except BaseException:
         if fresh:

@@ -29,7 +29,8 @@ from gridrun.config import load_machine_config
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef, read_ref, write_ref
 from gridrun.store.db import Store
-from gridrun.store.models import Experiment, Status
+from gridrun.store.models import Experiment, Run, Status
+from gridrun.sweep.search import SearchDriver
 
 log = logging.getLogger("gridrun.agent")
 POLL_SECONDS = 1.0
@@ -49,6 +50,7 @@ class Agent:
         self.launcher = Launcher(home)
         self.backends: dict[str, Backend] = {}
         self.engine_run: dict[int, bool] = {}  # run id -> its engine places it (Ray)
+        self.search = SearchDriver(self.store, home.run_dir, self._trial_slots, _stop_trial)
 
     def wake(self) -> None:
         """Interrupt the loop's wait (a build finished, an experiment can start)."""
@@ -73,7 +75,17 @@ class Agent:
                 t = threading.Thread(target=self._build, args=(run.id,), daemon=True)
                 self.builders[run.id] = t
                 t.start()
+        self.search.step()  # adaptive searches: tell, prune, ask for the next trials
         self.schedule()
+
+    def _trial_slots(self, run: Run) -> int:
+        """How many trials of a search may be queued or running at once: as many as
+        this machine runs together (an engine's runs are bounded the same way), so
+        the sampler learns from each batch before it asks for the next."""
+        n = self.capacity.cpus // max(run.spec.cpus, 1e-9)
+        if run.spec.gpus:
+            n = min(n, len(self.capacity.gpus) // run.spec.gpus)
+        return max(1, int(n))
 
     def backend(self, name: str) -> Backend:
         if name not in self.backends:
@@ -145,6 +157,13 @@ class Agent:
         return not self.store.has_active_work() and not any(
             t.is_alive() for t in self.builders.values()
         )
+
+
+def _stop_trial(exp: Experiment) -> None:
+    """A trial its search pruned: stopped by its supervisor, as ``grid stop`` does."""
+    from gridrun.agent.stopping import signal_supervisor
+
+    signal_supervisor(exp)
 
 
 def _take_lock(home: GridHome) -> int | None:

@@ -80,6 +80,7 @@ def stop_run(
     now = time.time()
     stopped: list[str] = []
     running: dict[int, Experiment] = {}
+    store.end_search(run_id, "stopped")  # first: an adaptive search asks for no more
     while True:
         queued = store.stop_run_queued(run_id, now)
         fresh = [e for e in store.run_experiments(run_id, Status.RUNNING) if e.id not in running]
@@ -91,7 +92,7 @@ def stop_run(
             stopped.append(e.name)
             if e.status == Status.RUNNING:
                 running[e.id] = e
-                _signal_supervisor(e)
+                signal_supervisor(e)
         if not queued and not fresh:
             break
     try:
@@ -135,13 +136,13 @@ def stop_experiments(
             if not out_of_space(exc):
                 raise
     for e in running:
-        _signal_supervisor(e)
+        signal_supervisor(e)
     if wait and running:
         _wait_stopped(home, store, running, grace)
     return stopped
 
 
-def _signal_supervisor(e: Experiment) -> None:
+def signal_supervisor(e: Experiment) -> None:
     ref = supervisor_ref(e)
     if ref is not None:
         # SIGINT, not SIGTERM: the supervisor tells a stop from a preemption (an

@@ -170,7 +170,7 @@ class Tail:
 def exit_code_of(exps: list[Experiment]) -> int:
     """0 when every experiment succeeded, else the first failure's exit code."""
     for e in exps:
-        if e.status != Status.SUCCEEDED:
+        if e.status not in (Status.SUCCEEDED, Status.PRUNED):  # pruned: its search's call
             code = e.exit_code
             if code is None or code == 0:
                 return 1
@@ -190,7 +190,9 @@ def follow_run(
     store = Store(home.db_path)
     run = store.get_run(name)
     exps = [e for e in run.experiments if only is None or e.name in only]
-    labelled = prefix if prefix is not None else len(exps) > 1
+    # An adaptive search adds its trials as it goes: followed as they come, to its end.
+    search = run.spec.search is not None and only is None
+    labelled = prefix if prefix is not None else (len(exps) > 1 or search)
     tails: list[Tail] = []
     if show_build:
         build = Tail(build_log_path(home, run.name), "build" if labelled else None, True)
@@ -213,9 +215,19 @@ def follow_run(
             if time.monotonic() - healed > HEAL_SECONDS:
                 heal(home, store)  # the agent died while we follow: bring it back
                 healed = time.monotonic()
+            now_run = store.get_run(name)
             names = {e.name for e in exps}
-            current = [e for e in store.get_run(name).experiments if e.name in names]
-            done = all(e.status.finished for e in current)
+            if search:
+                for e in now_run.experiments:
+                    if e.name not in names:
+                        exps.append(e)
+                        log = home.experiment_dir(e.name) / "output.log"
+                        tails.append(Tail(log, e.name if labelled else None, True, width))
+                names = {e.name for e in exps}
+            current = [e for e in now_run.experiments if e.name in names]
+            done = all(e.status.finished for e in current) and not (
+                search and (now_run.search_open or not current)
+            )
             for t in tails:
                 for line in t.lines():
                     out.write(line + "\n")
@@ -271,6 +283,9 @@ def summary_line(run_name: str, exps: list[Experiment], only: list[str] | None =
         else f"Artifacts: `grid artifacts {target}`"
     )
     counts = f"{succeeded} succeeded, {failed} failed, {stopped} stopped"
+    pruned = sum(e.status == Status.PRUNED for e in exps)
+    if pruned:
+        counts += f", {pruned} pruned"
     return f"{what} ended: {counts} in {took}. {where}"
 
 

@@ -32,6 +32,7 @@ STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "stopped": "magenta",
+    "pruned": "dark_orange",
     "tampered": "bold red",
 }
 

@@ -148,11 +148,24 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--strategy",
     "--grid_strategy",
     "strategy",
-    type=click.Choice(["grid_search", "random_search", "none"]),
-    help="How hyperparameter lists expand (grid_search).",
+    type=click.Choice(["grid_search", "random_search", "bayesian", "none"]),
+    help="How hyperparameter lists expand (grid_search); bayesian searches adaptively.",
 )
 @click.option(
-    "--num_trials", "--grid_trials", "num_trials", type=int, help="Experiments for random_search."
+    "--num_trials",
+    "--grid_trials",
+    "num_trials",
+    type=int,
+    help="Experiments for random_search and bayesian (20 for bayesian).",
+)
+@click.option(
+    "--objective",
+    help="bayesian: the metric to optimise, NAME:min|max[:last|best] (val_loss:min).",
+)
+@click.option(
+    "--prune",
+    type=click.Choice(["median", "hyperband", "none"]),
+    help="bayesian: stop unpromising trials early (none).",
 )
 @click.option("--seed", type=int, help="Seed for random_search and sampled distributions.")
 @click.option(
@@ -349,6 +362,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
         strategy=opts["strategy"],
         num_trials=opts["num_trials"],
         seed=opts["seed"],
+        objective=opts["objective"],
+        prune=opts["prune"],
         datastores=datastores,
         dependency_file=opts["dependency_file"],
         dockerfile=opts["dockerfile"],
@@ -370,6 +385,16 @@ def run(ctx: click.Context, **opts: Any) -> None:
     sub = prepare(req, home, warn, lambda q: click.confirm(q, default=False))
     for line in sub.notes:
         note(line)
+    if req.dry_run and sub.spec.search is not None:
+        if as_json:
+            emit_json({"search": sub.spec.search.to_dict(), "space": sub.search_space})
+        else:
+            console.print(
+                _search_line(sub.spec, req.num_trials is None), markup=False, soft_wrap=True
+            )
+            for line in sub.search_space:
+                console.print(f"  {line}", markup=False, soft_wrap=True)
+        return
     if req.dry_run:
         commands = [_command_line(sub.spec.script, e.argv) for e in sub.experiments]
         if as_json:
@@ -401,7 +426,9 @@ def run(ctx: click.Context, **opts: Any) -> None:
                 instance_type=req.instance_type or None,
                 use_spot=req.use_spot,
                 snapshot=f"{len(sub.snapshot_files)} files, {_size(sub.snapshot_bytes)}",
-                n=len(sub.experiments),
+                n=_search_line(spec, req.num_trials is None)
+                if spec.search
+                else len(sub.experiments),
                 ds_name=", ".join(d.name for d in ds) or None,
                 ds_version=", ".join(str(d.version) for d in ds) or None,
                 ds_mount=", ".join(d.mount_dir for d in ds) or None,
@@ -473,6 +500,8 @@ def _rerun(ctx: click.Context, home: Any, opts: dict[str, Any]) -> None:
             strategy=spec.strategy,
             num_trials=spec.num_trials,
             seed=spec.seed,
+            objective=_objective_text(spec),
+            prune=spec.search.prune if spec.search else None,
             auto_resume=spec.auto_resume,
             max_restarts=spec.max_restarts,
             retries_on_failure=spec.retries_on_failure,
@@ -507,6 +536,23 @@ def _rerun(ctx: click.Context, home: Any, opts: dict[str, Any]) -> None:
         from gridrun.cli.follow import follow_run
 
         sys.exit(follow_run(home, new.name, show_build=True, prefix=None))
+
+
+def _search_line(spec: RunSpec, defaulted: bool) -> str:
+    """``20 trials (the default; ...) of a bayesian search for val_loss:min:last``."""
+    assert spec.search is not None
+    default = " (the default; --num_trials sets it)" if defaulted else ""
+    prune = f", pruned by {spec.search.prune}" if spec.search.prune != "none" else ""
+    return (
+        f"{spec.num_trials} trials{default} of a bayesian search for {_objective_text(spec)}{prune}"
+    )
+
+
+def _objective_text(spec: RunSpec) -> str | None:
+    if spec.search is None:
+        return None
+    s = spec.search
+    return f"{s.objective}:{'min' if s.direction == 'minimize' else 'max'}:{s.mode}"
 
 
 def _deps_line(spec: RunSpec, source: str, name: str) -> str:

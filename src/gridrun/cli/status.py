@@ -32,6 +32,7 @@ def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
         "status": exp.status.value,
         "exit_code": exp.exit_code,
         "error": exp.error,
+        "prune_reason": exp.prune_reason,
         "ending": exp.ending,
         "restarts": exp.restarts + exp.retries,
         "preemptions": exp.preemptions,
@@ -87,7 +88,63 @@ def run_json(run: Run, with_experiments: bool = True) -> dict[str, Any]:
         "auto_resume": run.spec.auto_resume,
         "max_restarts": run.spec.max_restarts,
         "retries_on_failure": run.spec.retries_on_failure,
+        "search": search_json(run),
     }
+
+
+def search_json(run: Run, store: Any = None) -> dict[str, Any] | None:
+    """A bayesian search's objective, pruner and state; with ``store``, its best trial."""
+    search = run.spec.search
+    if search is None:
+        return None
+    out: dict[str, Any] = {
+        **search.to_dict(),
+        "num_trials": run.spec.num_trials,
+        "trials": len(run.experiments),
+        "state": run.search,
+    }
+    if store is not None:
+        from gridrun.sweep.search import best_trial
+
+        best = best_trial(run, store)
+        out["best"] = (
+            {"experiment": best[0].name, "value": best[1], "params": best[0].params}
+            if best
+            else None
+        )
+    return out
+
+
+def search_line(run: Run, store: Any) -> str | None:
+    """``Best so far: r-exp7 val_loss 0.2386 (lr=0.000356, layers=4); 14 of 14 trials, ...``"""
+    from gridrun.sweep.search import best_trial
+
+    search = run.spec.search
+    if search is None:
+        return None
+    c = run.counts()
+    total = run.spec.num_trials or len(run.experiments)
+    done = sum(c[s] for s in Status if s.finished)
+    extra = f", {c[Status.PRUNED]} pruned" if c[Status.PRUNED] else ""
+    state = {"open": "searching", "done": "search done", "stopped": "search stopped"}.get(
+        run.search or "", "searching"
+    )
+    counts = f"{done} of {total} trials finished{extra}; {state}"
+    best = best_trial(run, store)
+    if best is None and c[Status.SUCCEEDED]:
+        # The usual cause: a typo in --objective, or a metric printed under another name.
+        from gridrun.store.metric_query import keys
+
+        found = ", ".join(keys(store, run.id)) or "none"
+        return (
+            f"Best so far: none: no finished trial printed {search.objective} "
+            f"(metrics read: {found}); {counts}."
+        )
+    if best is None:
+        return f"Best so far: none yet ({search.objective}); {counts}."
+    exp, value = best
+    params = ", ".join(f"{k}={v}" for k, v in exp.params.items())
+    return f"Best so far: {exp.name} {search.objective} {value:.6g} ({params}); {counts}."
 
 
 def project_of(run: Run) -> str:
@@ -332,6 +389,7 @@ def status(ctx: click.Context, name: str | None, limit: int | None, show_all: bo
             data = run_json(run, with_experiments=False)
             data["experiments"] = [experiment_json(e, run) for e in shown]
             data["build_warnings"] = _build_warnings(ctx, run)
+            data["search"] = search_json(run, store)
             emit_json(data)
             return
         shown = exps if show_all else page_of(exps, limit or DEFAULT_LIMIT)
@@ -339,6 +397,9 @@ def status(ctx: click.Context, name: str | None, limit: int | None, show_all: bo
         if len(shown) < len(exps):
             console.print(summary_line(exps, len(shown)), markup=False, highlight=False)
         _print_errors(run, shown, home_of(ctx))
+        best = search_line(run, store)
+        if best:
+            console.print(best, markup=False, highlight=False, soft_wrap=True)
         if run.spec.repo:
             console.print(
                 f"repository: {run.spec.repo}@{run.spec.commit}", markup=False, highlight=False
@@ -395,7 +456,10 @@ def _print_errors(run: Run, exps: list[Experiment], home: GridHome) -> None:
     if run.error:
         console.print(f"[red]Run failed:[/red] {run.error}", soft_wrap=True)
     for e in exps:
-        if e.error and e.status.active:
+        if e.status == Status.PRUNED:
+            reason = e.prune_reason or e.error or "stopped early by its search"
+            console.print(f"{e.name} pruned: {reason}", markup=False, soft_wrap=True)
+        elif e.error and e.status.active:
             # Queued again or running again: the reason is history, not a failure.
             what = "preempted" if e.ending == "preempted" else "failed"
             console.print(f"{e.name}: last {what}: {e.error}", markup=False, soft_wrap=True)

@@ -160,15 +160,28 @@ class Store:
         env_key: str | None,
         experiments: Sequence[ExperimentSpec],
         status: Status = Status.BUILDING,
+        search: bool = False,
     ) -> Run:
-        """Record a run and all its experiments at once, or nothing."""
+        """Record a run and all its experiments at once, or nothing.
+
+        ``search``: an adaptive search, whose experiments are added one trial at a
+        time (``add_trial``) while it is open.
+        """
         now = time.time()
         try:
             with self.transaction() as c:
                 cur = c.execute(
-                    "INSERT INTO runs (name, created_at, backend, status, spec, env_key)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, now, backend, status.value, json.dumps(spec.to_dict()), env_key),
+                    "INSERT INTO runs (name, created_at, backend, status, spec, env_key, search)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        now,
+                        backend,
+                        status.value,
+                        json.dumps(spec.to_dict()),
+                        env_key,
+                        "open" if search else None,
+                    ),
                 )
                 run_id = cur.lastrowid
                 c.executemany(
@@ -344,6 +357,84 @@ class Store:
             gpu_ids=gpu_ids,
         )
 
+    def add_trial(self, run_id: int, index: int, spec: ExperimentSpec) -> bool:
+        """Queue trial ``index`` of a built run's open search as experiment ``exp{index}``.
+
+        Only while the run is built (``pending``) and its search open, and only once per
+        index: a restarted agent that asks again for a trial it had already queued
+        changes nothing. Returns whether it was added.
+        """
+        check("add_trial", Status.PENDING)
+        now = time.time()
+        with self.transaction() as c:
+            run = c.execute(
+                "SELECT name FROM runs WHERE id = ? AND status = ? AND search = 'open'",
+                (run_id, Status.PENDING.value),
+            ).fetchone()
+            if run is None:
+                return False
+            if c.execute(
+                "SELECT 1 FROM experiments WHERE run_id = ? AND idx = ?", (run_id, index)
+            ).fetchone():
+                return False
+            cur = c.execute(
+                "INSERT INTO experiments (run_id, name, idx, argv, params, status, cpus,"
+                " gpus, memory, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    f"{run['name']}-exp{index}",
+                    index,
+                    json.dumps(list(spec.argv)),
+                    json.dumps(dict(spec.params)),
+                    Status.PENDING.value,
+                    spec.resources.cpus,
+                    spec.resources.gpus,
+                    spec.resources.memory,
+                    now,
+                ),
+            )
+            c.execute(
+                "INSERT INTO events (ts, experiment_id, kind, message) VALUES (?, ?, ?, '')",
+                (now, cur.lastrowid, EventKind.ADD_TRIAL.value),
+            )
+        return True
+
+    def end_search(self, run_id: int, state: str) -> bool:
+        """Close a run's open search: ``done`` (its trials are all told) or ``stopped``.
+
+        Not a status change: the run's status stays its build's, and users see it
+        derived from its experiments (``Run.derived_status``).
+        """
+        with self.transaction() as c:
+            changed = (
+                c.execute(
+                    "UPDATE runs SET search = ? WHERE id = ? AND search = 'open'",
+                    (state, run_id),
+                ).rowcount
+                == 1
+            )
+            if changed:
+                c.execute(
+                    "INSERT INTO events (ts, run_id, kind, message) VALUES (?, ?, ?, ?)",
+                    (time.time(), run_id, EventKind.SEARCH_ENDED.value, state),
+                )
+        return changed
+
+    def open_searches(self) -> list[Run]:
+        """Runs whose adaptive search still asks for trials, with their experiments."""
+        return self._runs("WHERE search = 'open'")
+
+    def request_prune(self, exp_id: int, reason: str) -> bool:
+        """Ask a running trial to stop early; it ends ``pruned`` with ``reason``."""
+        return self._move(
+            "request_prune",
+            exp_id,
+            Status.RUNNING,
+            extra_where="stop_requested = 0",
+            stop_requested=1,
+            prune_reason=reason,
+        )
+
     def request_stop(self, exp_id: int) -> bool:
         """Mark a running experiment as asked to stop (its supervisor is signalled)."""
         return self._move("request_stop", exp_id, Status.RUNNING, stop_requested=1)
@@ -430,7 +521,8 @@ class Store:
         """
         with self.transaction() as c:
             row = c.execute(
-                "SELECT status, stop_requested, restarts, retries FROM experiments WHERE id = ?",
+                "SELECT status, stop_requested, prune_reason, restarts, retries"
+                " FROM experiments WHERE id = ?",
                 (exp_id,),
             ).fetchone()
             frm = allowed_from("finish")  # == requeue's: an attempt ends only while running
@@ -438,7 +530,10 @@ class Store:
                 return None
             if attempt is not None and row["restarts"] + row["retries"] != attempt:
                 return None
-            if row["stop_requested"] and decision.status != Status.STOPPED:
+            if row["stop_requested"] and row["prune_reason"]:
+                # Stopped by its search, not by a user: whatever the exit, it was pruned.
+                decision = Decision(Status.PRUNED, Ending.STOPPED, row["prune_reason"])
+            elif row["stop_requested"] and decision.status != Status.STOPPED:
                 decision = Decision(Status.STOPPED, Ending.STOPPED, None)
             name = "requeue" if decision.requeue else "finish"
             check(name, decision.status)
@@ -656,7 +751,10 @@ class Store:
         row = self.conn.execute(
             f"SELECT 1 FROM experiments WHERE status IN ({marks}) LIMIT 1", ACTIVE
         ).fetchone()
-        return row is not None
+        if row is not None:
+            return True
+        # An open search between two trials has none active, and more to ask for.
+        return self.conn.execute("SELECT 1 FROM runs WHERE search = 'open'").fetchone() is not None
 
 
 def _marks(statuses: Sequence[Status]) -> tuple[str, list[str]]:

@@ -19,6 +19,7 @@ class Status(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     STOPPED = "stopped"
+    PRUNED = "pruned"  # an adaptive search stopped it early (its reason: prune_reason)
 
     @property
     def active(self) -> bool:
@@ -35,6 +36,12 @@ ACTIVE = tuple(s.value for s in Status if s.active)
 FINISHED = tuple(s.value for s in Status if s.finished)
 
 
+def _column(row: sqlite3.Row, name: str) -> str | None:
+    """A column added by a later schema: absent where a database opened read-only
+    was never migrated (``Store.reader``)."""
+    return row[name] if name in row.keys() else None  # noqa: SIM118 (a Row's `in` reads values)
+
+
 @dataclass
 class Run:
     id: int
@@ -48,6 +55,7 @@ class Run:
     error: str | None
     finished_at: float | None
     experiments: list[Experiment] = field(default_factory=list)
+    search: str | None = None  # an adaptive search's state: "open", "done", "stopped"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
@@ -62,7 +70,13 @@ class Run:
             env_ref=row["env_ref"],
             error=row["error"],
             finished_at=row["finished_at"],
+            search=_column(row, "search"),
         )
+
+    @property
+    def search_open(self) -> bool:
+        """An adaptive search that will still ask for trials."""
+        return self.search == "open"
 
     def counts(self) -> dict[Status, int]:
         out = {s: 0 for s in Status}
@@ -75,8 +89,8 @@ class Run:
         if not self.experiments:
             return self.status
         c = self.counts()
-        if c[Status.RUNNING]:
-            return Status.RUNNING
+        if c[Status.RUNNING] or (self.search_open and self.status == Status.PENDING):
+            return Status.RUNNING  # between two trials, a search is still running
         if c[Status.BUILDING]:
             return Status.BUILDING
         if c[Status.PENDING]:
@@ -122,6 +136,7 @@ class Experiment:
     retries: int = 0  # requeued after a code failure (--retries_on_failure)
     preemptions: int = 0  # every preemption, the last one too
     ending: str | None = None  # how the last attempt ended (store.endings.Ending)
+    prune_reason: str | None = None  # why an adaptive search stopped it early
 
     @property
     def attempt(self) -> int:
@@ -161,5 +176,6 @@ class Experiment:
             retries=row["retries"],
             preemptions=row["preemptions"],
             ending=row["ending"],
+            prune_reason=_column(row, "prune_reason"),
             backend=row["backend"],
         )

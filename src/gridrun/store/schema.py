@@ -120,5 +120,12 @@ CREATE INDEX IF NOT EXISTS experiments_run_status ON experiments(run_id, status)
 DROP INDEX IF EXISTS experiments_run;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS]
+# Adaptive search (issue 25): a run's search is open until its trials are done or it
+# is stopped; a trial the search stopped early keeps why.
+SEARCH = """
+ALTER TABLE runs ADD COLUMN search TEXT;
+ALTER TABLE experiments ADD COLUMN prune_reason TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS, SEARCH]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,6 +21,7 @@ from gridrun.store.models import Status
 
 B, P, R = Status.BUILDING, Status.PENDING, Status.RUNNING
 S, F, X = Status.SUCCEEDED, Status.FAILED, Status.STOPPED
+PR = Status.PRUNED
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ TABLE: dict[str, Transition] = {
         Transition("start", (P,), (R,), "its supervisor, holding the claim, runs it"),
         Transition("request_stop", (R,), (R,), "grid stop asks a running one to stop"),
         Transition("stop_queued", (B, P), (X,), "grid stop ends one not started yet"),
-        Transition("finish", (R,), (S, F, X), "an attempt ended, and it is final"),
+        Transition("finish", (R,), (S, F, X, PR), "an attempt ended, and it is final"),
         Transition("requeue", (R,), (P,), "an attempt ended, and it runs again"),
+        Transition("add_trial", (P,), (P,), "a built run's search queues one more trial"),
+        Transition("request_prune", (R,), (R,), "the search stops a running trial early"),
         Transition("mark_built", (B,), (P,), "its run's environment is ready"),
         Transition("fail_build", (B,), (F,), "its run's environment could not be built"),
         # Runs (runs.status is only the build's progress; users see Run.derived_status)
@@ -68,11 +71,14 @@ class EventKind(str, Enum):
     STOP_QUEUED = "stop_queued"
     FINISH = "finish"
     REQUEUE = "requeue"
+    ADD_TRIAL = "add_trial"
+    REQUEST_PRUNE = "request_prune"
     MARK_BUILT = "mark_built"
     FAIL_BUILD = "fail_build"
     RUN_BUILT = "run_built"
     RUN_BUILD_FAILED = "run_build_failed"
     RUN_STOPPED_BUILDING = "run_stopped_building"
+    SEARCH_ENDED = "search_ended"  # a run's adaptive search closed (not a status change)
 
 
 def allowed_from(name: str) -> tuple[Status, ...]:

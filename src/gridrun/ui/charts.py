@@ -38,12 +38,13 @@ import threading
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 from gridrun.metrics.constants import run_constants
 from gridrun.store import metric_query as query
 from gridrun.store.db import Store
 from gridrun.store.metrics import unpack
-from gridrun.store.models import Experiment
+from gridrun.store.models import Experiment, Run, Status
 
 CacheKey = tuple[int, str, float | None, str, int | None]
 
@@ -52,6 +53,53 @@ CacheKey = tuple[int, str, float | None, str, int | None]
 # to 100 lines (like TensorBoard's sampling, evenly spaced, first and last kept).
 POINTS_PER_CHART = 100_000
 MIN_POINTS_PER_LINE = 500
+
+
+def search_trials(
+    run: Run, summary: dict[int, dict[str, dict[str, float]]]
+) -> dict[str, Any] | None:
+    """A bayesian search's trials for its chart: the objective over trials, and the best.
+
+    One point per finished trial (x: its trial number, y: its value as the search was
+    told it), and the best so far after each, which is the line a search should bend
+    down (or up); small, so JSON in the run's detail, not the binary series above.
+    """
+    from gridrun.sweep.search import best_of, objective_value
+
+    search = run.spec.search
+    if search is None:
+        return None
+    best = best_of(run, summary)
+    trials: list[dict[str, Any]] = []
+    so_far: float | None = None
+    pick = min if search.direction == "minimize" else max
+    for e in sorted(run.experiments, key=lambda x: x.index):
+        stats = summary.get(e.id, {}).get(search.objective)
+        value = objective_value(search, stats) if e.status == Status.SUCCEEDED else None
+        # A pruned trial is drawn apart, at the value it was stopped at.
+        stopped_at = stats.get("last") if stats and e.status == Status.PRUNED else None
+        if value is not None:
+            so_far = value if so_far is None else pick(so_far, value)
+        trials.append(
+            {
+                "trial": e.index,
+                "name": e.name,
+                "status": e.status.value,
+                "value": value,
+                "best_so_far": so_far,
+                "pruned_at": stopped_at,
+                "prune_reason": e.prune_reason,
+            }
+        )
+    return {
+        **search.to_dict(),
+        "num_trials": run.spec.num_trials,
+        "state": run.search,
+        "best": {"name": best[0].name, "value": best[1], "params": best[0].params}
+        if best
+        else None,
+        "trials": trials,
+    }
 
 
 def points_per_line(lines: int) -> int:

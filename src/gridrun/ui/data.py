@@ -50,6 +50,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "completed": c[Status.SUCCEEDED],
         "failed": c[Status.FAILED],
         "stopped": c[Status.STOPPED],
+        "pruned": c[Status.PRUNED],
     }
 
 
@@ -93,6 +94,12 @@ def run_detail(run: Run, summary: dict[int, dict[str, dict[str, float]]]) -> dic
                 ej["params"] = {**ej["params"], k: number(values[e.id])}
         out.append(ej)
     data["experiments"] = out
+    from gridrun.ui.charts import search_trials
+
+    data["search"] = search_trials(run, summary)
+    best = (data["search"] or {}).get("best") or {}
+    for ej in out:
+        ej["best"] = ej["name"] == best.get("name")
     data["api"] = f"/api/runs/{quote(run.name)}"
     data["metrics_api"] = f"/api/runs/{quote(run.name)}/metrics"
     return data

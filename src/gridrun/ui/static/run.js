@@ -101,9 +101,13 @@
         const v = c.get(e);
         if (c.link) {
           const color = charts.palette(index.get(e), n);
-          return `<td><span class="swatch" style="background:${color}"></span><a href="/experiments/${encodeURIComponent(e.name)}">${esc(v)}</a></td>`;
+          const best = e.best ? ` <span class="best-mark" title="the search's best so far">★ best</span>` : "";
+          return `<td><span class="swatch" style="background:${color}"></span><a href="/experiments/${encodeURIComponent(e.name)}">${esc(v)}</a>${best}</td>`;
         }
-        if (c.status) return `<td><span class="status ${esc(v)}">${esc(v)}</span></td>`;
+        if (c.status) {
+          const why = e.prune_reason ? ` title="${esc(e.prune_reason)}"` : "";
+          return `<td><span class="status ${esc(v)}"${why}>${esc(v)}</span></td>`;
+        }
         return c.metric ? `<td class="num">${esc(grid.num(v))}</td>` : `<td>${esc(v)}</td>`;
       });
       return `<tr data-experiment="${esc(e.name)}">${cells.join("")}</tr>`;
@@ -112,6 +116,7 @@
     document.getElementById("run-counts").textContent =
       `${run.experiments.length} experiments: ${run.running} running, ${run.queued} queued, ` +
       `${run.completed} completed, ${run.failed} failed, ${run.stopped} stopped` +
+      (run.pruned ? `, ${run.pruned} pruned` : "") +
       (rows.length !== run.experiments.length ? ` (${rows.length} shown)` : "");
   }
 
@@ -297,6 +302,49 @@
   pcMetric.addEventListener("change", drawParcoords);
   pcStat.addEventListener("change", drawParcoords);
 
+  // ------------------------------------------------------------ search
+  // A bayesian search: its best trial, and the objective over trials with the best so
+  // far (the line a search should bend), drawn with the same uPlot as the metrics.
+  let searchChart = null;
+  function renderSearch() {
+    const s = run.search;
+    const box = document.getElementById("search-chart");
+    if (!s || !box) return;
+    const best = document.getElementById("search-best");
+    const done = s.trials.filter((t) => !["building", "pending", "running"].includes(t.status)).length;
+    const pruned = s.trials.filter((t) => t.status === "pruned").length;
+    const counts = `${done} of ${s.num_trials} trials finished${pruned ? `, ${pruned} pruned` : ""}`;
+    if (s.best) {
+      const params = Object.entries(s.best.params).map(([k, v]) => `${k}=${v}`).join(", ");
+      best.innerHTML = `Best so far: <a href="/experiments/${encodeURIComponent(s.best.name)}">${grid.escape(s.best.name)}</a> ` +
+        `${grid.escape(s.objective)} <b id="search-best-value">${grid.escape(grid.num(s.best.value))}</b> (${grid.escape(params)}); ${counts}.`;
+    } else {
+      best.textContent = `Best so far: none yet; ${counts}.`;
+    }
+    const prunedList = s.trials.filter((t) => t.prune_reason);
+    document.getElementById("search-pruned-box").hidden = !prunedList.length;
+    document.getElementById("search-pruned").innerHTML = prunedList.map((t) =>
+      `<li><a href="/experiments/${encodeURIComponent(t.name)}">${grid.escape(t.name)}</a>: ${grid.escape(t.prune_reason)}</li>`).join("");
+    const xs = s.trials.map((t) => t.trial);
+    const data = [xs, s.trials.map((t) => t.value), s.trials.map((t) => t.best_so_far),
+      s.trials.map((t) => t.pruned_at)];
+    if (searchChart) { searchChart.setData(data); return; }
+    box.innerHTML = "";
+    searchChart = new uPlot({
+      width: Math.max(300, box.clientWidth - 8),
+      height: 220,
+      scales: { x: { time: false } },
+      series: [
+        { label: "trial" },
+        { label: s.objective, stroke: "hsl(210, 70%, 45%)", width: 0, points: { show: true, size: 6 }, value: (u, v) => grid.num(v) },
+        { label: "best so far", stroke: "hsl(140, 60%, 35%)", width: 2, spanGaps: true, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false }, value: (u, v) => grid.num(v) },
+        { label: "pruned at", stroke: "hsl(28, 90%, 45%)", width: 0, points: { show: true, size: 6 }, value: (u, v) => grid.num(v) },
+      ],
+      axes: [{ label: "trial" }, { size: 70, values: (u, splits) => charts.ticks(splits) }],
+    }, data, box);
+    window.gridSearchChart = searchChart;
+  }
+
   // ------------------------------------------------------------- live
   function renderAll() {
     const status = document.getElementById("run-status");
@@ -306,6 +354,7 @@
     const stop = document.querySelector("#stop-run button");
     if (stop) stop.disabled = !run.active;
     renderTable();
+    renderSearch();
   }
   async function poll() {
     const wasActive = run.active;
