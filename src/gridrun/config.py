@@ -235,8 +235,6 @@ REFUSED_TRAIN_KEYS = {
     "actions": "gridrun runs no build or training hooks; put the commands in a .sh script "
     "that runs before your training, or in a --dockerfile",
     "environment": "set the variables in a .sh script that starts your training",
-    "scratch_size": "experiments write to their own folder on this machine's disk",
-    "scratch_mount_path": "experiments write to their own folder on this machine's disk",
     "backend": "pass --backend on the command line",
 }
 

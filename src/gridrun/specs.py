@@ -49,6 +49,7 @@ def needs_python_env(script: str) -> bool:
 
 # How often a preempted experiment restarts under --auto_resume unless asked otherwise.
 DEFAULT_MAX_RESTARTS = 3
+DEFAULT_SCRATCH_PATH = "/tmp/scratch"  # Grid's --scratch_mount_path default
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,10 @@ class RunSpec:
     use_spot: bool = False
     framework: str | None = None
     disk_size: int | None = None
+    # Grid's scratch space: a writable folder of this many GB at this path in each
+    # experiment, size-capped (a tmpfs), gone when the experiment ends.
+    scratch_size: int | None = None
+    scratch_mount_path: str = DEFAULT_SCRATCH_PATH
     description: str | None = None  # a --config YAML's description
     search: SearchSpec | None = None  # --strategy bayesian's objective and pruning
 
@@ -319,6 +324,8 @@ class RunSpec:
             "use_spot": self.use_spot,
             "framework": self.framework,
             "disk_size": self.disk_size,
+            "scratch_size": self.scratch_size,
+            "scratch_mount_path": self.scratch_mount_path,
             "description": self.description,
             "search": self.search.to_dict() if self.search else None,
         }
@@ -373,6 +380,8 @@ class RunSpec:
             use_spot=bool(d.get("use_spot")),
             framework=d.get("framework"),
             disk_size=d.get("disk_size"),
+            scratch_size=d.get("scratch_size"),
+            scratch_mount_path=str(d.get("scratch_mount_path") or DEFAULT_SCRATCH_PATH),
             description=d.get("description"),
             search=SearchSpec.from_dict(d["search"]) if d.get("search") else None,
         )
@@ -447,6 +456,8 @@ class Job:
     gpu_ids: list[int] = field(default_factory=list)  # granted by the agent, if it places
     datastores: list[DatastoreMount] = field(default_factory=list)
     stop_grace: float = 30.0  # seconds between SIGTERM and SIGKILL
+    scratch_path: str = ""  # a size-capped writable folder (``--scratch_size``), or none
+    scratch_bytes: int = 0
 
     @property
     def artifacts_dir(self) -> Path:
@@ -485,6 +496,8 @@ class Job:
             "gpu_ids": list(self.gpu_ids),
             "datastores": [d.to_dict() for d in self.datastores],
             "stop_grace": self.stop_grace,
+            "scratch_path": self.scratch_path,
+            "scratch_bytes": self.scratch_bytes,
         }
 
     @classmethod
@@ -507,4 +520,6 @@ class Job:
             gpu_ids=[int(g) for g in d.get("gpu_ids") or ()],
             datastores=[DatastoreMount.from_dict(x) for x in d.get("datastores") or ()],
             stop_grace=float(d.get("stop_grace", 30.0)),
+            scratch_path=str(d.get("scratch_path") or ""),
+            scratch_bytes=int(d.get("scratch_bytes") or 0),
         )

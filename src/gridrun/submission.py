@@ -81,6 +81,8 @@ class RunRequest:
     use_spot: bool = False
     framework: str | None = None
     disk_size: int | None = None
+    scratch_size: int | None = None  # GB of scratch space per experiment (a tmpfs)
+    scratch_mount_path: str | None = None
     description: str | None = None  # a --config YAML's description, kept in the spec
     include_secrets: list[str] = field(default_factory=list)  # snapshot.include_secrets
     env: dict[str, str] = field(default_factory=dict)  # --env / --env_file (gridrun.runenv)
@@ -199,6 +201,9 @@ def merge_config(req: RunRequest) -> tuple[RunRequest, list[str], list[str]]:
     req.use_spot = req.use_spot or bool(t.get("use_spot"))
     req.framework = req.framework or t.get("framework")
     req.disk_size = req.disk_size if req.disk_size is not None else t.get("disk_size")
+    if req.scratch_size is None and t.get("scratch_size") is not None:
+        req.scratch_size = t["scratch_size"]
+    req.scratch_mount_path = req.scratch_mount_path or t.get("scratch_mount_path")
     req.name = req.name or cfg.name
     req.metrics = cfg.raw.get("metrics")
     req.include_secrets = [*req.include_secrets, *cfg.include_secrets]
@@ -375,6 +380,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         instance_type=req.instance_type,
         framework=req.framework,
         disk_size=req.disk_size,
+        **scratch_space(req.scratch_size, req.scratch_mount_path),
         description=req.description,
     )
     spec = replace(spec, backend_options=_validate(backend, spec, req))
@@ -735,3 +741,38 @@ def _resolve_grid_uris(home: GridHome, args: list[str], req: RunRequest) -> list
         req.datastores.append((name, version, mount_dir))
         out.append(mount_dir)
     return out
+
+
+def scratch_space(size: object, path: str | None) -> dict[str, Any]:
+    """Grid's ``--scratch_size GB`` and ``--scratch_mount_path``, checked: the spec's fields.
+
+    The folder is a size-capped tmpfs the backend mounts at ``path`` inside each
+    experiment (a run that fills it gets ENOSPC, never the host's disk full); a path
+    without a size is refused rather than ignored.
+    """
+    from gridrun.specs import DEFAULT_SCRATCH_PATH
+
+    if size is None:
+        if path:
+            raise UsageError(
+                "--scratch_mount_path needs --scratch_size (the scratch space's GB).",
+                hint="Add --scratch_size 10, say.",
+            )
+        return {}
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise UsageError(f"--scratch_size must be a positive number of GB, got {size!r}.")
+    where = path or DEFAULT_SCRATCH_PATH
+    parts = [p for p in where.split("/") if p]
+    system = {"bin", "boot", "dev", "etc", "lib", "lib64", "proc", "run", "sbin", "sys", "usr"}
+    if (
+        not where.startswith("/")
+        or not parts
+        or (len(parts) == 1 and parts[0] in system)
+        or (parts[0] in {"proc", "sys", "dev"})
+        or ".." in parts
+    ):
+        raise UsageError(
+            f"--scratch_mount_path {where!r} must be an absolute folder outside the system's "
+            "own (/tmp/scratch by default).",
+        )
+    return {"scratch_size": size, "scratch_mount_path": "/" + "/".join(parts)}

@@ -207,3 +207,15 @@ def test_engine_restart_under_auto_resume_resumes_from_its_checkpoint(
     log = grid("logs", "dk-eng-exp0").stdout
     assert log.count("finished") == 1, log
     assert "Docker engine restarted" in log, log
+
+
+def test_scratch_space_is_a_size_capped_tmpfs_in_the_container(grid, tmp_path: Path) -> None:
+    from scratch_fill import FILLS_SCRIPT
+
+    project = tmp_path / "sproj"
+    project.mkdir()
+    (project / "fill.py").write_text(FILLS_SCRIPT)
+    out = docker_run(grid, project, "--name", "dscr", "--scratch_size", "1", "--follow",
+                     "fill.py").stdout  # fmt: skip
+    line = next(x for x in out.splitlines() if "SCRATCH " in x)
+    assert '"error": "ENOSPC"' in line and '"where": "/tmp/scratch"' in line, line

@@ -63,6 +63,8 @@ def make_job(
         gpu_ids=gpu_ids,
         datastores=list(spec.datastores),
         stop_grace=stop_grace,
+        scratch_path=spec.scratch_mount_path if spec.scratch_size else "",
+        scratch_bytes=(spec.scratch_size or 0) * 2**30,
     )
 
 

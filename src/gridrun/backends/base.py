@@ -114,6 +114,9 @@ class Capabilities:
     dockerfile: bool = False  # --dockerfile and --base_image
     shares_machine: bool = True
     survives_supervisor: bool = False
+    # --scratch_size: a size-capped writable folder at --scratch_mount_path in each
+    # experiment (a tmpfs), gone when it ends.
+    scratch: bool = False
     # Chooses the PyTorch build (CPU or the driver's CUDA) by the experiment's GPUs
     # (gridrun.envs.torchbuild); others install PyPI's default build, and say so.
     torch_builds: bool = False
@@ -159,6 +162,11 @@ class Backend(ABC):
             raise UnsupportedError(f"The {self.name} backend does not support --gpus.")
         if spec.datastores and not caps.datastores:
             raise UnsupportedError(f"The {self.name} backend does not support datastores.")
+        if spec.scratch_size and not caps.scratch:
+            raise UnsupportedError(
+                f"The {self.name} backend has no scratch space (--scratch_size) yet.",
+                hint="Write to the working folder instead, or run on local, docker or slurm.",
+            )
         if (spec.env.dockerfile or spec.env.base_image) and not caps.dockerfile:
             raise UnsupportedError(
                 f"--dockerfile and --base_image need a container backend; the {self.name} "

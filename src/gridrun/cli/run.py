@@ -291,6 +291,17 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     callback=_positive(int),
     help="Disk in GB (noted: experiments use this machine's disk).",
 )
+@click.option(
+    "--scratch_size",
+    type=int,
+    callback=_positive(int),
+    help="GB of scratch space per experiment: a size-capped writable folder, gone when "
+    "it ends (a tmpfs, so it counts against memory).",
+)
+@click.option(
+    "--scratch_mount_path",
+    help="Where the scratch space is, in each experiment (default /tmp/scratch).",
+)
 # The run's environment (gridrun.runenv): this shell's, plus these.
 @click.option(
     "--env",
@@ -378,6 +389,8 @@ def run(ctx: click.Context, **opts: Any) -> None:
         use_spot=bool(opts["use_spot"]),
         framework=opts["framework"],
         disk_size=opts["disk_size"],
+        scratch_size=opts["scratch_size"],
+        scratch_mount_path=opts["scratch_mount_path"],
         env=parse_env_options(list(opts["env"]), opts["env_file"]),
         backend_options=backend_options,
     )

@@ -120,6 +120,7 @@ def local_confinement(
     keep_rw: list[Path] | None = None,
     env_layer: tuple[Path, Path] | None = None,
     pidns: bool = False,
+    scratch: tuple[str, int] | None = None,
 ) -> tuple[Callable[[], None] | None, dict[str, str]]:
     """What :func:`local_mount_command` does, as a ``preexec_fn`` for ``Popen(argv)``.
 
@@ -137,6 +138,9 @@ def local_confinement(
         return None, env
     if pidns:  # the forked command's own child is the PID namespace's init
         args.append("--pidns")
+    if scratch is not None:  # a size-capped tmpfs at that path (Grid's scratch space)
+        args += ["--scratch", scratch[0], str(scratch[1])]
+        env["GRID_SCRATCH_DIR"] = scratch[0]
     return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv])), env
 
 

@@ -18,7 +18,8 @@ package are never read), and the plan comes as plain arguments rather than JSON
 
 Options: ``--hide HOME``, ``--rw PATH`` and ``--ro PATH`` (see ``hide`` below),
 ``--layer ENV FOLDER`` (below), ``--mount NAME SRC DST`` (a datastore), each repeatable
-but ``--mode`` and ``--hide``; ``--pidns``: the command is the local exit witness, which
+but ``--mode`` and ``--hide``; ``--scratch PATH BYTES`` (a size-capped tmpfs, Grid's
+scratch space); ``--pidns``: the command is the local exit witness, which
 makes a PID namespace for the experiment (:func:`new_pid_namespace`) whose init drops
 the capabilities (:func:`become_init`), so they are not dropped here.
 
@@ -191,6 +192,21 @@ def layer(env: str, folder: str) -> str | None:
             os.close(fd)
 
 
+def scratch(path: str, size: int) -> None:
+    """Grid's scratch space: a tmpfs of ``size`` bytes at ``path``, in this namespace only.
+
+    Writes past the size fail with ENOSPC inside the experiment; the host's disk never
+    fills, and the space is gone with the namespace. The mount point is made on the host
+    if missing (an empty folder, like Docker's bind targets).
+    """
+    os.makedirs(path, mode=0o755, exist_ok=True)
+    opts = f"size={size},mode=1777".encode()
+    _check(
+        _libc.mount(b"gridrun-scratch", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts),
+        f"mount a scratch space on {path}",
+    )
+
+
 def drop_privileges() -> None:
     """Lose, for good, the capabilities that could undo the mounts (see the module doc).
 
@@ -272,6 +288,7 @@ class Plan:
         self.layers: list[tuple[str, str]] = []
         self.mounts: list[tuple[str, str, str]] = []
         self.pidns = False  # --pidns: the caller's child becomes a PID namespace's init
+        self.scratch: tuple[str, int] | None = None  # --scratch PATH BYTES
         i = 0
         while argv[i] != "--":
             opt = argv[i]
@@ -289,6 +306,9 @@ class Plan:
                 self.ro.append(argv[i + 1])
             elif opt == "--layer":
                 self.layers.append((argv[i + 1], argv[i + 2]))
+                i += 1
+            elif opt == "--scratch":
+                self.scratch = (argv[i + 1], int(argv[i + 2]))
                 i += 1
             elif opt == "--mount":
                 self.mounts.append((argv[i + 1], argv[i + 2], argv[i + 3]))
@@ -341,6 +361,11 @@ def confine(plan: Plan) -> list[str]:
             hide(plan.hide, rw, plan.ro)
         except OSError as exc:
             raise Refused(f"gridrun: cannot hide GRID_HOME from the experiment: {exc}") from exc
+    if plan.scratch is not None:
+        try:
+            scratch(*plan.scratch)
+        except OSError as exc:
+            raise Refused(f"gridrun: cannot make the scratch space: {exc}") from exc
     for name, _, dst in plan.mounts:
         try:
             bind_readonly(f"/proc/self/fd/{sources[name]}", dst)

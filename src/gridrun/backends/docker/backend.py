@@ -159,6 +159,7 @@ class DockerBackend(Backend):
         shares_machine=True,
         survives_supervisor=True,
         torch_builds=True,
+        scratch=True,  # a tmpfs mount of the container, size-capped by the engine
     )
 
     def __init__(self, home: GridHome | None = None) -> None:
@@ -281,7 +282,12 @@ class DockerBackend(Backend):
             binds[str(Path(d.source).absolute())] = {"bind": inside, "mode": "ro"}
             # The experiment finds each datastore as on every backend (gridrun.datastores).
             env[env_var(d.name)] = inside
+        if job.scratch_bytes:
+            env["GRID_SCRATCH_DIR"] = job.scratch_path
         host_config = api.create_host_config(
+            tmpfs={job.scratch_path: f"size={job.scratch_bytes},mode=1777"}
+            if job.scratch_bytes
+            else None,
             nano_cpus=int(job.cpus * 1e9) if job.cpus else None,
             mem_limit=job.memory or None,
             device_requests=device_requests,

@@ -82,7 +82,9 @@ class _Child:
 
 class LocalBackend(Backend):
     name = "local"
-    capabilities = Capabilities(gpus=True, datastores=True, shares_machine=True, torch_builds=True)
+    capabilities = Capabilities(
+        gpus=True, datastores=True, shares_machine=True, torch_builds=True, scratch=True
+    )
 
     def __init__(self, home: GridHome | None = None) -> None:
         super().__init__(home)
@@ -194,7 +196,13 @@ class LocalBackend(Backend):
             # A PID namespace of its own, with its own /proc: no experiment reaches
             # another's working copy through /proc/PID/cwd (the witness forks its init).
             pidns=True,
+            scratch=(job.scratch_path, job.scratch_bytes) if job.scratch_bytes else None,
         )
+        if job.scratch_bytes and confine is None:
+            raise UsageError(
+                "--scratch_size needs a private mount namespace, which cannot be made here.",
+                hint="Run without --scratch_size, or with --backend docker.",
+            )
         env.update(extra)
         # Descendants that outlive their parents come back to the supervisor (this
         # process), so none escapes, not even one that starts its own session.

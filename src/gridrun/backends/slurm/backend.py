@@ -56,6 +56,7 @@ class SlurmBackend(Backend):
         shares_machine=False,
         survives_supervisor=True,
         torch_builds=True,
+        scratch=True,  # the task mounts it on the node, as the local backend does
     )
     poll_interval = 1.0
 
