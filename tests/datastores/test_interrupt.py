@@ -131,3 +131,35 @@ def test_new_create_of_same_source_finishes_the_failed_version(
     assert [x.version for x in list_datastores(home)] == [1]
     with pytest.raises(DatastoreError, match="Nothing to resume"):
         resume_version(home, "big")
+
+
+def test_clearcache_removes_what_an_interrupted_creation_left(
+    home: GridHome, tmp_path: Path
+) -> None:
+    """Grid's ``datastore clearcache``, through the real CLI: the failed version and the
+    objects only it linked go; a complete datastore stays, intact."""
+    keep = make_tree(tmp_path / "keep", {"a.txt": b"kept"})
+    env = dict(os.environ, GRID_HOME=str(home.root))
+    grid = [sys.executable, "-m", "gridrun"]
+    subprocess.run([*grid, "datastore", "create", str(keep), "--name", "keep"], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    src = _big_folder(tmp_path)
+    marker = tmp_path / "halfway"
+    proc = _start(home, src, marker)
+    try:
+        _wait_for(marker, proc)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.communicate()
+    objects = home.datastores / ".objects"
+    before = sum(1 for p in objects.rglob("*") if p.is_file())
+    out = subprocess.run([*grid, "datastore", "clearcache"], env=env, check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    assert "Cleared 1 interrupted datastore version(s): big version 1." in out, out
+    assert [(v.name, v.status) for v in list_datastores(home)] == [("keep", "succeeded")]
+    assert sum(1 for p in objects.rglob("*") if p.is_file()) < before
+    assert read_tree(resolve(home, "keep", None, None).source) == {"a.txt": b"kept"}
+    again = subprocess.run([*grid, "datastore", "clearcache"], env=env, check=True,
+                           capture_output=True, text=True).stdout  # fmt: skip
+    assert "Nothing to clear" in again

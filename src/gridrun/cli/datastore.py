@@ -190,6 +190,27 @@ def resume_cmd(ctx: click.Context, name: str, version: int | None) -> None:
     _report(ctx, v, "completed")
 
 
+@datastore.command("clearcache")
+@click.pass_context
+def clearcache_cmd(ctx: click.Context) -> None:
+    """Delete what interrupted creates left (their failed versions); resume can't after."""
+    from gridrun.cli.output import console, emit_json
+    from gridrun.datastores.manage import clear_cache
+
+    store = open_store(ctx)
+    try:
+        removed = clear_cache(home_of(ctx), store)
+    finally:
+        store.close()
+    if output_of(ctx) == "json":
+        emit_json({"removed": [{"name": n, "version": v} for n, v in removed]})
+    elif removed:
+        names = ", ".join(f"{n} version {v}" for n, v in removed)
+        console.print(f"Cleared {len(removed)} interrupted datastore version(s): {names}.")
+    else:
+        console.print("Nothing to clear: no datastore creation was interrupted.")
+
+
 @datastore.command("verify")
 @click.argument("name")
 @click.option("--version", "version", type=int, help="Version to check (default: every one).")

@@ -111,3 +111,20 @@ def delete_version(home: GridHome, store: Store, name: str, version: int) -> tup
     except OSError:
         pass
     return objects.collect_garbage(layout.objects_dir(home))
+
+
+def clear_cache(home: GridHome, store: Store) -> list[tuple[str, int]]:
+    """Grid's ``datastore clearcache``: delete every failed (interrupted) version.
+
+    What an interrupted ``create`` left (its partial tree and the objects only it
+    linked) is freed; ``resume`` cannot finish those afterwards, as in Grid. Complete
+    versions and ones being created are kept. Returns the (name, version) removed.
+    """
+    from gridrun.datastores.layout import FAILED
+
+    removed = []
+    for v in layout.list_datastores(home):
+        if v.status == FAILED:
+            delete_version(home, store, v.name, v.version)
+            removed.append((v.name, v.version))
+    return removed
