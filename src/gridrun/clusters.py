@@ -5,7 +5,9 @@ set-default-cluster``). Here a cluster is a name for a backend and its address:
 
 * ``local`` (this machine) and ``docker`` (the Docker engine at ``DOCKER_HOST``) always
   exist;
-* ``grid clusters add NAME --backend ray --address HOST:PORT`` names a Ray cluster.
+* ``grid clusters add NAME --backend ray --address HOST:PORT`` names a Ray cluster;
+* ``grid clusters add NAME --backend slurm --address /path/to/slurm.conf`` names a
+  Slurm cluster by its config file (what its ``SLURM_CONF`` would be).
 
 They are kept in ``GRID_HOME/clusters.yaml``, with the default, which a plain
 ``grid run`` uses when neither ``--backend`` nor ``--cluster`` is given (else the
@@ -27,8 +29,8 @@ FILE = "clusters.yaml"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 BUILTIN = ("local", "docker")
 # Backends a named cluster can point at, and the address option each takes.
-ADDRESSED = {"ray": "ray_address"}
-PLANNED = {"slurm": "the Slurm backend is not built yet", "kubernetes": "not built yet"}
+ADDRESSED = {"ray": "ray_address", "slurm": "slurm_conf"}
+PLANNED = {"kubernetes": "not built yet"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,14 @@ def add(home: GridHome, name: str, backend: str, address: str | None) -> Cluster
             f"({', '.join(BUILTIN)} always exist)."
         )
     if not address:
-        raise UsageError(f"--backend {backend} needs --address (e.g. 10.0.0.5:6379).")
+        example = "/etc/slurm/slurm.conf" if backend == "slurm" else "10.0.0.5:6379"
+        raise UsageError(f"--backend {backend} needs --address (e.g. {example}).")
+    if backend == "slurm":
+        import os
+
+        address = os.path.abspath(os.path.expanduser(address))
+        if not os.path.isfile(address):
+            raise UsageError(f"--address {address}: no Slurm config file there.")
     clusters = load(home)
     if name in BUILTIN or name in clusters.named:
         raise UsageError(f"A cluster named '{name}' exists; `grid clusters rm {name}` first.")
@@ -167,6 +176,8 @@ def probe(home: GridHome, target: ClusterTarget) -> ClusterState:
     try:
         if target.backend == "ray":
             return _probe_ray(target.address)
+        if target.backend == "slurm":
+            return _probe_slurm(target.address)
         from gridrun.backends import get_backend
 
         backend = get_backend(target.backend, home)
@@ -232,4 +243,50 @@ def _probe_ray(address: str) -> ClusterState:
         res.get("CPU", 0.0),
         int(res.get("memory", 0.0)),
         int(res.get("GPU", 0.0)),
+    )
+
+
+def _probe_slurm(conf: str) -> ClusterState:
+    """``sinfo --json`` with the cluster's SLURM_CONF: its nodes and the largest one."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return ClusterState("down: Slurm's client commands are not installed here")
+    try:
+        proc = subprocess.run(
+            ["sinfo", "--json"],
+            env={**os.environ, "SLURM_CONF": conf},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return ClusterState("down: sinfo did not answer in 30 s")
+    data = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else {}
+    nodes = [n for n in data.get("nodes") or [] if "down" not in str(n.get("state", "")).lower()]
+    if not nodes:
+        why = (proc.stderr.strip().splitlines() or ["no node is up"])[-1]
+        return ClusterState(f"down: {why}")
+    from gridrun.backends.slurm.squeue import _gres_gpus
+
+    def size(n: dict) -> tuple[float, int, int]:
+        return (float(n.get("cpus") or 0), _gres_gpus(str(n.get("gres") or "")),
+                int(n.get("real_memory") or 0))  # fmt: skip
+
+    big = max(nodes, key=size)
+    cpus, gpus, mem = size(big)
+    return ClusterState(
+        "up",
+        len(nodes),
+        sum(size(n)[0] for n in nodes),
+        sum(size(n)[2] for n in nodes) * 2**20,
+        sum(size(n)[1] for n in nodes),
+        f"{big.get('name')} ({cpus:g} CPUs" + (f", {gpus} GPUs)" if gpus else ")"),
+        cpus,
+        mem * 2**20,
+        gpus,
     )

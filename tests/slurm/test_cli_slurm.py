@@ -131,7 +131,15 @@ def test_a_node_taken_down_mid_run_is_a_preemption(
          cwd=project)  # fmt: skip
     _wait("the script started", lambda: (marks / "start nd-exp0 0").exists())
     node_file = grid.home / "experiments" / "nd-exp0" / "node"
-    node = _wait("its node known", lambda: node_file.exists() and node_file.read_text()).split()[0]
+    # "queued in Slurm (...)" until the job has a node, then "nodeN (Slurm job ID)".
+    node = _wait(
+        "its node known",
+        lambda: (
+            node_file.exists()
+            and node_file.read_text().startswith("node")
+            and node_file.read_text()
+        ),
+    ).split()[0]
     slurm_cluster.set_node(node, "DOWN", "gridrun test: node taken down")
     if auto_resume:
         _wait("the resumed attempt started", lambda: (marks / "start nd-exp0 1").exists())
@@ -193,8 +201,8 @@ def test_a_waiting_job_says_why_slurm_holds_it(slurm_grid, project: Path, marks:
     # Two nodes of 4 CPUs: two run, the third waits for resources (or, first, behind
     # the others in priority), and says so in its log and in grid status.
     waiting = _wait("a job held for resources", a_queued_one)
-    row = next(x for x in grid("status", "wq").stdout.splitlines() if waiting in x)
-    assert "queued in" in row or "Slurm (Resources)" in grid("status", "wq").stdout, row
+    nodes = {e["name"]: e.get("node") or "" for e in grid.json("status", "wq")["experiments"]}
+    assert nodes[waiting].startswith("queued in Slurm"), nodes
     running = [n for n in names if n != waiting]
     for n in running:
         _wait(f"{n} started", lambda n=n: (marks / f"start {n} 0").exists())
@@ -215,3 +223,23 @@ def test_what_no_node_can_hold_is_refused_at_submission(slurm_grid, project: Pat
                 "--lr", "0.1", cwd=project, check=False)  # fmt: skip
     assert proc.returncode != 0 and "no node in partition nope" in proc.stderr, proc.stderr
     assert grid.json("status") == [] or "runs" in json.dumps(grid.json("status"))
+
+
+def test_a_named_slurm_cluster_is_listed_and_runs_a_sweep(
+    grid, slurm_cluster, project: Path
+) -> None:
+    """``grid clusters add NAME --backend slurm --address SLURM_CONF`` and ``--cluster``:
+    the shell has no SLURM_CONF; the named cluster is all that says where Slurm is."""
+    grid.env.pop("SLURM_CONF", None)
+    grid("clusters", "add", "lab", "--backend", "slurm", "--address", str(slurm_cluster.conf))
+    rows = {r["name"]: r for r in grid.json("clusters")}
+    assert rows["lab"]["state"] == "up" and rows["lab"]["nodes"] == 2, rows["lab"]
+    assert rows["lab"]["cpus"] == 8 and "(4 CPUs)" in rows["lab"]["largest_node"]
+    grid("run", "--cluster", "lab", "--name", "named", "train.py", "--lr", "[0.1, 0.01]",
+         cwd=project)  # fmt: skip
+    data = grid.wait("named", timeout=180)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 2, data
+    assert "Slurm job" in (data["experiments"][0].get("node") or ""), data
+    proc = grid("clusters", "add", "bad", "--backend", "slurm", "--address", "/nope.conf",
+                check=False)  # fmt: skip
+    assert proc.returncode != 0 and "no Slurm config file there" in proc.stderr

@@ -36,6 +36,11 @@ OPTIONS.update(
             "Slurm partition for every job; else slurm.partition in GRID_HOME/config.yaml, "
             "else the cluster's default.",
         ),
+        "slurm_conf": (
+            "slurm",
+            "The Slurm cluster's config file (its SLURM_CONF); else SLURM_CONF, else "
+            "slurm.conf in GRID_HOME/config.yaml.",
+        ),
         "slurm_time": (
             "slurm",
             "Slurm time limit of each job (--time: minutes, HH:MM:SS or D-HH:MM:SS); else "

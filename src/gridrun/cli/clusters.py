@@ -17,7 +17,7 @@ def _gib(n: int) -> str:
 @click.pass_context
 def clusters(ctx: click.Context) -> None:
     """List the clusters this user can run on (local, the Docker engine, each named Ray
-    cluster) with their state and capacity; `*` marks the default."""
+    or Slurm cluster) with their state and capacity; `*` marks the default."""
     if ctx.invoked_subcommand is not None:
         return
     from gridrun import clusters as registry
@@ -64,10 +64,13 @@ def clusters(ctx: click.Context) -> None:
     console.print(table(columns, body))
 
 
-@clusters.command("add", short_help="Name a Ray cluster to run on.")
+@clusters.command("add", short_help="Name a Ray or Slurm cluster to run on.")
 @click.argument("name")
-@click.option("--backend", required=True, help="ray (local and docker always exist).")
-@click.option("--address", help="The cluster's address (Ray: host:port or http://host:8265).")
+@click.option("--backend", required=True, help="ray or slurm (local and docker always exist).")
+@click.option(
+    "--address",
+    help="Ray: host:port or http://host:8265; Slurm: the cluster's slurm.conf (its SLURM_CONF).",
+)
 @click.pass_context
 def add(ctx: click.Context, name: str, backend: str, address: str | None) -> None:
     """Remember a cluster under NAME, for `grid run --cluster NAME`."""

@@ -72,12 +72,15 @@ class SlurmBackend(Backend):
         return resolve(options or {}, load_settings(self.home.config_path))
 
     def _check_available(self) -> None:
-        self._client(self._settings(), ["scontrol", "ping"])
+        """The client commands are here; which cluster answers is the run's business
+        (its --slurm_conf or named cluster), asked in :meth:`_validate`."""
+        if shutil.which("sbatch") is None:
+            self._client(self._settings(), ["sbatch", "--version"])  # its one-line error
 
     def _validate(self, spec: RunSpec) -> dict[str, str]:
         """Refuse, at submission, what no node of the partition could ever run."""
         settings = self._settings(dict(spec.backend_options))
-        self._check_available()
+        self._client(settings, ["scontrol", "ping"])
         out = self._client(settings, ["sinfo", "--json"])
         largest = parse_capacity(out, settings.partition)
         where = f"partition {settings.partition}" if settings.partition else "the cluster"
@@ -95,6 +98,8 @@ class SlurmBackend(Backend):
                 hint="Ask for less, or name a partition with bigger nodes (--slurm_partition).",
             )
         keep = {}
+        if settings.conf:  # the cluster, as the submitting shell named it
+            keep["slurm_conf"] = settings.conf
         if settings.partition:
             keep["slurm_partition"] = settings.partition
         if settings.time:
@@ -181,13 +186,24 @@ class SlurmBackend(Backend):
             time.sleep(self.poll_interval)
 
     def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
-        # One squeue for every job, those with an exit record too: a task that a node
-        # failure signalled records an exit, and Slurm's state says why it came.
-        jobs = self._squeue(self._run_settings(items[0][0]), [h for _, h in items])
+        # One squeue per cluster for every job on it, those with an exit record too: a
+        # task that a node failure signalled records an exit, and Slurm says why.
+        by_cluster: dict[str | None, tuple[SlurmSettings, list[str]]] = {}
+        for job, handle in items:
+            settings = self._run_settings(job)
+            by_cluster.setdefault(settings.conf, (settings, []))[1].append(handle)
+        jobs: dict[str, SlurmJob] = {}
+        for settings, handles in by_cluster.values():
+            jobs.update(self._squeue(settings, handles))
         out = []
         for job, handle in items:
             rec = _exit_record(job, handle)
             sj = jobs.get(handle)
+            node = (sj.nodes if sj is not None and not sj.waiting else "") or (
+                str(rec.get("node") or "") if rec is not None else ""
+            )
+            if node:
+                _note_node(self.home, job, f"{node} (Slurm job {handle})")
             if rec is not None:
                 if sj is not None and sj.preempted:
                     out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
@@ -198,8 +214,6 @@ class SlurmBackend(Backend):
                 gone = f"Slurm no longer knows job {handle}, and it left no exit record"
                 out.append(Poll.gone(gone))
                 continue
-            if sj.nodes and not sj.waiting:
-                _note_node(self.home, job, f"{sj.nodes} (Slurm job {handle})")
             if sj.preempted:
                 out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
             elif sj.waiting:
@@ -296,8 +310,9 @@ class SlurmBackend(Backend):
             raise BackendError(f"{argv[0]} did not answer in {CLIENT_TIMEOUT:.0f} s.") from exc
         if proc.returncode != 0:
             line = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            why = (line[-1] if line else f"exit {proc.returncode}").rstrip(".")
             raise BackendError(
-                f"{argv[0]} failed: {line[-1] if line else f'exit {proc.returncode}'}",
+                f"{argv[0]} failed: {why}.",
                 hint="Is slurmctld up? `scontrol ping` (with the same SLURM_CONF) says.",
             )
         return proc.stdout

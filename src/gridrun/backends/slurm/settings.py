@@ -103,8 +103,10 @@ def resolve(options: Mapping[str, str], settings: SlurmSettings) -> SlurmSetting
 
     partition = options.get("slurm_partition") or settings.partition
     time = options.get("slurm_time") or settings.time
+    conf = options.get("slurm_conf") or settings.conf or os.environ.get("SLURM_CONF")
     return dataclasses.replace(
         settings,
+        conf=conf or None,
         partition=check_partition(partition, "--slurm_partition") if partition else None,
         time=check_time(time, "--slurm_time") if time else None,
     )
