@@ -79,7 +79,8 @@ def test_clusters_are_named_listed_and_refused_in_one_line(grid: Any) -> None:
     assert far["state"] == "down: nothing answers at 127.0.0.1:9"
     for args, text in (
         (["clusters", "add", "far", "--backend", "ray", "--address", "x:1"], "exists"),
-        (["clusters", "add", "s", "--backend", "slurm", "--address", "x"], "not built yet"),
+        (["clusters", "add", "s", "--backend", "slurm", "--address", "x"], "no Slurm config"),
+        (["clusters", "add", "k", "--backend", "kubernetes", "--address", "x"], "not built yet"),
         (["clusters", "add", "d", "--backend", "docker", "--address", "x"], "cannot be a named"),
         (["clusters", "add", "r", "--backend", "ray"], "needs --address"),
         (["clusters", "rm", "local"], "built in"),
