@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,11 +94,19 @@ def test_invalid_name_and_unknown_backend(grid, project: Path) -> None:
         grid("run", "--name", "run-exp1", "ok.py", cwd=project, check=False), "exp"
     )
     assert_one_line_error(
-        grid("run", "--backend", "slurm", "ok.py", cwd=project, check=False),
-        "slurm",
+        grid("run", "--backend", "kubernetes", "ok.py", cwd=project, check=False),
+        "kubernetes",
         "local",
         "docker",
     )
+    # A backend that exists, with no cluster to reach: one line saying how to name one.
+    env = {k: v for k, v in grid.env.items() if k != "SLURM_CONF"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridrun", "run", "--backend", "slurm", "ok.py"],
+        cwd=project, env={**env, "SLURM_CONF": str(project / "no-slurm.conf")},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert_one_line_error(proc, "SLURM_CONF")
     nothing_recorded(grid)
 
 

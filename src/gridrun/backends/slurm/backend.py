@@ -297,10 +297,21 @@ class SlurmBackend(Backend):
                 hint="Install them (Debian: apt-get install slurm-client) and point "
                 "SLURM_CONF (or slurm.conf in GRID_HOME/config.yaml) at the cluster's config.",
             )
+        env = settings.client_env()
+        conf = env.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
+        if not Path(conf).is_file():
+            # Without a config file Slurm's clients look for one in DNS (configless
+            # mode), which here means waiting out every resolver's timeout.
+            raise BackendError(
+                f"No Slurm config file at {conf}.",
+                hint="Point SLURM_CONF (or --slurm_conf, slurm.conf in GRID_HOME/config.yaml, "
+                "or `grid clusters add NAME --backend slurm --address FILE`) at the "
+                "cluster's slurm.conf.",
+            )
         try:
             proc = subprocess.run(
                 argv,
-                env=settings.client_env(),
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=CLIENT_TIMEOUT,
@@ -311,10 +322,15 @@ class SlurmBackend(Backend):
         if proc.returncode != 0:
             line = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
             why = (line[-1] if line else f"exit {proc.returncode}").rstrip(".")
-            raise BackendError(
-                f"{argv[0]} failed: {why}.",
-                hint="Is slurmctld up? `scontrol ping` (with the same SLURM_CONF) says.",
-            )
+            if "configuration source" in why or "slurm.conf" in why:
+                hint = (
+                    "Point SLURM_CONF (or --slurm_conf, slurm.conf in GRID_HOME/config.yaml, "
+                    "or `grid clusters add NAME --backend slurm --address FILE`) at the "
+                    "cluster's slurm.conf."
+                )
+            else:
+                hint = "Is slurmctld up? `scontrol ping` (with the same SLURM_CONF) says."
+            raise BackendError(f"{argv[0]} failed: {why}.", hint=hint)
         return proc.stdout
 
 
