@@ -30,18 +30,19 @@ import socket
 import tarfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gridrun.backends.base import (
+    AttemptResult,
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
     PollState,
+    TerminationReason,
     write_handle,
 )
 from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
@@ -73,16 +74,6 @@ class Handle:
     def loads(cls, raw: str) -> Handle:
         d = json.loads(raw)
         return cls(str(d["address"]), str(d["coordinator"]), str(d["key"]))
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One poll's answer for one experiment."""
-
-    state: str  # running | exited | lost | unknown (the coordinator has no such attempt)
-    exit_code: int | None = None
-    error: str | None = None
-    node: str = ""
 
 
 # ----------------------------------------------------------------- validation
@@ -261,14 +252,14 @@ class RayBackendCore:
         self._lock = threading.Lock()
         self._watcher: Any = None
 
-    def wait(self, handle: Handle, exp_dir: Path, timeout: float, wait: float) -> Observed:
+    def wait(self, handle: Handle, exp_dir: Path, timeout: float, wait: float) -> AttemptResult:
         """The experiment's state once it is no longer running, or after ``wait`` s."""
         from gridrun.backends.ray.watch import Watcher
 
         with self._lock:
             if self._watcher is None:
                 self._watcher = Watcher(self)
-        observed: Observed = self._watcher.wait(handle, exp_dir, timeout, wait)
+        observed: AttemptResult = self._watcher.wait(handle, exp_dir, timeout, wait)
         return observed
 
     def coordinators(self, address: str) -> RayCoordinators:
@@ -336,21 +327,23 @@ class RayBackendCore:
                 raise BackendError(f"The run's Ray driver {name} would not take experiments.")
             time.sleep(0.2)  # the closing driver is exiting; its name frees in a moment
 
-    def poll(self, handle: Handle, exp_dir: Path, timeout: float = 30.0) -> Observed:
+    def poll(self, handle: Handle, exp_dir: Path, timeout: float = 30.0) -> AttemptResult:
         """The experiment's state on the cluster; appends its new lines to its log."""
         try:
             coords = self.coordinators(handle.address)
             offset = _read_offset(exp_dir / OFFSET_FILE, handle.key)
             answer = coords.poll(handle.coordinator, handle.key, offset, timeout)
         except BackendError:
-            return Observed("unreachable")
+            return AttemptResult.unknown("the Ray cluster does not answer")
         except Exception as exc:  # the cluster did not answer: never taken for gone
             if _is_connection_error(exc):
-                return Observed("unreachable")
+                return AttemptResult.unknown("the Ray cluster does not answer")
             raise
         return self._observe(handle, exp_dir, offset, answer)
 
-    def poll_many(self, items: list[tuple[Handle, Path]], timeout: float = 30.0) -> list[Observed]:
+    def poll_many(
+        self, items: list[tuple[Handle, Path]], timeout: float = 30.0
+    ) -> list[AttemptResult]:
         """:meth:`poll` for experiments of one run, in one call to its coordinator."""
         ((address, name),) = {(h.address, h.coordinator) for h, _ in items}
         try:
@@ -358,26 +351,30 @@ class RayBackendCore:
             offsets = {h.key: _read_offset(d / OFFSET_FILE, h.key) for h, d in items}
             answers = coords.poll_many(name, offsets, timeout)
         except BackendError:
-            return [Observed("unreachable") for _ in items]
+            return [AttemptResult.unknown("the Ray cluster does not answer") for _ in items]
         except Exception as exc:  # the cluster did not answer: never taken for gone
             if _is_connection_error(exc):
-                return [Observed("unreachable") for _ in items]
+                return [AttemptResult.unknown("the Ray cluster does not answer") for _ in items]
             raise
         return [
             self._observe(h, d, offsets[h.key], None if answers is None else answers.get(h.key))
             for h, d in items
         ]
 
-    def _observe(self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None) -> Observed:
+    def _observe(
+        self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None
+    ) -> AttemptResult:
         """One coordinator answer: its new lines appended to the log, its node noted."""
         if answer is None or answer.get("state") == "unknown":
             # The cluster's record of the attempt is gone. When the node it ran on is
             # dead, that is the reason (its driver may have gone with it); otherwise
             # the run's driver itself ended or forgot it.
             why = self._node_death(self.coordinators(handle.address), exp_dir)
-            if why is None and answer is None:
+            if why is not None:
+                return AttemptResult.gone(why, TerminationReason.NODE_DIED)
+            if answer is None:
                 why = f"lost: the run's Ray driver {handle.coordinator} ended"
-            return Observed("unknown", error=why or "lost: the run's Ray driver no longer knows it")
+            return AttemptResult.gone(why or "lost: the run's Ray driver no longer knows it")
         lines = answer.get("lines") or []
         start = int(answer.get("offset", 0))
         skip = max(0, offset - start)
@@ -393,9 +390,14 @@ class RayBackendCore:
                     sink.write(stream, text, ts=ts)
             _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
         state = answer["state"]
-        if state == "queued":
-            state = "running"  # placed by Ray: waiting for resources is part of running
-        return Observed(state, answer.get("exit_code"), answer.get("error"), node)
+        if state in ("queued", "running"):  # placed by Ray: waiting for resources is running
+            return AttemptResult.running(node)
+        if state == "exited":
+            code = answer.get("exit_code")
+            return AttemptResult.exited(-1 if code is None else int(code), node=node)
+        # "lost": the task failed with its worker or its node.
+        why = str(answer.get("error") or "lost: the run's Ray driver no longer knows it")
+        return replace(AttemptResult.gone(why, TerminationReason.NODE_DIED), node=node)
 
     @staticmethod
     def _node_death(coords: RayCoordinators, exp_dir: Path) -> str | None:
@@ -675,24 +677,24 @@ class RayBackend(Backend):
             raise BackendError(str(exc)) from exc
         return handle.dumps()
 
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         """Follow the task until it ends; an unreachable cluster is waited out, a while.
 
         Each question is a long poll: the bridge answers when the experiment is no
-        longer running, or after :data:`WAIT_SECONDS` (see :mod:`.watch`).
+        longer running, or after :data:`WAIT_SECONDS` (see :mod:`.watch`). A task the
+        cluster lost (its node died, the run's driver went away), not the script,
+        comes back ``gone`` with that reason: a preemption, which --auto_resume runs
+        again.
         """
         address = Handle.loads(handle).address
         unreachable_since: float | None = None
         while True:
             state = self._wait_once(job, handle)
             if state.state == PollState.EXITED:
-                return state.exit_code if state.exit_code is not None else -1
+                return state
             if state.state == PollState.GONE:
-                # The cluster lost the task (its node died, the run's driver went away),
-                # not the script: a preemption, which --auto_resume runs again.
-                self.preempted = state.detail or "lost: the run's Ray driver no longer knows it"
-                sink.write("stderr", f"gridrun: {self.preempted}")
-                return -1
+                sink.write("stderr", f"gridrun: {state.detail}")
+                return state
             if state.state == PollState.UNKNOWN:
                 unreachable_since = unreachable_since or time.monotonic()
                 if time.monotonic() - unreachable_since > UNREACHABLE_SECONDS:
@@ -704,7 +706,7 @@ class RayBackend(Backend):
             else:
                 unreachable_since = None
 
-    def _wait_once(self, job: Job, handle: str) -> Poll:
+    def _wait_once(self, job: Job, handle: str) -> AttemptResult:
         """One long poll: the state once it is not running, or after WAIT_SECONDS."""
         return self._ask(
             job,
@@ -718,7 +720,7 @@ class RayBackend(Backend):
             WAIT_SECONDS + self.request_timeout,
         )
 
-    def _poll(self, job: Job, handle: str) -> Poll:
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
         """Ask the run's coordinator; its answer also appends the new output lines."""
         return self._ask(
             job,
@@ -731,7 +733,7 @@ class RayBackend(Backend):
             self.request_timeout,
         )
 
-    def _ask(self, job: Job, req: dict[str, Any], timeout: float) -> Poll:
+    def _ask(self, job: Job, req: dict[str, Any], timeout: float) -> AttemptResult:
         from gridrun.backends.ray.bridge import BridgeError, request
 
         try:
@@ -741,18 +743,14 @@ class RayBackend(Backend):
                 # A bridge of an older gridrun, still serving this GRID_HOME.
                 time.sleep(self.poll_interval)
                 return self._poll(job, req["handle"])
-            return Poll.unknown(f"the Ray cluster does not answer: {exc}")
+            return AttemptResult.unknown(f"the Ray cluster does not answer: {exc}")
         except (OSError, ValueError) as exc:
-            return Poll.unknown(f"the Ray cluster does not answer: {exc or type(exc).__name__}")
-        state = o["state"]
-        if state == "exited":
-            code = o.get("exit_code")
-            return Poll.exited(int(code) if code is not None else -1)
-        if state == "running":
-            return Poll.running()
-        if state == "unreachable":
-            return Poll.unknown(str(o.get("error") or "the Ray cluster does not answer"))
-        return Poll.gone(str(o.get("error") or "lost: the run's Ray driver no longer knows it"))
+            return AttemptResult.unknown(
+                f"the Ray cluster does not answer: {exc or type(exc).__name__}"
+            )
+        if "version" not in o:  # a bridge of an older gridrun: it exits once idle
+            return AttemptResult.unknown("an older gridrun's Ray bridge answered")
+        return AttemptResult.from_dict(o)
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:
         from gridrun.backends.ray.bridge import request

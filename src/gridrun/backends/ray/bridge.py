@@ -157,7 +157,7 @@ def _dispatch(core: Any, req: dict[str, Any], Handle: Any) -> dict[str, Any]:
             o = core.wait(handle, exp_dir, timeout, float(req.get("wait") or 10.0))
         else:
             o = core.poll(handle, exp_dir, timeout)
-        return {"state": o.state, "exit_code": o.exit_code, "error": o.error, "node": o.node}
+        return dict(o.to_dict())
     if op == "stop":
         core.stop(handle, float(req["grace"]))
         return {}

@@ -33,7 +33,7 @@ class Waiter:
     exp_dir: Path
     timeout: float  # for the coordinator's answer to one round
     done: threading.Event = field(default_factory=threading.Event)
-    answer: Any = None  # backend.Observed of the latest round
+    answer: Any = None  # the AttemptResult of the latest round
     answered_at: float = 0.0
 
 
@@ -48,7 +48,7 @@ class Watcher:
 
     def wait(self, handle: Any, exp_dir: Path, timeout: float, wait: float) -> Any:
         """The experiment's state once it is no longer running, or after ``wait`` s."""
-        from gridrun.backends.ray.backend import Observed
+        from gridrun.attempts import AttemptResult
 
         asked = time.monotonic()
         w = Waiter(handle, exp_dir, timeout)
@@ -68,7 +68,7 @@ class Watcher:
                 if w in waiters:
                     waiters.remove(w)
         if w.answer is None or w.answered_at < asked:
-            return Observed("unreachable", error=f"the Ray cluster did not answer in {wait:.0f}s")
+            return AttemptResult.unknown(f"the Ray cluster did not answer in {wait:.0f}s")
         return w.answer
 
     def _watch(self, run: tuple[str, str]) -> None:
@@ -84,14 +84,12 @@ class Watcher:
                     [(w.handle, w.exp_dir) for w in waiters], max(w.timeout for w in waiters)
                 )
             except Exception as exc:  # never gone: the supervisor sees it unreachable
-                from gridrun.backends.ray.backend import Observed
+                from gridrun.attempts import AttemptResult
 
-                answers = [Observed("unreachable", error=f"{type(exc).__name__}: {exc}")] * len(
-                    waiters
-                )
+                answers = [AttemptResult.unknown(f"{type(exc).__name__}: {exc}")] * len(waiters)
             now = time.monotonic()
             for w, answer in zip(waiters, answers, strict=True):
                 w.answer, w.answered_at = answer, now
-                if answer.state != "running":
+                if answer.ended:
                     w.done.set()
             time.sleep(max(0.0, self.interval - (now - started)))
