@@ -149,7 +149,7 @@ class DockerCase(Case):
 
 
 class RayCase(Case):
-    """The session's real local Ray cluster (``ray_cluster``), through the Ray bridge."""
+    """The session's real local Ray cluster (``ray_cluster``), asked from this process."""
 
     name = "ray"
 
@@ -200,9 +200,7 @@ class RayCase(Case):
 
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
         # The run's coordinator forgets the task, as when its driver is gone.
-        from gridrun.backends.ray.bridge import request
-
-        request(self.home.root, {"op": "release", "handle": handle})
+        backend.release(job, handle)
 
     def preempt(self, backend: Backend, job: Job, handle: str) -> None:
         # What a drain of its node sends: SIGTERM to the experiment's process group,
@@ -222,14 +220,6 @@ class RayCase(Case):
 
     def cleanup(self) -> None:
         self._thaw()  # never leave the shared cluster frozen
-        # This GRID_HOME's bridge would idle for minutes holding a Ray connection.
-        import psutil
-
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = p.info["cmdline"] or []
-            if "gridrun.backends.ray.bridge" in cmd and str(self.home.root) in cmd:
-                with contextlib.suppress(psutil.Error):
-                    p.terminate()
 
 
 CASES: dict[str, type[Case]] = {c.name: c for c in (FakeCase, LocalCase, DockerCase, RayCase)}

@@ -132,8 +132,10 @@ def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> No
     final_ingest(store, target_for(home, job, run.spec))
 
 
-def reconcile(store: Store, home: GridHome) -> None:
-    for exp in store.experiments(Status.RUNNING):
+def reconcile(store: Store, home: GridHome, running: list[Experiment] | None = None) -> None:
+    """Settle what died among ``running`` (default: every running experiment), and
+    release stale claims. The agent passes those its engine watchers do not follow."""
+    for exp in store.experiments(Status.RUNNING) if running is None else running:
         if reconcile_experiment(store, home, exp) != "alive":
             ingest_leftover_metrics(store, home, exp)
     now = time.time()

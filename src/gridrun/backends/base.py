@@ -22,6 +22,33 @@ Capabilities and capacity are declared, so that an option a backend cannot honou
 refused at submission (never silently ignored), and so that the agent knows whether it
 must place experiments within this machine's CPUs, memory and GPUs (``local``,
 ``docker``) or hand them to an engine that schedules them itself (Ray, Kubernetes).
+
+Two ways an attempt is supervised, chosen by ``Capabilities.shares_machine``:
+
+* it shares this machine (local, Docker): a forked supervisor per experiment
+  (:mod:`gridrun.agent.supervisor`) calls :meth:`~Backend.run` (launch, then a
+  blocking :meth:`~Backend.wait`) and owns its output pipes;
+* an engine schedules and supervises it (Ray; Slurm and Kubernetes next): no local
+  process per experiment. The agent's one watcher per backend
+  (:mod:`gridrun.agent.watcher`) uses only this narrow part of the protocol, from
+  one thread of the agent that holds the engine's connection:
+
+  - ``launch(job, sink) -> handle``, called for a batch of claimed experiments one
+    after another; the handle is persisted before it returns. The sink is closed
+    once it returns: an engine's output reaches ``job.log_path`` when polled;
+  - ``poll([(job, handle), ...]) -> [AttemptResult, ...]``, once a round for every
+    running attempt (backoff 0.1 s to 1 s): ask the engine once (``_poll_many``,
+    one ``sacct``/``squeue`` for Slurm), append new output to each log, and answer
+    ``running``, ``exited`` (exit code, reason), ``gone`` (reason: the engine lost it,
+    its node died) or ``unknown`` (not reachable: never taken for gone);
+  - ``stop(job, handle, grace)``, for a ``grid stop`` or a rehearsed preemption;
+  - ``collect(job, handle, keep_workdir=...)`` then ``release(job, handle)``, once
+    the attempt ended, before the watcher settles it in the store.
+
+  It never calls ``wait``; a new agent adopts the attempts of one that died through
+  the same ``poll``. Every answer is an :class:`~gridrun.attempts.AttemptResult`,
+  whose :class:`~gridrun.attempts.TerminationReason` decides the experiment's next
+  status (:mod:`gridrun.store.endings`).
 """
 
 from __future__ import annotations

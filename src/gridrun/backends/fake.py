@@ -154,7 +154,10 @@ class FakeBackend(Backend):
             if self._ended(state, ignore_term):
                 break
             if verb in ("stdout", "stderr"):
-                state.sink.write(verb, arg)
+                # As an engine's output: appended to the log, not written through
+                # the launch's sink, which the agent's watcher closes once launched.
+                with LogSink(state.job.log_path) as sink:
+                    sink.write(verb, arg)
             elif verb == "write":
                 rel, _, text = arg.partition(" ")
                 path = state.job.workdir / rel
