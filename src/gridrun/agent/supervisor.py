@@ -28,12 +28,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gridrun.agent.jobs import make_job, save_job
 from gridrun.attempts import AttemptResult
 from gridrun.backends import get_backend
-from gridrun.backends.base import Job
+from gridrun.backends.base import Backend, Job
 from gridrun.config import MachineConfig, load_machine_config
 from gridrun.errors import out_of_space
 from gridrun.fsutil import atomic_write_json
@@ -43,6 +43,9 @@ from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
 from gridrun.store.endings import Ending, Policy, conclude, decide
 from gridrun.store.models import Experiment, Run, Status
+
+if TYPE_CHECKING:
+    from gridrun.metrics.ingest import IngestTarget, LiveIngest
 
 EXIT_FILE = "exit.json"  # the last attempt's AttemptResult, written before the store
 PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
@@ -151,7 +154,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     attempt = store.get_experiment(exp_id).attempt
     (exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
 
-    from gridrun.metrics.ingest import LiveIngest, final_ingest, target_for
+    from gridrun.metrics.ingest import LiveIngest, target_for
 
     metrics = target_for(home, job, run.spec, machine)
     live = LiveIngest(home.db_path, metrics).start()
@@ -180,41 +183,15 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             # down, a node drain, or `grid preempt` rehearsing one.
             preempted = _preempt_reason(exp_dir) or "its supervisor got SIGTERM"
         result = conclude(result, stop_requested=stop_requested, preempted=preempted)
-        ending = result.ending
-        if ending == Ending.PREEMPTED:
-            sink.write("stderr", f"gridrun: preempted ({result.detail})")
-        # It may run again: keep its working directory (checkpoints) for the restart.
-        again = ending in (Ending.PREEMPTED, Ending.FAILED)
-        try:
-            backend.collect(job, handle, keep_workdir=again)
-        except Exception as exc:
-            # The experiment keeps its own ending (an exit 0 stays succeeded): what it
-            # did is not undone by a disk that could not take a copy of it. The
-            # artifacts are marked incomplete, with the one-line reason, in its error.
-            note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
-            sink.write("stderr", f"gridrun: {note}")
-            with contextlib.suppress(OSError):
-                (exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
-            result = replace(result, detail=f"{result.detail}; {note}" if result.detail else note)
-        # The last metrics pass: after the files were copied out of a container, before
-        # the working copy is removed, and before the exit is recorded, so that a
-        # finished experiment's metrics are complete the moment its status says so.
-        live.stop()
-        try:
-            final_ingest(store, metrics)
-        except Exception as exc:  # a full disk loses the last metrics, not the exit
-            sink.write("stderr", f"gridrun: could not record metrics: {exc}")
-        result = result.at(started_at, time.time())
-        # Before the release, which forgets the job (the local witness's record goes
-        # with it): a supervisor killed from here on leaves this record instead.
-        with contextlib.suppress(OSError):
-            write_exit_record(exp_dir, attempt, result)
-        if again:
-            park_workdir(job)
-        try:
-            backend.release(job, handle)
-        except Exception as exc:
-            sink.write("stderr", f"gridrun: cleanup failed: {exc}")
+        result = wrap_up(
+            backend,
+            job,
+            handle,
+            result.at(started_at, None),
+            attempt,
+            sink,
+            lambda: _last_metrics(live, store, metrics),
+        )
 
     # Both retried while the disk is full: the workdir removed above usually made room,
     # and otherwise the experiment is recorded as soon as any space is freed.
@@ -226,6 +203,64 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     ensure_agent_alive(home, store)
     store.close()
     return 0
+
+
+def wrap_up(
+    backend: Backend,
+    job: Job,
+    handle: str | None,
+    result: AttemptResult,
+    attempt: int | None,
+    sink: LogSink,
+    last_metrics: Callable[[], None],
+) -> AttemptResult:
+    """Everything between an attempt's end and the store, for a supervisor and for the
+    agent's engine watcher alike; ``result`` already concluded. Returns it as kept.
+
+    Collects its files (copied, and its working directory parked, when it may run
+    again), takes the last metrics pass, writes the exit record, then releases it.
+    """
+    if result.ending == Ending.PREEMPTED:
+        sink.write("stderr", f"gridrun: preempted ({result.detail})")
+    # It may run again: keep its working directory (checkpoints) for the restart.
+    again = result.ending in (Ending.PREEMPTED, Ending.FAILED)
+    try:
+        backend.collect(job, handle, keep_workdir=again)
+    except Exception as exc:
+        # The experiment keeps its own ending (an exit 0 stays succeeded): what it did
+        # is not undone by a disk that could not take a copy of it. The artifacts are
+        # marked incomplete, with the one-line reason, in its error.
+        note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
+        sink.write("stderr", f"gridrun: {note}")
+        with contextlib.suppress(OSError):
+            (job.exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
+        result = replace(result, detail=f"{result.detail}; {note}" if result.detail else note)
+    # The last metrics pass: after the files were copied out of a container, before
+    # the working copy is removed, and before the exit is recorded, so that a finished
+    # experiment's metrics are complete the moment its status says so.
+    try:
+        last_metrics()
+    except Exception as exc:  # a full disk loses the last metrics, not the exit
+        sink.write("stderr", f"gridrun: could not record metrics: {exc}")
+    result = replace(result, finished_at=time.time())
+    # Before the release, which forgets the job (the local witness's record goes with
+    # it): a supervisor killed from here on leaves this record instead.
+    with contextlib.suppress(OSError):
+        write_exit_record(job.exp_dir, attempt, result)
+    if again:
+        park_workdir(job)
+    try:
+        backend.release(job, handle)
+    except Exception as exc:
+        sink.write("stderr", f"gridrun: cleanup failed: {exc}")
+    return result
+
+
+def _last_metrics(live: LiveIngest, store: Store, metrics: IngestTarget) -> None:
+    from gridrun.metrics.ingest import final_ingest
+
+    live.stop()
+    final_ingest(store, metrics)
 
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"

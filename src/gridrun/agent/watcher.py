@@ -13,8 +13,9 @@ engine's connection, which
   as submitit's shared watcher does for ``sacct``;
 * sends the stops that ``grid stop`` recorded in the store (and the rehearsed
   preemptions of ``grid preempt``) through ``Backend.stop``;
-* ends an attempt as the forked supervisor would (collect, last metrics pass, exit
-  record, release, then the store through :func:`~gridrun.agent.supervisor.settle_attempt`);
+* ends an attempt with the forked supervisor's own code
+  (:func:`~gridrun.agent.supervisor.wrap_up`: collect, last metrics pass, exit record,
+  release), then settles it (:func:`~gridrun.agent.supervisor.settle_attempt`);
 * adopts, after an agent died, the running attempts its predecessor watched: the
   same answers as :mod:`gridrun.agent.reconcile` (never ``unknown`` taken for gone).
 
@@ -34,15 +35,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gridrun.agent.jobs import make_job, read_job, save_job
-from gridrun.agent.supervisor import (
-    ARTIFACTS_INCOMPLETE,
-    PREEMPT_FILE,
-    park_workdir,
-    read_exit_record,
-    settle_attempt,
-    write_exit_record,
-)
-from gridrun.attempts import AttemptResult, Ending, PollState
+from gridrun.agent.supervisor import PREEMPT_FILE, read_exit_record, settle_attempt, wrap_up
+from gridrun.attempts import AttemptResult, PollState
 from gridrun.backends import Backend, backend_class, get_backend
 from gridrun.backends.base import Job, read_handle
 from gridrun.home import GridHome
@@ -299,37 +293,22 @@ class EngineWatcher:
             return  # settled meanwhile (by a grid stop that found us gone)
         if result.exit_code is None:  # lost by its engine: no exit code to tell
             result = replace(result, exit_code=-1)
+        run = store.get_run_by_id(exp.run_id, with_experiments=False)
+        target = w.target or target_for(self.home, job, run.spec)
         with LogSink(job.log_path) as sink:
             if result.state == PollState.GONE:
                 sink.write("stderr", f"gridrun: {result.detail}")
             preempted = None if exp.stop_requested else w.preempted
             result = conclude(result, stop_requested=exp.stop_requested, preempted=preempted)
-            if result.ending == Ending.PREEMPTED:
-                sink.write("stderr", f"gridrun: preempted ({result.detail})")
-            again = result.ending in (Ending.PREEMPTED, Ending.FAILED)
-            try:
-                backend.collect(job, w.handle or None, keep_workdir=again)
-            except Exception as exc:
-                note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
-                sink.write("stderr", f"gridrun: {note}")
-                with contextlib.suppress(OSError):
-                    (job.exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
-                detail = f"{result.detail}; {note}" if result.detail else note
-                result = replace(result, detail=detail)
-            try:
-                run = store.get_run_by_id(exp.run_id, with_experiments=False)
-                final_ingest(store, w.target or target_for(self.home, job, run.spec))
-            except Exception as exc:
-                sink.write("stderr", f"gridrun: could not record metrics: {exc}")
-            result = result.at(w.started_at, time.time())
-            with contextlib.suppress(OSError):
-                write_exit_record(job.exp_dir, w.attempt, result)
-            if again:
-                park_workdir(job)
-            try:
-                backend.release(job, w.handle or None)
-            except Exception as exc:
-                sink.write("stderr", f"gridrun: cleanup failed: {exc}")
+            result = wrap_up(
+                backend,
+                job,
+                w.handle or None,
+                result.at(w.started_at, None),
+                w.attempt,
+                sink,
+                lambda: final_ingest(store, target),
+            )
         status = settle_attempt(store, exp, result, w.attempt)
         if status is not None and status.finished:
             shutil.rmtree(job.resume_dir, ignore_errors=True)

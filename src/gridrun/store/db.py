@@ -565,16 +565,6 @@ class Store:
                     (handle, exp_id, attempt),
                 )
 
-    def record_node(self, exp_id: int, node: str) -> None:
-        """Where an engine runs the current attempt (``grid status RUN`` shows it)."""
-        with self.transaction() as c:
-            attempt = _open_attempt(c, exp_id, time.time())
-            if attempt is not None:
-                c.execute(
-                    "UPDATE attempts SET node = ? WHERE experiment_id = ? AND attempt = ?",
-                    (node, exp_id, attempt),
-                )
-
     def attempts(self, exp_id: int) -> list[AttemptRecord]:
         """Every attempt of an experiment, first first."""
         rows = self.conn.execute(
