@@ -141,6 +141,7 @@ class LocalRayCluster:
         self._start(
             [
                 "--head",
+                "--node-ip-address", "127.0.0.1",
                 "--port", str(gcs),
                 "--num-cpus", str(self.head_cpus),
                 "--num-gpus", "0",
@@ -157,7 +158,8 @@ class LocalRayCluster:
 
     def _start_workers(self, timeout: float) -> None:
         for i, w in enumerate(self.workers):
-            args = ["--address", self.gcs_address, "--num-cpus", str(w.get("cpus", 1))]
+            args = ["--address", self.gcs_address, "--node-ip-address", "127.0.0.1"]
+            args += ["--num-cpus", str(w.get("cpus", 1))]
             args += ["--num-gpus", "0"]
             if w.get("resources"):
                 args += ["--resources", json.dumps(w["resources"])]
@@ -244,7 +246,8 @@ class LocalRayCluster:
         """
         self.workers.append({"cpus": cpus, "resources": resources or {}})
         index = len(self.workers) - 1
-        args = ["--address", self.gcs_address, "--num-cpus", str(cpus), "--num-gpus", str(gpus)]
+        args = ["--address", self.gcs_address, "--node-ip-address", "127.0.0.1"]
+        args += ["--num-cpus", str(cpus), "--num-gpus", str(gpus)]
         if resources:
             args += ["--resources", json.dumps(resources)]
         for attempt in range(3):

@@ -152,6 +152,7 @@ class LocalSlurmCluster:
             "SlurmctldTimeout=30",
             "SlurmdTimeout=30",
             "InactiveLimit=0",
+            "MessageTimeout=3",  # a frozen controller is "unreachable" in seconds
             "Waittime=0",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",

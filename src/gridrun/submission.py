@@ -231,6 +231,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         check_project_folder(localdir, home.root)
         script = resolve_script(localdir, req.script)
     req, config_args, config_notes = merge_config(req)
+    scratch_space(req.scratch_size, req.scratch_mount_path)  # refused before any work
 
     if script.endswith(".py"):
         from gridrun.deps import check_script_syntax

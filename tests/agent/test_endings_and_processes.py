@@ -1,57 +1,92 @@
-"""Unit tests: the ending/decision rule, process identity, the queue's head query."""
+"""Unit tests: attempt results, the ending/decision rule, process identity, the queue."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from gridrun.attempts import ENDINGS, AttemptResult, TerminationReason
 from gridrun.processes import ProcessRef, read_ref, start_ticks, write_ref
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.db import Store
-from gridrun.store.endings import Ending, Policy, classify, decide
+from gridrun.store.endings import Ending, Policy, conclude, decide
 from gridrun.store.models import Status
 
 
 @pytest.mark.unit
-def test_classify_tells_the_three_apart() -> None:
-    assert classify(0, stop_requested=False, preempted=None) == (Ending.SUCCEEDED, None)
-    assert classify(2, stop_requested=False, preempted=None, error="x") == (Ending.FAILED, "x")
-    assert classify(2, stop_requested=False, preempted=None)[0] == Ending.FAILED
-    assert classify(-15, stop_requested=False, preempted=None)[0] == Ending.PREEMPTED
-    assert classify(143, stop_requested=False, preempted=None)[0] == Ending.PREEMPTED
+def test_an_exit_code_alone_tells_the_three_apart() -> None:
+    assert AttemptResult.exited(0).reason == TerminationReason.SUCCEEDED
+    assert AttemptResult.exited(2).ending == Ending.FAILED
+    assert AttemptResult.failed("x").reason == TerminationReason.BACKEND_FAILED
+    assert AttemptResult.failed("x").ending == Ending.FAILED
+    for code in (-15, 143):
+        ended = AttemptResult.exited(code)
+        assert ended.reason == TerminationReason.SIGTERM and ended.ending == Ending.PREEMPTED
+        assert ended.detail == f"SIGTERM from outside gridrun (exit code {code})"
+
+
+@pytest.mark.unit
+def test_conclude_adds_what_the_supervisor_knows() -> None:
     # Exit 0 within the grace after a preemption SIGTERM: resumable, not succeeded.
-    assert classify(0, stop_requested=False, preempted="node drain") == (
-        Ending.PREEMPTED,
-        "node drain",
-    )
+    ended = conclude(AttemptResult.exited(0), stop_requested=False, preempted="node drain")
+    assert ended.reason == TerminationReason.SUPERVISOR_SIGNALLED
+    assert (ended.ending, ended.detail, ended.exit_code) == (Ending.PREEMPTED, "node drain", 0)
     # A user's stop wins over everything.
-    assert classify(-15, stop_requested=True, preempted="x")[0] == Ending.STOPPED
+    stopped = conclude(AttemptResult.exited(-15), stop_requested=True, preempted="x")
+    assert stopped.reason == TerminationReason.STOPPED and stopped.ending == Ending.STOPPED
+    plain = AttemptResult.exited(2)
+    assert conclude(plain, stop_requested=False) == plain
+
+
+def test_every_reason_has_an_ending() -> None:
+    assert set(ENDINGS) == set(TerminationReason)
+    for reason in TerminationReason:
+        assert isinstance(reason.ending, Ending)
+    preempting = {r for r in TerminationReason if r.ending == Ending.PREEMPTED}
+    assert TerminationReason.NODE_DIED in preempting
+    assert TerminationReason.SUPERVISOR_LOST in preempting
+
+
+def test_a_result_survives_its_record() -> None:
+    ended = AttemptResult.gone("lost: Ray node n1 died", TerminationReason.NODE_DIED)
+    ended = replace(ended, node="n1 (ab12cd34)").at(1.0, 2.0)
+    assert AttemptResult.from_dict(json.loads(json.dumps(ended.to_dict()))) == ended
+    # An exit record written by an older gridrun.
+    old = AttemptResult.from_dict(
+        {"exit_code": 0, "ending": "preempted", "reason": "drain", "finished_at": 3.0}
+    )
+    assert (old.ending, old.detail, old.exit_code) == (Ending.PREEMPTED, "drain", 0)
+    older = AttemptResult.from_dict({"exit_code": 1, "status": "failed", "error": "boom"})
+    assert (older.ending, older.detail) == (Ending.FAILED, "boom")
 
 
 @pytest.mark.unit
 def test_decide_counts_restarts_and_retries_apart() -> None:
+    lost = TerminationReason.NODE_DIED
+    code = TerminationReason.SCRIPT_FAILED
     ar = Policy(auto_resume=True, max_restarts=2)
-    d = decide(Ending.PREEMPTED, "r", ar, restarts=0, retries=0, preemptions=0)
-    assert d.requeue and d.restart and not d.retry
-    d = decide(Ending.PREEMPTED, "r", ar, restarts=2, retries=0, preemptions=2)
+    d = decide(lost, "r", ar, restarts=0, retries=0, preemptions=0)
+    assert d.requeue and d.restart and not d.retry and d.reason == lost
+    d = decide(lost, "r", ar, restarts=2, retries=0, preemptions=2)
     assert d.status == Status.FAILED and d.error.startswith("preempted 3 times (--max_restarts 2)")
-    d = decide(Ending.PREEMPTED, "spot", Policy(), restarts=0, retries=0, preemptions=0)
+    d = decide(TerminationReason.SIGTERM, "spot", Policy(), restarts=0, retries=0, preemptions=0)
     assert d.status == Status.FAILED and d.error == "preempted: spot"
-    d = decide(Ending.FAILED, None, ar, restarts=0, retries=0, preemptions=0)
-    assert d.status == Status.FAILED  # a code failure is not a preemption
+    d = decide(code, None, ar, restarts=0, retries=0, preemptions=0)
+    assert d.status == Status.FAILED and d.error is None  # a code failure is not a preemption
     retry = Policy(retries_on_failure=1)
-    d = decide(Ending.FAILED, None, retry, restarts=0, retries=0, preemptions=0)
+    d = decide(code, "", retry, restarts=0, retries=0, preemptions=0)
     assert d.requeue and d.retry and not d.restart
-    d = decide(Ending.FAILED, None, retry, restarts=0, retries=1, preemptions=0)
+    d = decide(code, None, retry, restarts=0, retries=1, preemptions=0)
     assert d.status == Status.FAILED and "failed 2 times" in (d.error or "")
-    assert decide(Ending.STOPPED, None, ar, restarts=0, retries=0, preemptions=0).status == (
-        Status.STOPPED
-    )
+    stop = TerminationReason.STOPPED
+    assert decide(stop, None, ar, restarts=0, retries=0, preemptions=0).status == Status.STOPPED
 
 
 @pytest.mark.unit

@@ -11,6 +11,8 @@ import pytest
 
 from gridrun.agent.jobs import make_job, save_job
 from gridrun.agent.reconcile import reconcile_experiment
+from gridrun.agent.supervisor import write_exit_record
+from gridrun.attempts import AttemptResult, TerminationReason
 from gridrun.backends import get_backend
 from gridrun.backends.base import write_handle
 from gridrun.backends.fake import FakeBackend
@@ -90,6 +92,18 @@ def test_an_exit_record_is_applied(store, home, tmp_path) -> None:
     assert _status(store, exp).status == Status.SUCCEEDED
 
 
+def test_an_attempt_result_record_is_applied(store, home, tmp_path) -> None:
+    exp, _, _ = _running(store, home, tmp_path, SLEEPS, auto_resume=True)
+    ended = AttemptResult.gone("lost: Ray node n1 died", TerminationReason.NODE_DIED)
+    write_exit_record(home.experiment_dir(exp.name), exp.attempt, ended.at(1.0, 2.0))
+    assert reconcile_experiment(store, home, exp) == "finished"
+    after = _status(store, exp)
+    assert after.status == Status.PENDING and after.ending == "preempted"
+    (attempt,) = store.attempts(exp.id)
+    assert attempt.result.reason == TerminationReason.NODE_DIED
+    assert attempt.result.detail == "lost: Ray node n1 died"
+
+
 def test_still_running_in_the_engine_stays_running(store, home, tmp_path) -> None:
     exp, backend, handle = _running(store, home, tmp_path, SLEEPS)
     assert reconcile_experiment(store, home, exp) == "alive"
@@ -139,6 +153,8 @@ def test_a_job_the_engine_lost_is_lost(store, home, tmp_path) -> None:
     assert reconcile_experiment(store, home, exp) == "lost"
     after = _status(store, exp)
     assert after.status == Status.FAILED and "lost" in (after.error or "")
+    (attempt,) = store.attempts(exp.id)
+    assert attempt.handle == handle and attempt.result.reason == TerminationReason.ENGINE_LOST
 
 
 def test_a_lost_job_is_requeued_with_auto_resume(store, home, tmp_path) -> None:

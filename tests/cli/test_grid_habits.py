@@ -512,7 +512,7 @@ def test_yaml_machine_keys_are_mapped(cli: CLI, grid_home: Path, project: Path) 
             ["compute.train.actions"],
         ),
         ("compute:\n  train:\n    environment:\n      A: b\n", ["compute.train.environment"]),
-        ("compute:\n  train:\n    scratch_size: 100\n", ["compute.train.scratch_size"]),
+        ("compute:\n  train:\n    scratch_mount_path: /tmp/x\n", ["needs --scratch_size"]),
         ("compute:\n  train:\n    cpu: 1\n", ["Unknown key(s) cpu", "cpus"]),
         ("compute:\n  trian:\n    cpus: 1\n", ["Unknown key(s) trian", "train"]),
         ("hyper_params:\n  setings: {}\n", ["Unknown key(s) setings", "hyper_params"]),

@@ -149,7 +149,7 @@ class DockerCase(Case):
 
 
 class RayCase(Case):
-    """The session's real local Ray cluster (``ray_cluster``), through the Ray bridge."""
+    """The session's real local Ray cluster (``ray_cluster``), asked from this process."""
 
     name = "ray"
 
@@ -200,9 +200,7 @@ class RayCase(Case):
 
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
         # The run's coordinator forgets the task, as when its driver is gone.
-        from gridrun.backends.ray.bridge import request
-
-        request(self.home.root, {"op": "release", "handle": handle})
+        backend.release(job, handle)
 
     def preempt(self, backend: Backend, job: Job, handle: str) -> None:
         # What a drain of its node sends: SIGTERM to the experiment's process group,
@@ -222,14 +220,6 @@ class RayCase(Case):
 
     def cleanup(self) -> None:
         self._thaw()  # never leave the shared cluster frozen
-        # This GRID_HOME's bridge would idle for minutes holding a Ray connection.
-        import psutil
-
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = p.info["cmdline"] or []
-            if "gridrun.backends.ray.bridge" in cmd and str(self.home.root) in cmd:
-                with contextlib.suppress(psutil.Error):
-                    p.terminate()
 
 
 class SlurmCase(Case):
@@ -247,20 +237,12 @@ class SlurmCase(Case):
             self.monkeypatch.setenv(key, value)
 
     def break_engine(self, backend: Backend) -> None:
-        # Clients that cannot reach the controller (their config names a port where
-        # nothing listens), as a head behind a broken network.
-        conf = Path(self.cluster.conf).read_text()
-        broken = self.home.root / "broken-slurm.conf"
-        broken.write_text(
-            "\n".join(
-                "SlurmctldPort=9" if line.startswith("SlurmctldPort=") else line
-                for line in conf.splitlines()
-            )
-        )
-        self.monkeypatch.setenv("SLURM_CONF", str(broken))
+        # The controller frozen: there, but it does not answer (a head behind a broken
+        # network); the cluster's MessageTimeout is short, so clients give up quickly.
+        self.cluster.procs["slurmctld"].send_signal(signal.SIGSTOP)
 
     def mend_engine(self, backend: Backend) -> None:
-        self.monkeypatch.setenv("SLURM_CONF", str(self.cluster.conf))
+        self.cluster.procs["slurmctld"].send_signal(signal.SIGCONT)
 
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
         # Its task killed outright, as a node's sudden death would (the experiment dies
@@ -292,6 +274,7 @@ class SlurmCase(Case):
         self.cluster.set_node(node, "DOWN", "conformance: preempted")
 
     def cleanup(self) -> None:
+        self.cluster.procs["slurmctld"].send_signal(signal.SIGCONT)  # never left frozen
         self.cluster.scancel_all()
         for node in self.cluster.node_names:
             self.cluster.scontrol("update", f"NodeName={node}", "State=RESUME", check=False)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from gridrun.backends.base import Poll, PollState, read_handle
+from gridrun.backends.base import AttemptResult, PollState, TerminationReason, read_handle
 from gridrun.errors import BackendError, UnsupportedError, UsageError
 from gridrun.logs import LogSink
 from gridrun.specs import EnvSpec, Resources, RunSpec
-from gridrun.store.endings import Ending, Policy, classify, decide
+from gridrun.store.endings import Ending, Policy, conclude, decide
 from gridrun.store.models import Status
 
 FINISHES = """\
@@ -60,17 +61,22 @@ def _wait_for(path: Path, text: str, limit: float = 180) -> None:
         time.sleep(0.05)
 
 
-def _in_background(backend, job) -> tuple[threading.Thread, list[int], list[str]]:
+def _plain(results: list[AttemptResult]) -> list[AttemptResult]:
+    """Without the node an engine names (a Ray node): the rest is the same everywhere."""
+    return [replace(r, node="") for r in results]
+
+
+def _in_background(backend, job) -> tuple[threading.Thread, list[AttemptResult], list[str]]:
     """Launch and wait as a supervisor does, in a thread; the handle once known."""
-    codes: list[int] = []
+    codes: list[AttemptResult] = []
     handles: list[str] = []
 
     def supervise() -> None:
         with LogSink(job.log_path) as sink:
             try:
                 codes.append(backend.run(job, sink, handles.append))
-            except BackendError:  # the engine lost it: the supervisor records a failure
-                codes.append(-1)
+            except BackendError as exc:  # the engine lost it: the supervisor records a failure
+                codes.append(AttemptResult.failed(str(exc)))
 
     t = threading.Thread(target=supervise, daemon=True)
     t.start()
@@ -87,11 +93,13 @@ def test_exit_code_output_artifacts_and_release(make_job) -> None:
     with LogSink(job.log_path) as sink:
         handle = backend.launch(job, sink)
         assert read_handle(job) == handle  # persisted before anything else
-        assert backend.wait(job, handle, sink) == 3
+        ended = backend.wait(job, handle, sink)
+        assert _plain([ended]) == [AttemptResult.exited(3)]
+        assert ended.reason == TerminationReason.SCRIPT_FAILED
     log = job.log_path.read_text()
     assert "[stdout] " in log and "hello out" in log
     assert "[stderr] " in log and "hello err" in log
-    assert backend.poll([(job, handle)]) == [Poll.exited(3)]
+    assert _plain(backend.poll([(job, handle)])) == [AttemptResult.exited(3)]
     assert "made.txt" in backend.collect(job, handle)
     assert (job.artifacts_dir / "made.txt").read_text() == "made"
     backend.release(job, handle)
@@ -135,7 +143,7 @@ def test_every_backend_gives_an_experiment_the_same_view(make_real_job, tmp_path
     backend, job = make_real_job(CONTRACT, env=env, datastores=[mount])
     with LogSink(job.log_path) as sink:
         handle = backend.launch(job, sink)
-        assert backend.wait(job, handle, sink) == 0, job.log_path.read_text()
+        assert backend.wait(job, handle, sink).exit_code == 0, job.log_path.read_text()
     backend.release(job, handle)
     line = next(ln for ln in job.log_path.read_text().splitlines() if "CONTRACT " in ln)
     seen = json.loads(line.split("CONTRACT ", 1)[1])
@@ -155,10 +163,10 @@ def test_a_new_instance_finds_the_job_by_its_handle(case, make_job) -> None:
     backend, job = make_job(SLEEPS)
     t, codes, handles = _in_background(backend, job)
     later = case.backend()  # another process, knowing only the job and the handle
-    assert later.poll([(job, read_handle(job))]) == [Poll.running()]
+    assert _plain(later.poll([(job, read_handle(job))])) == [AttemptResult.running()]
     later.stop(job, handles[0], 1.0)
     t.join(timeout=30)
-    assert codes and codes[0] in STOPPED
+    assert codes and codes[0].exit_code in STOPPED
 
 
 def test_stop_terminates_within_the_grace_period(make_job) -> None:
@@ -167,7 +175,7 @@ def test_stop_terminates_within_the_grace_period(make_job) -> None:
     started = time.monotonic()
     backend.stop(job, handles[0], job.stop_grace)
     t.join(timeout=30)
-    assert codes and codes[0] in STOPPED
+    assert codes and codes[0].exit_code in STOPPED
     assert time.monotonic() - started < job.stop_grace + 10
     assert backend.poll([(job, handles[0])])[0].state == PollState.EXITED
 
@@ -180,7 +188,7 @@ def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(case, make_
     started = time.monotonic()
     backend.stop(job, handles[0], 1.0)
     t.join(timeout=30)
-    assert codes and codes[0] in KILLED
+    assert codes and codes[0].exit_code in KILLED
     assert time.monotonic() - started >= 0.9
 
 
@@ -188,7 +196,7 @@ def test_stop_before_launch_never_starts_it(make_job) -> None:
     backend, job = make_job(FINISHES)
     backend.stop(job, None, 1.0)
     with LogSink(job.log_path) as sink:
-        assert backend.run(job, sink) == 143
+        assert backend.run(job, sink).exit_code == 143
     assert read_handle(job) is None
     assert not (job.workdir / "made.txt").exists()
 
@@ -198,9 +206,12 @@ def test_poll_is_batched_and_keeps_order(make_job) -> None:
     _, slow = make_job(SLEEPS)
     with LogSink(quick.log_path) as sink:
         q = backend.launch(quick, sink)
-        assert backend.wait(quick, q, sink) == 3
+        assert backend.wait(quick, q, sink).exit_code == 3
     t, _, handles = _in_background(backend, slow)
-    assert backend.poll([(slow, handles[0]), (quick, q)]) == [Poll.running(), Poll.exited(3)]
+    assert _plain(backend.poll([(slow, handles[0]), (quick, q)])) == [
+        AttemptResult.running(),
+        AttemptResult.exited(3),
+    ]
     assert backend.poll([]) == []
     backend.stop(slow, handles[0], 0.5)
     t.join(timeout=30)
@@ -229,14 +240,20 @@ def test_an_attempt_ended_from_outside_is_a_preemption(case, make_job) -> None:
     case.preempt(case.backend(), job, handles[0])
     t.join(timeout=60)
     assert not t.is_alive(), "the preempted job never ended"
-    assert codes and codes[0] != -1, "the backend lost the job instead of reporting its end"
-    ending, reason = classify(codes[0], stop_requested=False, preempted=backend.preempted)
-    assert ending == Ending.PREEMPTED, (codes[0], backend.preempted)
-    assert reason
+    assert codes and codes[0].exit_code != -1, "the backend lost the job, not its end"
+    ended = conclude(codes[0], stop_requested=False)
+    assert ended.ending == Ending.PREEMPTED, ended
+    assert ended.reason in (
+        TerminationReason.SIGTERM,
+        TerminationReason.ENGINE_RESTARTED,
+        TerminationReason.NODE_DIED,  # Slurm: its node taken down
+    )
+    assert ended.detail
     # Under --auto_resume it runs again, in the same working directory.
     decision = decide(
-        ending, reason, Policy(auto_resume=True), restarts=0, retries=0, preemptions=0
-    )
+        ended.reason, ended.detail, Policy(auto_resume=True), restarts=0, retries=0,
+        preemptions=0,
+    )  # fmt: skip
     assert decision.status == Status.PENDING and decision.restart
 
 
@@ -245,11 +262,9 @@ def test_a_stop_is_never_a_preemption(make_job) -> None:
     t, codes, handles = _in_background(backend, job)
     backend.stop(job, handles[0], 1.0)
     t.join(timeout=30)
-    assert codes and codes[0] in STOPPED
-    assert backend.preempted is None
-    assert classify(codes[0], stop_requested=True, preempted=backend.preempted)[0] == (
-        Ending.STOPPED
-    )
+    assert codes and codes[0].exit_code in STOPPED
+    assert codes[0].reason != TerminationReason.ENGINE_RESTARTED  # the engine did not end it
+    assert conclude(codes[0], stop_requested=True).ending == Ending.STOPPED
 
 
 def test_an_unreachable_engine_is_unknown_never_gone(case, make_job) -> None:
@@ -267,7 +282,7 @@ def test_an_unreachable_engine_is_unknown_never_gone(case, make_job) -> None:
         assert state.detail
     finally:
         case.mend_engine(later)
-    assert later.poll([(job, handles[0])]) == [Poll.running()]
+    assert _plain(later.poll([(job, handles[0])])) == [AttemptResult.running()]
     later.stop(job, handles[0], 0.5)
     t.join(timeout=60)
 

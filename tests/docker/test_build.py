@@ -54,7 +54,7 @@ def test_build_run_reuse_and_code_only_rebuild(
 
     job = make_job(req, tag, "train.py", ["--lr", "0.1", "two words", "ü"])
     with LogSink(job.log_path) as sink:
-        assert backend.run(job, sink) == 0
+        assert backend.run(job, sink).exit_code == 0
     backend.release(job, None)
     out = job.log_path.read_text()
     assert "argv ['train.py', '--lr', '0.1', 'two words', 'ü'] six 1.17.0" in out
@@ -165,7 +165,7 @@ def test_user_dockerfile_used_as_given(make_project, make_request, make_job, bui
     tag = backend.build(req, build_log())
     job = make_job(req, tag, "train.py", [])
     with LogSink(job.log_path) as sink:
-        assert backend.run(job, sink) == 0
+        assert backend.run(job, sink).exit_code == 0
     backend.release(job, None)
     assert "custom /opt/venv" in job.log_path.read_text()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gridrun.backends.base import DatastoreMount, Poll, PollState
+from gridrun.backends.base import AttemptResult, DatastoreMount, PollState
 from gridrun.backends.docker import DockerBackend
 from gridrun.logs import LogSink, parse_line
 
@@ -31,9 +31,9 @@ def _image(make_project, make_request, files: dict[str, str]) -> tuple[Any, str]
     return req, DockerBackend().build(req, lambda line: None)
 
 
-def _run(backend: DockerBackend, job: Any) -> int:
+def _run(backend: DockerBackend, job: Any) -> int | None:
     with LogSink(job.log_path) as sink:
-        return backend.run(job, sink)
+        return backend.run(job, sink).exit_code
 
 
 def _lines(job: Any) -> list[tuple[str, str, str]]:
@@ -161,7 +161,7 @@ def test_recover_after_the_supervisor_died(api, make_project, make_request, make
         assert time.monotonic() < deadline
         time.sleep(0.2)
     later = DockerBackend()  # a new process, knowing nothing but the job and its handle
-    assert later.poll([(slow, s), (quick, q)]) == [Poll.running(), Poll.exited(0)]
+    assert later.poll([(slow, s), (quick, q)]) == [AttemptResult.running(), AttemptResult.exited(0)]
     # What reconciliation does with an exit the engine kept: save, release, record.
     later.collect(quick, q)
     later.release(quick, q)

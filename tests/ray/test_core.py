@@ -1,4 +1,6 @@
-"""The Ray backend's mechanics against the real cluster, without the agent around them."""
+"""The Ray backend's mechanics against the real cluster, without the agent around them:
+what the agent's engine watcher does, in this process (which holds the Ray connection).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gridrun.backends.ray.backend import Handle, RayBackendCore
-from gridrun.backends.ray.package import build_package
-from gridrun.envs.key import environment_key
-from gridrun.envs.pipconf import load_pip_config
+from gridrun.backends.ray.backend import RayBackend
 from gridrun.home import GridHome
+from gridrun.logs import LogSink
 from gridrun.project import take_snapshot
+from gridrun.specs import BuildRequest, Job
 
 pytestmark = pytest.mark.ray
-
-
-def _spec(key: str, name: str, args: list[str]) -> dict:
-    pip = load_pip_config()
-    return {
-        "env_key": key,
-        "python": "3.11",
-        "requirements": [],
-        "pip": pip,
-        "home_label": "t",
-        "experiment": name,
-        "attempt": "a1",
-        "script": "train.py",
-        "args": args,
-        "env": {"GRID_EXPERIMENT_NAME": name},
-        "gpus": 0,
-    }
 
 
 def test_launch_poll_artifacts(ray_cluster, tmp_path: Path) -> None:
@@ -43,33 +27,39 @@ def test_launch_poll_artifacts(ray_cluster, tmp_path: Path) -> None:
         "open('model.txt', 'w').write(os.environ['GRID_EXPERIMENT_NAME'])\n"
     )
     snap = take_snapshot(proj, home)
-    pkg = build_package(snap.manifest_path, home.objects, home.run_dir("r1") / "ray")
-    key = environment_key("3.11", [], load_pip_config().fingerprint())
-    core = RayBackendCore()
-    handles = []
+    backend = RayBackend(home)
+    req = BuildRequest(
+        run_name="r1", project_name="proj", python="3.11", requirements=[],
+        snapshot_hash=snap.hash, snapshot_manifest=snap.manifest_path,
+        objects_dir=home.objects, backend_options={"ray_address": ray_cluster.gcs_address},
+    )  # fmt: skip
+    env_ref = backend.build(req, lambda line: None)
+    items = []
     for i in range(2):
-        exp_dir = home.experiment_dir(f"r1-exp{i}")
-        exp_dir.mkdir(parents=True)
-        h = core.launch(
-            ray_cluster.gcs_address, home.root, "r1", pkg, i, "a1",
-            _spec(key, f"r1-exp{i}", ["--i", str(i)]), {"num_cpus": 1},
+        name = f"r1-exp{i}"
+        exp_dir = home.experiment_dir(name)
+        job = Job(
+            run_name="r1", experiment_name=name, experiment_id=i + 1, env_ref=env_ref,
+            script="train.py", args=["--i", str(i)], exp_dir=exp_dir,
+            workdir=exp_dir / "workdir", snapshot_manifest=snap.manifest_path,
+            objects_dir=home.objects, env={"GRID_EXPERIMENT_NAME": name},
         )  # fmt: skip
-        handles.append((h, exp_dir))
+        with LogSink(job.log_path) as sink:
+            items.append((job, backend.launch(job, sink)))
     deadline = time.monotonic() + 300
-    done = {}
-    while len(done) < 2 and time.monotonic() < deadline:
-        for h, d in handles:
-            o = core.poll(Handle.loads(h.dumps()), d)
-            if o.state in ("exited", "lost"):
-                done[h.key] = o
+    while True:  # one batched poll a round, as the watcher asks
+        results = RayBackend(home).poll(items)
+        if all(r.ended for r in results) or time.monotonic() > deadline:
+            break
         time.sleep(0.2)
-    assert {o.exit_code for o in done.values()} == {0}, done
-    for i, (h, d) in enumerate(handles):
-        log = (d / "output.log").read_text()
+    assert [r.exit_code for r in results] == [0, 0], results
+    assert all(r.node for r in results), results
+    for i, (job, handle) in enumerate(items):
+        log = job.log_path.read_text()
         assert "[stdout] " in log and f"argv ['train.py', '--i', '{i}']" in log, log
         assert "[stderr] " in log and "oops" in log
         assert "[build] " in log
-        assert core.collect_artifacts(h, d / "artifacts") == ["model.txt"]
-        assert (d / "artifacts" / "model.txt").read_text() == f"r1-exp{i}"
-        assert (d / "node").read_text()
-        core.release(h)
+        assert backend.collect(job, handle) == ["model.txt"]
+        assert (job.artifacts_dir / "model.txt").read_text() == f"r1-exp{i}"
+        assert (job.exp_dir / "node").read_text()
+        backend.release(job, handle)

@@ -69,11 +69,18 @@ def test_each_node_chooses_by_its_own_driver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gridrun.backends.ray.node import node_torch_build
+    from gridrun.backends.ray.task import TaskSpec
     from gridrun.envs.torchbuild import choose, each_node
 
+    def task(**kw: object) -> TaskSpec:
+        fields: dict = {
+            "python": "3.11", "requirements": (), "home_label": "h", "experiment": "e",
+            "attempt": "a", "script": "t.py", "args": (), "env": {},
+        }  # fmt: skip
+        return TaskSpec(**fields, **kw)
+
     base = "https://mirror.example/whl"
-    spec = {"env_key": "0123abcd", "gpus": 1, "cuda": "12.6"}
-    spec["torch_build"] = each_node(1, base).to_dict()
+    spec = task(env_key="0123abcd", gpus=1, cuda="12.6", torch_build=each_node(1, base).to_dict())
     assert each_node(1, base).describe() == (
         "torch: CUDA build (--gpus 1, the one each node's driver runs)"
     )
@@ -92,5 +99,5 @@ def test_each_node_chooses_by_its_own_driver(
     key, build = node_torch_build(spec)
     assert (key, build and build.variant) == ("0123abcd-cu128", "cu128")
     # A CPU experiment keeps the head's choice and key.
-    cpu = {"env_key": "0123abcd", "gpus": 0, "torch_build": choose(0, base, None).to_dict()}
+    cpu = task(env_key="0123abcd", gpus=0, torch_build=choose(0, base, None).to_dict())
     assert node_torch_build(cpu)[0] == "0123abcd"

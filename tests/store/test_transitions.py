@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gridrun.attempts import AttemptResult, TerminationReason
 from gridrun.errors import StateError
 from gridrun.store.db import Store
 from gridrun.store.endings import Decision, Ending
@@ -67,9 +68,12 @@ def test_an_experiment_goes_through_its_life_by_named_moves_only(store: Store) -
     assert store.request_stop(exp.id)
     settled = store.settle(
         exp.id, Decision(Status.PENDING, Ending.PREEMPTED, "x", restart=True),
-        exit_code=-15, finished_at=3.0,
+        AttemptResult.exited(-15).at(1.0, 3.0),
     )  # fmt: skip
     assert settled == Status.STOPPED  # a stop wins over a requeue
+    (attempt,) = store.attempts(exp.id)  # one row per attempt, with how it ended
+    assert attempt.attempt == 0 and attempt.result.reason == TerminationReason.STOPPED
+    assert attempt.result.exit_code == -15 and attempt.result.finished_at == 3.0
     kinds = [
         k for (k,) in store.conn.execute("SELECT kind FROM events WHERE experiment_id = ?",
                                          (exp.id,))

@@ -24,6 +24,7 @@ from gridrun.agent.detach import settle_daemon
 from gridrun.agent.launcher import Launcher
 from gridrun.agent.reconcile import reconcile
 from gridrun.agent.scheduler import place
+from gridrun.agent.watcher import EngineWatcher
 from gridrun.backends import Backend, get_backend
 from gridrun.config import load_machine_config
 from gridrun.home import GridHome
@@ -50,7 +51,11 @@ class Agent:
         self.launcher = Launcher(home)
         self.backends: dict[str, Backend] = {}
         self.engine_run: dict[int, bool] = {}  # run id -> its engine places it (Ray)
-        self.search = SearchDriver(self.store, home.run_dir, self._trial_slots, _stop_trial)
+        self.search = SearchDriver(
+            self.store, home.run_dir, self._trial_slots, lambda exp: _stop_trial(home, exp)
+        )
+        # One watcher per engine backend (no forked supervisor per experiment there).
+        self.watchers: dict[str, EngineWatcher] = {}
 
     def wake(self) -> None:
         """Interrupt the loop's wait (a build finished, an experiment can start)."""
@@ -68,7 +73,15 @@ class Agent:
 
     # ------------------------------------------------------------ one step
     def step(self) -> None:
-        reconcile(self.store, self.home)
+        running = self.store.experiments(Status.RUNNING)
+        engine = self._engine_runs({e.run_id for e in running})
+        by_backend: dict[str, list[Experiment]] = {}
+        for e in running:
+            if e.run_id in engine:
+                by_backend.setdefault(e.backend, []).append(e)
+        for name, exps in by_backend.items():
+            self.watcher(name).sync(exps)
+        reconcile(self.store, self.home, [e for e in running if e.run_id not in engine])
         for run in self.store.runs_with_status(Status.BUILDING):
             t = self.builders.get(run.id)
             if t is None or not t.is_alive():
@@ -91,6 +104,19 @@ class Agent:
         if name not in self.backends:
             self.backends[name] = get_backend(name, self.home)
         return self.backends[name]
+
+    def watcher(self, backend_name: str) -> EngineWatcher:
+        """The engine watcher of ``backend_name``, started on first use."""
+        w = self.watchers.get(backend_name)
+        if w is None:
+            w = self.watchers[backend_name] = EngineWatcher(
+                self.home, backend_name, self.backend(backend_name)
+            )
+        return w
+
+    def close(self) -> None:
+        for w in self.watchers.values():
+            w.close()
 
     def schedule(self) -> None:
         """Start what fits, reading only the busy experiments and the queue's head.
@@ -140,8 +166,12 @@ class Agent:
         tokens = {exp.id: uuid.uuid4().hex for exp, _ in wanted}
         claimed = set(self.store.claim_many([(e.id, tokens[e.id], g) for e, g in wanted]))
         requests = []
+        engine: dict[str, list[tuple[int, str]]] = {}
         for exp, gpu_ids in wanted:
             if exp.id not in claimed:
+                continue
+            if self.engine_run.get(exp.run_id):  # launched by its engine watcher
+                engine.setdefault(exp.backend, []).append((exp.id, tokens[exp.id]))
                 continue
             exp.gpu_ids = gpu_ids
             # The supervisor writes job.json itself (from the store): one file fewer
@@ -151,6 +181,8 @@ class Agent:
             requests.append((exp.id, tokens[exp.id], exp_dir / "supervisor.log"))
             log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
         self.launcher.launch_many(requests)
+        for name, claims in engine.items():
+            self.watcher(name).submit(claims)
         return claimed
 
     def idle(self) -> bool:
@@ -159,11 +191,12 @@ class Agent:
         )
 
 
-def _stop_trial(exp: Experiment) -> None:
-    """A trial its search pruned: stopped by its supervisor, as ``grid stop`` does."""
+def _stop_trial(home: GridHome, exp: Experiment) -> None:
+    """A trial its search pruned: stopped by its supervisor (or the engine watcher),
+    as ``grid stop`` does."""
     from gridrun.agent.stopping import signal_supervisor
 
-    signal_supervisor(exp)
+    signal_supervisor(home, exp)
 
 
 def _take_lock(home: GridHome) -> int | None:
@@ -228,6 +261,7 @@ def run_agent(home: GridHome) -> int:
         if lock_fd is None:
             break  # a new agent took over
     agent.launcher.close()
+    agent.close()
     log.info("agent %d exiting", os.getpid())
     return 0
 

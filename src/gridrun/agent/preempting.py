@@ -16,8 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gridrun.agent.control import wake_agent
 from gridrun.agent.reconcile import supervisor_ref
 from gridrun.agent.supervisor import PREEMPT_FILE
+from gridrun.agent.watcher import engine_watched
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
@@ -59,6 +61,12 @@ def preempt_experiments(
             )
             continue
         (home.experiment_dir(e.name) / PREEMPT_FILE).write_text(REASON)
+        if engine_watched(e):
+            # The agent's engine watcher supervises it: it reads the reason written
+            # above on its next step, woken now, and stops the attempt as preempted.
+            wake_agent(home)
+            sent.append(e)
+            continue
         if not ref.signal(signal.SIGTERM):  # only that very supervisor, never a stale pid
             out.append(
                 Preempted(e.name, False, e.status.value, e.restarts, "its supervisor is gone")

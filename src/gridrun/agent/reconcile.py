@@ -20,13 +20,14 @@ import contextlib
 import time
 
 from gridrun.agent.jobs import read_job
-from gridrun.agent.supervisor import apply_exit_record, read_exit_record, settle_attempt
+from gridrun.agent.supervisor import read_exit_record, settle_attempt
+from gridrun.attempts import AttemptResult, TerminationReason
 from gridrun.backends import get_backend
 from gridrun.backends.base import PollState, read_handle
 from gridrun.home import GridHome
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
-from gridrun.store.endings import Ending, classify
+from gridrun.store.endings import conclude
 from gridrun.store.models import Experiment, Status
 
 CLAIM_TIMEOUT = 30.0
@@ -44,10 +45,10 @@ def supervisor_alive(exp: Experiment) -> bool:
     return ref is not None and ref.alive()
 
 
-def settle_lost(
-    store: Store, exp: Experiment, ending: Ending, reason: str | None, code: int | None
-) -> Status | None:
-    return settle_attempt(store, exp, ending, reason, code, time.time(), exp.attempt)
+def settle_lost(store: Store, exp: Experiment, result: AttemptResult) -> Status | None:
+    """Settle an attempt whose supervisor is gone, as ``result`` says it ended."""
+    result = conclude(result, stop_requested=exp.stop_requested)
+    return settle_attempt(store, exp, result.at(exp.started_at, time.time()), exp.attempt)
 
 
 def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
@@ -62,11 +63,15 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
         return "alive"
     exp_dir = home.experiment_dir(exp.name)
     record = read_exit_record(exp_dir)
-    if record is not None and record.get("attempt", exp.attempt) == exp.attempt:
-        apply_exit_record(store, exp.id, record)
+    if record is not None and record[0] in (None, exp.attempt):
+        settle_attempt(store, exp, record[1], record[0])
         return "finished"
-    code: int | None = None
-    why = "lost its supervisor (killed or crashed)"
+    ended: AttemptResult | None = None  # how the backend says it ended, if it kept that
+    # Its supervisor died (SIGKILL, OOM, a crash) and took the experiment with it:
+    # a preemption, which --auto_resume restarts in the same working directory.
+    lost = AttemptResult.gone(
+        "lost its supervisor (killed or crashed)", TerminationReason.SUPERVISOR_LOST
+    )
     loaded = read_job(exp_dir / "job.json")
     if loaded is not None:
         job, backend_name = loaded
@@ -83,13 +88,13 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
             if state is None or state.state in (PollState.RUNNING, PollState.UNKNOWN):
                 backend.stop(job, handle, 1.0)
             elif state.state == PollState.EXITED:
-                code = state.exit_code
+                ended = state
                 with contextlib.suppress(Exception):
                     backend.collect(job, handle)
                 with contextlib.suppress(Exception):
                     backend.release(job, handle)
             elif state.state == PollState.GONE and state.detail:
-                why = state.detail
+                lost = state
         elif handle is not None:
             (state,) = backend.poll([(job, handle)])
             if state.state == PollState.UNKNOWN:
@@ -100,22 +105,18 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
                 # The engine still runs it: a later pass records its exit code.
                 return "alive"
             if state.state == PollState.EXITED:
-                code = state.exit_code
+                ended = state
                 with contextlib.suppress(Exception):
                     backend.collect(job, handle)
                 with contextlib.suppress(Exception):
                     backend.release(job, handle)
             elif state.state == PollState.GONE and state.detail:
-                why = state.detail  # the engine's own reason: the node that died
+                lost = state  # the engine's own reason: the node that died
     exp = store.get_experiment(exp.id)
-    if code is not None:
-        ending, reason = classify(code, stop_requested=exp.stop_requested, preempted=None)
-        settle_lost(store, exp, ending, reason, code)
+    if ended is not None:
+        settle_lost(store, exp, ended)
         return "recovered"
-    # Its supervisor died (SIGKILL, OOM, a crash) and took the experiment with it:
-    # a preemption, which --auto_resume restarts in the same working directory.
-    ending = Ending.STOPPED if exp.stop_requested else Ending.PREEMPTED
-    status = settle_lost(store, exp, ending, why, None)
+    status = settle_lost(store, exp, lost)
     return "requeued" if status == Status.PENDING else "lost"
 
 
@@ -131,8 +132,10 @@ def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> No
     final_ingest(store, target_for(home, job, run.spec))
 
 
-def reconcile(store: Store, home: GridHome) -> None:
-    for exp in store.experiments(Status.RUNNING):
+def reconcile(store: Store, home: GridHome, running: list[Experiment] | None = None) -> None:
+    """Settle what died among ``running`` (default: every running experiment), and
+    release stale claims. The agent passes those its engine watchers do not follow."""
+    for exp in store.experiments(Status.RUNNING) if running is None else running:
         if reconcile_experiment(store, home, exp) != "alive":
             ingest_leftover_metrics(store, home, exp)
     now = time.time()

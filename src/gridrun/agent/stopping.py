@@ -2,8 +2,10 @@
 
 The supervisor owns the running process: it receives SIGTERM, forwards it to the
 experiment (process group or container), waits the grace period, kills, saves
-artifacts and records ``stopped``. Only when the supervisor is already gone does the
-caller stop the experiment itself and record the status.
+artifacts and records ``stopped``. An engine's experiment (Ray) has the agent's
+engine watcher for supervisor: it is woken, and sends the stop the store recorded.
+Only when the supervisor is already gone does the caller stop the experiment itself
+and record the status.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def stop_run(
             stopped.append(e.name)
             if e.status == Status.RUNNING:
                 running[e.id] = e
-                signal_supervisor(e)
+                signal_supervisor(home, e)
         if not queued and not fresh:
             break
     try:
@@ -136,13 +138,22 @@ def stop_experiments(
             if not out_of_space(exc):
                 raise
     for e in running:
-        signal_supervisor(e)
+        signal_supervisor(home, e)
     if wait and running:
         _wait_stopped(home, store, running, grace)
     return stopped
 
 
-def signal_supervisor(e: Experiment) -> None:
+def signal_supervisor(home: GridHome, e: Experiment) -> None:
+    from gridrun.agent.watcher import engine_watched
+
+    if engine_watched(e):
+        # Its supervisor is the agent's engine watcher: it reads the stop from the
+        # store (recorded above) on its next step, woken now, and sends it.
+        from gridrun.agent.control import wake_agent
+
+        wake_agent(home)
+        return
     ref = supervisor_ref(e)
     if ref is not None:
         # SIGINT, not SIGTERM: the supervisor tells a stop from a preemption (an

@@ -6,8 +6,9 @@ process that moves an experiment from claimed-pending to ``running`` and from
 twice even when a restarted agent reconciles at the same moment. It also reads the
 experiment's metrics as they are written (:mod:`gridrun.metrics.ingest`), so they keep
 flowing when the agent dies. Output goes straight
-from the backend to ``output.log``; the exit record is written to ``exit.json``
-before the database, so a crash between the two is repaired by reconciliation.
+from the backend to ``output.log``; the attempt's result (an
+:class:`~gridrun.attempts.AttemptResult`) is written to ``exit.json`` before the
+database, so a crash between the two is repaired by reconciliation.
 
 Kept free of CLI imports (click, rich) so that it starts fast.
 """
@@ -25,12 +26,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gridrun.agent.jobs import make_job, save_job
+from gridrun.attempts import AttemptResult
 from gridrun.backends import get_backend
-from gridrun.backends.base import Job
+from gridrun.backends.base import Backend, Job
 from gridrun.config import MachineConfig, load_machine_config
 from gridrun.errors import out_of_space
 from gridrun.fsutil import atomic_write_json
@@ -38,72 +41,54 @@ from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
-from gridrun.store.endings import Ending, Policy, classify, decide
+from gridrun.store.endings import Ending, Policy, conclude, decide
 from gridrun.store.models import Experiment, Run, Status
 
+if TYPE_CHECKING:
+    from gridrun.metrics.ingest import IngestTarget, LiveIngest
+
+EXIT_FILE = "exit.json"  # the last attempt's AttemptResult, written before the store
 PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
 ARTIFACTS_INCOMPLETE = "artifacts.incomplete"  # the reason some artifacts were not saved
 
 
-def write_exit_record(exp_dir: Path, record: dict) -> None:
+def write_exit_record(exp_dir: Path, attempt: int | None, result: AttemptResult) -> None:
     # Renamed into place, not fsynced: the record is for a supervisor that dies before
     # the store has the exit (a crash, SIGKILL), and the rename alone makes it whole
     # for the reconciler. A power loss may lose it, but it ends the experiment too and
     # may roll back the store's last commits (synchronous=NORMAL): reconciliation then
     # finds no record and takes it for a preemption, which is what it was.
-    atomic_write_json(exp_dir / "exit.json", record, fsync=False)
+    atomic_write_json(exp_dir / EXIT_FILE, {"attempt": attempt, **result.to_dict()}, fsync=False)
 
 
-def read_exit_record(exp_dir: Path) -> dict | None:
+def read_exit_record(exp_dir: Path) -> tuple[int | None, AttemptResult] | None:
+    """The attempt an exit record is for, and its result; None when there is none."""
     try:
-        return json.loads((exp_dir / "exit.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = json.loads((exp_dir / EXIT_FILE).read_text())
+        return record.get("attempt"), AttemptResult.from_dict(record)
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError):
         return None
 
 
-def apply_exit_record(store: Store, exp_id: int, record: dict) -> Status | None:
-    """Settle a running experiment as its exit record says; idempotent.
-
-    The record says how the attempt ended; what that makes of the experiment (final,
-    or queued again) is decided here, against the run's policy and the counts in the
-    store, so a record applied late by reconciliation decides the same way.
-    """
-    exp = store.get_experiment(exp_id)
-    if "ending" in record:
-        ending, reason = Ending(record["ending"]), record.get("reason")
-    else:  # a record written by an older gridrun
-        ending, reason = Ending(record["status"]), record.get("error")
-    return settle_attempt(
-        store,
-        exp,
-        ending,
-        reason,
-        code=record["exit_code"],
-        finished_at=record["finished_at"],
-        attempt=record.get("attempt"),
-    )
-
-
 def settle_attempt(
-    store: Store,
-    exp: Experiment,
-    ending: Ending,
-    reason: str | None,
-    code: int | None,
-    finished_at: float,
-    attempt: int | None,
+    store: Store, exp: Experiment, result: AttemptResult, attempt: int | None
 ) -> Status | None:
-    """Decide what an ended attempt makes of its experiment, against the run's policy."""
+    """Decide what an ended attempt makes of its experiment, against the run's policy.
+
+    Decided here, against the run's policy and the counts in the store, so an exit
+    record applied late by reconciliation decides the same way as its supervisor.
+    """
+    assert result.reason is not None, "an attempt that has not ended cannot be settled"
     run = store.get_run_by_id(exp.run_id, with_experiments=False)
     decision = decide(
-        ending,
-        reason,
+        result.reason,
+        result.detail,
         Policy.of_spec(run.spec),
         restarts=exp.restarts,
         retries=exp.retries,
         preemptions=exp.preemptions,
     )
-    return store.settle(exp.id, decision, exit_code=code, finished_at=finished_at, attempt=attempt)
+    return store.settle(exp.id, decision, result, attempt=attempt)
 
 
 def _job_of(home: GridHome, store: Store, exp_id: int) -> tuple[Job, Run, MachineConfig]:
@@ -169,85 +154,113 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     attempt = store.get_experiment(exp_id).attempt
     (exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
 
-    from gridrun.metrics.ingest import LiveIngest, final_ingest, target_for
+    from gridrun.metrics.ingest import LiveIngest, target_for
 
     metrics = target_for(home, job, run.spec, machine)
     live = LiveIngest(home.db_path, metrics).start()
 
-    error = None
+    started_at = time.time()
     with LogSink(job.log_path) as sink:
         try:
-            exit_code = backend.run(job, sink, on_handle)
+            result = backend.run(job, sink, on_handle)
         except Exception as exc:  # a backend failure is the experiment's failure
-            exit_code = -1
             error = f"{type(exc).__name__}: {exc}"
             sink.write("stderr", f"gridrun: {error}")
             with contextlib.suppress(OSError):  # a full disk must not hide the failure
                 (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
             if out_of_space(exc):
                 error = f"{NO_SPACE}: {error}"
+            result = AttemptResult.failed(error)
         executing[0] = False
+        if result.exit_code is None:  # lost by its engine: no exit code to tell
+            result = replace(result, exit_code=-1)
         stop_requested = stop_signalled.is_set() or when_space(
             lambda: store.get_experiment(exp_id).stop_requested
         )
-        preempted = backend.preempted
+        preempted = None
         if stopping.is_set() and not stop_requested:
             # SIGTERM to the supervisor that `grid stop` did not send: a machine going
             # down, a node drain, or `grid preempt` rehearsing one.
             preempted = _preempt_reason(exp_dir) or "its supervisor got SIGTERM"
-        ending, reason = classify(
-            exit_code, stop_requested=stop_requested, preempted=preempted, error=error
+        result = conclude(result, stop_requested=stop_requested, preempted=preempted)
+        result = wrap_up(
+            backend,
+            job,
+            handle,
+            result.at(started_at, None),
+            attempt,
+            sink,
+            lambda: _last_metrics(live, store, metrics),
         )
-        if ending == Ending.PREEMPTED:
-            sink.write("stderr", f"gridrun: preempted ({reason})")
-        # It may run again: keep its working directory (checkpoints) for the restart.
-        again = ending in (Ending.PREEMPTED, Ending.FAILED)
-        try:
-            backend.collect(job, handle, keep_workdir=again)
-        except Exception as exc:
-            # The experiment keeps its own ending (an exit 0 stays succeeded): what it
-            # did is not undone by a disk that could not take a copy of it. The
-            # artifacts are marked incomplete, with the one-line reason, in its error.
-            note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
-            sink.write("stderr", f"gridrun: {note}")
-            with contextlib.suppress(OSError):
-                (exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
-            reason = f"{reason}; {note}" if reason else note
-        # The last metrics pass: after the files were copied out of a container, before
-        # the working copy is removed, and before the exit is recorded, so that a
-        # finished experiment's metrics are complete the moment its status says so.
-        live.stop()
-        try:
-            final_ingest(store, metrics)
-        except Exception as exc:  # a full disk loses the last metrics, not the exit
-            sink.write("stderr", f"gridrun: could not record metrics: {exc}")
-        record = {
-            "exit_code": exit_code,
-            "ending": ending.value,
-            "reason": reason,
-            "attempt": attempt,
-            "finished_at": time.time(),
-        }
-        # Before the release, which forgets the job (the local witness's record goes
-        # with it): a supervisor killed from here on leaves this record instead.
-        with contextlib.suppress(OSError):
-            write_exit_record(exp_dir, record)
-        if again:
-            park_workdir(job)
-        try:
-            backend.release(job, handle)
-        except Exception as exc:
-            sink.write("stderr", f"gridrun: cleanup failed: {exc}")
 
     # Both retried while the disk is full: the workdir removed above usually made room,
     # and otherwise the experiment is recorded as soon as any space is freed.
-    when_space(lambda: write_exit_record(exp_dir, record))
-    status = when_space(lambda: apply_exit_record(store, exp_id, record))
+    final = result
+    when_space(lambda: write_exit_record(exp_dir, attempt, final))
+    status = when_space(lambda: settle_attempt(store, store.get_experiment(exp_id), final, attempt))
     if status is not None and status.finished:
         shutil.rmtree(job.resume_dir, ignore_errors=True)
     ensure_agent_alive(home, store)
     store.close()
     return 0
+
+
+def wrap_up(
+    backend: Backend,
+    job: Job,
+    handle: str | None,
+    result: AttemptResult,
+    attempt: int | None,
+    sink: LogSink,
+    last_metrics: Callable[[], None],
+) -> AttemptResult:
+    """Everything between an attempt's end and the store, for a supervisor and for the
+    agent's engine watcher alike; ``result`` already concluded. Returns it as kept.
+
+    Collects its files (copied, and its working directory parked, when it may run
+    again), takes the last metrics pass, writes the exit record, then releases it.
+    """
+    if result.ending == Ending.PREEMPTED:
+        sink.write("stderr", f"gridrun: preempted ({result.detail})")
+    # It may run again: keep its working directory (checkpoints) for the restart.
+    again = result.ending in (Ending.PREEMPTED, Ending.FAILED)
+    try:
+        backend.collect(job, handle, keep_workdir=again)
+    except Exception as exc:
+        # The experiment keeps its own ending (an exit 0 stays succeeded): what it did
+        # is not undone by a disk that could not take a copy of it. The artifacts are
+        # marked incomplete, with the one-line reason, in its error.
+        note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
+        sink.write("stderr", f"gridrun: {note}")
+        with contextlib.suppress(OSError):
+            (job.exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
+        result = replace(result, detail=f"{result.detail}; {note}" if result.detail else note)
+    # The last metrics pass: after the files were copied out of a container, before
+    # the working copy is removed, and before the exit is recorded, so that a finished
+    # experiment's metrics are complete the moment its status says so.
+    try:
+        last_metrics()
+    except Exception as exc:  # a full disk loses the last metrics, not the exit
+        sink.write("stderr", f"gridrun: could not record metrics: {exc}")
+    result = replace(result, finished_at=time.time())
+    # Before the release, which forgets the job (the local witness's record goes with
+    # it): a supervisor killed from here on leaves this record instead.
+    with contextlib.suppress(OSError):
+        write_exit_record(job.exp_dir, attempt, result)
+    if again:
+        park_workdir(job)
+    try:
+        backend.release(job, handle)
+    except Exception as exc:
+        sink.write("stderr", f"gridrun: cleanup failed: {exc}")
+    return result
+
+
+def _last_metrics(live: LiveIngest, store: Store, metrics: IngestTarget) -> None:
+    from gridrun.metrics.ingest import final_ingest
+
+    live.stop()
+    final_ingest(store, metrics)
 
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device"

@@ -13,7 +13,15 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
-from gridrun.backends.base import Backend, BuildRequest, Capabilities, Job, Poll, PollState
+from gridrun.backends.base import (
+    AttemptResult,
+    Backend,
+    BuildRequest,
+    Capabilities,
+    Job,
+    PollState,
+    TerminationReason,
+)
 from gridrun.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,12 +57,13 @@ def get_backend(name: str, home: GridHome | None = None, *, testing: bool = Fals
 
 __all__ = [
     "BACKENDS",
+    "AttemptResult",
     "Backend",
     "BuildRequest",
     "Capabilities",
     "Job",
-    "Poll",
     "PollState",
+    "TerminationReason",
     "backend_class",
     "get_backend",
 ]

@@ -12,8 +12,8 @@ private hooks (``_launch``, ``_poll``, ``_stop``, ...) and only does mechanics.
 The lifecycle of one experiment::
 
     handle = backend.launch(job, sink)      # start it; the handle is an opaque string
-    code = backend.wait(job, handle, sink)  # block until it ends (the supervisor does)
-    backend.poll([(job, handle)])           # anyone, any process: running/exited/gone/unknown
+    result = backend.wait(job, handle, sink)  # block until it ends: an AttemptResult
+    backend.poll([(job, handle)])           # anyone, any process: an AttemptResult each
     backend.stop(job, handle, grace)        # SIGTERM, SIGKILL after ``grace`` seconds
     backend.collect(job, handle)            # save new files into job.artifacts_dir
     backend.release(job, handle)            # free what launch took (container, copy)
@@ -22,6 +22,33 @@ Capabilities and capacity are declared, so that an option a backend cannot honou
 refused at submission (never silently ignored), and so that the agent knows whether it
 must place experiments within this machine's CPUs, memory and GPUs (``local``,
 ``docker``) or hand them to an engine that schedules them itself (Ray, Kubernetes).
+
+Two ways an attempt is supervised, chosen by ``Capabilities.shares_machine``:
+
+* it shares this machine (local, Docker): a forked supervisor per experiment
+  (:mod:`gridrun.agent.supervisor`) calls :meth:`~Backend.run` (launch, then a
+  blocking :meth:`~Backend.wait`) and owns its output pipes;
+* an engine schedules and supervises it (Ray; Slurm and Kubernetes next): no local
+  process per experiment. The agent's one watcher per backend
+  (:mod:`gridrun.agent.watcher`) uses only this narrow part of the protocol, from
+  one thread of the agent that holds the engine's connection:
+
+  - ``launch(job, sink) -> handle``, called for a batch of claimed experiments one
+    after another; the handle is persisted before it returns. The sink is closed
+    once it returns: an engine's output reaches ``job.log_path`` when polled;
+  - ``poll([(job, handle), ...]) -> [AttemptResult, ...]``, once a round for every
+    running attempt (backoff 0.1 s to 1 s): ask the engine once (``_poll_many``,
+    one ``sacct``/``squeue`` for Slurm), append new output to each log, and answer
+    ``running``, ``exited`` (exit code, reason), ``gone`` (reason: the engine lost it,
+    its node died) or ``unknown`` (not reachable: never taken for gone);
+  - ``stop(job, handle, grace)``, for a ``grid stop`` or a rehearsed preemption;
+  - ``collect(job, handle, keep_workdir=...)`` then ``release(job, handle)``, once
+    the attempt ended, before the watcher settles it in the store.
+
+  It never calls ``wait``; a new agent adopts the attempts of one that died through
+  the same ``poll``. Every answer is an :class:`~gridrun.attempts.AttemptResult`,
+  whose :class:`~gridrun.attempts.TerminationReason` decides the experiment's next
+  status (:mod:`gridrun.store.endings`).
 """
 
 from __future__ import annotations
@@ -34,16 +61,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import ClassVar
 
+from gridrun.attempts import AttemptResult, PollState, TerminationReason
 from gridrun.errors import UnsupportedError, UsageError
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.specs import BuildRequest, Capacity, DatastoreMount, Job, RunSpec
 
 __all__ = [
+    "AttemptResult",
     "Backend",
     "BuildLog",
     "BuildRequest",
@@ -51,8 +79,8 @@ __all__ = [
     "Capacity",
     "DatastoreMount",
     "Job",
-    "Poll",
     "PollState",
+    "TerminationReason",
     "read_handle",
 ]
 
@@ -60,38 +88,6 @@ log = logging.getLogger("gridrun.backends")
 
 BuildLog = Callable[[str], None]
 HANDLE_FILE = "backend.ref"  # in the experiment's folder, written before anything else
-
-
-class PollState(str, Enum):
-    RUNNING = "running"
-    EXITED = "exited"  # it ended, with ``Poll.exit_code``
-    GONE = "gone"  # the engine answers and does not know it: lost
-    UNKNOWN = "unknown"  # the engine cannot be reached: ask again later, never "gone"
-
-
-@dataclass(frozen=True)
-class Poll:
-    """What a backend knows about one launched experiment, now."""
-
-    state: PollState
-    exit_code: int | None = None
-    detail: str = ""  # why: shown in logs and in the experiment's error
-
-    @classmethod
-    def running(cls) -> Poll:
-        return cls(PollState.RUNNING)
-
-    @classmethod
-    def exited(cls, code: int) -> Poll:
-        return cls(PollState.EXITED, int(code))
-
-    @classmethod
-    def gone(cls, detail: str = "") -> Poll:
-        return cls(PollState.GONE, detail=detail)
-
-    @classmethod
-    def unknown(cls, detail: str = "") -> Poll:
-        return cls(PollState.UNKNOWN, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -136,10 +132,6 @@ class Backend(ABC):
         self._machine: Capacity | None = None
         self._stopping: set[str] = set()  # experiment names asked to stop
         self._stop_lock = threading.Lock()
-        #: Set by :meth:`wait` when the attempt ended because its machine or engine went
-        #: away (a Docker engine restart), not on the script's own: the reason. The
-        #: supervisor records such an ending as a preemption.
-        self.preempted: str | None = None
 
     # ------------------------------------------------------------- submission
     def check_available(self) -> None:
@@ -220,20 +212,27 @@ class Backend(ABC):
             self._stop(job, handle, job.stop_grace)
         return handle
 
-    def wait(self, job: Job, handle: str, sink: LogSink) -> int:
-        """Block until the experiment ends; its exit code (negative for a signal)."""
+    def wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
+        """Block until the experiment ends: how (exit code, negative for a signal) and why.
+
+        An attempt its engine ended or lost (a Docker engine restart, a dead Ray node)
+        comes back with that reason, never as the script's own exit.
+        """
         return self._wait(job, handle, sink)
 
-    def run(self, job: Job, sink: LogSink, on_handle: Callable[[str], None] | None = None) -> int:
+    def run(
+        self, job: Job, sink: LogSink, on_handle: Callable[[str], None] | None = None
+    ) -> AttemptResult:
         """Launch and wait: what a supervisor does with one experiment."""
         if self._stop_requested(job):
-            return 143  # stopped before it started: 128 + SIGTERM, as a shell reports it
+            # Stopped before it started: 128 + SIGTERM, as a shell reports it.
+            return AttemptResult.exited(143)
         handle = self.launch(job, sink)
         if on_handle is not None:
             on_handle(handle)
         return self.wait(job, handle, sink)
 
-    def poll(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+    def poll(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         """The state of each launched experiment, in order; one batch for engines.
 
         Any failure to ask becomes ``unknown``: an unreachable engine must never make
@@ -244,7 +243,7 @@ class Backend(ABC):
         try:
             out = self._poll_many(items)
         except Exception as exc:  # the engine, not the experiment, failed
-            return [Poll.unknown(f"{type(exc).__name__}: {exc}") for _ in items]
+            return [AttemptResult.unknown(f"{type(exc).__name__}: {exc}") for _ in items]
         if len(out) != len(items):
             raise RuntimeError(f"{self.name}: poll answered {len(out)} of {len(items)} jobs")
         return out
@@ -302,14 +301,13 @@ class Backend(ABC):
         experiment again. Output goes to ``sink`` as ``stdout``/``stderr`` lines.
         """
 
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         """Block until the experiment ends. Default: poll until it is not running."""
         unknown_since: float | None = None
         while True:
             (state,) = self.poll([(job, handle)])
             if state.state == PollState.EXITED:
-                assert state.exit_code is not None
-                return state.exit_code
+                return state
             if state.state == PollState.GONE:
                 from gridrun.errors import BackendError
 
@@ -323,12 +321,12 @@ class Backend(ABC):
                 unknown_since = None
             time.sleep(self.poll_interval)
 
-    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         """Override to ask an engine once for many jobs; default: one ``_poll`` each."""
         return [self._poll(job, handle) for job, handle in items]
 
     @abstractmethod
-    def _poll(self, job: Job, handle: str) -> Poll: ...
+    def _poll(self, job: Job, handle: str) -> AttemptResult: ...
 
     @abstractmethod
     def _stop(self, job: Job, handle: str, grace: float) -> None: ...

@@ -9,8 +9,9 @@ failures real engines only show on a bad day can be injected on purpose:
 * ``slow_stop``: a job ignores SIGTERM and ends only when killed after the grace period;
 * :meth:`FakeBackend.preempt`: the machine under a job goes away (a spot reclaim): the
   job gets SIGTERM from the engine, saves its state and exits 0, and the instance
-  waiting on it reports the attempt as preempted (``Backend.preempted``), as Docker
-  does after an engine restart: an exit 0 that must not be recorded as a success.
+  reports the attempt as ended by its engine (``TerminationReason.ENGINE_RESTARTED``),
+  as Docker does after an engine restart: an exit 0 that must not be recorded as a
+  success.
 
 A fake job does not run its script: it acts out the directives in the script's
 comments, so one script serves the fake and the real backends alike::
@@ -35,12 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridrun.backends.base import (
+    AttemptResult,
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
+    TerminationReason,
     collect_workdir,
 )
 from gridrun.home import GridHome
@@ -152,7 +154,10 @@ class FakeBackend(Backend):
             if self._ended(state, ignore_term):
                 break
             if verb in ("stdout", "stderr"):
-                state.sink.write(verb, arg)
+                # As an engine's output: appended to the log, not written through
+                # the launch's sink, which the agent's watcher closes once launched.
+                with LogSink(state.job.log_path) as sink:
+                    sink.write(verb, arg)
             elif verb == "write":
                 rel, _, text = arg.partition(" ")
                 path = state.job.workdir / rel
@@ -183,22 +188,19 @@ class FakeBackend(Backend):
         with self._lock:
             return self._jobs.get(handle)
 
-    def _poll(self, job: Job, handle: str) -> Poll:
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
         if self.engine_down:
-            return Poll.unknown("the fake engine is down")
+            return AttemptResult.unknown("the fake engine is down")
         state = self._find(handle)
         if state is None or state.lost:
-            return Poll.gone("lost: the fake engine does not know it")
+            return AttemptResult.gone("lost: the fake engine does not know it")
         if state.code is None:
-            return Poll.running()
-        return Poll.exited(state.code)
-
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
-        code = super()._wait(job, handle, sink)
-        state = self._find(handle)
-        if state is not None and state.preempted:
-            self.preempted = state.preempted
-        return code
+            return AttemptResult.running()
+        if state.preempted:
+            return AttemptResult.exited(
+                state.code, reason=TerminationReason.ENGINE_RESTARTED, detail=state.preempted
+            )
+        return AttemptResult.exited(state.code)
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:
         state = self._find(handle)

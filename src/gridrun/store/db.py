@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gridrun.attempts import AttemptResult, TerminationReason
 from gridrun.errors import NotFoundError, StateError
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.endings import Decision, Ending
-from gridrun.store.models import ACTIVE, Experiment, Run, Status
+from gridrun.store.models import ACTIVE, AttemptRecord, Experiment, Run, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gridrun.store.transitions import EventKind, allowed_from, check
 
@@ -344,8 +345,11 @@ class Store:
         gpu_ids: list[int],
         started_at: float,
     ) -> bool:
-        """The supervisor holding the claim runs the experiment; False: it lost the race."""
-        return self._move(
+        """The supervisor holding the claim runs the experiment; False: it lost the race.
+
+        Opens the attempt's row in ``attempts`` (started now).
+        """
+        started = self._move(
             "start",
             exp_id,
             Status.RUNNING,
@@ -356,6 +360,10 @@ class Store:
             supervisor_started=supervisor_started,
             gpu_ids=gpu_ids,
         )
+        if started:
+            with self.transaction() as c:
+                _open_attempt(c, exp_id, time.time())
+        return started
 
     def add_trial(self, run_id: int, index: int, spec: ExperimentSpec) -> bool:
         """Queue trial ``index`` of a built run's open search as experiment ``exp{index}``.
@@ -507,9 +515,8 @@ class Store:
         self,
         exp_id: int,
         decision: Decision,
+        result: AttemptResult,
         *,
-        exit_code: int | None,
-        finished_at: float,
         attempt: int | None = None,
     ) -> Status | None:
         """End a running attempt as ``decision`` says: finish it, or queue it again.
@@ -517,8 +524,11 @@ class Store:
         One transaction, only from ``running`` (and only for ``attempt``, when given, so
         an old exit record never settles a newer attempt). A requeue loses to a stop
         requested meanwhile: the experiment is then ``stopped``, never back in the
-        queue. Returns the status set, or None when another process settled it first.
+        queue. ``result`` is kept in the attempt's row of ``attempts``. Returns the
+        status set, or None when another process settled it first.
         """
+        exit_code = result.exit_code
+        finished_at = result.finished_at or time.time()
         with self.transaction() as c:
             row = c.execute(
                 "SELECT status, stop_requested, prune_reason, restarts, retries"
@@ -533,8 +543,11 @@ class Store:
             if row["stop_requested"] and row["prune_reason"]:
                 # Stopped by its search, not by a user: whatever the exit, it was pruned.
                 decision = Decision(Status.PRUNED, Ending.STOPPED, row["prune_reason"])
+                result = result.because(TerminationReason.STOPPED, row["prune_reason"])
             elif row["stop_requested"] and decision.status != Status.STOPPED:
                 decision = Decision(Status.STOPPED, Ending.STOPPED, None)
+                result = result.because(TerminationReason.STOPPED, "")
+            _close_attempt(c, exp_id, row["restarts"] + row["retries"], result, finished_at)
             name = "requeue" if decision.requeue else "finish"
             check(name, decision.status)
             preempted = int(decision.ending == Ending.PREEMPTED)
@@ -636,9 +649,23 @@ class Store:
         return [r[0] for r in rows]
 
     def record_handle(self, exp_id: int, handle: str) -> None:
-        """Keep the backend's handle of a running experiment (``backend_ref``)."""
+        """Keep the backend's handle of a running experiment (``backend_ref``), and of
+        its attempt."""
         with self.transaction() as c:
             c.execute("UPDATE experiments SET backend_ref = ? WHERE id = ?", (handle, exp_id))
+            attempt = _open_attempt(c, exp_id, time.time())
+            if attempt is not None:
+                c.execute(
+                    "UPDATE attempts SET handle = ? WHERE experiment_id = ? AND attempt = ?",
+                    (handle, exp_id, attempt),
+                )
+
+    def attempts(self, exp_id: int) -> list[AttemptRecord]:
+        """Every attempt of an experiment, first first."""
+        rows = self.conn.execute(
+            "SELECT * FROM attempts WHERE experiment_id = ? ORDER BY attempt", (exp_id,)
+        ).fetchall()
+        return [AttemptRecord.from_row(r) for r in rows]
 
     def delete_run(self, run_id: int) -> None:
         with self.transaction() as c:
@@ -760,3 +787,43 @@ class Store:
 def _marks(statuses: Sequence[Status]) -> tuple[str, list[str]]:
     """SQL placeholders and values for ``status IN (...)`` of a table row's statuses."""
     return ", ".join("?" for _ in statuses), [s.value for s in statuses]
+
+
+def _open_attempt(c: sqlite3.Connection, exp_id: int, now: float) -> int | None:
+    """The current attempt's number, its row created if missing; None: not running."""
+    row = c.execute(
+        "SELECT restarts + retries AS n, status FROM experiments WHERE id = ?", (exp_id,)
+    ).fetchone()
+    if row is None or row["status"] != Status.RUNNING.value:
+        return None
+    c.execute(
+        "INSERT OR IGNORE INTO attempts (experiment_id, attempt, started_at) VALUES (?, ?, ?)",
+        (exp_id, row["n"], now),
+    )
+    return int(row["n"])
+
+
+def _close_attempt(
+    c: sqlite3.Connection, exp_id: int, attempt: int, result: AttemptResult, finished_at: float
+) -> None:
+    """Record how attempt ``attempt`` ended (its row made if the start never wrote one)."""
+    c.execute(
+        "INSERT OR IGNORE INTO attempts (experiment_id, attempt, started_at) VALUES (?, ?, ?)",
+        (exp_id, attempt, result.started_at or finished_at),
+    )
+    c.execute(
+        "UPDATE attempts SET state = ?, exit_code = ?, reason = ?, detail = ?,"
+        " node = CASE WHEN ? = '' THEN node ELSE ? END, finished_at = ?"
+        " WHERE experiment_id = ? AND attempt = ?",
+        (
+            result.state.value,
+            result.exit_code,
+            None if result.reason is None else result.reason.value,
+            result.detail,
+            result.node,
+            result.node,
+            finished_at,
+            exp_id,
+            attempt,
+        ),
+    )

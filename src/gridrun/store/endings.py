@@ -12,31 +12,30 @@ itself (the experiment's ``ending``), with its reason, and counted apart:
   only with ``--retries_on_failure N``.
 - a **stop**: a user's ``grid stop``. Always final, and it wins over a requeue.
 
-Pure functions, so the policy is unit-tested without processes.
+Why an attempt ended is a :class:`~gridrun.attempts.TerminationReason`; each reason
+has its ending (``gridrun.attempts.ENDINGS``), and each ending its rule below (final,
+or retried under which flag). Pure functions, so the policy is unit-tested without
+processes.
 """
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
-from enum import Enum
 
+from gridrun.attempts import SIGTERM_CODES, AttemptResult, Ending, TerminationReason
 from gridrun.specs import DEFAULT_MAX_RESTARTS, RunSpec
 from gridrun.store.models import Status
 
-__all__ = ["DEFAULT_MAX_RESTARTS", "Decision", "Ending", "Policy"]
-
-
-class Ending(str, Enum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the script's own non-zero exit
-    STOPPED = "stopped"  # grid stop
-    PREEMPTED = "preempted"
-
-
-# Exit codes that say "killed by SIGTERM": -15 from the kernel, 143 (128 + 15) from a
-# shell or a launcher that reports signals the shell's way.
-SIGTERM_CODES = (-signal.SIGTERM, 128 + signal.SIGTERM)
+__all__ = [
+    "DEFAULT_MAX_RESTARTS",
+    "SIGTERM_CODES",
+    "Decision",
+    "Ending",
+    "Policy",
+    "TerminationReason",
+    "conclude",
+    "decide",
+]
 
 
 @dataclass(frozen=True)
@@ -65,65 +64,66 @@ class Decision:
     error: str | None
     restart: bool = False  # counts a restart after a preemption
     retry: bool = False  # counts a retry after a code failure
+    reason: TerminationReason | None = None
 
     @property
     def requeue(self) -> bool:
         return self.status == Status.PENDING
 
 
-def classify(
-    exit_code: int, *, stop_requested: bool, preempted: str | None, error: str | None = None
-) -> tuple[Ending, str | None]:
-    """How one attempt ended, and why.
+def conclude(
+    result: AttemptResult, *, stop_requested: bool, preempted: str | None = None
+) -> AttemptResult:
+    """The final reason of an ended attempt, with what its supervisor knows besides.
 
     ``preempted`` is the reason when gridrun knows the attempt was preempted (its
-    supervisor got SIGTERM, the engine restarted): then even an exit 0 within the
-    grace period is a preemption, since the script only saved its state and left.
-    Otherwise an exit by SIGTERM that gridrun did not send is a preemption too.
+    supervisor got SIGTERM): then even an exit 0 within the grace period is a
+    preemption, since the script only saved its state and left. A stop wins over all.
     """
     if stop_requested:
-        return Ending.STOPPED, None
+        return result.because(TerminationReason.STOPPED, "")
     if preempted:
-        return Ending.PREEMPTED, preempted
-    if error is None and exit_code in SIGTERM_CODES:
-        return Ending.PREEMPTED, f"SIGTERM from outside gridrun (exit code {exit_code})"
-    if exit_code == 0 and error is None:
-        return Ending.SUCCEEDED, None
-    return Ending.FAILED, error
+        return result.because(TerminationReason.SUPERVISOR_SIGNALLED, preempted)
+    return result
 
 
 def decide(
-    ending: Ending,
-    reason: str | None,
+    reason: TerminationReason,
+    detail: str | None,
     policy: Policy,
     *,
     restarts: int,
     retries: int,
     preemptions: int,
 ) -> Decision:
-    """The status after an attempt ended with ``ending``, given the counts so far."""
-    if ending == Ending.SUCCEEDED:  # a reason here is a note (artifacts incomplete)
-        return Decision(Status.SUCCEEDED, ending, reason)
+    """The status after an attempt ended for ``reason``, given the counts so far."""
+    ending = reason.ending
+    detail = detail or None
+    if ending == Ending.SUCCEEDED:  # a detail here is a note (artifacts incomplete)
+        return Decision(Status.SUCCEEDED, ending, detail, reason=reason)
     if ending == Ending.STOPPED:
-        return Decision(Status.STOPPED, ending, None)
-    if ending == Ending.FAILED:
+        return Decision(Status.STOPPED, ending, None, reason=reason)
+    if ending == Ending.FAILED:  # retried only under --retries_on_failure
         if retries < policy.retries_on_failure:
-            return Decision(Status.PENDING, ending, reason, retry=True)
+            return Decision(Status.PENDING, ending, detail, retry=True, reason=reason)
         if policy.retries_on_failure:
             times = _times(retries + 1)
             why = f"failed {times} (--retries_on_failure {policy.retries_on_failure})"
-            return Decision(Status.FAILED, ending, f"{why}: {reason}" if reason else why)
-        return Decision(Status.FAILED, ending, reason)
-    # A preemption.
+            error = f"{why}: {detail}" if detail else why
+            return Decision(Status.FAILED, ending, error, reason=reason)
+        return Decision(Status.FAILED, ending, detail, reason=reason)
+    # A preemption: restarted only under --auto_resume, at most --max_restarts times.
     if not policy.auto_resume:
-        return Decision(Status.FAILED, ending, f"preempted: {reason}" if reason else "preempted")
+        error = f"preempted: {detail}" if detail else "preempted"
+        return Decision(Status.FAILED, ending, error, reason=reason)
     if restarts < policy.max_restarts:
-        return Decision(Status.PENDING, ending, reason, restart=True)
+        return Decision(Status.PENDING, ending, detail, restart=True, reason=reason)
     n = preemptions + 1
     return Decision(
         Status.FAILED,
         ending,
-        f"preempted {_times(n)} (--max_restarts {policy.max_restarts}); last: {reason}",
+        f"preempted {_times(n)} (--max_restarts {policy.max_restarts}); last: {detail}",
+        reason=reason,
     )
 
 

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from enum import Enum
 
+from gridrun.attempts import AttemptResult, PollState, TerminationReason
 from gridrun.specs import RunSpec
 
 
@@ -178,4 +179,32 @@ class Experiment:
             ending=row["ending"],
             prune_reason=_column(row, "prune_reason"),
             backend=row["backend"],
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One row of the ``attempts`` table: where one attempt ran, and how it ended."""
+
+    experiment_id: int
+    attempt: int  # 0 for the first; the experiment's ``attempt`` while it runs
+    handle: str | None
+    result: AttemptResult
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> AttemptRecord:
+        reason = row["reason"]
+        return cls(
+            experiment_id=row["experiment_id"],
+            attempt=row["attempt"],
+            handle=row["handle"],
+            result=AttemptResult(
+                PollState(row["state"]),
+                row["exit_code"],
+                None if reason is None else TerminationReason(reason),
+                row["detail"],
+                row["node"],
+                row["started_at"],
+                row["finished_at"],
+            ),
         )

@@ -127,5 +127,24 @@ ALTER TABLE runs ADD COLUMN search TEXT;
 ALTER TABLE experiments ADD COLUMN prune_reason TEXT;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS, SEARCH]
+# One row per attempt of an experiment (issue 26): where it ran (the backend's handle,
+# the node an engine named) and how it ended, typed (gridrun.attempts.AttemptResult:
+# ``reason`` is a TerminationReason). The experiment's row keeps only the last ending.
+ATTEMPTS = """
+CREATE TABLE IF NOT EXISTS attempts (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    attempt       INTEGER NOT NULL,
+    handle        TEXT,
+    node          TEXT NOT NULL DEFAULT '',
+    state         TEXT NOT NULL DEFAULT 'running',
+    exit_code     INTEGER,
+    reason        TEXT,
+    detail        TEXT NOT NULL DEFAULT '',
+    started_at    REAL NOT NULL,
+    finished_at   REAL,
+    PRIMARY KEY (experiment_id, attempt)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS, SEARCH, ATTEMPTS]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,7 +12,7 @@ artifacts, then the container is removed.
 The engine may restart under a running experiment: every blocking call then breaks,
 :meth:`DockerBackend.execute` waits (at most ``ENGINE_GRACE`` seconds) for the engine
 to answer again and returns the exit code it recorded for the container, as a
-preemption (``Backend.preempted``). A preempted container's ``/gridai/project`` is
+preemption (``TerminationReason.ENGINE_RESTARTED``). A preempted container's ``/gridai/project`` is
 copied out and put back into the restarted one, so it resumes where it stopped.
 """
 
@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.backends.base import (
+    AttemptResult,
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
+    TerminationReason,
     collect_workdir,
 )
 from gridrun.backends.docker.dockerfile import PROJECT_DIR
@@ -340,10 +341,10 @@ class DockerBackend(Backend):
         self._pumps[cid] = (pumps, done)
         return str(cid)
 
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         pumps, done = self._pumps.pop(handle, ([], threading.Event()))
         try:
-            code = self._wait_container(handle, sink)
+            result = self._wait_container(handle, sink)
         finally:
             for t in pumps:
                 t.join(timeout=10.0)
@@ -352,32 +353,32 @@ class DockerBackend(Backend):
                 t.join(timeout=5.0)
         self._report_oom(handle, job, sink)
         self.close()  # its connections may predate an engine restart; reopened on demand
-        return code
+        return result
 
-    def _poll(self, job: Job, handle: str) -> Poll:
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
         """Ask the engine on a fresh connection; "unknown" when it does not answer."""
         try:
             state = self._state(handle)
         except Exception as exc:
             if _transient(exc):
-                return Poll.unknown(f"no Docker engine answers at {engine_url()}")
+                return AttemptResult.unknown(f"no Docker engine answers at {engine_url()}")
             raise
         if state is None:
-            return Poll.gone("its container is not in the engine any more")
+            return AttemptResult.gone("its container is not in the engine any more")
         if state.get("Running") or state.get("Restarting"):
-            return Poll.running()
+            return AttemptResult.running()
         if state.get("Status") == "created":
-            return Poll.gone("its container was created but never started")
-        return Poll.exited(int(state.get("ExitCode", -1)))
+            return AttemptResult.gone("its container was created but never started")
+        return AttemptResult.exited(int(state.get("ExitCode", -1)))
 
-    def _wait_container(self, cid: str, sink: LogSink) -> int:
-        """The container's exit code; survives an engine restart, never waits forever."""
+    def _wait_container(self, cid: str, sink: LogSink) -> AttemptResult:
+        """How the container ended; survives an engine restart, never waits forever."""
         while True:
             waiter = connect(timeout=None)
             try:
                 code = int(waiter.wait(cid)["StatusCode"])
                 if self.engine_answers():
-                    return code
+                    return AttemptResult.exited(code)
                 # dockerd shutting down closes its listeners first, then stops its
                 # containers, and a wait already open still gets the exit code: a
                 # fresh connection refused now means the engine ended the container
@@ -415,8 +416,11 @@ class DockerBackend(Backend):
                 # dockerd closes its API before it stops its containers, so a container
                 # that ended while the engine was away was ended by the engine: a
                 # preemption (resumed under --auto_resume), not a failure of the script.
-                self.preempted = f"the Docker engine restarted (exit code {code})"
-                return code
+                return AttemptResult.exited(
+                    code,
+                    reason=TerminationReason.ENGINE_RESTARTED,
+                    detail=f"the Docker engine restarted (exit code {code})",
+                )
 
     def _state(self, cid: str) -> dict | None:
         """The container's State, on a fresh connection (pooled ones may predate a restart)."""

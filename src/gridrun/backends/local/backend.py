@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridrun.backends.base import (
+    AttemptResult,
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
+    TerminationReason,
     collect_workdir,
 )
 from gridrun.backends.local.process import pump
@@ -247,7 +248,7 @@ class LocalBackend(Backend):
         self._children[handle] = _Child(proc, pumps)
         return handle
 
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         child = self._children.get(handle)
         if child is None:  # not ours: all we can do is watch it
             return super()._wait(job, handle, sink)
@@ -257,13 +258,13 @@ class LocalBackend(Backend):
         kill_descendants(grace=1.0, pick=lambda: self._descendants(job))
         for t in child.pumps:
             t.join(timeout=5.0)
-        return code
+        return AttemptResult.exited(code)
 
-    def _poll(self, job: Job, handle: str) -> Poll:
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
         child = self._children.get(handle)
         if child is not None:
             code = child.proc.poll()
-            return Poll.running() if code is None else Poll.exited(code)
+            return AttemptResult.running() if code is None else AttemptResult.exited(code)
         # Not our child: its supervisor died. Its witness, which the death ends too,
         # writes how the experiment ended: given a moment for that, then read.
         ref = ProcessRef.parse(handle)
@@ -272,11 +273,17 @@ class LocalBackend(Backend):
         record = read_witness(job, handle)
         if record is not None:
             if record.get("supervisor_died") or record.get("exit_code") is None:
-                return Poll.gone("lost its supervisor (killed or crashed), which ended it too")
-            return Poll.exited(int(record["exit_code"]))
+                return AttemptResult.gone(
+                    "lost its supervisor (killed or crashed), which ended it too",
+                    TerminationReason.SUPERVISOR_LOST,
+                )
+            return AttemptResult.exited(int(record["exit_code"]))
         if ref is not None and ref.alive():
-            return Poll.running()
-        return Poll.gone("its process ended with no supervisor to record the exit code")
+            return AttemptResult.running()
+        return AttemptResult.gone(
+            "its process ended with no supervisor to record the exit code",
+            TerminationReason.SUPERVISOR_LOST,
+        )
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:
         """SIGTERM every process of the experiment, SIGKILL what is left after ``grace``.

@@ -7,8 +7,9 @@
     driver.py       the run's driver job on the head node, hosting its coordinator
     coordinator.py  the run's actor: tasks per experiment, their output and state
     node.py         the task on a node: cached uv env, working copy, script, artifacts
-    bridge.py       one connection per GRID_HOME, shared by the supervisors
-    backend.py      the agent-side backend behind gridrun's protocol
+    task.py         the typed message from the agent to a node for one attempt
+    backend.py      the agent-side backend behind gridrun's protocol; the agent's
+                    engine watcher holds its Ray connection
 
 Only ``backend.py``'s class is imported by the registry; Ray itself loads lazily.
 """

@@ -8,15 +8,18 @@ What happens where:
 * the agent's build step writes the run's package (snapshot tar and manifest) and its
   environment description; the environment itself is built on each node, on first use;
 * :meth:`launch` makes sure the run's driver job and coordinator exist, then submits
-  the experiment as a task (its handle, the coordinator's name and the attempt's key,
-  is what the agent persists);
-* :meth:`poll` asks the coordinator, for every experiment of the run at once, and
+  the experiment as a task, its message built from the typed specs (:mod:`.task`);
+  its handle (the coordinator's name and the attempt's key) is what the agent keeps;
+* :meth:`poll` asks each run's coordinator once for all its experiments asked, and
   appends their new output lines to each ``output.log`` with the timestamps the node
   read them at; the offset written so far is kept beside the log, so a restarted
-  agent continues where the last one stopped and nothing is written twice; a
-  supervisor's :meth:`wait` is a long poll, answered by the bridge's watcher
-  (:mod:`.watch`) when the experiment ends, so waiting costs this machine nothing;
-* :meth:`stop`, :meth:`collect_artifacts`, :meth:`release` go through the coordinator.
+  agent continues where the last one stopped and nothing is written twice;
+* :meth:`stop`, :meth:`collect`, :meth:`release` go through the coordinator.
+
+No local process waits on an experiment: the agent's engine watcher
+(:mod:`gridrun.agent.watcher`) holds the Ray connection, launches in batches and polls
+every running attempt at once; the coordinator actor and the driver job on the
+cluster are Ray's own supervision.
 
 Ray is imported lazily: ``grid`` with another backend never loads it.
 """
@@ -30,24 +33,27 @@ import socket
 import tarfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gridrun.backends.base import (
+    AttemptResult,
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
     PollState,
+    TerminationReason,
     write_handle,
 )
 from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
 from gridrun.backends.ray.settings import RaySettings
 from gridrun.errors import BackendError, DatastoreError, UsageError
 from gridrun.fsutil import atomic_write_text
+from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.specs import Capacity, RunSpec
 
@@ -73,16 +79,6 @@ class Handle:
     def loads(cls, raw: str) -> Handle:
         d = json.loads(raw)
         return cls(str(d["address"]), str(d["coordinator"]), str(d["key"]))
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One poll's answer for one experiment."""
-
-    state: str  # running | exited | lost | unknown (the coordinator has no such attempt)
-    exit_code: int | None = None
-    error: str | None = None
-    node: str = ""
 
 
 # ----------------------------------------------------------------- validation
@@ -149,309 +145,32 @@ def datastore_visible(source: Path, nodes: list[NodeInfo], settings: RaySettings
     return all(n.ip in mine for n in nodes if n.alive)
 
 
-# -------------------------------------------------------------------- backend
-class RayCoordinators:
-    """The agent's view of the run coordinators it talks to (one per run)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.actors: dict[str, Any] = {}
-        self.keys: dict[str, dict[str, int]] = {}  # coordinator -> key -> offset
-        self.cache: dict[str, tuple[float, dict[str, dict]]] = {}
-        self.lock = threading.RLock()
-
-    def actor(self, name: str) -> Any | None:
-        # Known already: no lock, so a launch, stop or release never queues behind a
-        # poll whose call to the cluster is out (the lock is held during it).
-        known = self.actors.get(name)
-        if known is not None:
-            return known
-        with self.lock:
-            actor = self.actors.get(name)
-            if actor is None:
-                actor = self.cluster.coordinator(name)
-                if actor is not None:
-                    self.actors[name] = actor
-            return actor
-
-    def ensure(self, name: str, package: Path) -> Any:
-        with self.lock:
-            actor = self.actor(name)
-            if actor is None:
-                actor = self.cluster.start_driver(name, package)
-                self.actors[name] = actor
-            return actor
-
-    def forget_actor(self, name: str) -> None:
-        with self.lock:
-            self.actors.pop(name, None)
-            self.cache.pop(name, None)
-
-    def poll(self, name: str, key: str, offset: int, timeout: float = 30.0) -> dict | None:
-        """The coordinator's answer for ``key``, polled for all its known keys at once.
-
-        Polls of one run share calls, but an answer is never older than the question:
-        one call serves every poll that arrived before it started (they queue on the
-        lock while the previous call is out), and a poll that arrives during a call
-        makes the next. So many supervisors polling every quarter second cost the
-        coordinator a call each time round, not one per experiment, and a cluster that
-        stopped answering is seen by the very next poll.
-        """
-
-        asked = time.monotonic()
-        with self.lock:
-            keys = self.keys.setdefault(name, {})
-            keys[key] = offset
-            cached = self.cache.get(name)
-            if cached and cached[0] >= asked and key in cached[1]:
-                return cached[1].pop(key)
-            called = self._poll_call(name, keys, timeout)
-            if called is None:
-                return None
-            self.cache[name] = called
-            return called[1].pop(key, None)
-
-    def poll_many(
-        self, name: str, offsets: dict[str, int], timeout: float = 30.0
-    ) -> dict[str, dict] | None:
-        """The coordinator's answers for ``offsets``' keys, in one call made now.
-
-        For the bridge's watcher (:mod:`.watch`), which asks for every waiting
-        experiment of the run at once; None when the run's driver is gone.
-        """
-
-        with self.lock:
-            keys = self.keys.setdefault(name, {})
-            keys.update(offsets)
-            called = self._poll_call(name, keys, timeout)
-            if called is None:
-                return None
-            answers = {k: called[1].pop(k) for k in offsets if k in called[1]}
-            self.cache[name] = called
-            return answers
-
-    def _poll_call(
-        self, name: str, keys: dict[str, int], timeout: float
-    ) -> tuple[float, dict[str, dict]] | None:
-        """One call to the coordinator's poll: (when it started, its answers), or None
-        when the run's driver is gone. Called with ``self.lock`` held."""
-        import ray
-
-        actor = self.actor(name)
-        if actor is None:
-            return None
-        started = time.monotonic()
-        try:
-            return started, ray.get(actor.poll.remote(dict(keys)), timeout=timeout)
-        except ray.exceptions.RayActorError as exc:
-            # Gone only if the name is gone too: a coordinator that is merely slow or
-            # briefly unreachable (ActorUnavailableError, a worker restarting, a busy
-            # head while a node dies) still holds its experiments: asked again.
-            self.forget_actor(name)
-            if self.cluster.coordinator(name) is None:
-                return None
-            raise BackendError(f"The run's coordinator {name} did not answer: {exc}") from exc
-
-
-class RayBackendCore:
-    """The mechanics, independent of how the agent calls them."""
-
-    def __init__(self) -> None:
-        self._clusters: dict[str, RayCoordinators] = {}
-        self._lock = threading.Lock()
-        self._watcher: Any = None
-
-    def wait(self, handle: Handle, exp_dir: Path, timeout: float, wait: float) -> Observed:
-        """The experiment's state once it is no longer running, or after ``wait`` s."""
-        from gridrun.backends.ray.watch import Watcher
-
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = Watcher(self)
-        observed: Observed = self._watcher.wait(handle, exp_dir, timeout, wait)
-        return observed
-
-    def coordinators(self, address: str) -> RayCoordinators:
-        with self._lock:
-            c = self._clusters.get(address)
-            if c is None:
-                c = self._clusters[address] = RayCoordinators(Cluster(address))
-            return c
-
-    # ---------------------------------------------------------- submission
-    def check_request(
-        self,
-        address: str,
-        cpus: float,
-        gpus: int,
-        memory: int | None,
-        settings: RaySettings,
-        datastores: list[Any],
-    ) -> None:
-        cluster = Cluster(address)
-        nodes = cluster.nodes()
-        why = never_fits(request_of(cpus, gpus, memory, dict(settings.resources)), nodes)
-        if why:
-            raise UsageError(
-                f"Each experiment {why}.",
-                hint="Ask for less, or add a node that large to the cluster.",
+# -------------------------------------------------------------------- checks
+def check_request(
+    address: str,
+    cpus: float,
+    gpus: int,
+    memory: int | None,
+    settings: RaySettings,
+    datastores: list[Any],
+) -> None:
+    """Refuse, at submission, a request no node of the cluster could ever run."""
+    cluster = Cluster(address)
+    nodes = cluster.nodes()
+    why = never_fits(request_of(cpus, gpus, memory, dict(settings.resources)), nodes)
+    if why:
+        raise UsageError(
+            f"Each experiment {why}.",
+            hint="Ask for less, or add a node that large to the cluster.",
+        )
+    for d in datastores:
+        if not datastore_visible(Path(d.source), nodes, settings):
+            raise DatastoreError(
+                f"Datastore {d.name} lives in {d.source}, which the Ray cluster's "
+                "nodes cannot see.",
+                hint="Run on the cluster's machine, or keep GRID_HOME on a shared "
+                "filesystem listed in ray.shared_paths of GRID_HOME/config.yaml.",
             )
-        for d in datastores:
-            if not datastore_visible(Path(d.source), nodes, settings):
-                raise DatastoreError(
-                    f"Datastore {d.name} lives in {d.source}, which the Ray cluster's "
-                    "nodes cannot see.",
-                    hint="Run on the cluster's machine, or keep GRID_HOME on a shared "
-                    "filesystem listed in ray.shared_paths of GRID_HOME/config.yaml.",
-                )
-
-    # -------------------------------------------------------------- running
-    def launch(
-        self,
-        address: str,
-        home_root: Path,
-        run_name: str,
-        package: Path,
-        experiment_id: int,
-        attempt: str,
-        spec: dict[str, Any],
-        options: dict[str, Any],
-    ) -> Handle:
-        import ray
-
-        coords = self.coordinators(address)
-        name = coordinator_name(home_root, run_name, package)
-        handle = Handle(address, name, f"{experiment_id}:{attempt}")
-        deadline = time.monotonic() + 120
-        while True:
-            actor = coords.ensure(name, package)
-            try:
-                state = ray.get(actor.submit.remote(handle.key, spec, options), timeout=60)
-            except ray.exceptions.RayActorError:
-                state = "closed"  # its driver ended meanwhile
-            if state != "closed":
-                return handle
-            coords.forget_actor(name)
-            if time.monotonic() > deadline:
-                raise BackendError(f"The run's Ray driver {name} would not take experiments.")
-            time.sleep(0.2)  # the closing driver is exiting; its name frees in a moment
-
-    def poll(self, handle: Handle, exp_dir: Path, timeout: float = 30.0) -> Observed:
-        """The experiment's state on the cluster; appends its new lines to its log."""
-        try:
-            coords = self.coordinators(handle.address)
-            offset = _read_offset(exp_dir / OFFSET_FILE, handle.key)
-            answer = coords.poll(handle.coordinator, handle.key, offset, timeout)
-        except BackendError:
-            return Observed("unreachable")
-        except Exception as exc:  # the cluster did not answer: never taken for gone
-            if _is_connection_error(exc):
-                return Observed("unreachable")
-            raise
-        return self._observe(handle, exp_dir, offset, answer)
-
-    def poll_many(self, items: list[tuple[Handle, Path]], timeout: float = 30.0) -> list[Observed]:
-        """:meth:`poll` for experiments of one run, in one call to its coordinator."""
-        ((address, name),) = {(h.address, h.coordinator) for h, _ in items}
-        try:
-            coords = self.coordinators(address)
-            offsets = {h.key: _read_offset(d / OFFSET_FILE, h.key) for h, d in items}
-            answers = coords.poll_many(name, offsets, timeout)
-        except BackendError:
-            return [Observed("unreachable") for _ in items]
-        except Exception as exc:  # the cluster did not answer: never taken for gone
-            if _is_connection_error(exc):
-                return [Observed("unreachable") for _ in items]
-            raise
-        return [
-            self._observe(h, d, offsets[h.key], None if answers is None else answers.get(h.key))
-            for h, d in items
-        ]
-
-    def _observe(self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None) -> Observed:
-        """One coordinator answer: its new lines appended to the log, its node noted."""
-        if answer is None or answer.get("state") == "unknown":
-            # The cluster's record of the attempt is gone. When the node it ran on is
-            # dead, that is the reason (its driver may have gone with it); otherwise
-            # the run's driver itself ended or forgot it.
-            why = self._node_death(self.coordinators(handle.address), exp_dir)
-            if why is None and answer is None:
-                why = f"lost: the run's Ray driver {handle.coordinator} ended"
-            return Observed("unknown", error=why or "lost: the run's Ray driver no longer knows it")
-        lines = answer.get("lines") or []
-        start = int(answer.get("offset", 0))
-        skip = max(0, offset - start)
-        node = ""
-        if answer.get("node_id"):
-            # Nodes of one machine share its address: the node id tells them apart.
-            node = f"{answer.get('node_ip') or answer.get('hostname')} ({answer['node_id'][:8]})"
-        if node and node != _read_text(exp_dir / NODE_FILE):
-            _write_text(exp_dir / NODE_FILE, node)
-        if len(lines) > skip:
-            with LogSink(exp_dir / "output.log") as sink:
-                for stream, ts, text in lines[skip:]:
-                    sink.write(stream, text, ts=ts)
-            _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
-        state = answer["state"]
-        if state == "queued":
-            state = "running"  # placed by Ray: waiting for resources is part of running
-        return Observed(state, answer.get("exit_code"), answer.get("error"), node)
-
-    @staticmethod
-    def _node_death(coords: RayCoordinators, exp_dir: Path) -> str | None:
-        """``lost: Ray node ... died`` when the node the experiment last ran on is dead."""
-        node = _read_text(exp_dir / NODE_FILE)  # "ip (id8)", written by earlier polls
-        if "(" not in node:
-            return None
-        short = node.rsplit("(", 1)[1].rstrip(")")
-        try:
-            same = [n for n in coords.cluster.nodes() if n.node_id.startswith(short)]
-        except Exception:
-            return None
-        if same and not any(n.alive for n in same):
-            return f"lost: Ray node {node} died"
-        return None
-
-    def stop(self, handle: Handle, grace: float) -> None:
-        import ray
-
-        actor = self.coordinators(handle.address).actor(handle.coordinator)
-        if actor is not None:
-            ray.get(actor.stop.remote(handle.key, grace), timeout=30)
-
-    def collect_artifacts(self, handle: Handle, artifacts_dir: Path) -> list[str]:
-        import ray
-
-        actor = self.coordinators(handle.address).actor(handle.coordinator)
-        if actor is None:
-            return []
-        blob = ray.get(actor.artifacts.remote(handle.key), timeout=600)
-        if not blob:
-            return []
-        artifacts_dir.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-            names = [m.name for m in tar.getmembers() if not m.isdir()]
-            tar.extractall(artifacts_dir, filter="data")
-        return names
-
-    def release(self, handle: Handle) -> None:
-        """Forget the attempt; the run's driver exits once it has nothing left."""
-        import ray
-
-        coords = self.coordinators(handle.address)
-        actor = coords.actor(handle.coordinator)
-        with coords.lock:
-            coords.keys.get(handle.coordinator, {}).pop(handle.key, None)
-            left = coords.keys.get(handle.coordinator)
-        if actor is None:
-            return
-        try:
-            ray.get(actor.forget.remote(handle.key), timeout=30)
-            if not left and ray.get(actor.release_if_idle.remote(), timeout=30):
-                coords.forget_actor(handle.coordinator)
-                _end_if_orphaned(actor)
-        except Exception:
-            pass
 
 
 def _end_if_orphaned(actor: Any) -> None:
@@ -474,8 +193,10 @@ def _end_if_orphaned(actor: Any) -> None:
         return False
 
     if not check():
+        # Not a daemon: an agent that goes idle meanwhile waits for it before exiting,
+        # or an orphaned coordinator would stay on the cluster.
         timer = threading.Timer(DRIVER_GONE_SECONDS + 2.0, check)
-        timer.daemon = True
+        timer.daemon = False
         timer.start()
 
 
@@ -513,8 +234,9 @@ def _write_text(path: Path, text: str) -> None:
 # ------------------------------------------------------------- the backend
 RAY_JSON = "ray.json"
 UNREACHABLE_SECONDS = 300.0
-#: The longest one long poll of a supervisor waits for its experiment to end.
-WAIT_SECONDS = 10.0
+_RAY_LOCK = threading.RLock()
+_CLUSTERS: dict[str, Cluster] = {}
+_ACTORS: dict[tuple[str, str], Any] = {}
 
 
 class RayBackend(Backend):
@@ -534,6 +256,15 @@ class RayBackend(Backend):
     #: Seconds to wait for the cluster to answer one poll, stop or release.
     request_timeout = 60.0
 
+    def __init__(self, home: GridHome | None = None) -> None:
+        super().__init__(home)
+        # The Ray connection lives in this process (the agent's, for its watcher), as
+        # ``ray.init`` does: one Cluster per address and the run coordinators found so
+        # far, shared by every instance (a lookup asks the head, which may not answer).
+        self._ray_lock = _RAY_LOCK
+        self._clusters = _CLUSTERS
+        self._actors = _ACTORS
+
     # ------------------------------------------------------------ submission
     def _validate(self, spec: RunSpec) -> dict[str, str]:
         """Resolve the address and refuse what the cluster could never run.
@@ -547,9 +278,7 @@ class RayBackend(Backend):
         address = resolve_address(spec.backend_options.get("ray_address"), settings)
         if spec.snapshot_manifest.name:  # a draft spec has no snapshot yet
             check_package_size(spec.snapshot_manifest)
-        RayBackendCore().check_request(
-            address, spec.cpus, spec.gpus, spec.memory, settings, list(spec.datastores)
-        )
+        check_request(address, spec.cpus, spec.gpus, spec.memory, settings, list(spec.datastores))
         return {"ray_address": address}
 
     def _capacity(self) -> Capacity | None:
@@ -591,6 +320,10 @@ class RayBackend(Backend):
                     "python": req.python,
                     "requirements": list(req.requirements),
                     "python_env": req.python_env,
+                    # Inferred requirements: each node builds as leniently as locally.
+                    "best_effort": req.best_effort,
+                    "checks": list(req.checks),
+                    "oldest_python": req.oldest_python,
                     "resources": dict(settings.resources),
                     "torch_build": req.torch_build.to_dict() if req.torch_build else None,
                     # For a node whose nvidia-smi does not answer (node.node_torch_build).
@@ -610,89 +343,81 @@ class RayBackend(Backend):
         info: dict[str, Any] = json.loads((Path(job.env_ref).parent / RAY_JSON).read_text())
         return info
 
+    def _cluster(self, address: str) -> Cluster:
+        with self._ray_lock:
+            cluster = self._clusters.get(address)
+            if cluster is None:
+                cluster = self._clusters[address] = Cluster(address)
+            return cluster
+
+    def _actor(self, address: str, name: str) -> Any | None:
+        """The run's coordinator actor, None when its driver is gone; kept once found."""
+        known = self._actors.get((address, name))
+        if known is not None:
+            return known
+        actor = self._cluster(address).coordinator(name)
+        if actor is not None:
+            self._actors[(address, name)] = actor
+        return actor
+
+    def _forget_actor(self, address: str, name: str) -> None:
+        self._actors.pop((address, name), None)
+
     def _launch(self, job: Job, sink: LogSink) -> str:
         import secrets
 
-        from gridrun.backends.ray.bridge import BridgeError, request
+        import ray
+        from gridrun.backends.ray.task import task_request
 
-        home = self.home.root
         info = self._run_info(job)
         attempt = secrets.token_hex(4)
-        name = coordinator_name(home, job.run_name, Path(job.env_ref))
+        package = Path(job.env_ref)
+        name = coordinator_name(self.home.root, job.run_name, package)
         handle = Handle(info["address"], name, f"{job.experiment_id}:{attempt}")
-        # Persisted before the launch: a supervisor that dies during it leaves a handle
+        # Persisted before the launch: an agent that dies during it leaves a handle
         # that reconciliation can ask the cluster about.
         write_handle(job, handle.dumps())
-        # As for Docker: only --env/--env_file values and the short allow-list travel from
-        # the submitting shell to a node (gridrun.runenv); gridrun's own variables win.
-        # GPU visibility is Ray's business on the node (it sets CUDA_VISIBLE_DEVICES).
-        from gridrun.runenv import container_environment
+        spec, options = task_request(self.home.root, job, info, name, attempt)
+        deadline = time.monotonic() + 120
+        while True:
+            actor = self._actor(handle.address, name)
+            if actor is None:
+                with self._ray_lock:  # one driver per run, however many launch at once
+                    actor = self._actor(handle.address, name)
+                    if actor is None:
+                        actor = self._cluster(handle.address).start_driver(name, package)
+                        self._actors[(handle.address, name)] = actor
+            try:
+                state = ray.get(
+                    actor.submit.remote(handle.key, spec.to_dict(), options.to_dict()),
+                    timeout=60,
+                )
+            except ray.exceptions.RayActorError:
+                state = "closed"  # its driver ended meanwhile
+            if state != "closed":
+                return handle.dumps()
+            self._forget_actor(handle.address, name)
+            if time.monotonic() > deadline:
+                raise BackendError(f"The run's Ray driver {name} would not take experiments.")
+            time.sleep(0.2)  # the closing driver is exiting; its name frees in a moment
 
-        env = {
-            **container_environment(home, job.run_name),
-            **{k: v for k, v in job.env.items() if k != "CUDA_VISIBLE_DEVICES"},
-        }
-        options: dict[str, Any] = {"num_cpus": job.cpus}
-        if job.gpus:
-            options["num_gpus"] = job.gpus
-        if job.memory:
-            options["memory"] = job.memory
-        if info.get("resources"):
-            options["resources"] = info["resources"]
-        spec = {
-            "env_key": info["env_key"],
-            "python": info["python"],
-            "requirements": info["requirements"],
-            "python_env": info.get("python_env", True),
-            "torch_build": info.get("torch_build"),
-            "cuda": info.get("cuda"),
-            "home_label": handle.coordinator.split("-")[1],
-            "experiment": job.experiment_name,
-            "attempt": attempt,
-            "script": job.script,
-            "args": list(job.args),
-            "env": env,
-            "gpus": job.gpus,
-            "datastores": [d.to_dict() for d in job.datastores],
-        }
-        try:
-            request(
-                home,
-                {
-                    "op": "launch",
-                    "address": info["address"],
-                    "home": str(home),
-                    "run": job.run_name,
-                    "package": job.env_ref,
-                    "experiment_id": job.experiment_id,
-                    "attempt": attempt,
-                    "spec": spec,
-                    "options": options,
-                },
-                timeout=300,
-            )
-        except BridgeError as exc:
-            raise BackendError(str(exc)) from exc
-        return handle.dumps()
-
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
+    def _wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         """Follow the task until it ends; an unreachable cluster is waited out, a while.
 
-        Each question is a long poll: the bridge answers when the experiment is no
-        longer running, or after :data:`WAIT_SECONDS` (see :mod:`.watch`).
+        A task the cluster lost (its node died, the run's driver went away), not the
+        script, comes back ``gone`` with that reason: a preemption, which
+        --auto_resume runs again. The agent's engine watcher does not wait: it polls
+        every running attempt at once (:mod:`gridrun.agent.watcher`).
         """
         address = Handle.loads(handle).address
         unreachable_since: float | None = None
         while True:
-            state = self._wait_once(job, handle)
+            (state,) = self.poll([(job, handle)])
             if state.state == PollState.EXITED:
-                return state.exit_code if state.exit_code is not None else -1
+                return state
             if state.state == PollState.GONE:
-                # The cluster lost the task (its node died, the run's driver went away),
-                # not the script: a preemption, which --auto_resume runs again.
-                self.preempted = state.detail or "lost: the run's Ray driver no longer knows it"
-                sink.write("stderr", f"gridrun: {self.preempted}")
-                return -1
+                sink.write("stderr", f"gridrun: {state.detail}")
+                return state
             if state.state == PollState.UNKNOWN:
                 unreachable_since = unreachable_since or time.monotonic()
                 if time.monotonic() - unreachable_since > UNREACHABLE_SECONDS:
@@ -700,79 +425,153 @@ class RayBackend(Backend):
                         f"The Ray cluster at {address} did not answer for "
                         f"{UNREACHABLE_SECONDS:.0f}s; the experiment's exit code is unknown."
                     )
-                time.sleep(self.poll_interval)  # the bridge answered at once: not too often
             else:
                 unreachable_since = None
+            time.sleep(self.poll_interval)
 
-    def _wait_once(self, job: Job, handle: str) -> Poll:
-        """One long poll: the state once it is not running, or after WAIT_SECONDS."""
-        return self._ask(
-            job,
-            {
-                "op": "wait",
-                "handle": handle,
-                "exp_dir": str(job.exp_dir),
-                "timeout": self.request_timeout,
-                "wait": WAIT_SECONDS,
-            },
-            WAIT_SECONDS + self.request_timeout,
-        )
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
+        (result,) = self._poll_many([(job, handle)])
+        return result
 
-    def _poll(self, job: Job, handle: str) -> Poll:
-        """Ask the run's coordinator; its answer also appends the new output lines."""
-        return self._ask(
-            job,
-            {
-                "op": "poll",
-                "handle": handle,
-                "exp_dir": str(job.exp_dir),
-                "timeout": self.request_timeout,
-            },
-            self.request_timeout,
-        )
+    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
+        """One call to each run's coordinator for all its attempts asked; each answer
+        also appends the attempt's new output lines to its log."""
+        by_run: dict[tuple[str, str], list[int]] = {}
+        handles = [Handle.loads(h) for _, h in items]
+        for i, h in enumerate(handles):
+            by_run.setdefault((h.address, h.coordinator), []).append(i)
+        out: list[AttemptResult] = [AttemptResult.unknown()] * len(items)
+        for (address, name), idx in by_run.items():
+            dirs = {handles[i].key: items[i][0].exp_dir for i in idx}
+            offsets = {k: _read_offset(d / OFFSET_FILE, k) for k, d in dirs.items()}
+            try:
+                answers = self._ask_coordinator(address, name, offsets)
+            except Exception as exc:  # the cluster did not answer: never taken for gone
+                why = f"the Ray cluster does not answer: {exc or type(exc).__name__}"
+                for i in idx:
+                    out[i] = AttemptResult.unknown(why)
+                continue
+            for i in idx:
+                h = handles[i]
+                answer = None if answers is None else answers.get(h.key)
+                out[i] = self._observe(h, dirs[h.key], offsets[h.key], answer)
+        return out
 
-    def _ask(self, job: Job, req: dict[str, Any], timeout: float) -> Poll:
-        from gridrun.backends.ray.bridge import BridgeError, request
+    def _ask_coordinator(
+        self, address: str, name: str, offsets: dict[str, int]
+    ) -> dict[str, dict] | None:
+        """The coordinator's answers for ``offsets``' keys; None when the driver is gone."""
+        import ray
 
+        actor = self._actor(address, name)
+        if actor is None:
+            return None
         try:
-            o = request(self.home.root, req, timeout=timeout)
-        except BridgeError as exc:
-            if req["op"] == "wait" and "unknown op" in str(exc):
-                # A bridge of an older gridrun, still serving this GRID_HOME.
-                time.sleep(self.poll_interval)
-                return self._poll(job, req["handle"])
-            return Poll.unknown(f"the Ray cluster does not answer: {exc}")
-        except (OSError, ValueError) as exc:
-            return Poll.unknown(f"the Ray cluster does not answer: {exc or type(exc).__name__}")
-        state = o["state"]
+            answers: dict[str, dict] = ray.get(
+                actor.poll.remote(offsets), timeout=self.request_timeout
+            )
+            return answers
+        except ray.exceptions.RayActorError as exc:
+            # Gone only if the name is gone too: a coordinator that is merely slow or
+            # briefly unreachable (ActorUnavailableError, a worker restarting, a busy
+            # head while a node dies) still holds its experiments: asked again.
+            self._forget_actor(address, name)
+            if self._cluster(address).coordinator(name) is None:
+                return None
+            raise BackendError(f"The run's coordinator {name} did not answer: {exc}") from exc
+
+    def _observe(
+        self, handle: Handle, exp_dir: Path, offset: int, answer: dict | None
+    ) -> AttemptResult:
+        """One coordinator answer: its new lines appended to the log, its node noted."""
+        if answer is None or answer.get("state") == "unknown":
+            # The cluster's record of the attempt is gone. When the node it ran on is
+            # dead, that is the reason (its driver may have gone with it); otherwise
+            # the run's driver itself ended or forgot it.
+            why = self._node_death(handle.address, exp_dir)
+            if why is not None:
+                return AttemptResult.gone(why, TerminationReason.NODE_DIED)
+            if answer is None:
+                why = f"lost: the run's Ray driver {handle.coordinator} ended"
+            return AttemptResult.gone(why or "lost: the run's Ray driver no longer knows it")
+        lines = answer.get("lines") or []
+        start = int(answer.get("offset", 0))
+        skip = max(0, offset - start)
+        node = ""
+        if answer.get("node_id"):
+            # Nodes of one machine share its address: the node id tells them apart.
+            node = f"{answer.get('node_ip') or answer.get('hostname')} ({answer['node_id'][:8]})"
+        if node and node != _read_text(exp_dir / NODE_FILE):
+            _write_text(exp_dir / NODE_FILE, node)
+        if len(lines) > skip:
+            with LogSink(exp_dir / "output.log") as sink:
+                for stream, ts, text in lines[skip:]:
+                    sink.write(stream, text, ts=ts)
+            _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
+        state = answer["state"]
+        if state in ("queued", "running"):  # placed by Ray: waiting for resources is running
+            return AttemptResult.running(node)
         if state == "exited":
-            code = o.get("exit_code")
-            return Poll.exited(int(code) if code is not None else -1)
-        if state == "running":
-            return Poll.running()
-        if state == "unreachable":
-            return Poll.unknown(str(o.get("error") or "the Ray cluster does not answer"))
-        return Poll.gone(str(o.get("error") or "lost: the run's Ray driver no longer knows it"))
+            code = answer.get("exit_code")
+            return AttemptResult.exited(-1 if code is None else int(code), node=node)
+        # "lost": the task failed with its worker or its node.
+        why = str(answer.get("error") or "lost: the run's Ray driver no longer knows it")
+        return replace(AttemptResult.gone(why, TerminationReason.NODE_DIED), node=node)
+
+    def _node_death(self, address: str, exp_dir: Path) -> str | None:
+        """``lost: Ray node ... died`` when the node the experiment last ran on is dead."""
+        node = _read_text(exp_dir / NODE_FILE)  # "ip (id8)", written by earlier polls
+        if "(" not in node:
+            return None
+        short = node.rsplit("(", 1)[1].rstrip(")")
+        try:
+            same = [n for n in self._cluster(address).nodes() if n.node_id.startswith(short)]
+        except Exception:
+            return None
+        if same and not any(n.alive for n in same):
+            return f"lost: Ray node {node} died"
+        return None
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:
-        from gridrun.backends.ray.bridge import request
+        import ray
 
-        request(self.home.root, {"op": "stop", "handle": handle, "grace": grace})
+        h = Handle.loads(handle)
+        actor = self._actor(h.address, h.coordinator)
+        if actor is not None:
+            ray.get(actor.stop.remote(h.key, grace), timeout=30)
 
     def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
-        from gridrun.backends.ray.bridge import request
+        import ray
 
         if not handle:
             return []
-        reply = request(
-            self.home.root,
-            {"op": "artifacts", "handle": handle, "dir": str(job.artifacts_dir)},
-            timeout=900,
-        )
-        return list(reply.get("names") or [])
+        h = Handle.loads(handle)
+        actor = self._actor(h.address, h.coordinator)
+        if actor is None:
+            return []
+        blob = ray.get(actor.artifacts.remote(h.key), timeout=600)
+        if not blob:
+            return []
+        job.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            names = [m.name for m in tar.getmembers() if not m.isdir()]
+            tar.extractall(job.artifacts_dir, filter="data")
+        return names
 
     def _release(self, job: Job, handle: str | None) -> None:
-        from gridrun.backends.ray.bridge import request
+        """Forget the attempt; the run's driver exits once it has nothing left."""
+        import ray
 
-        if handle:
-            request(self.home.root, {"op": "release", "handle": handle})
+        if not handle:
+            return
+        h = Handle.loads(handle)
+        actor = self._actor(h.address, h.coordinator)
+        if actor is None:
+            return
+        try:
+            ray.get(actor.forget.remote(h.key), timeout=30)
+            if ray.get(actor.release_if_idle.remote(), timeout=30):
+                self._forget_actor(h.address, h.coordinator)
+                _end_if_orphaned(actor)
+        except Exception:
+            pass

@@ -4,7 +4,7 @@ It lives on the head node, pinned there (hard node affinity), so that a worker
 node that dies takes only its experiments, never the record of them: their loss is
 reported naming the node. It is detached from the driver process, so a driver that
 dies on its own does not take the run with it. The driver ends it when the run is
-released; the agent's bridge ends it if the driver died.
+released; the agent ends it if the driver died.
 
 SkyPilot's shape: one driver per run on the cluster, fanning the experiments out as
 Ray tasks, instead of one Ray Job per experiment (a second or more of start-up each).
@@ -154,8 +154,8 @@ class Coordinator:
         """True (and closed) when the run is released and its driver is gone.
 
         The coordinator is a detached actor, so it outlives a driver whose node, or
-        whose raylet connection, died: then nobody but the agent's bridge ends it, and
-        this check, answered before the bridge kills it, keeps any later submission out.
+        whose raylet connection, died: then nobody but the agent ends it, and
+        this check, answered before the agent kills it, keeps any later submission out.
         """
         if self.released and time.monotonic() - self._driver_seen > DRIVER_GONE_SECONDS:
             self.closed = True

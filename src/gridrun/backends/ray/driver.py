@@ -6,7 +6,7 @@ job's runtime_env (the run's snapshot package as ``working_dir``, gridrun itself
 head node (detached: see coordinator.py) and waits until the agent releases the run.
 The coordinator is detached so that it outlives this process should it die; the
 driver ends it once the run is released, and only then (a call that fails is asked
-again: the coordinator holds the run's record), and the agent's bridge ends it if the
+again: the coordinator holds the run's record), and the agent ends it if the
 driver has gone meanwhile (``grid stop`` stops a run, not ``ray job stop``).
 """
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         except unavailable:
             pass  # busy, or briefly unreachable (a node dying): it keeps the run's record
         except ray.exceptions.RayActorError:
-            # Ended by the agent's bridge meanwhile: nothing left to end.
+            # Ended by the agent meanwhile: nothing left to end.
             print(f"gridrun coordinator {name} ended", flush=True)
             return 0
         time.sleep(1.0)

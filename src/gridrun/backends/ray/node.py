@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from gridrun.backends.ray.task import TaskSpec
 from gridrun.envs.torchbuild import EACH_NODE
 from gridrun.specs import TorchBuild, script_command
 
@@ -121,28 +122,31 @@ def pack_artifacts(files: dict[str, Any], workdir: Path) -> tuple[bytes, list[st
     return buf.getvalue(), names
 
 
-def build_environment(spec: dict[str, Any], log: Callable[[str], None]) -> Path | None:
+def build_environment(spec: TaskSpec, log: Callable[[str], None]) -> Path | None:
     """The run's virtualenv on this node, built on first use and cached by its key.
 
     None for a Julia script, which needs no Python environment.
     """
     from gridrun.envs.venv import build_venv
 
-    if not spec.get("python_env", True):
+    if not spec.python_env:
         return None
     key, torch_build = node_torch_build(spec)
     return build_venv(
         node_dir() / "envs",
         key,
-        spec["python"],
-        spec["requirements"],
+        spec.python,
+        list(spec.requirements),
         log,
-        pip=spec.get("pip"),
+        pip=spec.pip,
+        best_effort=spec.best_effort,
+        checks=list(spec.checks),
+        oldest_python=spec.oldest_python,
         torch_build=torch_build,
     )
 
 
-def node_torch_build(spec: dict[str, Any]) -> tuple[str, TorchBuild | None]:
+def node_torch_build(spec: TaskSpec) -> tuple[str, TorchBuild | None]:
     """(the environment's key on this node, the PyTorch build it gets).
 
     The head chose the CPU build for an experiment with no GPU; one with GPUs gets the
@@ -152,12 +156,12 @@ def node_torch_build(spec: dict[str, Any]) -> tuple[str, TorchBuild | None]:
     """
     from gridrun.envs.torchbuild import choose, driver_cuda
 
-    key = str(spec["env_key"])
-    build = TorchBuild.from_dict(spec.get("torch_build"))
-    gpus = int(spec.get("gpus") or 0)
+    key = spec.env_key
+    build = TorchBuild.from_dict(spec.torch_build)
+    gpus = spec.gpus
     if build is None or gpus <= 0 or build.variant != EACH_NODE:
         return key, build
-    build = choose(gpus, build.index_url, driver_cuda(spec.get("cuda")))
+    build = choose(gpus, build.index_url, driver_cuda(spec.cuda))
     return f"{key}-{build.variant or 'pypi'}", build
 
 
@@ -175,8 +179,9 @@ def _signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
-def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[str, Any]:
+def run_experiment(request: dict[str, Any], package: Path, report: Report) -> dict[str, Any]:
     """Run one experiment on this node; see the module docstring for the steps."""
+    spec = TaskSpec.from_dict(request)
     outbox = Outbox()
     info = {
         "node_ip": _node_ip(),
@@ -186,7 +191,7 @@ def run_experiment(spec: dict[str, Any], package: Path, report: Report) -> dict[
     reply = report([], {"event": "started", **info})
     if reply.get("stop"):
         return _result(143)
-    workdir = node_dir() / "work" / spec["home_label"] / f"{spec['experiment']}-{spec['attempt']}"
+    workdir = node_dir() / "work" / spec.home_label / f"{spec.experiment}-{spec.attempt}"
     code: int | None = None
     error: str | None = None
     files: dict[str, Any] = {}
@@ -244,18 +249,18 @@ def _result(
 
 
 def _run(
-    spec: dict[str, Any], env_dir: Path | None, workdir: Path, outbox: Outbox, report: Report
+    spec: TaskSpec, env_dir: Path | None, workdir: Path, outbox: Outbox, report: Report
 ) -> int:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(spec["env"])
-    if int(spec.get("gpus") or 0) == 0:
+    env.update(spec.env)
+    if spec.gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # as locally: no GPU asked, none visible
     python = "python"
     if env_dir is not None:
         env["VIRTUAL_ENV"] = str(env_dir)
         env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         python = str(env_dir / "bin" / "python")
-    argv = [*script_command(spec["script"], python), *spec["args"]]
+    argv = [*script_command(spec.script, python), *spec.args]
     if argv[0] == "julia" and shutil.which("julia", path=env.get("PATH")) is None:
         # The submitting machine cannot see the nodes' PATH: this is the first place
         # that can tell. 127 is what a shell answers for a command it cannot find.
@@ -265,13 +270,12 @@ def _run(
             "Julia on every node (in the environment of `ray start`) to run .jl scripts",
         )
         return 127
-    if spec.get("datastores"):
+    if spec.datastores:
         from gridrun.backends.base import DatastoreMount
         from gridrun.datastores import local_mount_command
 
         mounts = [
-            DatastoreMount(d["name"], int(d["version"]), Path(d["source"]), d["mount_dir"])
-            for d in spec["datastores"]
+            DatastoreMount(d.name, d.version, Path(d.source), d.mount_dir) for d in spec.datastores
         ]
         argv, extra = local_mount_command(argv, mounts, workdir)
         env.update(extra)

@@ -24,14 +24,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gridrun.attempts import AttemptResult, PollState, TerminationReason
 from gridrun.backends.base import (
     Backend,
     BuildLog,
     BuildRequest,
     Capabilities,
     Job,
-    Poll,
-    PollState,
     collect_workdir,
 )
 from gridrun.backends.slurm.settings import SlurmSettings, load_settings, resolve
@@ -161,31 +160,7 @@ class SlurmBackend(Backend):
         sink.write("stderr", f"gridrun: submitted as Slurm job {job_id}")
         return job_id
 
-    def _wait(self, job: Job, handle: str, sink: LogSink) -> int:
-        """Poll until the job ends; a node failure or the scheduler's preemption is
-        recorded as a preemption (``self.preempted``), never as the script's failure."""
-        unknown_since: float | None = None
-        while True:
-            (state,) = self.poll([(job, handle)])
-            if state.state == PollState.EXITED:
-                assert state.exit_code is not None
-                return state.exit_code
-            if state.state == PollState.GONE:
-                if state.detail.startswith("preempted: "):
-                    self.preempted = state.detail.removeprefix("preempted: ")
-                    return 128 + 9
-                raise BackendError(f"The Slurm backend lost the experiment: {state.detail}")
-            if state.state == PollState.UNKNOWN and unknown_since is None:
-                unknown_since = time.monotonic()
-                sink.write("stderr", f"gridrun: cannot reach slurmctld: {state.detail}")
-            elif state.state == PollState.RUNNING:
-                unknown_since = None
-                if state.detail and self._waiting_said.get(handle) != state.detail:
-                    self._waiting_said[handle] = state.detail  # each new reason, once
-                    sink.write("stderr", f"gridrun: {state.detail}")
-            time.sleep(self.poll_interval)
-
-    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[Poll]:
+    def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         # One squeue per cluster for every job on it, those with an exit record too: a
         # task that a node failure signalled records an exit, and Slurm says why.
         by_cluster: dict[str | None, tuple[SlurmSettings, list[str]]] = {}
@@ -197,49 +172,54 @@ class SlurmBackend(Backend):
             jobs.update(self._squeue(settings, handles))
         out = []
         for job, handle in items:
-            rec = _exit_record(job, handle)
-            sj = jobs.get(handle)
-            node = (sj.nodes if sj is not None and not sj.waiting else "") or (
-                str(rec.get("node") or "") if rec is not None else ""
-            )
-            if node:
-                _note_node(self.home, job, f"{node} (Slurm job {handle})")
-            if rec is not None:
-                if sj is not None and sj.preempted:
-                    out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
-                else:
-                    out.append(Poll.exited(int(rec["exit_code"])))
-                continue
-            if sj is None:
-                gone = f"Slurm no longer knows job {handle}, and it left no exit record"
-                out.append(Poll.gone(gone))
-                continue
-            if sj.preempted:
-                out.append(Poll.gone(f"preempted: {_why(handle, sj)}"))
-            elif sj.waiting:
-                reason = f" ({sj.reason})" if sj.reason else ""
-                # grid status shows it where the node will be, until it has one.
-                _note_node(self.home, job, f"queued in Slurm{reason}")
-                out.append(Poll(PollState.RUNNING, detail=f"queued in Slurm{reason}"))
-            elif sj.active:
-                out.append(Poll.running())
-            else:
-                # Ended, and its task wrote no record: killed before it could (a time
-                # limit's SIGKILL, scancel), or it never started.
-                rec = _exit_record(job, handle)  # written between the two reads?
-                if rec is not None:
-                    out.append(Poll.exited(int(rec["exit_code"])))
-                else:
-                    out.append(
-                        Poll.gone(
-                            f"Slurm ended job {handle} as {sj.state}"
-                            + (f" ({sj.reason})" if sj.reason else "")
-                            + " before its task recorded an exit"
-                        )
-                    )
+            out.append(self._one(job, handle, jobs.get(handle)))
         return out
 
-    def _poll(self, job: Job, handle: str) -> Poll:
+    def _one(self, job: Job, handle: str, sj: SlurmJob | None) -> AttemptResult:
+        """One job's state from its task's exit record and what squeue said of it."""
+        rec = _exit_record(job, handle)
+        node = (sj.nodes if sj is not None and not sj.waiting else "") or (
+            str(rec.get("node") or "") if rec is not None else ""
+        )
+        if node:
+            _note_node(self.home, job, f"{node} (Slurm job {handle})")
+        if rec is not None:
+            code = int(rec["exit_code"])
+            if sj is not None and sj.preempted:  # its node failed: the task saw a SIGTERM
+                why = _why(handle, sj)
+                return AttemptResult.exited(
+                    code, reason=TerminationReason.NODE_DIED, detail=why, node=node
+                )
+            return AttemptResult.exited(code, node=node)
+        if sj is None:
+            return AttemptResult.gone(
+                f"Slurm no longer knows job {handle}, and it left no exit record"
+            )
+        if sj.preempted:
+            return AttemptResult.gone(_why(handle, sj), TerminationReason.NODE_DIED)
+        if sj.waiting:
+            why = f"queued in Slurm ({sj.reason})" if sj.reason else "queued in Slurm"
+            # grid status shows it where the node will be, until it has one; the log
+            # says each new reason once.
+            _note_node(self.home, job, why)
+            if self._waiting_said.get(handle) != why:
+                self._waiting_said[handle] = why
+                with contextlib.suppress(OSError), LogSink(job.log_path) as sink:
+                    sink.write("stderr", f"gridrun: {why}")
+            return AttemptResult(PollState.RUNNING, detail=why)
+        if sj.active:
+            return AttemptResult.running(node=node)
+        # Ended, and its task wrote no record: killed before it could (a time limit's
+        # SIGKILL, scancel), or it never started. Read again: written meanwhile?
+        rec = _exit_record(job, handle)
+        if rec is not None:
+            return AttemptResult.exited(int(rec["exit_code"]), node=node)
+        detail = f"Slurm ended job {handle} as {sj.state}" + (
+            f" ({sj.reason})" if sj.reason else ""
+        )
+        return AttemptResult.gone(detail + " before its task recorded an exit")
+
+    def _poll(self, job: Job, handle: str) -> AttemptResult:
         return self._poll_many([(job, handle)])[0]
 
     def _stop(self, job: Job, handle: str, grace: float) -> None:

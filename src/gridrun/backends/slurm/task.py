@@ -81,7 +81,8 @@ def main(argv: list[str]) -> int:
                 local.append(backend._launch(job, sink))
                 if stopping.is_set():
                     stop()
-                code = backend._wait(job, local[0], sink)
+                ended = backend._wait(job, local[0], sink)
+                code = ended.exit_code if ended.exit_code is not None else -1
         except Exception as exc:  # the experiment could not start here: its failure
             sink.write("stderr", f"gridrun: {type(exc).__name__}: {exc}")
             code = 1
