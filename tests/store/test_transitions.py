@@ -113,7 +113,7 @@ def test_a_move_from_a_status_the_table_does_not_list_changes_nothing(store: Sto
     assert store.stop_queued([a.id], 2.0) == []  # stopped: not listed
     assert (
         store.settle(
-            b.id, Decision(Status.SUCCEEDED, Ending.SUCCEEDED, None), exit_code=0, finished_at=3.0
+            b.id, Decision(Status.SUCCEEDED, Ending.SUCCEEDED, None), AttemptResult.exited(0)
         )
         is None
     )  # building, not running
