@@ -153,6 +153,7 @@ class LocalSlurmCluster:
             "SlurmdTimeout=30",
             "InactiveLimit=0",
             "MessageTimeout=3",  # a frozen controller is "unreachable" in seconds
+            "DefMemPerCPU=64",  # else a job without --mem takes its node's whole memory
             "Waittime=0",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",

@@ -88,6 +88,9 @@ def test_a_sweep_runs_as_on_local(slurm_grid, project: Path) -> None:
     log = grid("logs", "sl-exp0").stdout
     assert "[stdout]" in log and "epoch=2 loss=3.3333" in log
     assert "gridrun: submitted as Slurm job" in log
+    # The sweep is one job array: its experiments are tasks 0 and 1 of one job.
+    refs = [(grid.home / "experiments" / f"sl-exp{i}" / "backend.ref").read_text() for i in (0, 1)]
+    assert refs[0].split("_")[0] == refs[1].split("_")[0] and refs[1].endswith("_1"), refs
     job_line = next(x for x in log.splitlines() if "slurm job " in x)
     assert "slurm job None" not in job_line and "node node" in job_line, job_line
     metrics = grid.json("metrics", "sl")

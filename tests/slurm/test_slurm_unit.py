@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gridrun.backends.slurm.script import batch_script, sbatch_args
+from gridrun.backends.slurm.script import array_args, array_script, batch_script, sbatch_args
 from gridrun.backends.slurm.settings import SlurmSettings, parse_section, resolve
 from gridrun.backends.slurm.squeue import parse_capacity, parse_jobs
 from gridrun.errors import ConfigError, UsageError
@@ -130,3 +130,27 @@ def test_settings_are_checked_key_by_key() -> None:
     assert (r.partition, r.time) == ("debug", "30")
     with pytest.raises(UsageError, match="--slurm_partition"):
         resolve({"slurm_partition": "a b"}, s)
+
+
+def test_a_sweep_is_one_job_array_reading_its_manifest() -> None:
+    jobs = [_job(experiment_name=f"spiffy-sunfish-821-exp{i}") for i in range(3)]
+    run_dir = Path("/home/u/.grid/runs/spiffy-sunfish-821")
+    args = array_args(jobs, SlurmSettings(partition="gpu"), run_dir)
+    _compare("sbatch-array.txt", "\n".join(args) + "\n")
+    assert "--array=0-2" in args and f"--output={run_dir}/slurm-%A_%a.out" in args
+    script = array_script(run_dir / "slurm-array-x.txt", "/opt/venv/bin/python",
+                          Path("/home/u/.grid"), "spiffy-sunfish-821")  # fmt: skip
+    _compare("batch-array.sh", script)
+
+
+def test_an_arrays_tasks_not_started_yet_wait_as_its_record_says() -> None:
+    text = (
+        '{"jobs": [{"job_id": 8, "array_job_id": 7, "array_task_id": 0, "job_state": "RUNNING",'
+        ' "nodes": "node1", "array_task_string": ""},'
+        ' {"job_id": 7, "array_job_id": 7, "array_task_id": null, "job_state": "PENDING",'
+        ' "state_reason": "Resources", "array_task_string": "2-4%2"}]}'
+    )
+    jobs = parse_jobs(text)
+    assert jobs["7_0"].active and not jobs["7_0"].waiting
+    assert sorted(jobs) == ["7_0", "7_2", "7_3", "7_4"]
+    assert jobs["7_3"].waiting and jobs["7_3"].reason == "Resources"

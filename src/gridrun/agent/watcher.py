@@ -156,13 +156,21 @@ class EngineWatcher:
             store.close()
 
     def _launch_batch(self, store: Store) -> bool:
+        """Start what the agent claimed, with one request to the engine where it can."""
         with self._lock:
             batch, self._launches = self._launches, []
-        for exp_id, token in batch:
-            self._launch_one(store, exp_id, token)
+        ready = [w for exp_id, token in batch if (w := self._start(store, exp_id, token))]
+        if ready:
+            try:
+                handles = self.backend.launch_many([w.job for w in ready])
+            except Exception as exc:  # the whole request failed: so did each attempt
+                handles = [exc] * len(ready)
+            for w, handle in zip(ready, handles, strict=True):
+                self._launched(store, w, handle)
         return bool(batch)
 
-    def _launch_one(self, store: Store, exp_id: int, token: str) -> None:
+    def _start(self, store: Store, exp_id: int, token: str) -> Watched | None:
+        """Its job written and its attempt started in the store; None: lost the claim."""
         from gridrun.config import load_machine_config
 
         exp = store.get_experiment(exp_id)
@@ -179,22 +187,22 @@ class EngineWatcher:
             started_at=exp.started_at or time.time(),
         )
         if not started:  # stopped meanwhile, or the claim expired
-            return
+            return None
         attempt = store.get_experiment(exp_id).attempt
         (job.exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
-        w = Watched(exp_id, job, "", attempt, time.time())
-        try:
-            with LogSink(job.log_path) as sink:
-                w.handle = self.backend.launch(job, sink)
-        except Exception as exc:  # the backend could not start it: the attempt failed
-            error = f"{type(exc).__name__}: {exc}"
-            with contextlib.suppress(OSError), LogSink(job.log_path) as sink:
+        return Watched(exp_id, job, "", attempt, time.time())
+
+    def _launched(self, store: Store, w: Watched, handle: str | Exception) -> None:
+        if isinstance(handle, Exception):  # the backend could not start it: it failed
+            error = f"{type(handle).__name__}: {handle}"
+            with contextlib.suppress(OSError), LogSink(w.job.log_path) as sink:
                 sink.write("stderr", f"gridrun: {error}")
-            w.handle = read_handle(job) or ""
+            w.handle = read_handle(w.job) or ""
             self._end(store, w, AttemptResult.failed(error))
             return
-        store.record_handle(exp_id, w.handle)
-        self.watching[exp_id] = w
+        w.handle = handle
+        store.record_handle(w.exp_id, w.handle)
+        self.watching[w.exp_id] = w
 
     def _adopt_new(self, store: Store) -> bool:
         """Take over running attempts whose watcher (an agent) died."""

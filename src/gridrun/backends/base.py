@@ -33,9 +33,10 @@ Two ways an attempt is supervised, chosen by ``Capabilities.shares_machine``:
   (:mod:`gridrun.agent.watcher`) uses only this narrow part of the protocol, from
   one thread of the agent that holds the engine's connection:
 
-  - ``launch(job, sink) -> handle``, called for a batch of claimed experiments one
-    after another; the handle is persisted before it returns. The sink is closed
-    once it returns: an engine's output reaches ``job.log_path`` when polled;
+  - ``launch_many(jobs) -> [handle or exception, ...]`` for a batch of claimed
+    experiments (``_launch_many``: one engine request where the engine has one, a
+    Slurm job array; by default ``_launch`` each); every handle is persisted before
+    it returns. An engine's output reaches ``job.log_path`` when polled;
   - ``poll([(job, handle), ...]) -> [AttemptResult, ...]``, once a round for every
     running attempt (backoff 0.1 s to 1 s): ask the engine once (``_poll_many``,
     one ``sacct``/``squeue`` for Slurm), append new output to each log, and answer
@@ -211,6 +212,34 @@ class Backend(ABC):
         if self._stop_requested(job):
             self._stop(job, handle, job.stop_grace)
         return handle
+
+    def launch_many(self, jobs: Sequence[Job]) -> list[str | Exception]:
+        """Start a batch (the engine watcher's); each job's handle, or why it failed.
+
+        One engine request for many where the engine has one (a Slurm job array);
+        by default, :meth:`launch` each. Every handle is saved in its job's folder,
+        and a stop asked for before the launch is honoured, as :meth:`launch` does.
+        """
+        started = time.monotonic()
+        out = self._launch_many(jobs)
+        for job, handle in zip(jobs, out, strict=True):
+            if isinstance(handle, str):
+                write_handle(job, handle)
+                if self._stop_requested(job):
+                    self._stop(job, handle, job.stop_grace)
+        log.info("%s: launched %d in %.2fs", self.name, len(jobs), time.monotonic() - started)
+        return out
+
+    def _launch_many(self, jobs: Sequence[Job]) -> list[str | Exception]:
+        """Override to start many with one request; default: ``_launch`` each."""
+        out: list[str | Exception] = []
+        for job in jobs:
+            try:
+                with LogSink(job.log_path) as sink:
+                    out.append(self._launch(job, sink))
+            except Exception as exc:  # that one failed; the others still start
+                out.append(exc)
+        return out
 
     def wait(self, job: Job, handle: str, sink: LogSink) -> AttemptResult:
         """Block until the experiment ends: how (exit code, negative for a signal) and why.

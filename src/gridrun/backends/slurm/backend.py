@@ -160,6 +160,56 @@ class SlurmBackend(Backend):
         sink.write("stderr", f"gridrun: submitted as Slurm job {job_id}")
         return job_id
 
+    def _launch_many(self, jobs: Sequence[Job]) -> list[str | Exception]:
+        """One job array per run and resource request: ``sbatch --array=0-(N-1)``, each
+        task taking its experiment from the run's manifest by its index; a single
+        experiment is a plain job. Handles are ``ARRAYID_INDEX``, as Slurm names tasks."""
+        groups: dict[tuple[str, float, int | None, int], list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault((job.run_name, job.cpus, job.memory, job.gpus), []).append(i)
+        out: list[str | Exception] = [RuntimeError("not launched")] * len(jobs)
+        for idx in groups.values():
+            batch = [jobs[i] for i in idx]
+            if len(batch) == 1:
+                out[idx[0]] = super()._launch_many(batch)[0]
+                continue
+            try:
+                handles = self._submit_array(batch)
+            except Exception as exc:
+                handles = [exc] * len(batch)  # type: ignore[list-item]
+            for i, h in zip(idx, handles, strict=True):
+                out[i] = h
+        return out
+
+    def _submit_array(self, jobs: list[Job]) -> list[str]:
+        import uuid
+
+        from gridrun.backends.slurm.script import JOB_FILE, array_args, array_script
+        from gridrun.backends.slurm.task import EXIT_FILE
+
+        settings = self._run_settings(jobs[0])
+        run_dir = self.home.run_dir(jobs[0].run_name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for job in jobs:
+            job.exp_dir.mkdir(parents=True, exist_ok=True)
+            (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's
+            atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+        tag = uuid.uuid4().hex[:8]
+        manifest = run_dir / f"slurm-array-{tag}.txt"
+        atomic_write_text(manifest, "".join(f"{j.exp_dir / JOB_FILE}\n" for j in jobs))
+        batch = run_dir / f"slurm-array-{tag}.sh"
+        script = array_script(manifest, sys.executable, self.home.root, jobs[0].run_name)
+        atomic_write_text(batch, script)
+        out = self._client(settings, ["sbatch", *array_args(jobs, settings, run_dir), str(batch)])
+        array_id = out.strip().split(";")[0]
+        if not array_id.isdigit():
+            raise BackendError(f"sbatch answered {out.strip()!r}, not a job id.")
+        handles = [f"{array_id}_{i}" for i in range(len(jobs))]
+        for job, handle in zip(jobs, handles, strict=True):
+            with contextlib.suppress(OSError), LogSink(job.log_path) as sink:
+                sink.write("stderr", f"gridrun: submitted as Slurm job {handle}")
+        return handles
+
     def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         # One squeue per cluster for every job on it, those with an exit record too: a
         # task that a node failure signalled records an exit, and Slurm says why.

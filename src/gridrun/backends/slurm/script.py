@@ -20,6 +20,7 @@ from gridrun.specs import Job
 
 JOB_FILE = "slurm-job.json"  # the Job the task runs, written by the backend at launch
 OUTPUT = "slurm-%j.out"  # Slurm's own messages about the job; the script's go to its log
+ARRAY_OUTPUT = "slurm-%A_%a.out"  # in the run's folder, one per array task
 
 
 def sbatch_args(job: Job, settings: SlurmSettings) -> list[str]:
@@ -49,6 +50,35 @@ def sbatch_args(job: Job, settings: SlurmSettings) -> list[str]:
         args.append(f"--account={settings.account}")
     args.extend(settings.extra)
     return args
+
+
+def array_args(jobs: list[Job], settings: SlurmSettings, run_dir: Path) -> list[str]:
+    """``sbatch`` options for a job array of experiments that ask for the same resources
+    (the first job's): one task each, by index, ``--array=0-(N-1)``."""
+    first = jobs[0]
+    args = sbatch_args(first, settings)
+    swap = {
+        "--job-name=": f"--job-name=grid-{first.run_name}",
+        "--output=": f"--output={run_dir / ARRAY_OUTPUT}",
+        "--chdir=": f"--chdir={run_dir}",
+    }
+    for i, a in enumerate(args):
+        for prefix, value in swap.items():
+            if a.startswith(prefix):
+                args[i] = value
+    args.insert(1, f"--array=0-{len(jobs) - 1}")
+    return args
+
+
+def array_script(manifest: Path, python: str, home: Path, run_name: str) -> str:
+    """The batch script of a job array: each task runs the experiment its index names."""
+    task = shlex.join([python, "-m", "gridrun.backends.slurm.task", "--manifest", str(manifest)])
+    return (
+        "#!/bin/sh\n"
+        f"# gridrun: experiments of run {run_name}, one per array task\n"
+        f"export GRID_HOME={shlex.quote(str(home))}\n"
+        f"exec {task}\n"
+    )
 
 
 def batch_script(job: Job, python: str, home: Path) -> str:

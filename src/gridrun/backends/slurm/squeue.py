@@ -91,6 +91,21 @@ def parse_jobs(text: str) -> dict[str, SlurmJob]:
             array = array.get("number") if isinstance(array, dict) else array
             job_id = f"{array}_{task}"
         reason = str(j.get("state_reason") or "")
+        pending_tasks = _task_ids(str(j.get("array_task_string") or ""))
+        if pending_tasks and task is None:
+            # An array's tasks not started yet are one record ("7", tasks "2-9%4"):
+            # each of them waits as the record says.
+            array = j.get("array_job_id") or j.get("job_id")
+            array = array.get("number") if isinstance(array, dict) else array
+            for i in pending_tasks:
+                key = f"{array}_{i}"
+                out[key] = SlurmJob(
+                    job_id=key,
+                    state=_state(j.get("job_state")),
+                    reason="" if reason == "None" else reason,
+                    restarts=int(j.get("restart_cnt") or 0),
+                )
+            continue
         out[job_id] = SlurmJob(
             job_id=job_id,
             state=_state(j.get("job_state")),
@@ -99,6 +114,23 @@ def parse_jobs(text: str) -> dict[str, SlurmJob]:
             exit_code=_exit_code(j.get("exit_code")),
             restarts=int(j.get("restart_cnt") or 0),
         )
+    return out
+
+
+def _task_ids(text: str) -> list[int]:
+    """Task ids of an array's task string: ``2-9``, ``[3,5,7-9]``, ``0-99%4``."""
+    text = text.strip().strip("[]").split("%")[0]
+    out: list[int] = []
+    for part in text.split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        step = 1
+        if ":" in hi:
+            hi, _, st = hi.partition(":")
+            step = int(st) if st.isdigit() else 1
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            out.extend(range(int(lo), int(hi or lo) + 1, step))
     return out
 
 

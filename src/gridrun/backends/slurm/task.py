@@ -44,6 +44,10 @@ def main(argv: list[str]) -> int:
     from gridrun.logs import LogSink
     from gridrun.specs import Job
 
+    if len(argv) == 2 and argv[0] == "--manifest":
+        # A job array's task: the experiment on its line of the run's manifest.
+        lines = Path(argv[1]).read_text().splitlines()
+        argv = [lines[int(os.environ["SLURM_ARRAY_TASK_ID"])]]
     if len(argv) != 1:
         usage = "usage: python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json"
         print(usage, file=sys.stderr)
@@ -53,7 +57,13 @@ def main(argv: list[str]) -> int:
     # experiment as on any Slurm job, beside gridrun's own variables.
     slurm_env = {k: v for k, v in os.environ.items() if k.startswith("SLURM")}
     job = dataclasses.replace(job, gpu_ids=_granted_gpus(), env={**slurm_env, **job.env})
-    slurm_id = os.environ.get("SLURM_JOB_ID", "")
+    # The handle the agent keeps: an array task is ARRAY_TASK, a plain job its id.
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    slurm_id = (
+        f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        if array
+        else os.environ.get("SLURM_JOB_ID", "")
+    )
     home = GridHome.from_env()
     backend = LocalBackend(home)
     stopping = threading.Event()
