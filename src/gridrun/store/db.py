@@ -272,7 +272,7 @@ class Store:
             fields["status"] = to
         return self.transition(
             exp_id,
-            where=list(t.frm),
+            where=[s for s in t.frm if isinstance(s, Status)],
             extra_where=extra_where,
             extra_args=extra_args,
             event=name,
