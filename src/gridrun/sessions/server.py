@@ -129,6 +129,9 @@ def server_env(
         JUPYTER_DATA_DIR=str(layout.jupyter / "data"),
         JUPYTER_RUNTIME_DIR=str(layout.jupyter / "runtime"),
         IPYTHONDIR=str(layout.jupyter / "ipython"),
+        # Inside a virtualenv jupyter_core puts the environment's folders before the
+        # user's: JupyterLab's own ipykernel "python3" would hide the session's.
+        JUPYTER_PREFER_ENV_PATH="0",
         VIRTUAL_ENV=str(venv),
         PATH=f"{venv / 'bin'}{os.pathsep}{base.get('PATH', '/usr/bin:/bin')}",
         GRID_HOME=str(home.root),

@@ -12,6 +12,11 @@ install at all:
   kernel runs with the *run's* interpreter and appends this folder to ``sys.path``
   (see :func:`kernel_argv`), after the run's site-packages: the run's own packages
   win, the cached environment gets no file, and nothing a session writes reaches it.
+
+Both are compiled to bytecode when installed: a session sees them read-only, so
+Python could not cache it there, and a kernel compiling IPython, pyzmq and
+jupyter_client at every start took long enough on a busy machine for JupyterLab to
+give up on it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def jupyterlab_env(home_root: Path, log: Log) -> Path:
                 "pip",
                 "install",
                 "--quiet",
+                "--compile-bytecode",
                 "--python",
                 str(tmp / "bin" / "python"),
                 f"jupyterlab=={JUPYTERLAB_VERSION}",
@@ -79,6 +85,7 @@ def kernel_packages(home_root: Path, python: Path, python_minor: str, log: Log) 
                 "pip",
                 "install",
                 "--quiet",
+                "--compile-bytecode",  # see the module doc
                 "--python",
                 str(python),
                 "--target",

@@ -27,7 +27,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gridrun.errors import GridError
 from gridrun.home import GridHome
@@ -157,12 +157,16 @@ async def proxy_ws(ws: WebSocket) -> None:
     protocols = [Subprotocol(p) for p in ws.scope.get("subprotocols") or []]
     try:
         async with connect(
-            url, additional_headers=headers, subprotocols=protocols or None, max_size=None
+            url,
+            additional_headers=headers,
+            subprotocols=protocols or None,
+            max_size=None,
+            open_timeout=120,  # Jupyter answers once the kernel is up
         ) as up:
             await ws.accept(subprotocol=up.subprotocol)
             await _pump(ws, up)
     except (OSError, WebSocketException):
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code=1011)
 
 
@@ -191,8 +195,8 @@ async def _pump(ws: WebSocket, up: Any) -> None:
             await t
     with contextlib.suppress(Exception):
         await up.close()
-    with contextlib.suppress(RuntimeError):
-        await ws.close()
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await ws.close()  # the browser may be gone already
 
 
 async def sessions_page(request: Request) -> Response:

@@ -1,0 +1,89 @@
+"""A session opened in a real Chromium through the dashboard's proxy (issue 23's test).
+
+JupyterLab's page, its REST calls and the kernel's WebSocket all go through
+``grid ui`` on the dashboard's token alone; the notebook cell runs in the run's
+environment, reads the datastore and cannot write it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uihelpers import Dashboard
+
+pytestmark = pytest.mark.slow
+
+CELL = (
+    "import os, numpy; p = os.environ['GRID_DATASTORE_MYDATA_DIR']; "
+    "print('PREFIX', os.sys.prefix, 'NUMPY', numpy.__file__.startswith(os.sys.prefix), "
+    "'DATA', open(p + '/data.csv').read().strip())"
+)
+WRITE = "open(os.environ['GRID_DATASTORE_MYDATA_DIR'] + '/new.txt', 'w')"
+
+
+def _run_cell(page: Any, index: int, code: str) -> Any:
+    """Type ``code`` into the notebook's cell ``index`` and run it (Shift+Enter)."""
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").nth(index)
+    editor.click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output")
+
+
+def test_a_notebook_opens_through_the_dashboard(
+    grid: Any, dashboard: Dashboard, page: Any, tmp_path: Path
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "analyse.py").write_text("import numpy\nprint(numpy.ones(2))\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "data.csv").write_text("x,42\n")
+    grid("datastore", "create", str(data), "--name", "mydata")
+    created = json.loads(
+        grid(
+            "-o",
+            "json",
+            "session",
+            "create",
+            "--name",
+            "nb",
+            "--datastore_name",
+            "mydata",
+            cwd=project,
+            timeout=900,
+        ).stdout
+    )
+    env = created["environment"]
+
+    # The dashboard's token alone: its login trades it for a cookie, then the proxy
+    # adds Jupyter's own token (never shown to the browser).
+    page.goto(dashboard.login("sessions"))
+    page.wait_for_selector("#sessions >> text=nb")
+    page.click("text=Open JupyterLab")
+    page.wait_for_url("**/sessions/nb/lab**", timeout=60_000)
+    card = page.locator(".jp-LauncherCard[data-category='Notebook']").first
+    card.wait_for(timeout=120_000)
+    assert "run environment" in (card.get_attribute("title") or card.inner_text())
+    card.click()
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+    # A cell run before the kernel is connected is dropped by JupyterLab ("No Kernel").
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+
+    out = _run_cell(page, 0, CELL)
+    out.first.wait_for(timeout=120_000)
+    text = out.first.inner_text()
+    assert f"PREFIX {env} NUMPY True DATA x,42" in text, text
+
+    denied = _run_cell(page, 1, WRITE)
+    denied.first.wait_for(timeout=60_000)
+    assert "Read-only file system" in denied.first.inner_text()
+    assert not (data / "new.txt").exists()
+
+    # Without the dashboard's cookie, neither the page nor the API opens.
+    status, _ = dashboard.get("/sessions/nb/api/status", auth=False)
+    assert status == 403
+    grid("session", "delete", "nb")
