@@ -21,6 +21,31 @@ CELL = (
     "print('PREFIX', os.sys.prefix, 'NUMPY', numpy.__file__.startswith(os.sys.prefix), "
     "'DATA', open(p + '/data.csv').read().strip())"
 )
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "a",
+            "metadata": {},
+            "outputs": [],
+            "source": [],
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "b",
+            "metadata": {},
+            "outputs": [],
+            "source": [],
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
 WRITE = "open(os.environ['GRID_DATASTORE_MYDATA_DIR'] + '/new.txt', 'w')"
 
 
@@ -39,6 +64,7 @@ def test_a_notebook_opens_through_the_dashboard(
     project = tmp_path / "proj"
     project.mkdir()
     (project / "analyse.py").write_text("import numpy\nprint(numpy.ones(2))\n")
+    (project / "analysis.ipynb").write_text(json.dumps(NOTEBOOK))
     data = tmp_path / "data"
     data.mkdir()
     (data / "data.csv").write_text("x,42\n")
@@ -67,9 +93,10 @@ def test_a_notebook_opens_through_the_dashboard(
     page.wait_for_url("**/sessions/nb/lab**", timeout=60_000)
     card = page.locator(".jp-LauncherCard[data-category='Notebook']").first
     card.wait_for(timeout=120_000)
-    assert "run environment" in (card.get_attribute("title") or card.inner_text())
-    card.click()
-    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=60_000)
+    assert "(run environment)" in (card.get_attribute("title") or "")  # the only kernel
+    # The project's own notebook, opened from the working copy, in the session's kernel.
+    page.goto(f"{dashboard.url}sessions/nb/lab/tree/analysis.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
     # A cell run before the kernel is connected is dropped by JupyterLab ("No Kernel").
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
@@ -87,3 +114,29 @@ def test_a_notebook_opens_through_the_dashboard(
     status, _ = dashboard.get("/sessions/nb/api/status", auth=False)
     assert status == 403
     grid("session", "delete", "nb")
+
+
+def test_an_experiment_page_opens_a_session_in_its_environment(
+    grid: Any, dashboard: Dashboard, page: Any, tmp_path: Path
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import numpy\nopen('left.txt', 'w').write('x')\nraise SystemExit(3)\n"
+    )
+    grid("run", "--name", "failing", "train.py", cwd=project)
+    run = grid.wait("failing")
+    exp = run["experiments"][0]["name"]
+
+    page.goto(dashboard.login(f"experiments/{exp}"))
+    page.click("#open-session button")
+    page.wait_for_url("**/sessions/*/lab**", timeout=180_000)
+    name = page.url.split("/sessions/")[1].split("/")[0]
+    page.locator(".jp-LauncherCard[data-category='Notebook']").first.wait_for(timeout=120_000)
+
+    sessions = [s for s in grid.json("session", "list") if s["name"] == name]
+    assert sessions and sessions[0]["from_run"] == "failing"
+    assert sessions[0]["environment"] == run["env_ref"]  # the run's own, not a rebuild
+    # The experiment's working directory, with what it left there, is the session's.
+    assert (grid.home / "sessions" / name / "work" / "left.txt").read_text() == "x"
+    grid("session", "delete", name)

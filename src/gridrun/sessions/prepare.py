@@ -7,7 +7,8 @@ environment. Given a folder rather than a script, the dependencies are inferred
 from every ``.py`` file in it. ``--from RUN|EXPERIMENT`` takes that run's recorded
 spec (snapshot, environment, datastores) instead, to debug an experiment where it
 failed: an experiment's working directory, where it still exists, becomes the
-session's working copy, with what the experiment left in it.
+session's working copy, with what the experiment left in it; once it is gone, the
+files the experiment wrote (its artifacts) are laid over the snapshot.
 """
 
 from __future__ import annotations
@@ -110,8 +111,12 @@ def _from_run(req: SessionRequest, home: GridHome) -> Prepared:
                     hint="`grid history` lists runs; `grid status RUN` their experiments.",
                 )
             run = store.get_run_by_id(exp.run_id)
-            candidate = home.experiment_dir(exp.name) / "workdir"
-            workdir = candidate if candidate.is_dir() else None
+            # Where it failed: its working directory while it exists, else the files
+            # it wrote (its artifacts) over the snapshot.
+            for candidate in (home.experiment_dir(exp.name) / d for d in ("workdir", "artifacts")):
+                if candidate.is_dir():
+                    workdir = candidate
+                    break
     finally:
         store.close()
     if run.backend not in BACKENDS:
@@ -144,10 +149,12 @@ def make_working_copy(home: GridHome, spec: RunSpec, dest: Path, workdir: Path |
         return  # a resumed session keeps what was written in it
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if workdir is not None:
+    if workdir is not None and workdir.name == "workdir":
         shutil.copytree(workdir, tmp, symlinks=True)
     else:
         from gridrun.project import materialize
 
         materialize(spec.snapshot_manifest, home.objects, tmp)
+        if workdir is not None:  # an ended experiment's artifacts, over its code
+            shutil.copytree(workdir, tmp, symlinks=True, dirs_exist_ok=True)
     tmp.rename(dest)
