@@ -98,6 +98,9 @@ def test_jupyterlab_command_and_environment(tmp_path: Path) -> None:
     assert env["JUPYTER_TOKEN"] == "tok" and env["GRID_SESSION_ID"] == "7"
     assert "JUPYTER_PATH" not in env and "PYTHONPATH" not in env
     assert env["JUPYTER_DATA_DIR"] == str(tmp_path / "sessions" / "dbg" / "jupyter" / "data")
+    assert env["CUDA_VISIBLE_DEVICES"] == ""  # no --gpus: no GPU, as for an experiment
+    with_gpu = server_env({}, Layout.of(home, "dbg"), Path("/envs/k"), home, 7, "tok", gpus=1)
+    assert "CUDA_VISIBLE_DEVICES" not in with_gpu
 
 
 def test_the_kernel_appends_ipykernel_after_the_runs_packages() -> None:

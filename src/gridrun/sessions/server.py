@@ -119,7 +119,13 @@ def server_argv(tool: Path, name: str, port: int, work: Path) -> list[str]:
 
 
 def server_env(
-    base: dict[str, str], layout: Layout, venv: Path, home: GridHome, session_id: int, token: str
+    base: dict[str, str],
+    layout: Layout,
+    venv: Path,
+    home: GridHome,
+    session_id: int,
+    token: str,
+    gpus: int = 0,
 ) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith(("JUPYTER", "PYTHON"))}
     env.pop("__PYVENV_LAUNCHER__", None)
@@ -137,6 +143,8 @@ def server_env(
         GRID_HOME=str(home.root),
         **{SESSION_MARK: str(session_id)},
     )
+    if gpus == 0:  # as an experiment without GPUs: an empty value hides every device
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
@@ -167,7 +175,7 @@ def start(
     write_kernel_spec(layout, kernel_argv(venv / "bin" / "python", packages), python_minor(venv))
     port = free_port()
     argv = server_argv(tool, name, port, layout.work)
-    env = server_env(dict(os.environ), layout, venv, home, session_id, token)
+    env = server_env(dict(os.environ), layout, venv, home, session_id, token, spec.resources.gpus)
     confine, extra = local_confinement(
         argv,
         list(spec.datastores),

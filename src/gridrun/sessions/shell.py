@@ -39,7 +39,9 @@ def run_in_session(store: Store, home: GridHome, name: str, argv: list[str]) -> 
         )
     spec = RunSpec.from_dict(session.spec)
     command = argv or [os.environ.get("SHELL") or "/bin/bash"]
-    env = server.server_env(dict(os.environ), layout, venv, home, session.id, "")
+    env = server.server_env(
+        dict(os.environ), layout, venv, home, session.id, "", spec.resources.gpus
+    )
     env.pop("JUPYTER_TOKEN", None)
     confine, extra = local_confinement(
         command,
