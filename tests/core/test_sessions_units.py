@@ -143,3 +143,25 @@ def test_interactive_nodes_table_has_grids_columns() -> None:
         "3d-05:52:41",
         "-",
     ]
+
+
+def test_a_session_whose_server_died_is_recorded_paused(store: Store) -> None:
+    import subprocess
+    import sys
+
+    from gridrun.processes import ProcessRef
+    from gridrun.sessions.reconcile import reconcile
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    ref = ProcessRef.of(gone.pid)
+    assert ref is not None
+    gone.wait()
+    s = _new(store)
+    table.move(store, s.id, "session_serving", SessionStatus.RUNNING, pid=ref.dump())
+    alive = _new(store, "alive")
+    table.move(
+        store, alive.id, "session_serving", SessionStatus.RUNNING, pid=ProcessRef.current().dump()
+    )
+    statuses = {x.name: x.status for x in reconcile(store)}
+    assert statuses == {"s": SessionStatus.PAUSED, "alive": SessionStatus.RUNNING}
+    assert table.get(store, "s").message == "its server had stopped"

@@ -165,10 +165,10 @@ def create(ctx: click.Context, target: str | None, **opts: Any) -> None:
 def list_(ctx: click.Context) -> None:
     """List live sessions (Grid's Interactive Nodes)."""
     from gridrun.cli.output import console, emit_json
-    from gridrun.sessions.lifecycle import reconcile
+    from gridrun.sessions.reconcile import reconcile
 
     store = open_store(ctx)
-    sessions = reconcile(store, home_of(ctx))
+    sessions = reconcile(store)
     if output_of(ctx) == "json":
         emit_json([session_json(s) for s in sessions])
         return

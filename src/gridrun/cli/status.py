@@ -361,10 +361,10 @@ def status(ctx: click.Context, name: str | None, limit: int | None, show_all: bo
     )
     # Grid's second table: sessions (gridrun.sessions), "None Active." when none.
     from gridrun.cli.session import sessions_table
-    from gridrun.store.sessions import live
+    from gridrun.sessions.reconcile import reconcile
 
     console.print("Interactive Nodes", markup=False)
-    console.print(sessions_table(live(store)))
+    console.print(sessions_table(reconcile(store)))
 
 
 def _build_warnings(ctx: click.Context, run: Run) -> list[str]:

@@ -154,29 +154,6 @@ def delete(store: Store, home: GridHome, name: str) -> None:
     shutil.rmtree(layout.root, ignore_errors=True)
 
 
-def reconcile(store: Store, home: GridHome) -> list[Session]:
-    """Live sessions, a running one whose server died recorded as paused."""
-    from gridrun.processes import ProcessRef
-
-    out = []
-    for s in table.live(store):
-        if s.status == SessionStatus.RUNNING and not store.readonly:
-            ref = ProcessRef.parse(s.pid) if s.pid else None
-            if ref is None or not ref.alive():
-                table.move(
-                    store,
-                    s.id,
-                    "session_lost",
-                    SessionStatus.PAUSED,
-                    paused_at=time.time(),
-                    pid=None,
-                    message="its server had stopped",
-                )
-                s = table.get_by_id(store, s.id)
-        out.append(s)
-    return out
-
-
 def idle_for(session: Session, now: float | None = None) -> float | None:
     """Seconds since the last kernel activity with no open connection; None if in use."""
     if session.port is None or session.token is None:
