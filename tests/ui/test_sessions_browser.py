@@ -49,6 +49,23 @@ NOTEBOOK = {
 WRITE = "open(os.environ['GRID_DATASTORE_MYDATA_DIR'] + '/new.txt', 'w')"
 
 
+def _websocket_opens(url: str, headers: dict[str, str], origin: str) -> bool:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+    from websockets.typing import Origin
+
+    async def attempt() -> bool:
+        try:
+            async with connect(url, additional_headers=headers, origin=Origin(origin)):
+                return True
+        except InvalidStatus:
+            return False
+
+    return asyncio.run(asyncio.wait_for(attempt(), 60))
+
+
 def _run_cell(page: Any, index: int, code: str) -> Any:
     """Type ``code`` into the notebook's cell ``index`` and run it (Shift+Enter)."""
     editor = page.locator(".jp-Notebook .jp-Cell .cm-content").nth(index)
@@ -110,9 +127,16 @@ def test_a_notebook_opens_through_the_dashboard(
     assert "Read-only file system" in denied.first.inner_text()
     assert not (data / "new.txt").exists()
 
-    # Without the dashboard's cookie, neither the page nor the API opens.
+    # Without the dashboard's cookie, neither the page nor the API opens, nor a
+    # WebSocket (which the HTTP middleware never sees); a foreign Origin is refused too.
     status, _ = dashboard.get("/sessions/nb/api/status", auth=False)
     assert status == 403
+    cookie = next(c for c in page.context.cookies() if c["name"].startswith("gridrun_session"))
+    ours = {"Cookie": f"{cookie['name']}={cookie['value']}"}
+    ws = dashboard.url.replace("http", "ws") + "sessions/nb/api/events/subscribe"
+    assert _websocket_opens(ws, ours, dashboard.url.rstrip("/"))
+    assert not _websocket_opens(ws, {}, dashboard.url.rstrip("/"))
+    assert not _websocket_opens(ws, ours, "http://attacker.example")
     grid("session", "delete", "nb")
 
 
