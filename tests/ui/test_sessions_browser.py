@@ -49,6 +49,24 @@ NOTEBOOK = {
 WRITE = "open(os.environ['GRID_DATASTORE_MYDATA_DIR'] + '/new.txt', 'w')"
 
 
+def _wait_for_one_kernel(dashboard: Dashboard, name: str) -> None:
+    """Until the notebook's session has one kernel, and it is the only one running."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        sessions = dashboard.json(f"/sessions/{name}/api/sessions")
+        kernels = dashboard.json(f"/sessions/{name}/api/kernels")
+        if (
+            len(sessions) == 1
+            and [k["id"] for k in kernels] == [sessions[0]["kernel"]["id"]]
+            and kernels[0]["execution_state"] == "idle"
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no single idle kernel: {sessions} {kernels}")
+
+
 def _websocket_opens(url: str, headers: dict[str, str], origin: str) -> bool:
     import asyncio
 
@@ -63,7 +81,11 @@ def _websocket_opens(url: str, headers: dict[str, str], origin: str) -> bool:
         except InvalidStatus:
             return False
 
-    return asyncio.run(asyncio.wait_for(attempt(), 60))
+    # Playwright's sync API runs an event loop in this thread: use another one.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(asyncio.wait_for(attempt(), 60))).result()
 
 
 def _run_cell(page: Any, index: int, code: str) -> Any:
@@ -116,9 +138,22 @@ def test_a_notebook_opens_through_the_dashboard(
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
     # A cell run before the kernel is connected is dropped by JupyterLab ("No Kernel").
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    # On a loaded machine JupyterLab at times starts the notebook's kernel twice and
+    # shuts the first down while the page still talks to it (seen in Jupyter's log:
+    # "Kernel started" twice, then "Kernel shutdown"). Once the session settles on
+    # one live kernel, a reload attaches the page to it, as a user would.
+    _wait_for_one_kernel(dashboard, "nb")
+    page.reload()
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
 
     out = _run_cell(page, 0, CELL)
-    out.first.wait_for(timeout=120_000)
+    try:
+        out.first.wait_for(timeout=120_000)
+    except Exception:  # what the page showed, for whoever reads the failure
+        page.screenshot(path=str(tmp_path / "failed.png"))
+        (tmp_path / "failed.html").write_text(page.content())
+        raise
     text = out.first.inner_text()
     assert f"PREFIX {env} NUMPY True DATA x,42" in text, text
 
