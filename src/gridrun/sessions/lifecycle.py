@@ -119,7 +119,8 @@ def pause(store: Store, home: GridHome, name: str, reason: str = "") -> Session:
         return session
     if session.status not in (SessionStatus.RUNNING, SessionStatus.STARTING):
         raise UsageError(f"Session {name} is {session.status.value}; only a running one pauses.")
-    server.stop(home, session.id, session.pid)
+    # Recorded first, then stopped: a `grid session list` meanwhile must not take the
+    # stopping server for one that died on its own (reconcile.py).
     table.move(
         store,
         session.id,
@@ -129,6 +130,7 @@ def pause(store: Store, home: GridHome, name: str, reason: str = "") -> Session:
         pid=None,
         message=reason or None,
     )
+    server.stop(home, session.id, session.pid)
     return table.get_by_id(store, session.id)
 
 
