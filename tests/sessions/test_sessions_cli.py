@@ -117,6 +117,19 @@ def test_a_session_lives_through_create_ssh_pause_resume_delete(
     row = next(line for line in table.splitlines() if "│ dbg" in line)
     assert "running" in row and "1 CPU" in row and "/sessions/dbg/lab" in row
 
+    # `grid gc` keeps what a live session uses, however long unused by runs.
+    from gridrun import gc
+    from gridrun.home import GridHome
+    from gridrun.store.db import Store
+
+    grid("delete", "run", "same-code")
+    store = Store(grid.home / "grid.db")
+    try:
+        gc.collect(GridHome(grid.home), store, grace=-3600)  # as if all were old
+    finally:
+        store.close()
+    assert Path(env).is_dir()
+
     grid("session", "pause", "dbg")
     assert _session(grid, "dbg")["status"] == "paused"
     with pytest.raises(OSError):
