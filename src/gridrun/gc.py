@@ -78,6 +78,15 @@ def _sweep(home: GridHome, store: Store, cutoff: float) -> Freed:
     runs = store.list_runs()
     manifests = {r.spec.snapshot_manifest.name for r in runs if _manifest(r.spec)}
     env_keys = {r.env_key for r in runs if r.env_key}
+    # A live session (gridrun.sessions) holds its environment and snapshot as a run does.
+    from gridrun.specs import RunSpec
+    from gridrun.store.sessions import live as live_sessions
+
+    for s in live_sessions(store):
+        env_keys |= {s.env_key} if s.env_key else set()
+        spec = RunSpec.from_dict(s.spec)
+        if _manifest(spec):
+            manifests.add(spec.snapshot_manifest.name)
     exp_names = {e.name for r in runs for e in r.experiments}
     run_names = {r.name for r in runs}
     freed = Freed()

@@ -12,6 +12,7 @@ Layout (every path is derived here so no other module invents one)::
       envs/<key>/             cached virtualenvs, one per environment key
       runs/<run>/             per-run files (build log, requirements)
       experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts
+      sessions/<name>/        a session's working copy, Jupyter folders, env layer
       datastores/             datastore version manifests
       images/                 Docker images' last use (last-used.json) and build locks
       cache/                  caches that only save time (parsed imports, installed dists)
@@ -118,6 +119,10 @@ class GridHome:
 
     def run_dir(self, run_name: str) -> Path:
         return self.root / "runs" / run_name
+
+    def session_dir(self, session_name: str) -> Path:
+        """A session's working copy, JupyterLab's folders and environment layer."""
+        return self.root / "sessions" / session_name
 
     def experiment_dir(self, experiment_name: str) -> Path:
         return self.root / "experiments" / experiment_name

@@ -229,7 +229,9 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         if not localdir.is_dir():
             raise ProjectError(f"Project folder {localdir} does not exist or is not a folder.")
         check_project_folder(localdir, home.root)
-        script = resolve_script(localdir, req.script)
+        # No script: a session over the whole folder (gridrun.sessions), whose
+        # dependencies are inferred from every .py file in it.
+        script = resolve_script(localdir, req.script) if req.script else ""
     req, config_args, config_notes = merge_config(req)
     scratch_space(req.scratch_size, req.scratch_mount_path)  # refused before any work
 

@@ -148,6 +148,7 @@ def test_the_real_commands_print_the_same_tables(grid, store: Store, tmp_path: P
         assert proc.stdout == (
             (EXPECTED / f"status-none-{width}.txt").read_text()
             + "\n0 Run(s) are not active. Use `grid history` to view your Run history.\n"
+            + (EXPECTED / "interactive-none.txt").read_text()  # Grid's second table
         )
     # Every command that reads state brings an agent back when work waits, and that
     # agent would start the made-up pending experiments and settle the made-up running

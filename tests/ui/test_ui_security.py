@@ -58,6 +58,10 @@ ROUTES = [
     ("GET", "/api/experiments/r-exp0/logs"),
     ("GET", "/api/sweep/count?args=--lr+%5B1%2C2%5D"),
     ("GET", "/static/common.js"),
+    ("GET", "/sessions"),
+    ("GET", "/sessions/s/lab"),
+    ("POST", "/sessions/s/api/kernels"),
+    ("POST", "/experiments/r-exp0/session"),
 ]
 
 # What another user (or an experiment) tries: each route with no token, a wrong one,

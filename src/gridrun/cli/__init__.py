@@ -44,6 +44,7 @@ COMMANDS = {
     "edit": "gridrun.cli.gridref:edit",
     "clusters": "gridrun.cli.clusters:clusters",
     "instance-types": "gridrun.cli.clusters:instance_types",
+    "session": "gridrun.cli.session:session",
 }
 
 

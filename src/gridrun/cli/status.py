@@ -420,6 +420,12 @@ def status(ctx: click.Context, name: str | None, limit: int | None, show_all: bo
         f"\n{inactive} Run(s) are not active. Use `grid history` to view your Run history.",
         markup=False,
     )
+    # Grid's second table: sessions (gridrun.sessions), "None Active." when none.
+    from gridrun.cli.session import sessions_table
+    from gridrun.sessions.reconcile import reconcile
+
+    console.print("Interactive Nodes", markup=False)
+    console.print(sessions_table(reconcile(store)))
 
 
 def _build_warnings(ctx: click.Context, run: Run) -> list[str]:

@@ -22,7 +22,7 @@ from gridrun.attempts import AttemptResult, TerminationReason
 from gridrun.errors import NotFoundError, StateError
 from gridrun.specs import ExperimentSpec, RunSpec
 from gridrun.store.endings import Decision, Ending
-from gridrun.store.models import ACTIVE, AttemptRecord, Experiment, Run, Status
+from gridrun.store.models import ACTIVE, AttemptRecord, Experiment, Run, SessionStatus, Status
 from gridrun.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gridrun.store.transitions import EventKind, allowed_from, check
 
@@ -276,7 +276,7 @@ class Store:
             fields["status"] = to
         return self._transition(
             exp_id,
-            where=list(t.frm),
+            where=[s for s in t.frm if isinstance(s, Status)],
             extra_where=extra_where,
             extra_args=extra_args,
             event=EventKind(name),
@@ -784,7 +784,7 @@ class Store:
         return self.conn.execute("SELECT 1 FROM runs WHERE search = 'open'").fetchone() is not None
 
 
-def _marks(statuses: Sequence[Status]) -> tuple[str, list[str]]:
+def _marks(statuses: Sequence[Status | SessionStatus]) -> tuple[str, list[str]]:
     """SQL placeholders and values for ``status IN (...)`` of a table row's statuses."""
     return ", ".join("?" for _ in statuses), [s.value for s in statuses]
 

@@ -31,6 +31,16 @@ class Status(str, Enum):
         return not self.active
 
 
+class SessionStatus(str, Enum):
+    """An interactive session's status (gridrun.sessions): its own lifecycle."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
 RunStatus = Status  # a run moves through the same states as its experiments
 
 ACTIVE = tuple(s.value for s in Status if s.active)

@@ -146,5 +146,31 @@ CREATE TABLE IF NOT EXISTS attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS, SEARCH, ATTEMPTS]
+# Interactive sessions (issue 23): JupyterLab in a run's environment. A deleted
+# session keeps its row (history), so a name is unique only among live ones.
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    backend       TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    spec          TEXT NOT NULL,
+    env_key       TEXT,
+    env_ref       TEXT,
+    from_run      TEXT,
+    idle_seconds  REAL,
+    port          INTEGER,
+    token         TEXT,
+    pid           TEXT,
+    started_at    REAL,
+    paused_at     REAL,
+    deleted_at    REAL,
+    message       TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sessions_live_name ON sessions(name)
+    WHERE status != 'deleted';
+"""
+
+MIGRATIONS: list[str] = [SCHEMA, METRICS, RESTARTS, RUN_STATUS, SEARCH, ATTEMPTS, SESSIONS]
 SCHEMA_VERSION = len(MIGRATIONS)

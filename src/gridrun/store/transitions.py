@@ -17,18 +17,26 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gridrun.errors import StateError
-from gridrun.store.models import Status
+from gridrun.store.models import SessionStatus, Status
 
 B, P, R = Status.BUILDING, Status.PENDING, Status.RUNNING
 S, F, X = Status.SUCCEEDED, Status.FAILED, Status.STOPPED
 PR = Status.PRUNED
+# Sessions (gridrun.sessions) have statuses of their own.
+SS, SR, SP, SF, SD = (
+    SessionStatus.STARTING,
+    SessionStatus.RUNNING,
+    SessionStatus.PAUSED,
+    SessionStatus.FAILED,
+    SessionStatus.DELETED,
+)
 
 
 @dataclass(frozen=True)
 class Transition:
     name: str
-    frm: tuple[Status, ...]  # the statuses it may start from
-    to: tuple[Status, ...]  # the statuses it may lead to (== frm: it sets fields only)
+    frm: tuple[Status | SessionStatus, ...]  # the statuses it may start from
+    to: tuple[Status | SessionStatus, ...]  # where it may lead (== frm: it sets fields only)
     what: str
 
 
@@ -51,6 +59,13 @@ TABLE: dict[str, Transition] = {
         Transition("run_built", (B,), (P,), "the run's environment is ready"),
         Transition("run_build_failed", (B,), (F,), "the run's environment failed"),
         Transition("run_stopped_building", (B,), (X,), "grid stop while it builds"),
+        # Sessions
+        Transition("session_serving", (SS,), (SR,), "its JupyterLab answers"),
+        Transition("session_start_failed", (SS,), (SF,), "its environment or server failed"),
+        Transition("session_pause", (SS, SR), (SP,), "grid session pause, or idle too long"),
+        Transition("session_lost", (SR,), (SP,), "its server died; the working copy stays"),
+        Transition("session_resume", (SP, SF), (SS,), "grid session resume"),
+        Transition("session_delete", (SS, SR, SP, SF), (SD,), "grid session delete"),
     )
 }
 
@@ -79,9 +94,16 @@ class EventKind(str, Enum):
     RUN_BUILD_FAILED = "run_build_failed"
     RUN_STOPPED_BUILDING = "run_stopped_building"
     SEARCH_ENDED = "search_ended"  # a run's adaptive search closed (not a status change)
+    SESSION_CREATED = "session_created"  # a session recorded (not a status change)
+    SESSION_SERVING = "session_serving"
+    SESSION_START_FAILED = "session_start_failed"
+    SESSION_PAUSE = "session_pause"
+    SESSION_LOST = "session_lost"
+    SESSION_RESUME = "session_resume"
+    SESSION_DELETE = "session_delete"
 
 
-def allowed_from(name: str) -> tuple[Status, ...]:
+def allowed_from(name: str) -> tuple[Status | SessionStatus, ...]:
     """The statuses transition ``name`` may start from: every status write asks here."""
     t = TABLE.get(name)
     if t is None:
@@ -89,7 +111,7 @@ def allowed_from(name: str) -> tuple[Status, ...]:
     return t.frm
 
 
-def check(name: str, to: Status) -> Transition:
+def check(name: str, to: Status | SessionStatus) -> Transition:
     """The transition called ``name``, if it may lead to ``to``; StateError otherwise."""
     t = TABLE.get(name)
     if t is None:

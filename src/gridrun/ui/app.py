@@ -30,7 +30,7 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gridrun.errors import GridError, NotFoundError, StateError, UsageError
@@ -38,6 +38,7 @@ from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run, Status
 from gridrun.ui import data
+from gridrun.ui import sessions as ui_sessions
 from gridrun.ui.charts import SeriesCache, points_per_line, run_metrics
 from gridrun.ui.security import CSRF_FIELD, AccessMiddleware, Guard, csrf_of, require_csrf
 
@@ -491,6 +492,10 @@ def create_app(home: GridHome, token: str, *, loopback_only: bool = True) -> Sta
         Route("/experiments/{name}", experiment_page),
         Route("/experiments/{name}/artifacts/{path:path}", artifact_download),
         Route("/{kind:str}/{name}/stop", stop, methods=["POST"]),
+        Route("/experiments/{name}/session", ui_sessions.open_session, methods=["POST"]),
+        Route("/sessions", ui_sessions.sessions_page),
+        Route("/sessions/{name}/{path:path}", ui_sessions.proxy_http, methods=ui_sessions.METHODS),
+        WebSocketRoute("/sessions/{name}/{path:path}", ui_sessions.proxy_ws),
         Route("/api/runs", api_runs),
         Route("/api/runs/{name}", api_run),
         Route("/api/runs/{name}/metrics", api_run_metrics),

@@ -1,0 +1,188 @@
+"""A session's lifecycle: create, pause, resume, delete, and idle pause.
+
+Each step is a named transition of the store (``store/sessions.py``); the
+mechanics (JupyterLab's process) live in ``server.py``. ``pause`` stops the
+processes and keeps the working copy, the Jupyter folders and the environment
+layer, so ``resume`` finds the notebooks and the packages installed in it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gridrun.errors import GridError, UsageError
+from gridrun.home import GridHome
+from gridrun.sessions import server
+from gridrun.sessions.prepare import (
+    Prepared,
+    SessionRequest,
+    build_environment,
+    make_working_copy,
+)
+from gridrun.specs import RunSpec
+from gridrun.store import sessions as table
+from gridrun.store.db import Store
+from gridrun.store.models import SessionStatus
+from gridrun.store.sessions import Session
+
+Log = Callable[[str], None]
+
+
+def session_name(store: Store, wanted: str | None) -> str:
+    from gridrun.names import generate_run_name, validate_run_name
+
+    if wanted:
+        validate_run_name(wanted)
+        return wanted
+    return generate_run_name({s.name for s in table.live(store)})
+
+
+def create(
+    store: Store, home: GridHome, req: SessionRequest, prepared: Prepared, log: Log
+) -> Session:
+    """Record the session, build its environment, start JupyterLab; it answers on return."""
+    name = session_name(store, req.name)
+    spec = prepared.spec
+    data = spec.to_dict()
+    data["session"] = {"instance_type": req.instance_type}
+    session = table.create(
+        store,
+        name=name,
+        backend=req.backend,
+        spec=data,
+        env_key=prepared.env_key,
+        from_run=prepared.from_run,
+        idle_seconds=req.idle_seconds,
+    )
+    try:
+        env_ref = build_environment(home, name, prepared, log)
+        table.set_fields(store, session.id, env_ref=env_ref)
+        layout = server.Layout.of(home, name)
+        layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_working_copy(home, spec, layout.work, prepared.from_workdir)
+    except GridError as exc:
+        table.move(
+            store, session.id, "session_start_failed", SessionStatus.FAILED, message=exc.message
+        )
+        raise
+    return _start(store, home, table.get_by_id(store, session.id), log)
+
+
+def _start(store: Store, home: GridHome, session: Session, log: Log) -> Session:
+    from gridrun.sessions import tools
+
+    spec = RunSpec.from_dict(session.spec)
+    try:
+        venv = Path(session.env_ref or "")
+        if not venv.is_dir():
+            raise UsageError(
+                f"Session {session.name}'s environment {venv} is gone.",
+                hint="Delete the session and create it again.",
+            )
+        tool = tools.jupyterlab_env(home.root, log)
+        python = venv / "bin" / "python"
+        packages = tools.kernel_packages(home.root, python, server.python_minor(venv), log)
+        token = secrets.token_urlsafe(24)
+        handle, port = server.start(
+            home, session.name, session.id, spec, venv, tool, packages, token
+        )
+        table.set_fields(store, session.id, pid=handle, port=port, token=token)
+        server.wait_ready(home, session.name, handle, port, token)
+    except GridError as exc:
+        server.stop(home, session.id, table.get_by_id(store, session.id).pid, grace=2.0)
+        table.move(
+            store, session.id, "session_start_failed", SessionStatus.FAILED, message=exc.message
+        )
+        raise
+    table.move(
+        store,
+        session.id,
+        "session_serving",
+        SessionStatus.RUNNING,
+        started_at=time.time(),
+        message=None,
+    )
+    if session.idle_seconds:
+        start_monitor(home, session.name)
+    return table.get_by_id(store, session.id)
+
+
+def pause(store: Store, home: GridHome, name: str, reason: str = "") -> Session:
+    session = table.get(store, name)
+    if session.status == SessionStatus.PAUSED:
+        return session
+    if session.status not in (SessionStatus.RUNNING, SessionStatus.STARTING):
+        raise UsageError(f"Session {name} is {session.status.value}; only a running one pauses.")
+    # Recorded first, then stopped: a `grid session list` meanwhile must not take the
+    # stopping server for one that died on its own (reconcile.py).
+    table.move(
+        store,
+        session.id,
+        "session_pause",
+        SessionStatus.PAUSED,
+        paused_at=time.time(),
+        pid=None,
+        message=reason or None,
+    )
+    server.stop(home, session.id, session.pid)
+    return table.get_by_id(store, session.id)
+
+
+def resume(store: Store, home: GridHome, name: str, log: Log) -> Session:
+    session = table.get(store, name)
+    if session.status == SessionStatus.RUNNING:
+        return session
+    if not table.move(store, session.id, "session_resume", SessionStatus.STARTING, message=None):
+        raise UsageError(f"Session {name} is {session.status.value}; it cannot be resumed.")
+    return _start(store, home, table.get_by_id(store, session.id), log)
+
+
+def delete(store: Store, home: GridHome, name: str) -> None:
+    """Stop it, remove its working copy and layer; the row stays, ``deleted``."""
+    from gridrun.datastores.mount import remove_env_layer
+
+    session = table.get(store, name)
+    server.stop(home, session.id, session.pid, grace=5.0)
+    table.move(store, session.id, "session_delete", SessionStatus.DELETED, deleted_at=time.time())
+    layout = server.Layout.of(home, name)
+    for layer in (layout.layer, layout.shell_layer):
+        remove_env_layer(layer)
+    shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def idle_for(session: Session, now: float | None = None) -> float | None:
+    """Seconds since the last kernel activity with no open connection; None if in use."""
+    if session.port is None or session.token is None:
+        return None
+    status = server.api_status(session.port, session.name, session.token)
+    if status is None or int(status.get("connections") or 0) > 0:
+        return None
+    from datetime import datetime
+
+    last = str(status.get("last_activity") or status.get("started") or "")
+    try:
+        at = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return (now or time.time()) - at
+
+
+def start_monitor(home: GridHome, name: str) -> None:
+    """A small detached process that pauses the session once idle (``monitor.py``)."""
+    import subprocess
+
+    env = dict(os.environ, GRID_HOME=str(home.root))
+    subprocess.Popen(
+        [sys.executable, "-m", "gridrun.sessions.monitor", name],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

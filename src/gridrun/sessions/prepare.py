@@ -1,0 +1,160 @@
+"""A session's environment and working copy, made exactly as a run's.
+
+A session from a project goes through the submission pipeline of ``grid run``
+(:func:`gridrun.submission.prepare`: snapshot, dependency inference, the same
+environment key), so a session and a run of the same code share one cached
+environment. Given a folder rather than a script, the dependencies are inferred
+from every ``.py`` file in it. ``--from RUN|EXPERIMENT`` takes that run's recorded
+spec (snapshot, environment, datastores) instead, to debug an experiment where it
+failed: an experiment's working directory, where it still exists, becomes the
+session's working copy, with what the experiment left in it; once it is gone, the
+files the experiment wrote (its artifacts) are laid over the snapshot.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from gridrun.errors import UnsupportedError, UsageError
+from gridrun.home import GridHome
+from gridrun.specs import BuildRequest, RunSpec
+from gridrun.submission import Confirm, RunRequest, Warn
+
+BACKENDS = ("local",)
+
+
+@dataclass
+class SessionRequest:
+    """What ``grid session create`` was asked, CLI options merged."""
+
+    target: str | None = None  # a script or a folder; None: the current folder
+    name: str | None = None
+    backend: str = "local"
+    from_ref: str | None = None  # a run or an experiment name
+    cpus: float | None = None
+    gpus: int | None = None
+    memory: str | None = None
+    instance_type: str | None = None
+    datastores: list[tuple[str, int | None, str | None]] = field(default_factory=list)
+    idle_seconds: float | None = None
+
+
+@dataclass
+class Prepared:
+    """The session's spec and environment key, and the run it came from, if any."""
+
+    spec: RunSpec
+    env_key: str
+    env_ref: str | None  # the run's environment, already built (--from)
+    from_run: str | None
+    from_workdir: Path | None  # an experiment's working directory to start from
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise UnsupportedError(
+            f"Sessions run on the local backend only; '{name}' cannot host one yet.",
+            hint="Pass --backend local (the default).",
+        )
+
+
+def prepare(req: SessionRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Prepared:
+    """Resolve the session's spec; build nothing, record nothing."""
+    check_backend(req.backend)
+    if req.from_ref:
+        if req.target:
+            raise UsageError("Give either --from or a script or folder, not both.")
+        return _from_run(req, home)
+    target = Path(req.target) if req.target else Path.cwd()
+    if not target.exists():
+        raise UsageError(f"{target} does not exist.", hint="Pass a script or a project folder.")
+    if target.is_dir():
+        localdir, script = target.absolute(), ""
+    else:
+        localdir, script = target.absolute().parent, target.name
+    from gridrun.submission import prepare as prepare_run
+
+    run_req = RunRequest(
+        script=script,
+        script_args=[],
+        localdir=str(localdir),
+        backend=req.backend,
+        cpus=req.cpus if req.cpus is not None or req.gpus else 1,
+        gpus=req.gpus,
+        memory=req.memory,
+        instance_type=req.instance_type,
+        datastores=list(req.datastores),
+        ignore_warnings=True,
+    )
+    sub = prepare_run(run_req, home, warn, confirm)
+    return Prepared(sub.spec, sub.env_key, None, None, None)
+
+
+def _from_run(req: SessionRequest, home: GridHome) -> Prepared:
+    """A recorded run's spec and environment, with any datastores asked on top."""
+    from gridrun.backends import get_backend
+    from gridrun.datastores import resolve
+    from gridrun.store.db import Store
+
+    store = Store.reader(home.db_path)
+    try:
+        ref = req.from_ref or ""
+        run = store.find_run(ref)
+        workdir = None
+        if run is None:
+            exp = store.find_experiment(ref)
+            if exp is None:
+                raise UsageError(
+                    f"No run or experiment named '{ref}'.",
+                    hint="`grid history` lists runs; `grid status RUN` their experiments.",
+                )
+            run = store.get_run_by_id(exp.run_id)
+            # Where it failed: its working directory while it exists, else the files
+            # it wrote (its artifacts) over the snapshot.
+            for candidate in (home.experiment_dir(exp.name) / d for d in ("workdir", "artifacts")):
+                if candidate.is_dir():
+                    workdir = candidate
+                    break
+    finally:
+        store.close()
+    if run.backend not in BACKENDS:
+        raise UnsupportedError(
+            f"Run {run.name} ran on {run.backend}; sessions run on the local backend only."
+        )
+    spec = run.spec
+    extra = [resolve(home, n, v, m) for n, v, m in req.datastores]
+    if extra:
+        spec = replace(spec, datastores=(*spec.datastores, *extra))
+    backend = get_backend(req.backend, home)
+    key = backend.environment_key(BuildRequest.for_run(run.name, spec, home.objects))
+    env_ref = run.env_ref if run.env_ref and Path(run.env_ref).is_dir() else None
+    return Prepared(spec, key, env_ref, run.name, workdir)
+
+
+def build_environment(home: GridHome, name: str, prepared: Prepared, log: Warn) -> str:
+    """The session's environment: the run's own, or built (or found cached) as a run's."""
+    if prepared.env_ref:
+        return prepared.env_ref
+    from gridrun.backends import get_backend
+
+    backend = get_backend("local", home)
+    return backend.build(BuildRequest.for_run(name, prepared.spec, home.objects), log)
+
+
+def make_working_copy(home: GridHome, spec: RunSpec, dest: Path, workdir: Path | None) -> None:
+    """The session's own copy of the code: the snapshot, or an experiment's leftovers."""
+    if dest.exists():
+        return  # a resumed session keeps what was written in it
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if workdir is not None and workdir.name == "workdir":
+        shutil.copytree(workdir, tmp, symlinks=True)
+    else:
+        from gridrun.project import materialize
+
+        materialize(spec.snapshot_manifest, home.objects, tmp)
+        if workdir is not None:  # an ended experiment's artifacts, over its code
+            shutil.copytree(workdir, tmp, symlinks=True, dirs_exist_ok=True)
+    tmp.rename(dest)
