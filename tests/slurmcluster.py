@@ -269,7 +269,13 @@ class LocalSlurmCluster:
     # -- tear-down -------------------------------------------------------------------
 
     def stop(self) -> None:
-        """End exactly the daemons this cluster started, nodes first, munge last."""
+        """End exactly what this cluster started: its jobs, then its daemons (nodes
+        first, munge last), then any job step a node left behind. slurmstepd outlives
+        its slurmd, so every process whose environment names this cluster's config
+        (the daemons pass it on) is ended too, and nothing of another cluster's."""
+        if self.procs.get("slurmctld") is not None and self.procs["slurmctld"].poll() is None:
+            self.procs["slurmctld"].send_signal(signal.SIGCONT)  # never stopped frozen
+            self.scancel_all()
         order = sorted(self.procs, key=lambda n: (n != "munged", n.startswith("slurmd")))
         for name in reversed(order):
             p = self.procs[name]
@@ -287,6 +293,21 @@ class LocalSlurmCluster:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(timeout=5)
         self.procs.clear()
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        import psutil
+
+        mine = f"SLURM_CONF={self.conf}"
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+                    env = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if mine.encode() in env and proc.pid != os.getpid():
+                with _suppress():
+                    proc.kill()
 
     def remove(self) -> None:
         self.stop()
@@ -304,4 +325,6 @@ class _suppress:
         return None
 
     def __exit__(self, et: object, e: object, tb: object) -> bool:
-        return isinstance(e, ProcessLookupError)
+        import psutil
+
+        return isinstance(e, ProcessLookupError | psutil.Error)
