@@ -137,4 +137,6 @@ def tail_lines(path: Path) -> list[str]:
 
 def experiment_hint(exp_dir: Path, exit_code: int | None, memory: int | None) -> str | None:
     """The hint for a failed experiment, from ``exp_dir/output.log``."""
-    return diagnose(tail_lines(exp_dir / "output.log"), exit_code, memory)
+    from gridrun.home import ExperimentPaths
+
+    return diagnose(tail_lines(ExperimentPaths(exp_dir).output_log), exit_code, memory)

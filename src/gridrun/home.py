@@ -10,8 +10,10 @@ Layout (every path is derived here so no other module invents one)::
       objects/ab/cdef...      content-addressed file store (snapshots, datastores)
       snapshots/<hash>.json   snapshot manifests
       envs/<key>/             cached virtualenvs, one per environment key
-      runs/<run>/             per-run files (build log, requirements)
-      experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts
+      runs/<run>/             per-run files (build log, environment, search journal):
+                              RunPaths names each
+      experiments/<exp>/      per-experiment working dir, logs, exit record, artifacts:
+                              ExperimentPaths names each
       sessions/<name>/        a session's working copy, Jupyter folders, env layer
       datastores/             datastore version manifests
       images/                 Docker images' last use (last-used.json) and build locks
@@ -120,6 +122,14 @@ class GridHome:
     def run_dir(self, run_name: str) -> Path:
         return self.root / "runs" / run_name
 
+    def run(self, run_name: str) -> RunPaths:
+        """Every file gridrun keeps for one run, named in one place."""
+        return RunPaths(self.run_dir(run_name))
+
+    def experiment(self, experiment_name: str) -> ExperimentPaths:
+        """Every file gridrun keeps for one experiment, named in one place."""
+        return ExperimentPaths(self.experiment_dir(experiment_name))
+
     def session_dir(self, session_name: str) -> Path:
         """A session's working copy, JupyterLab's folders and environment layer."""
         return self.root / "sessions" / session_name
@@ -129,7 +139,111 @@ class GridHome:
 
     def experiment_node_file(self, experiment_name: str) -> Path:
         """Where an engine backend records the node that ran the experiment."""
-        return self.experiment_dir(experiment_name) / "node"
+        return self.experiment(experiment_name).node
+
+
+@dataclass(frozen=True)
+class ExperimentPaths:
+    """``GRID_HOME/experiments/<name>/``: the one owner of the names of its files.
+
+    Every module that reads or writes an experiment's log, record or copy asks here
+    (through :meth:`GridHome.experiment`, or ``Job.paths``), so the layout is written
+    once. A backend's own files (the local witness's record, Slurm's batch script) go
+    through :meth:`backend_file`, under names that backend owns.
+    """
+
+    dir: Path
+
+    @property
+    def output_log(self) -> Path:
+        """``[stream] [timestamp] line`` of the experiment's output (gridrun.logs)."""
+        return self.dir / "output.log"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.dir / "artifacts"
+
+    @property
+    def workdir(self) -> Path:
+        """Its own working copy of the project."""
+        return self.dir / "workdir"
+
+    @property
+    def resume(self) -> Path:
+        """Where a preempted attempt's working copy waits for the restart."""
+        return self.dir / "resume"
+
+    @property
+    def job(self) -> Path:
+        """The resolved Job (agent.jobs), written before it runs."""
+        return self.dir / "job.json"
+
+    @property
+    def exit_record(self) -> Path:
+        """The last attempt's AttemptResult, written before the store is told."""
+        return self.dir / "exit.json"
+
+    @property
+    def handle(self) -> Path:
+        """The backend's handle of the attempt, written before anything else."""
+        return self.dir / "backend.ref"
+
+    @property
+    def node(self) -> Path:
+        """Where an engine ran it (or why it waits), for grid status."""
+        return self.dir / "node"
+
+    @property
+    def preempt_reason(self) -> Path:
+        """Written by ``grid preempt`` before it signals."""
+        return self.dir / "preempt.reason"
+
+    @property
+    def artifacts_incomplete(self) -> Path:
+        """The one-line reason some artifacts could not be saved."""
+        return self.dir / "artifacts.incomplete"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.dir / "supervisor.log"
+
+    @property
+    def supervisor_error(self) -> Path:
+        """The traceback of a backend failure, for whoever debugs it."""
+        return self.dir / "supervisor-error.txt"
+
+    def backend_file(self, name: str) -> Path:
+        """A file a backend keeps for the experiment, under a name the backend owns."""
+        return self.dir / name
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """``GRID_HOME/runs/<name>/``: the one owner of the names of a run's files."""
+
+    dir: Path
+
+    @property
+    def build_log(self) -> Path:
+        return self.dir / "build.log"
+
+    @property
+    def build_warnings(self) -> Path:
+        return self.dir / "build-warnings.json"
+
+    @property
+    def environment(self) -> Path:
+        """The submitting shell's environment for the run's experiments (gridrun.runenv)."""
+        return self.dir / "environment.json"
+
+    @property
+    def study_journal(self) -> Path:
+        """An adaptive search's Optuna journal (gridrun.sweep.search)."""
+        return self.dir / "study.journal"
+
+    def backend_file(self, name: str) -> Path:
+        """A file or folder a backend keeps for the run, under a name it owns."""
+        return self.dir / name
 
 
 def _make_private(root: Path) -> None:

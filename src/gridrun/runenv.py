@@ -31,7 +31,6 @@ from pathlib import Path
 
 from gridrun.errors import UsageError
 
-FILE_NAME = "environment.json"
 FORMAT = 1
 # What a container or a remote node gets from the shell without being asked.
 ALLOW_LIST = frozenset(
@@ -106,7 +105,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def env_path(home_root: Path, run_name: str) -> Path:
-    return Path(home_root) / "runs" / run_name / FILE_NAME
+    from gridrun.home import GridHome
+
+    return GridHome(Path(home_root)).run(run_name).environment
 
 
 def save(home_root: Path, run_name: str, shell: dict[str, str], explicit: dict[str, str]) -> Path:
@@ -115,7 +116,7 @@ def save(home_root: Path, run_name: str, shell: dict[str, str], explicit: dict[s
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     shell = {k: v for k, v in shell.items() if k not in NEVER_RECORDED}
     doc = {"format": FORMAT, "shell": shell, "explicit": explicit}
-    tmp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gridrun.home import ExperimentPaths
 
 SPEC_VERSION = 1
 SCRIPT_KINDS = (".py", ".sh", ".jl")
@@ -460,17 +463,23 @@ class Job:
     scratch_bytes: int = 0
 
     @property
+    def paths(self) -> ExperimentPaths:
+        from gridrun.home import ExperimentPaths
+
+        return ExperimentPaths(self.exp_dir)
+
+    @property
     def artifacts_dir(self) -> Path:
-        return self.exp_dir / "artifacts"
+        return self.paths.artifacts
 
     @property
     def log_path(self) -> Path:
-        return self.exp_dir / "output.log"
+        return self.paths.output_log
 
     @property
     def resume_dir(self) -> Path:
         """Where a preempted attempt's working directory waits for the restart."""
-        return self.exp_dir / "resume"
+        return self.paths.resume
 
     @property
     def restart_count(self) -> int:

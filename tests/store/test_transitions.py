@@ -147,3 +147,18 @@ def test_no_sql_runs_outside_the_store() -> None:
         if re.search(r"\.execute(many)?\(|\bconn\.", path.read_text()):
             offenders.append(str(rel))
     assert offenders == []
+
+
+def test_one_owner_names_each_file_of_a_run_and_an_experiment() -> None:
+    """home.py's RunPaths and ExperimentPaths name gridrun's per-run and per-experiment
+    files; no other module spells one (a backend's own files are its own)."""
+    names = ["output.log", "job.json", "exit.json", "backend.ref", "preempt.reason",
+             "artifacts.incomplete", "supervisor.log", "supervisor-error.txt", "build.log",
+             "build-warnings.json", "study.journal"]  # fmt: skip
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "home.py":
+            continue
+        text = path.read_text()
+        offenders += [f"{path.relative_to(SRC)}: {n}" for n in names if f'"{n}"' in text]
+    assert offenders == []

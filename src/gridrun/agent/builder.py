@@ -17,11 +17,11 @@ from gridrun.store.models import Run, Status
 
 
 def build_log_path(home: GridHome, run_name: str) -> Path:
-    return home.run_dir(run_name) / "build.log"
+    return home.run(run_name).build_log
 
 
 def build_warnings_path(home: GridHome, run_name: str) -> Path:
-    return home.run_dir(run_name) / "build-warnings.json"
+    return home.run(run_name).build_warnings
 
 
 def save_build_warnings(home: GridHome, run_name: str, warnings: list[str]) -> None:

@@ -178,7 +178,7 @@ class Agent:
             # per start on this, the serial path.
             exp_dir = self.home.experiment_dir(exp.name)
             exp_dir.mkdir(parents=True, exist_ok=True)
-            requests.append((exp.id, tokens[exp.id], exp_dir / "supervisor.log"))
+            requests.append((exp.id, tokens[exp.id], self.home.experiment(exp.name).supervisor_log))
             log.info("started %s on GPUs %s", exp.name, gpu_ids or "-")
         self.launcher.launch_many(requests)
         for name, claims in engine.items():

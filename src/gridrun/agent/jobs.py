@@ -53,7 +53,7 @@ def make_job(
         script=spec.script,
         args=list(exp.argv),
         exp_dir=exp_dir,
-        workdir=exp_dir / "workdir",
+        workdir=home.experiment(exp.name).workdir,
         snapshot_manifest=spec.snapshot_manifest,
         objects_dir=home.objects,
         env=experiment_env(run, exp, gpu_ids),
@@ -73,7 +73,7 @@ def save_job(job: Job, backend: str) -> Path:
     job.exp_dir.mkdir(parents=True, exist_ok=True)
     data = job.to_dict()
     data["backend"] = backend
-    path = job.exp_dir / "job.json"
+    path = job.paths.job
     # Renamed into place, not fsynced: the rename alone makes it atomic for every
     # process, and only a power loss could tear it, which also ends every process
     # that would read it and may roll back the claim itself (the store commits with

@@ -18,7 +18,6 @@ from typing import Any
 
 from gridrun.agent.control import wake_agent
 from gridrun.agent.reconcile import supervisor_ref
-from gridrun.agent.supervisor import PREEMPT_FILE
 from gridrun.agent.watcher import engine_watched
 from gridrun.home import GridHome
 from gridrun.store.db import Store
@@ -60,7 +59,7 @@ def preempt_experiments(
                 )
             )
             continue
-        (home.experiment_dir(e.name) / PREEMPT_FILE).write_text(REASON)
+        home.experiment(e.name).preempt_reason.write_text(REASON)
         if engine_watched(e):
             # The agent's engine watcher supervises it: it reads the reason written
             # above on its next step, woken now, and stops the attempt as preempted.

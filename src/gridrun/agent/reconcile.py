@@ -72,7 +72,7 @@ def reconcile_experiment(store: Store, home: GridHome, exp: Experiment) -> str:
     lost = AttemptResult.gone(
         "lost its supervisor (killed or crashed)", TerminationReason.SUPERVISOR_LOST
     )
-    loaded = read_job(exp_dir / "job.json")
+    loaded = read_job(home.experiment(exp.name).job)
     if loaded is not None:
         job, backend_name = loaded
         backend = get_backend(backend_name, home)
@@ -124,7 +124,7 @@ def ingest_leftover_metrics(store: Store, home: GridHome, exp: Experiment) -> No
     """Its supervisor died: read what it had not read yet of the experiment's metrics."""
     from gridrun.metrics.ingest import final_ingest, target_for
 
-    loaded = read_job(home.experiment_dir(exp.name) / "job.json")
+    loaded = read_job(home.experiment(exp.name).job)
     if loaded is None:
         return
     job, _backend = loaded

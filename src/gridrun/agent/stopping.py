@@ -27,7 +27,7 @@ def _terminate_orphan(home: GridHome, exp: Experiment, grace: float) -> None:
     from gridrun.backends import get_backend
     from gridrun.backends.base import PollState, read_handle
 
-    loaded = read_job(home.experiment_dir(exp.name) / "job.json")
+    loaded = read_job(home.experiment(exp.name).job)
     if loaded is None:
         return
     job, backend_name = loaded

@@ -37,7 +37,7 @@ from gridrun.backends.base import Backend, Job
 from gridrun.config import MachineConfig, load_machine_config
 from gridrun.errors import out_of_space
 from gridrun.fsutil import atomic_write_json
-from gridrun.home import GridHome
+from gridrun.home import ExperimentPaths, GridHome
 from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
@@ -47,10 +47,6 @@ from gridrun.store.models import Experiment, Run, Status
 if TYPE_CHECKING:
     from gridrun.metrics.ingest import IngestTarget, LiveIngest
 
-EXIT_FILE = "exit.json"  # the last attempt's AttemptResult, written before the store
-PREEMPT_FILE = "preempt.reason"  # written by `grid preempt` before it signals
-ARTIFACTS_INCOMPLETE = "artifacts.incomplete"  # the reason some artifacts were not saved
-
 
 def write_exit_record(exp_dir: Path, attempt: int | None, result: AttemptResult) -> None:
     # Renamed into place, not fsynced: the record is for a supervisor that dies before
@@ -58,13 +54,17 @@ def write_exit_record(exp_dir: Path, attempt: int | None, result: AttemptResult)
     # for the reconciler. A power loss may lose it, but it ends the experiment too and
     # may roll back the store's last commits (synchronous=NORMAL): reconciliation then
     # finds no record and takes it for a preemption, which is what it was.
-    atomic_write_json(exp_dir / EXIT_FILE, {"attempt": attempt, **result.to_dict()}, fsync=False)
+    atomic_write_json(
+        ExperimentPaths(exp_dir).exit_record,
+        {"attempt": attempt, **result.to_dict()},
+        fsync=False,
+    )
 
 
 def read_exit_record(exp_dir: Path) -> tuple[int | None, AttemptResult] | None:
     """The attempt an exit record is for, and its result; None when there is none."""
     try:
-        record = json.loads((exp_dir / EXIT_FILE).read_text())
+        record = json.loads(ExperimentPaths(exp_dir).exit_record.read_text())
         return record.get("attempt"), AttemptResult.from_dict(record)
     except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError):
         return None
@@ -152,7 +152,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     if not claimed:  # stopped, or the claim expired and was given to someone else
         return 0
     attempt = store.get_experiment(exp_id).attempt
-    (exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
+    job.paths.preempt_reason.unlink(missing_ok=True)
 
     from gridrun.metrics.ingest import LiveIngest, target_for
 
@@ -167,7 +167,7 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             error = f"{type(exc).__name__}: {exc}"
             sink.write("stderr", f"gridrun: {error}")
             with contextlib.suppress(OSError):  # a full disk must not hide the failure
-                (exp_dir / "supervisor-error.txt").write_text(traceback.format_exc())
+                job.paths.supervisor_error.write_text(traceback.format_exc())
             if out_of_space(exc):
                 error = f"{NO_SPACE}: {error}"
             result = AttemptResult.failed(error)
@@ -233,7 +233,7 @@ def wrap_up(
         note = f"artifacts incomplete: {getattr(exc, 'message', None) or exc}"
         sink.write("stderr", f"gridrun: {note}")
         with contextlib.suppress(OSError):
-            (job.exp_dir / ARTIFACTS_INCOMPLETE).write_text(note + "\n")
+            job.paths.artifacts_incomplete.write_text(note + "\n")
         result = replace(result, detail=f"{result.detail}; {note}" if result.detail else note)
     # The last metrics pass: after the files were copied out of a container, before
     # the working copy is removed, and before the exit is recorded, so that a finished
@@ -288,7 +288,7 @@ def park_workdir(job: Job) -> None:
 
 def _preempt_reason(exp_dir: Path) -> str | None:
     try:
-        return (exp_dir / PREEMPT_FILE).read_text().strip() or None
+        return ExperimentPaths(exp_dir).preempt_reason.read_text().strip() or None
     except OSError:
         return None
 

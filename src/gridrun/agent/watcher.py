@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from gridrun.agent.jobs import make_job, read_job, save_job
-from gridrun.agent.supervisor import PREEMPT_FILE, read_exit_record, settle_attempt, wrap_up
+from gridrun.agent.supervisor import read_exit_record, settle_attempt, wrap_up
 from gridrun.attempts import AttemptResult, PollState
 from gridrun.backends import Backend, backend_class, get_backend
 from gridrun.backends.base import Job, read_handle
@@ -189,7 +189,7 @@ class EngineWatcher:
         if not started:  # stopped meanwhile, or the claim expired
             return None
         attempt = store.get_experiment(exp_id).attempt
-        (job.exp_dir / PREEMPT_FILE).unlink(missing_ok=True)
+        job.paths.preempt_reason.unlink(missing_ok=True)
         return Watched(exp_id, job, "", attempt, time.time())
 
     def _launched(self, store: Store, w: Watched, handle: str | Exception) -> None:
@@ -215,7 +215,7 @@ class EngineWatcher:
             if exp.status != Status.RUNNING or exp.id in self.watching:
                 continue
             exp_dir = self.home.experiment_dir(exp.name)
-            loaded = read_job(exp_dir / "job.json")
+            loaded = read_job(self.home.experiment(exp.name).job)
             handle = exp.backend_ref or (read_handle(loaded[0]) if loaded else None)
             record = read_exit_record(exp_dir)
             ended = record is not None and record[0] in (None, exp.attempt)
@@ -325,6 +325,6 @@ class EngineWatcher:
 def _read_reason(job: Job) -> str | None:
     """``grid preempt``'s reason, written before it asks: a rehearsed preemption."""
     try:
-        return (job.exp_dir / PREEMPT_FILE).read_text().strip() or None
+        return job.paths.preempt_reason.read_text().strip() or None
     except OSError:
         return None

@@ -88,7 +88,6 @@ __all__ = [
 log = logging.getLogger("gridrun.backends")
 
 BuildLog = Callable[[str], None]
-HANDLE_FILE = "backend.ref"  # in the experiment's folder, written before anything else
 
 
 @dataclass(frozen=True)
@@ -389,13 +388,15 @@ def write_handle(job: Job, handle: str) -> None:
     # Renamed into place, not fsynced (as job.json, see agent/jobs.py): the rename
     # makes it whole for every process that outlives a crash; only a power loss could
     # tear it, and that also ends the job it names.
-    atomic_write_text(job.exp_dir / HANDLE_FILE, handle, fsync=False)
+    atomic_write_text(job.paths.handle, handle, fsync=False)
 
 
 def read_handle(job: Job | Path) -> str | None:
-    exp_dir = job.exp_dir if isinstance(job, Job) else job
+    from gridrun.home import ExperimentPaths
+
+    paths = job.paths if isinstance(job, Job) else ExperimentPaths(job)
     with contextlib.suppress(OSError):
-        text = (exp_dir / HANDLE_FILE).read_text().strip()
+        text = paths.handle.read_text().strip()
         return text or None
     return None
 

@@ -56,7 +56,7 @@ def artifacts(ctx: click.Context, name: str, download_dir: str, match: str | Non
     copied: dict[str, list[str]] = {}
     skipped: list[str] = []
     for e in exps:
-        src = home.experiment_dir(e.name) / "artifacts"
+        src = home.experiment(e.name).artifacts
         files: list[str] = []
         if src.is_dir() and not src.is_symlink():
             for dirpath, dirs, filenames in os.walk(src):  # never enters a linked folder

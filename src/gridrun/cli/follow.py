@@ -204,7 +204,7 @@ def follow_run(
     # one line to be parsed, grepped or copied.
     width = min(shutil.get_terminal_size((WIDTH, 24)).columns, WIDTH) if out.isatty() else None
     tails += [
-        Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None, True, width)
+        Tail(home.experiment(e.name).output_log, e.name if labelled else None, True, width)
         for e in exps
     ]
     if tail_lines is not None:
@@ -221,7 +221,7 @@ def follow_run(
                 for e in now_run.experiments:
                     if e.name not in names:
                         exps.append(e)
-                        log = home.experiment_dir(e.name) / "output.log"
+                        log = home.experiment(e.name).output_log
                         tails.append(Tail(log, e.name if labelled else None, True, width))
                 names = {e.name for e in exps}
             current = [e for e in now_run.experiments if e.name in names]

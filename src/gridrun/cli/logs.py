@@ -44,9 +44,7 @@ def logs(
     tails = []
     if show_build:
         tails.append(Tail(build_log_path(home, run.name), "build" if labelled else None))
-    tails += [
-        Tail(home.experiment_dir(e.name) / "output.log", e.name if labelled else None) for e in exps
-    ]
+    tails += [Tail(home.experiment(e.name).output_log, e.name if labelled else None) for e in exps]
     if tail_lines is not None:
         _start_at_last(tails, tail_lines)
     # Streamed a chunk at a time: memory stays flat whatever the size of the logs.

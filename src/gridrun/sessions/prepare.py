@@ -113,7 +113,10 @@ def _from_run(req: SessionRequest, home: GridHome) -> Prepared:
             run = store.get_run_by_id(exp.run_id)
             # Where it failed: its working directory while it exists, else the files
             # it wrote (its artifacts) over the snapshot.
-            for candidate in (home.experiment_dir(exp.name) / d for d in ("workdir", "artifacts")):
+            for candidate in (
+                home.experiment(exp.name).workdir,
+                home.experiment(exp.name).artifacts,
+            ):
                 if candidate.is_dir():
                     workdir = candidate
                     break

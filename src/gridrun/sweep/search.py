@@ -47,7 +47,6 @@ log = logging.getLogger("gridrun.agent")
 
 DEFAULT_TRIALS = 20  # a search is bounded even when --num_trials is left out
 PRUNERS = ("median", "hyperband", "none")
-STUDY_FILE = "study.journal"
 
 
 def parse_objective(text: str) -> SearchSpec:
@@ -71,7 +70,9 @@ def parse_objective(text: str) -> SearchSpec:
 
 
 def study_path(run_dir: Path) -> Path:
-    return run_dir / STUDY_FILE
+    from gridrun.home import RunPaths
+
+    return RunPaths(run_dir).study_journal
 
 
 def open_study(path: Path, run: Run) -> optuna.Study:

@@ -367,7 +367,7 @@ async def experiment_logs(request: Request) -> Response:
 
     sources = {
         "build": build_log_path(home, run.name),
-        "output": home.experiment_dir(exp.name) / "output.log",
+        "output": home.experiment(exp.name).output_log,
     }
     return StreamingResponse(
         stream_logs(

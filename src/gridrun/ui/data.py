@@ -169,7 +169,7 @@ def artifacts_of(home: GridHome, exp: Experiment) -> list[dict[str, Any]]:
 
     ``path`` is for showing; ``href`` is the download address, the name's own bytes
     percent-encoded, so a file whose name is not UTF-8 still downloads."""
-    root = home.experiment_dir(exp.name) / "artifacts"
+    root = home.experiment(exp.name).artifacts
     base = f"/experiments/{quote(exp.name)}/artifacts/"
     files = []
     if root.is_dir():
@@ -194,7 +194,7 @@ def artifacts_of(home: GridHome, exp: Experiment) -> list[dict[str, Any]]:
 
 def artifact_path(home: GridHome, exp: Experiment, rel: str | bytes) -> Path | None:
     """The artifact file at ``rel``, or None when it is missing or escapes the folder."""
-    root = (home.experiment_dir(exp.name) / "artifacts").resolve()
+    root = (home.experiment(exp.name).artifacts).resolve()
     target = (root / (os.fsdecode(rel) if isinstance(rel, bytes) else rel)).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         return None

@@ -53,13 +53,12 @@ from gridrun.backends.ray.cluster import Cluster, NodeInfo, coordinator_name
 from gridrun.backends.ray.settings import RaySettings
 from gridrun.errors import BackendError, DatastoreError, UsageError
 from gridrun.fsutil import atomic_write_text
-from gridrun.home import GridHome
+from gridrun.home import ExperimentPaths, GridHome
 from gridrun.logs import LogSink
 from gridrun.specs import Capacity, RunSpec
 
 ENV_JSON = "environment.json"
 OFFSET_FILE = "ray.offset"
-NODE_FILE = "node"  # GridHome.experiment_node_file: shown by `grid status RUN`
 
 
 @dataclass(frozen=True)
@@ -501,10 +500,10 @@ class RayBackend(Backend):
         if answer.get("node_id"):
             # Nodes of one machine share its address: the node id tells them apart.
             node = f"{answer.get('node_ip') or answer.get('hostname')} ({answer['node_id'][:8]})"
-        if node and node != _read_text(exp_dir / NODE_FILE):
-            _write_text(exp_dir / NODE_FILE, node)
+        if node and node != _read_text(ExperimentPaths(exp_dir).node):
+            _write_text(ExperimentPaths(exp_dir).node, node)
         if len(lines) > skip:
-            with LogSink(exp_dir / "output.log") as sink:
+            with LogSink(ExperimentPaths(exp_dir).output_log) as sink:
                 for stream, ts, text in lines[skip:]:
                     sink.write(stream, text, ts=ts)
             _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
@@ -520,7 +519,7 @@ class RayBackend(Backend):
 
     def _node_death(self, address: str, exp_dir: Path) -> str | None:
         """``lost: Ray node ... died`` when the node the experiment last ran on is dead."""
-        node = _read_text(exp_dir / NODE_FILE)  # "ip (id8)", written by earlier polls
+        node = _read_text(ExperimentPaths(exp_dir).node)  # "ip (id8)", written by earlier polls
         if "(" not in node:
             return None
         short = node.rsplit("(", 1)[1].rstrip(")")
