@@ -20,7 +20,7 @@ from gridrun.backends.fake import FakeBackend
 from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Status
-from spec_helpers import experiments, run_spec
+from spec_helpers import experiments, force_experiment, run_spec
 
 SLEEPS = "# fake: sleep 300\n"
 
@@ -145,7 +145,7 @@ def test_a_dead_agents_attempts_are_adopted_and_unknown_is_never_gone(
     _until(lambda: exp.id in watcher.watching)
     watcher.close()  # the agent died: its attempt runs on in the engine
     dead = store.get_experiment(exp.id)
-    store.transition(exp.id, supervisor_pid=2**22 + 1, supervisor_started=1.0)
+    force_experiment(store, exp.id, supervisor_pid=2**22 + 1, supervisor_started=1.0)
     heir = EngineWatcher(home, "fake", FakeBackend(home))
     try:
         heir.backend.engine_down = True  # type: ignore[attr-defined]
