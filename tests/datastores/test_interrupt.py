@@ -114,9 +114,8 @@ def test_killed_creation_is_failed_then_resumed(
     assert out.stdout.strip() == str(N_FILES)
 
 
-def test_new_create_of_same_source_finishes_the_failed_version(
-    home: GridHome, tmp_path: Path
-) -> None:
+def _killed_halfway(home: GridHome, tmp_path: Path) -> Path:
+    """A creation of a big folder killed (SIGKILL) halfway; returns its source."""
     src = _big_folder(tmp_path)
     marker = tmp_path / "halfway"
     proc = _start(home, src, marker)
@@ -126,6 +125,13 @@ def test_new_create_of_same_source_finishes_the_failed_version(
         proc.wait(timeout=30)
     finally:
         proc.communicate()
+    return src
+
+
+def test_new_create_of_same_source_finishes_the_failed_version(
+    home: GridHome, tmp_path: Path
+) -> None:
+    src = _killed_halfway(home, tmp_path)
     v = create_datastore(home, src, name="big")
     assert (v.version, v.status) == (1, "succeeded")
     assert [x.version for x in list_datastores(home)] == [1]
@@ -143,15 +149,7 @@ def test_clearcache_removes_what_an_interrupted_creation_left(
     grid = [sys.executable, "-m", "gridrun"]
     subprocess.run([*grid, "datastore", "create", str(keep), "--name", "keep"], env=env,
                    check=True, capture_output=True)  # fmt: skip
-    src = _big_folder(tmp_path)
-    marker = tmp_path / "halfway"
-    proc = _start(home, src, marker)
-    try:
-        _wait_for(marker, proc)
-        proc.kill()
-        proc.wait(timeout=30)
-    finally:
-        proc.communicate()
+    _killed_halfway(home, tmp_path)
     objects = home.datastores / ".objects"
     before = sum(1 for p in objects.rglob("*") if p.is_file())
     out = subprocess.run([*grid, "datastore", "clearcache"], env=env, check=True,
