@@ -110,14 +110,28 @@ def test_an_experiment_keeps_the_cpus_it_asked_for(ray_grid, tmp_path):  # type:
     proj = _project(tmp_path, {"span.py": SPAN})
     ray_grid("run", "--backend", "ray", "--name", "cpus", "--cpus", "2", "span.py",
              "--i", "[1, 2, 3]", cwd=proj)  # fmt: skip
-    data = ray_grid.wait("cpus", timeout=600)
+    # Two of them wait in Ray's queue while one runs: they show as queued meanwhile.
+    seen: set[str] = set()
+    deadline = time.monotonic() + 600
+    while True:
+        data = ray_grid.json("status", "cpus")
+        seen |= {e["engine_state"] or e["status"] for e in data["experiments"]}
+        if all(e["status"] not in ("building", "pending", "running") for e in data["experiments"]):
+            break
+        assert time.monotonic() < deadline, data
+        time.sleep(0.2)
+    assert "queued" in seen, seen
     assert [e["status"] for e in data["experiments"]] == ["succeeded"] * 3, data
-    spans = sorted(
-        tuple(map(float, (ray_grid.marks / e["name"]).read_text().split()))
+    spans = {
+        e["name"]: tuple(map(float, (ray_grid.marks / e["name"]).read_text().split()))
         for e in data["experiments"]
-    )
-    for (_, end), (start, _) in itertools.pairwise(spans):
+    }
+    order = sorted(data["experiments"], key=lambda e: spans[e["name"]][0])
+    for before, after in itertools.pairwise(order):
+        end, start = spans[before["name"]][1], spans[after["name"]][0]
         assert start >= end - 0.05, (spans, [e["node"] for e in data["experiments"]])
+        # Its run time starts when Ray placed it, not when gridrun handed it over.
+        assert after["started_at"] >= end - 0.05, (after, spans)
 
 
 def test_a_request_no_node_can_hold_is_refused_at_submission(ray_grid, tmp_path):  # type: ignore[no-untyped-def]

@@ -204,8 +204,12 @@ def test_a_waiting_job_says_why_slurm_holds_it(slurm_grid, project: Path, marks:
     # Two nodes of 4 CPUs: two run, the third waits for resources (or, first, behind
     # the others in priority), and says so in its log and in grid status.
     waiting = _wait("a job held for resources", a_queued_one)
-    nodes = {e["name"]: e.get("node") or "" for e in grid.json("status", "wq")["experiments"]}
-    assert nodes[waiting].startswith("queued in Slurm"), nodes
+    exps = {e["name"]: e for e in grid.json("status", "wq")["experiments"]}
+    assert (exps[waiting].get("node") or "").startswith("queued in Slurm"), exps[waiting]
+    assert exps[waiting]["engine_state"] == "queued", exps[waiting]
+    row = next(x for x in grid("status", "wq").stdout.splitlines() if waiting in x)
+    assert "queued" in row.split("│")[2], row  # the Status column, not "running"
+    seen_queued = time.time()
     running = [n for n in names if n != waiting]
     for n in running:
         _wait(f"{n} started", lambda n=n: (marks / f"start {n} 0").exists())
@@ -214,6 +218,9 @@ def test_a_waiting_job_says_why_slurm_holds_it(slurm_grid, project: Path, marks:
     (marks / f"go {waiting} 0").touch()
     data = grid.wait("wq", timeout=120)
     assert {e["status"] for e in data["experiments"]} == {"succeeded"}, data
+    # Its run time started when Slurm placed it, not when gridrun handed it over.
+    placed = next(e for e in data["experiments"] if e["name"] == waiting)
+    assert placed["started_at"] > seen_queued, placed
 
 
 def test_what_no_node_can_hold_is_refused_at_submission(slurm_grid, project: Path) -> None:

@@ -76,6 +76,8 @@ class Watched:
     started_at: float
     target: IngestTarget | None = None
     stop_sent: bool = False
+    waited: bool = False  # the engine held it queued (no node yet) at some poll
+    placed: bool = False
     preempted: str | None = None  # grid preempt's reason, once seen
     unknown_since: float | None = None
 
@@ -271,6 +273,14 @@ class EngineWatcher:
                     changed = True
                 continue
             w.unknown_since = None
+            if result.state == PollState.RUNNING and not w.placed:
+                if result.detail.startswith("queued"):
+                    w.waited = True
+                elif result.node:
+                    w.placed = True
+                    if w.waited:  # its run time starts now, not at the handover
+                        store.placed(w.exp_id, time.time())
+                        changed = True
             if result.ended:
                 self._end(store, w, result)
                 changed = True

@@ -28,6 +28,7 @@ err_console = Console(stderr=True, highlight=False)
 STATUS_STYLE = {
     "building": "cyan",
     "pending": "yellow",
+    "queued": "yellow",  # an engine holds it until a node has room
     "running": "blue",
     "succeeded": "green",
     "failed": "red",

@@ -24,12 +24,20 @@ def node_of(exp: Experiment) -> str | None:
         return None
 
 
+def engine_queued(exp: Experiment, node: str | None) -> bool:
+    """Handed to an engine that has not placed it yet (its node says ``queued in ...``)."""
+    return exp.status == Status.RUNNING and bool(node) and str(node).startswith("queued")
+
+
 def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
+    node = node_of(exp)
     return {
         "name": exp.name,
         "run": exp.run_name,
         "index": exp.index,
         "status": exp.status.value,
+        # "queued" while an engine (Ray, Slurm) holds it waiting for a node.
+        "engine_state": "queued" if engine_queued(exp, node) else None,
         "exit_code": exp.exit_code,
         "error": exp.error,
         "prune_reason": exp.prune_reason,
@@ -47,7 +55,7 @@ def experiment_json(exp: Experiment, run: Run | None = None) -> dict[str, Any]:
         "queued_at": exp.queued_at,
         "started_at": exp.started_at,
         "finished_at": exp.finished_at,
-        "node": node_of(exp),
+        "node": node,
     }
 
 
@@ -300,13 +308,16 @@ def experiments_table(
     with_nodes = any(nodes.values())  # an engine (Ray) recorded where each one ran
     rows = []
     for e in exps:
-        queued_end = e.started_at or (e.finished_at if not e.status.active else None)
+        waiting = engine_queued(e, nodes[e.name])  # an engine holds it: not running yet
+        queued_end = None if waiting else e.started_at
+        queued_end = queued_end or (e.finished_at if not e.status.active else None)
+        ran = e.started_at and not waiting
         rows.append(
             [
                 e.name,
-                status_text(e.status.value),
+                status_text("queued" if waiting else e.status.value),
                 duration(span(e.queued_at, queued_end, now)),
-                duration(span(e.started_at, e.finished_at, now)) if e.started_at else "-",
+                duration(span(e.started_at, e.finished_at, now)) if ran else "-",
                 *([restarts_text(e)] if restarts else []),
                 *[e.params.get(p, "-") for p in varying],
                 *([nodes[e.name] or "-"] if with_nodes else []),

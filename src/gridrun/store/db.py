@@ -443,6 +443,21 @@ class Store:
             prune_reason=reason,
         )
 
+    def placed(self, exp_id: int, started_at: float) -> bool:
+        """An engine placed a first attempt it had held queued: its run time starts now.
+
+        The handover to the engine (``start``) is not when it ran: a job waiting for a
+        node shows as queued, and its run duration starts here. Restarts keep the
+        first start, as everywhere.
+        """
+        return self._move(
+            "placed",
+            exp_id,
+            Status.RUNNING,
+            extra_where="restarts + retries = 0",
+            started_at=started_at,
+        )
+
     def request_stop(self, exp_id: int) -> bool:
         """Mark a running experiment as asked to stop (its supervisor is signalled)."""
         return self._move("request_stop", exp_id, Status.RUNNING, stop_requested=1)

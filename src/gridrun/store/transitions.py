@@ -48,6 +48,7 @@ TABLE: dict[str, Transition] = {
         Transition("expire_claim", (P,), (P,), "a claim no supervisor took up is released"),
         Transition("start", (P,), (R,), "its supervisor, holding the claim, runs it"),
         Transition("request_stop", (R,), (R,), "grid stop asks a running one to stop"),
+        Transition("placed", (R,), (R,), "its engine placed it on a node: it runs from now"),
         Transition("stop_queued", (B, P), (X,), "grid stop ends one not started yet"),
         Transition("finish", (R,), (S, F, X, PR), "an attempt ended, and it is final"),
         Transition("requeue", (R,), (P,), "an attempt ended, and it runs again"),
@@ -83,6 +84,7 @@ class EventKind(str, Enum):
     EXPIRE_CLAIM = "expire_claim"
     START = "start"
     REQUEST_STOP = "request_stop"
+    PLACED = "placed"
     STOP_QUEUED = "stop_queued"
     FINISH = "finish"
     REQUEUE = "requeue"

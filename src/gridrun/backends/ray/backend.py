@@ -508,7 +508,12 @@ class RayBackend(Backend):
                     sink.write(stream, text, ts=ts)
             _write_text(exp_dir / OFFSET_FILE, f"{handle.key} {start + len(lines)}")
         state = answer["state"]
-        if state in ("queued", "running"):  # placed by Ray: waiting for resources is running
+        if state == "queued" and not node:  # Ray holds it until a node has the resources
+            why = "queued in Ray: waiting for a node with the resources"
+            if _read_text(ExperimentPaths(exp_dir).node) != why:
+                _write_text(ExperimentPaths(exp_dir).node, why)
+            return AttemptResult(PollState.RUNNING, detail=why)
+        if state in ("queued", "running"):
             return AttemptResult.running(node)
         if state == "exited":
             code = answer.get("exit_code")
