@@ -266,10 +266,14 @@ def test_grid_logs_follow_brings_a_dead_agent_back(grid, project: Path) -> None:
     (project / "short.py").write_text("print('followed')\n")
     grid("run", "--name", "fol", "--follow", "short.py", cwd=project)
     agent = int((grid.home / "agent.pid").read_text().split()[0])
-    os.kill(agent, signal.SIGSTOP)
+    os.kill(agent, signal.SIGSTOP)  # frozen, holding the agent lock
     grid("run", "--name", "fol2", "short.py", cwd=project)
+    # `grid run` may have started another agent, which waits for the lock: killed
+    # first, while the frozen one still holds it, so none of them starts anything.
+    for other in _agents(grid.home):
+        if other != agent:
+            os.kill(other, signal.SIGKILL)
     os.kill(agent, signal.SIGKILL)
-    time.sleep(0.5)
     # Kill the helper too, so only `grid logs -f` can bring an agent back.
     _kill_helpers(grid.home)
     out = grid("logs", "-f", "fol2-exp0", timeout=60).stdout
@@ -331,6 +335,18 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _agents(home: Path) -> list[int]:
+    """Every agent process of this GRID_HOME, a frozen one and any waiting for its lock."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "gridrun.agent.daemon" in cmd and str(home) in cmd:
+            out.append(int(proc.info["pid"]))
+    return out
 
 
 def _kill_helpers(home: Path) -> None:
