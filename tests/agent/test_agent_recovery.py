@@ -44,7 +44,13 @@ def test_agent_killed_mid_run_then_restarted(grid, tmp_path: Path) -> None:
     pid = agent_pid(grid.home)
     grid.wait_for_line("crashy-exp0", "started")
     os.kill(pid, signal.SIGKILL)
-    time.sleep(3)  # exp0 finishes with no agent alive
+    # exp0 finishes under its supervisor with no agent alive: read from its log file,
+    # not through a grid command, which would bring an agent back first.
+    log = grid.home / "experiments" / "crashy-exp0" / "output.log"
+    deadline = time.monotonic() + 120
+    while "done" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "exp0 never finished without its agent"
+        time.sleep(0.05)
     data = grid.json("status", "crashy")  # finds work and no agent: starts one
     assert data["experiments"][0]["status"] in ("succeeded", "running")
     final = grid.wait("crashy")
