@@ -62,8 +62,9 @@ def _wait_for(path: Path, text: str, limit: float = 180) -> None:
 
 
 def _plain(results: list[AttemptResult]) -> list[AttemptResult]:
-    """Without the node an engine names (a Ray node): the rest is the same everywhere."""
-    return [replace(r, node="") for r in results]
+    """Without the node and the times an engine may name (a Ray node, when a Slurm task
+    began and ended): the rest is the same everywhere."""
+    return [replace(r, node="", started_at=None, finished_at=None) for r in results]
 
 
 def _in_background(backend, job) -> tuple[threading.Thread, list[AttemptResult], list[str]]:

@@ -282,6 +282,9 @@ class EngineWatcher:
                         store.placed(w.exp_id, time.time())
                         changed = True
             if result.ended:
+                if w.waited and not w.placed and result.started_at:
+                    # Placed and ended between two polls: its engine says when it began.
+                    store.placed(w.exp_id, result.started_at)
                 self._end(store, w, result)
                 changed = True
         return changed

@@ -235,12 +235,13 @@ class SlurmBackend(Backend):
             _note_node(self.home, job, f"{node} (Slurm job {handle})")
         if rec is not None:
             code = int(rec["exit_code"])
+            when = (rec.get("started_at"), rec.get("finished_at"))  # as the task saw them
             if sj is not None and sj.preempted:  # its node failed: the task saw a SIGTERM
                 why = _why(handle, sj)
                 return AttemptResult.exited(
                     code, reason=TerminationReason.NODE_DIED, detail=why, node=node
-                )
-            return AttemptResult.exited(code, node=node)
+                ).at(*when)
+            return AttemptResult.exited(code, node=node).at(*when)
         if sj is None:
             return AttemptResult.gone(
                 f"Slurm no longer knows job {handle}, and it left no exit record"

@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
         if array
         else os.environ.get("SLURM_JOB_ID", "")
     )
+    began = time.time()  # when Slurm placed it: its run time starts here
     home = GridHome.from_env()
     backend = LocalBackend(home)
     stopping = threading.Event()
@@ -104,6 +105,7 @@ def main(argv: list[str]) -> int:
             "exit_code": code,
             "stopped": stopping.is_set(),
             "node": node,
+            "started_at": began,
             "finished_at": time.time(),
         },
     )
