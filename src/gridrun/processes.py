@@ -226,9 +226,18 @@ def experiment_processes(home: Path, experiment_id: int) -> list[ProcessRef]:
     ``GRID_EXPERIMENT_ID`` in their environment. Processes of other users, which we
     could not signal anyway, cannot be read and are skipped.
     """
+    return marked_processes({"GRID_HOME": str(home), "GRID_EXPERIMENT_ID": str(experiment_id)})
+
+
+def marked_processes(marks: dict[str, str]) -> list[ProcessRef]:
+    """Every process (but this one) whose environment holds all of ``marks``.
+
+    What an experiment's or a session's processes inherit is how they are found once
+    whoever started them is gone; processes of other users cannot be read and are
+    skipped.
+    """
     import psutil
 
-    want_home, want_id = str(home), str(experiment_id)
     me = os.getpid()
     out = []
     for proc in psutil.process_iter():
@@ -238,7 +247,7 @@ def experiment_processes(home: Path, experiment_id: int) -> list[ProcessRef]:
             env = proc.environ()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
-        if env.get("GRID_EXPERIMENT_ID") == want_id and env.get("GRID_HOME") == want_home:
+        if all(env.get(k) == v for k, v in marks.items()):
             ref = ProcessRef.of(proc.pid)
             if ref is not None:
                 out.append(ref)

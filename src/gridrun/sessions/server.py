@@ -235,23 +235,9 @@ def wait_ready(home: GridHome, name: str, handle: str, port: int, token: str) ->
 
 def session_processes(home: GridHome, session_id: int) -> list[ProcessRef]:
     """Every process carrying the session's mark: the server, kernels, terminals."""
-    import psutil
+    from gridrun.processes import marked_processes
 
-    want = (str(home.root), str(session_id))
-    me = os.getpid()
-    out = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            env = proc.environ()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            continue
-        if (env.get("GRID_HOME"), env.get(SESSION_MARK)) == want:
-            ref = ProcessRef.of(proc.pid)
-            if ref is not None:
-                out.append(ref)
-    return out
+    return marked_processes({"GRID_HOME": str(home.root), SESSION_MARK: str(session_id)})
 
 
 def stop(home: GridHome, session_id: int, handle: str | None, grace: float = 10.0) -> None:
