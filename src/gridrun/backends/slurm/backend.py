@@ -144,19 +144,13 @@ class SlurmBackend(Backend):
 
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
-        from gridrun.backends.slurm.script import JOB_FILE, batch_script, sbatch_args
-        from gridrun.backends.slurm.task import EXIT_FILE
+        from gridrun.backends.slurm.script import batch_script, sbatch_args
 
         settings = self._run_settings(job)
-        job.exp_dir.mkdir(parents=True, exist_ok=True)
-        (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's
-        atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+        self._write_job(job)
         batch = job.exp_dir / BATCH_FILE
         atomic_write_text(batch, batch_script(job, sys.executable, self.home.root))
-        out = self._client(settings, ["sbatch", *sbatch_args(job, settings), str(batch)])
-        job_id = out.strip().split(";")[0]
-        if not job_id.isdigit():
-            raise BackendError(f"sbatch answered {out.strip()!r}, not a job id.")
+        job_id = self._sbatch(settings, [*sbatch_args(job, settings), str(batch)])
         sink.write("stderr", f"gridrun: submitted as Slurm job {job_id}")
         return job_id
 
@@ -185,30 +179,41 @@ class SlurmBackend(Backend):
         import uuid
 
         from gridrun.backends.slurm.script import JOB_FILE, array_args, array_script
-        from gridrun.backends.slurm.task import EXIT_FILE
 
         settings = self._run_settings(jobs[0])
         run_dir = self.home.run_dir(jobs[0].run_name)
         run_dir.mkdir(parents=True, exist_ok=True)
         for job in jobs:
-            job.exp_dir.mkdir(parents=True, exist_ok=True)
-            (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)  # an earlier attempt's
-            atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+            self._write_job(job)
         tag = uuid.uuid4().hex[:8]
         manifest = run_dir / f"slurm-array-{tag}.txt"
         atomic_write_text(manifest, "".join(f"{j.exp_dir / JOB_FILE}\n" for j in jobs))
         batch = run_dir / f"slurm-array-{tag}.sh"
         script = array_script(manifest, sys.executable, self.home.root, jobs[0].run_name)
         atomic_write_text(batch, script)
-        out = self._client(settings, ["sbatch", *array_args(jobs, settings, run_dir), str(batch)])
-        array_id = out.strip().split(";")[0]
-        if not array_id.isdigit():
-            raise BackendError(f"sbatch answered {out.strip()!r}, not a job id.")
+        array_id = self._sbatch(settings, [*array_args(jobs, settings, run_dir), str(batch)])
         handles = [f"{array_id}_{i}" for i in range(len(jobs))]
         for job, handle in zip(jobs, handles, strict=True):
             with contextlib.suppress(OSError), LogSink(job.log_path) as sink:
                 sink.write("stderr", f"gridrun: submitted as Slurm job {handle}")
         return handles
+
+    def _write_job(self, job: Job) -> None:
+        """The Job its task will run, beside it; an earlier attempt's exit record gone."""
+        from gridrun.backends.slurm.script import JOB_FILE
+        from gridrun.backends.slurm.task import EXIT_FILE
+
+        job.exp_dir.mkdir(parents=True, exist_ok=True)
+        (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)
+        atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+
+    def _sbatch(self, settings: SlurmSettings, args: list[str]) -> str:
+        """Submit; the job id sbatch answers (``--parsable``: ``ID`` or ``ID;CLUSTER``)."""
+        out = self._client(settings, ["sbatch", *args])
+        job_id = out.strip().split(";")[0]
+        if not job_id.isdigit():
+            raise BackendError(f"sbatch answered {out.strip()!r}, not a job id.")
+        return job_id
 
     def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         # One squeue per cluster for every job on it, those with an exit record too: a
