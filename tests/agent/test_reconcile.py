@@ -28,17 +28,6 @@ SLEEPS = "# fake: sleep 300\n"
 EXITS = "# fake: exit {code}\n"
 
 
-@pytest.fixture
-def home(grid_home: Path, monkeypatch: pytest.MonkeyPatch) -> GridHome:
-    monkeypatch.setenv("GRIDRUN_TEST_BACKENDS", "1")
-    return GridHome(grid_home).ensure()
-
-
-@pytest.fixture
-def store(home: GridHome) -> Store:
-    return Store(home.db_path)
-
-
 def _running(
     store: Store, home: GridHome, tmp_path: Path, script: str | None, *, auto_resume=False
 ) -> tuple[Experiment, FakeBackend, str | None]:

@@ -25,17 +25,6 @@ from spec_helpers import experiments, force_experiment, run_spec
 SLEEPS = "# fake: sleep 300\n"
 
 
-@pytest.fixture
-def home(grid_home: Path, monkeypatch: pytest.MonkeyPatch) -> GridHome:
-    monkeypatch.setenv("GRIDRUN_TEST_BACKENDS", "1")
-    return GridHome(grid_home).ensure()
-
-
-@pytest.fixture
-def store(home: GridHome) -> Store:
-    return Store(home.db_path)
-
-
 class Counting(FakeBackend):
     """The fake engine, counting how many attempts each batched poll asked about."""
 
