@@ -108,6 +108,11 @@ class GridHome:
         return self.root / "ui"
 
     @property
+    def nodes(self) -> Path:
+        """What gridrun learnt about each engine node (one file a node), kept across runs."""
+        return self.root / "nodes"
+
+    @property
     def agent_lock(self) -> Path:
         return self.root / "agent.lock"
 

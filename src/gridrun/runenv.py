@@ -54,6 +54,9 @@ ALLOW_PREFIXES = ("LC_",)
 # private repository), never recorded with the run nor handed to its experiments. An
 # experiment that needs one gets it with --env, said outright.
 NEVER_RECORDED = frozenset({"GIT_TOKEN", "GRID_UI_TOKEN"})
+# Numeric libraries' thread counts, capped to the CPUs an experiment asked for unless
+# the shell (or --env) chose a value.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from gridrun.backends.base import Job
 from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
+from gridrun.runenv import THREAD_VARS
 from gridrun.store.models import Experiment, Run
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def experiment_env(run: Run, exp: Experiment, gpu_ids: list[int]) -> dict[str, str]:

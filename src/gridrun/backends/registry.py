@@ -11,7 +11,7 @@ BACKENDS: dict[str, str] = {
     "local": "gridrun.backends.local:LocalBackend",
     "docker": "gridrun.backends.docker:DockerBackend",
     "ray": "gridrun.backends.ray:RayBackend",
-    "slurm": "gridrun.backends.slurm:SlurmBackend",
+    "slurm": "gridrun.backends.slurm.backend:SlurmBackend",
 }
 
 #: In-process and deterministic, for tests only: never offered to users.

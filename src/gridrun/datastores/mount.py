@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -28,9 +29,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from gridrun.backends.base import DatastoreMount
 from gridrun.datastores.names import env_var
 from gridrun.errors import DatastoreError
+from gridrun.fsutil import atomic_write_json
+from gridrun.specs import DatastoreMount
 
 NSEXEC = Path(__file__).with_name("nsexec.py")
 MODES = ("root", "user", "none")
@@ -48,12 +50,21 @@ def wrapper() -> list[str]:
     return [sys.executable, "-S", "-I", "-c", code]
 
 
-@functools.lru_cache(maxsize=1)
+_probed: str | None = None  # this process's probe, made once
+
+
 def isolation_mode() -> str:
     """``root``, ``user`` (a private mount namespace works) or ``none``."""
+    global _probed
     forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
     if forced in MODES:
         return forced
+    if _probed is None:
+        _probed = _probe()
+    return _probed
+
+
+def _probe() -> str:
     candidates = ["root", "user"] if os.geteuid() == 0 else ["user"]
     for mode in candidates:
         folder = tempfile.mkdtemp(prefix="gridrun-probe-")
@@ -72,6 +83,49 @@ def isolation_mode() -> str:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return "none"
+
+
+def node_isolation_mode(folder: Path) -> str:
+    """:func:`isolation_mode`, probed once per node and boot, remembered in ``folder``.
+
+    For processes that each run one experiment and then exit (a Slurm task): the probe
+    starts a Python of its own, a sixth of such a task's CPU time. The record is keyed
+    by the node's name, its boot, the user and the Python, so a node rebooted into
+    another kernel, or a cluster that shares ``folder`` between nodes, probes again.
+    ``folder`` must be private to its owner (GRID_HOME is; experiments never see it):
+    whoever writes the record decides how experiments are confined.
+    """
+    global _probed
+    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
+    if forced in MODES:
+        return forced
+    key = {
+        "node": os.uname().nodename,
+        "boot": _boot_id(),
+        "uid": os.geteuid(),
+        "python": sys.executable,
+    }
+    record = folder / f"isolation-{key['node']}.json"
+    try:
+        known = json.loads(record.read_text())
+        if isinstance(known, dict) and known.get("key") == key and known.get("mode") in MODES:
+            _probed = str(known["mode"])
+            return _probed
+    except (OSError, ValueError):
+        pass
+    mode = isolation_mode()
+    if key["boot"]:  # without a boot id, a record could outlive a change: probe each time
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write_json(record, {"key": key, "mode": mode}, fsync=False)
+    return mode
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _make_dir(path: Path) -> bool:

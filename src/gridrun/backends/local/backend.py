@@ -148,10 +148,9 @@ class LocalBackend(Backend):
 
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
-        from gridrun.agent.jobs import THREAD_VARS
         from gridrun.datastores import local_confinement
         from gridrun.project import materialize
-        from gridrun.runenv import local_environment
+        from gridrun.runenv import THREAD_VARS, local_environment
 
         if resume_workdir(job):
             sink.write(

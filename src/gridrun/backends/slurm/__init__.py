@@ -11,11 +11,7 @@
 The nodes see GRID_HOME at the same path (the cluster is this machine, or GRID_HOME is
 on the cluster's shared file system): environments are built once per key there, and
 each task writes its experiment's log, exit record and working copy there directly.
-Only ``backend.py``'s class is imported by the registry.
+Only ``backend.py``'s class is imported by the registry. This package imports nothing
+itself: each array task starts as ``python -m gridrun.backends.slurm.task``, and the
+agent-side backend (the store, squeue parsing) would cost every task ~40 ms of CPU.
 """
-
-from __future__ import annotations
-
-from gridrun.backends.slurm.backend import SlurmBackend
-
-__all__ = ["SlurmBackend"]

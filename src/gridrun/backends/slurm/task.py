@@ -40,6 +40,7 @@ def write_record(exp_dir: Path, record: dict) -> None:
 
 def main(argv: list[str]) -> int:
     from gridrun.backends.local import LocalBackend
+    from gridrun.datastores.mount import node_isolation_mode
     from gridrun.home import GridHome
     from gridrun.logs import LogSink
     from gridrun.specs import Job
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> int:
     )
     began = time.time()  # when Slurm placed it: its run time starts here
     home = GridHome.from_env()
+    # Probed once per node and boot, not by each of an array's many tasks.
+    node_isolation_mode(home.nodes)
     backend = LocalBackend(home)
     stopping = threading.Event()
     local: list[str] = []  # the local backend's handle, once launched
