@@ -25,15 +25,26 @@ def parse_idle(text: str | None) -> float | None:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-def session_url(session: Any, with_token: bool = False) -> str:
-    """Where its JupyterLab answers (loopback); '-' unless it runs."""
+def session_url(session: Any, with_token: bool = False, page: str = "lab") -> str:
+    """Where its JupyterLab (or, with ``page="vscode/"``, its VS Code) answers, on
+    loopback; '-' unless it runs."""
     from gridrun.sessions.server import base_url
     from gridrun.store.models import SessionStatus
 
     if session.status != SessionStatus.RUNNING or not session.port:
         return "-"
-    url = f"http://127.0.0.1:{session.port}{base_url(session.name)}lab"
+    url = f"http://127.0.0.1:{session.port}{base_url(session.name)}{page}"
     return f"{url}?token={session.token}" if with_token else url
+
+
+def vscode_url(session: Any, with_token: bool = False) -> str | None:
+    """VS Code's address for a session created with ``--vscode``; None otherwise."""
+    from gridrun.sessions.lifecycle import wants_vscode
+    from gridrun.sessions.vscode import PATH_PREFIX
+
+    if not wants_vscode(session):
+        return None
+    return session_url(session, with_token, page=f"{PATH_PREFIX}/")
 
 
 def instance_type(session: Any) -> str:
@@ -78,6 +89,7 @@ def session_json(s: Any) -> dict[str, Any]:
         "from_run": s.from_run,
         "environment": s.env_ref,
         "url": session_url(s),
+        "vscode_url": vscode_url(s),
         "idle_seconds": s.idle_seconds,
         "message": s.message,
     }
@@ -112,6 +124,11 @@ def session() -> None:
 @click.option(
     "--idle", help="Pause after this long with no kernel activity and no connection (2h, 30m)."
 )
+@click.option(
+    "--vscode",
+    is_flag=True,
+    help="VS Code in the browser too (code-server from npm: ~800 MB, installed once).",
+)
 @click.pass_context
 def create(ctx: click.Context, target: str | None, **opts: Any) -> None:
     """Create a session from SCRIPT_OR_FOLDER (default: this folder) or --from a run."""
@@ -141,6 +158,7 @@ def create(ctx: click.Context, target: str | None, **opts: Any) -> None:
             for i, n in enumerate(names)
         ],
         idle_seconds=parse_idle(opts["idle"]),
+        vscode=opts["vscode"],
     )
     home = home_of(ctx).ensure()
     prepared = prepare(req, home, warn, lambda _q: True)
@@ -153,10 +171,13 @@ def create(ctx: click.Context, target: str | None, **opts: Any) -> None:
     if output_of(ctx) == "json":
         from gridrun.cli.output import emit_json
 
-        emit_json({**session_json(s), "url": session_url(s, with_token=True)})
+        urls = {"url": session_url(s, with_token=True), "vscode_url": vscode_url(s, True)}
+        emit_json({**session_json(s), **urls})
         return
     console.print(f"Session {s.name} is running ({time.monotonic() - started:.1f}s).", markup=False)
     console.print(f"JupyterLab: {session_url(s, with_token=True)}", markup=False, soft_wrap=True)
+    if vscode := vscode_url(s, with_token=True):
+        console.print(f"VS Code: {vscode}", markup=False, soft_wrap=True)
     console.print(f"Shell: grid session ssh {s.name}", markup=False)
 
 
@@ -199,6 +220,8 @@ def resume(ctx: click.Context, name: str) -> None:
     s = resume_session(open_store(ctx), home_of(ctx), name, log)
     console.print(f"Session {s.name} is {s.status.value}.", markup=False)
     console.print(f"JupyterLab: {session_url(s, with_token=True)}", markup=False, soft_wrap=True)
+    if vscode := vscode_url(s, with_token=True):
+        console.print(f"VS Code: {vscode}", markup=False, soft_wrap=True)
 
 
 @session.command(short_help="Stop a session and remove its working copy.")

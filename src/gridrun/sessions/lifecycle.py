@@ -50,7 +50,7 @@ def create(
     name = session_name(store, req.name)
     spec = prepared.spec
     data = spec.to_dict()
-    data["session"] = {"instance_type": req.instance_type}
+    data["session"] = {"instance_type": req.instance_type, "vscode": req.vscode}
     session = table.create(
         store,
         name=name,
@@ -85,12 +85,19 @@ def _start(store: Store, home: GridHome, session: Session, log: Log) -> Session:
                 f"Session {session.name}'s environment {venv} is gone.",
                 hint="Delete the session and create it again.",
             )
-        tool = tools.jupyterlab_env(home.root, log)
+        code_server = None
+        if wants_vscode(session):
+            from gridrun.sessions import vscode
+
+            tool = tools.jupyterlab_env(home.root, log, proxy=vscode.JUPYTER_SERVER_PROXY_VERSION)
+            code_server = vscode.code_server_tool(home.root, log)
+        else:
+            tool = tools.jupyterlab_env(home.root, log)
         python = venv / "bin" / "python"
         packages = tools.kernel_packages(home.root, python, server.python_minor(venv), log)
         token = secrets.token_urlsafe(24)
         handle, port = server.start(
-            home, session.name, session.id, spec, venv, tool, packages, token
+            home, session.name, session.id, spec, venv, tool, packages, token, code_server
         )
         table.set_fields(store, session.id, pid=handle, port=port, token=token)
         server.wait_ready(home, session.name, handle, port, token)
@@ -111,6 +118,11 @@ def _start(store: Store, home: GridHome, session: Session, log: Log) -> Session:
     if session.idle_seconds:
         start_monitor(home, session.name)
     return table.get_by_id(store, session.id)
+
+
+def wants_vscode(session: Session) -> bool:
+    """Whether the session was created with ``--vscode`` (kept in its spec for resume)."""
+    return bool((session.spec.get("session") or {}).get("vscode"))
 
 
 def pause(store: Store, home: GridHome, name: str, reason: str = "") -> Session:

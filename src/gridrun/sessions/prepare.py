@@ -39,6 +39,7 @@ class SessionRequest:
     instance_type: str | None = None
     datastores: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     idle_seconds: float | None = None
+    vscode: bool = False  # VS Code in the browser too (code-server, ``vscode.py``)
 
 
 @dataclass

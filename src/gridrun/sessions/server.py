@@ -163,8 +163,13 @@ def start(
     tool: Path,
     packages: Path,
     token: str,
+    code_server: Path | None = None,
 ) -> tuple[str, int]:
-    """Start the server detached, confined; return its process handle and port."""
+    """Start the server detached, confined; return its process handle and port.
+
+    With ``code_server`` (the cached tool), JupyterLab also serves VS Code under
+    ``vscode/``, started by jupyter-server-proxy as its own child (``vscode.py``).
+    """
     from gridrun.datastores import local_confinement
 
     layout = Layout.of(home, name)
@@ -173,6 +178,12 @@ def start(
     from gridrun.sessions.tools import kernel_argv
 
     write_kernel_spec(layout, kernel_argv(venv / "bin" / "python", packages), python_minor(venv))
+    config = layout.jupyter / "config" / "jupyter_server_config.json"
+    config.unlink(missing_ok=True)  # a session resumed without VS Code serves none
+    if code_server is not None:
+        from gridrun.sessions.vscode import write_proxy_config
+
+        write_proxy_config(config.parent, code_server, layout.jupyter / "vscode", layout.work)
     port = free_port()
     argv = server_argv(tool, name, port, layout.work)
     env = server_env(dict(os.environ), layout, venv, home, session_id, token, spec.resources.gpus)
@@ -181,7 +192,7 @@ def start(
         list(spec.datastores),
         layout.work,
         hide=home.root,
-        keep_ro=[tool, packages],
+        keep_ro=[tool, packages, *([code_server] if code_server is not None else [])],
         keep_rw=[layout.jupyter],
         env_layer=(venv, layout.layer),
     )

@@ -50,9 +50,17 @@ def ipykernel_version(python_minor: str) -> str:
     return IPYKERNEL_VERSION if (major, minor) >= (3, 10) else IPYKERNEL_OLD_PYTHON
 
 
-def jupyterlab_env(home_root: Path, log: Log) -> Path:
-    """The cached JupyterLab virtualenv, built first if there is none."""
-    dest = tools_dir(home_root) / f"jupyterlab-{JUPYTERLAB_VERSION}"
+def jupyterlab_env(home_root: Path, log: Log, *, proxy: str | None = None) -> Path:
+    """The cached JupyterLab virtualenv, built first if there is none.
+
+    ``proxy``: a jupyter-server-proxy version to add (VS Code sessions, ``vscode.py``),
+    a variant cached apart, so sessions without VS Code never install it.
+    """
+    name = f"jupyterlab-{JUPYTERLAB_VERSION}" + (f"-proxy-{proxy}" if proxy else "")
+    dest = tools_dir(home_root) / name
+    wanted = [f"jupyterlab=={JUPYTERLAB_VERSION}"]
+    if proxy:
+        wanted.append(f"jupyter-server-proxy=={proxy}")
 
     def build(tmp: Path, uv: str, env: dict[str, str]) -> None:
         _uv([uv, "venv", "--quiet", "--python", sys.executable, str(tmp)], env)
@@ -65,12 +73,12 @@ def jupyterlab_env(home_root: Path, log: Log) -> Path:
                 "--compile-bytecode",
                 "--python",
                 str(tmp / "bin" / "python"),
-                f"jupyterlab=={JUPYTERLAB_VERSION}",
+                *wanted,
             ],
             env,
         )
 
-    return _cached(dest, f"JupyterLab {JUPYTERLAB_VERSION}", build, log)
+    return cached_tool(dest, " and ".join(w.replace("==", " ") for w in wanted), build, log)
 
 
 def kernel_packages(home_root: Path, python: Path, python_minor: str, log: Log) -> Path:
@@ -95,7 +103,7 @@ def kernel_packages(home_root: Path, python: Path, python_minor: str, log: Log) 
             env,
         )
 
-    return _cached(dest, f"ipykernel {version} for Python {python_minor}", build, log)
+    return cached_tool(dest, f"ipykernel {version} for Python {python_minor}", build, log)
 
 
 def kernel_argv(python: Path, packages: Path) -> list[str]:
@@ -111,9 +119,10 @@ def kernel_argv(python: Path, packages: Path) -> list[str]:
     return [str(python), "-c", code, "-f", "{connection_file}"]
 
 
-def _cached(
+def cached_tool(
     dest: Path, what: str, build: Callable[[Path, str, dict[str, str]], None], log: Log
 ) -> Path:
+    """``dest``, built by ``build(tmp, uv, env)`` in a temporary folder first if missing."""
     if dest.is_dir():
         return dest
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -126,7 +135,7 @@ def _cached(
 
         from gridrun.envs.venv import uv_cache_dir
 
-        log(f"Installing {what} from PyPI (once; cached in {dest.parent})")
+        log(f"Installing {what} (once; cached in {dest.parent})")
         env = dict(os.environ)
         env.update(UV_NO_PROGRESS="1", NO_COLOR="1", UV_LINK_MODE="hardlink")
         env["UV_CACHE_DIR"] = str(uv_cache_dir(dest.parent.parent.parent / "envs"))

@@ -214,8 +214,16 @@ async def sessions_page(request: Request) -> Response:
         finally:
             store.close()
 
+    from gridrun.sessions.lifecycle import wants_vscode
+
     rows = [
-        {"name": s.name, "status": s.status.value, "instance": instance_type(s), "run": s.from_run}
+        {
+            "name": s.name,
+            "status": s.status.value,
+            "instance": instance_type(s),
+            "run": s.from_run,
+            "vscode": wants_vscode(s),
+        }
         for s in await run_in_threadpool(read)
     ]
     return _render(request, "sessions.html", sessions=rows)
