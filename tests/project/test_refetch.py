@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 from gitservers import git_daemon, make_repo
-
 from gridrun.home import GridHome
 from gridrun.project import load_manifest, object_path, take_snapshot
 from gridrun.project.manifest import FileEntry
