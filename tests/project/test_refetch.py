@@ -126,3 +126,21 @@ def test_an_origin_travels_as_json_with_its_binary_diff() -> None:
     origin = RepoOrigin("git://h/o/r", "a" * 40, "sub", b"\x00\xff diff", ("x.bin",))
     assert RepoOrigin.from_dict(origin.to_dict()) == origin
     assert origin.label == f"o/r@{'a' * 12}"
+
+
+def test_a_cache_the_node_cannot_write_leaves_the_snapshot_to_the_caller(
+    home: GridHome, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    _repo, (first, _second) = make_repo(served)
+    url = f"file://{served / 'repo'}"
+    digest, files = _snapshot(home, checkout(home, url, first).tree)
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder\n")
+    from_snapshot, _ = _from(home, files)
+    dest = tmp_path / "work" / "exp0"
+    out = fetch_working_copy(
+        RepoOrigin(url, first), blocked / "repos", files, digest, dest, "n5", from_snapshot
+    )
+    assert not out.fetched
+    assert out.line.startswith("no repository cache on node n5: using the uploaded snapshot")

@@ -128,6 +128,8 @@ def fetch_working_copy(
         found = checkout_in(cache, origin.url, origin.commit, timeout=NODE_TIMEOUT)
     except GridError as exc:
         return Outcome(False, f"repository unreachable from node {node}: {fallback} ({_why(exc)})")
+    except OSError as exc:  # a repo_cache this node cannot write, a full disk
+        return Outcome(False, f"no repository cache on node {node}: {fallback} ({exc})")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".refetch-", dir=dest.parent))
     try:
@@ -140,8 +142,8 @@ def fetch_working_copy(
                 return _differs(dest, origin, node, fallback, f"its diff does not apply: {problem}")
         base = base / origin.subdir if origin.subdir else base
         got = _copy_files(base, files, set(origin.untracked), dest, from_snapshot)
-    except OSError as exc:
-        return _differs(dest, origin, node, fallback, str(exc))
+    except Exception as exc:  # whatever it is, the snapshot is there to run instead
+        return _differs(dest, origin, node, fallback, f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if got is None or canonical_hash(got) != digest:
