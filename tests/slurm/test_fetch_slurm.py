@@ -56,3 +56,24 @@ def test_a_task_that_cannot_reach_the_repository_runs_the_snapshot(
     assert "gridrun: repository unreachable from node " in log, log
     assert ": using the run's snapshot (" in log
     assert "version two" in log
+
+
+def test_a_dirty_checkout_is_fetched_with_its_diff_and_untracked_files(
+    slurm_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    _repo, (_first, second) = make_repo(served)
+    work = tmp_path / "clone"
+    with git_daemon(served) as base:
+        url = f"{base}/repo"
+        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
+        (work / "src" / "train.py").write_text(
+            "print('uncommitted', open('src/data.txt').read())\n"
+        )
+        (work / "src" / "data.txt").write_text("untracked data")
+        slurm_grid("run", "--backend", "slurm", "--name", "dirty", "src/train.py", cwd=work)
+        data = slurm_grid.wait("dirty", timeout=300)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = slurm_grid("logs", "dirty-exp0").stdout
+    assert f"gridrun: fetched {url}@{second[:12]} with its uncommitted changes on node " in log
+    assert "uncommitted untracked data" in log, log
