@@ -413,6 +413,9 @@ class BuildRequest:
     torch_build: TorchBuild | None = None  # EnvSpec.torch_build
     # What the backend resolved at submission (Backend.validate), e.g. the Ray address.
     backend_options: Mapping[str, str] = field(default_factory=dict)
+    # Where the code came from (RunSpec.repo/commit): Ray and Slurm nodes fetch it there.
+    repo: str | None = None
+    commit: str | None = None
 
     @classmethod
     def for_run(cls, run_name: str, spec: RunSpec, objects_dir: Path) -> BuildRequest:
@@ -435,6 +438,8 @@ class BuildRequest:
             oldest_python=spec.env.oldest_python,
             torch_build=spec.env.torch_build,
             backend_options=dict(spec.backend_options),
+            repo=spec.repo,
+            commit=spec.commit,
         )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitservers import git_daemon, http_backend, make_repo
 
+from gitservers import git_daemon, http_backend, make_repo
 from gridrun.project.repository import github_file_link, shown_url
 
 

@@ -46,7 +46,9 @@ RECORDED = {
     "datastores": [
         {"name": "mnist", "version": 2, "source": "/data/mnist", "mount_dir": "/datastores/mnist"}
     ],
-    "version": 1,
+    "origin": None,
+    "snapshot_digest": "",
+    "version": 2,
 }
 
 
@@ -83,3 +85,25 @@ def test_a_node_refuses_a_message_of_another_version(tmp_path: Path) -> None:
     spec, _ = task_request(tmp_path, _job(tmp_path), INFO, "gridrun-abcdef0123-run-x", "a")
     with pytest.raises(ValueError, match="same gridrun on the nodes"):
         TaskSpec.from_dict({**spec.to_dict(), "version": 0})
+
+
+def test_a_run_from_a_repository_sends_its_origin_and_digest_never_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridrun.project.refetch import RepoOrigin
+
+    monkeypatch.setenv("GIT_TOKEN", "secret-token-value")
+    origin = RepoOrigin("https://example.invalid/o/r.git", "c" * 40, "sub", b"diff", ("u.txt",))
+    info = {**INFO, "origin": origin.to_dict(), "snapshot_hash": "d" * 64}
+    spec, _ = task_request(tmp_path, _job(tmp_path), info, "gridrun-abcdef0123-run-x", "a")
+    assert spec.origin == origin and spec.snapshot_digest == "d" * 64
+    wire = spec.to_dict()
+    assert wire["origin"] == {
+        "url": "https://example.invalid/o/r.git",
+        "commit": "c" * 40,
+        "subdir": "sub",
+        "diff": "ZGlmZg==",
+        "untracked": ["u.txt"],
+    }
+    assert "secret-token-value" not in repr(wire)
+    assert TaskSpec.from_dict(wire) == spec

@@ -122,6 +122,8 @@ def test_settings_are_checked_key_by_key() -> None:
     assert (s.partition, s.time, s.extra) == ("gpu", "1-00:00:00", ("--qos=x",))
     with pytest.raises(ConfigError, match="Unknown key"):
         parse_section({"partitoin": "gpu"})
+    assert parse_section({"repo_cache": "~/repos"}).repo_cache == str(Path("~/repos").expanduser())
+    assert parse_section({}).repo_cache is None  # each node's own
     with pytest.raises(UsageError, match="not in a format Slurm takes"):
         parse_section({"time": "4 hours"})
     with pytest.raises(ConfigError, match="list of sbatch arguments"):

@@ -83,16 +83,18 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _git(args: list[str], git_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _git(
+    args: list[str], git_dir: Path | None = None, timeout: float = TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     cmd = ["git", *(["--git-dir", str(git_dir)] if git_dir else []), *args]
     try:
         return subprocess.run(
-            cmd, env=_git_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False
+            cmd, env=_git_env(), capture_output=True, text=True, timeout=timeout, check=False
         )
     except FileNotFoundError:
         raise ProjectError("git is not installed.", hint="Install git to run from a repository.")
     except subprocess.TimeoutExpired:
-        raise ProjectError(f"git {args[0]} took more than {TIMEOUT} s.") from None
+        raise ProjectError(f"git {args[0]} took more than {timeout:g} s.") from None
 
 
 def _why(stderr: str, url: str) -> str:
@@ -146,15 +148,15 @@ def resolve_ref(url: str, ref: str | None) -> str:
     )
 
 
-def _repo_dir(home: GridHome, url: str) -> Path:
+def _repo_dir(cache: Path, url: str) -> Path:
     key = hashlib.sha256(shown_url(url).encode()).hexdigest()[:16]
-    return home.cache / "repos" / key
+    return cache / key
 
 
-def _fetch(git_dir: Path, url: str, commit: str) -> str:
+def _fetch(git_dir: Path, url: str, commit: str, timeout: float = TIMEOUT) -> str:
     """Fetch ``commit`` (or a prefix of one) into the bare cache; returns the full SHA."""
     if _git(["cat-file", "-e", f"{commit}^{{commit}}"], git_dir).returncode != 0:
-        exact = _git(["fetch", "--quiet", "--depth", "1", url, commit], git_dir)
+        exact = _git(["fetch", "--quiet", "--depth", "1", url, commit], git_dir, timeout)
         if exact.returncode != 0:
             # The server refuses an unadvertised object (or the SHA is abbreviated):
             # take its branches and tags, which hold every reachable commit.
@@ -167,6 +169,7 @@ def _fetch(git_dir: Path, url: str, commit: str) -> str:
                     "+refs/tags/*:refs/tags/*",
                 ],
                 git_dir,
+                timeout,
             )
             if every.returncode != 0:
                 _raise_unreachable(url, every.stderr)
@@ -181,8 +184,15 @@ def _fetch(git_dir: Path, url: str, commit: str) -> str:
 
 def checkout(home: GridHome, url: str, ref: str | None) -> Checkout:
     """The tree of ``url`` at ``ref``, from the cache or fetched once (see module doc)."""
+    return checkout_in(home.cache / "repos", url, ref)
+
+
+def checkout_in(cache: Path, url: str, ref: str | None, timeout: float = TIMEOUT) -> Checkout:
+    """:func:`checkout` into any cache folder: a Ray or Slurm node keeps its own
+    (:mod:`gridrun.project.refetch`), with a shorter ``timeout`` since it has the
+    run's snapshot to fall back on."""
     commit = resolve_ref(url, ref)
-    root = _repo_dir(home, url)
+    root = _repo_dir(cache, url)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with file_lock(root / "lock"):
         if _FULL_SHA.match(commit) and (root / "trees" / commit).is_dir():
@@ -193,7 +203,7 @@ def checkout(home: GridHome, url: str, ref: str | None) -> Checkout:
             init = _git(["init", "--quiet", "--bare", str(git_dir)])
             if init.returncode != 0:
                 raise ProjectError(f"Cannot make a repository cache ({_why(init.stderr, url)}).")
-        commit = _fetch(git_dir, url, commit)
+        commit = _fetch(git_dir, url, commit, timeout)
         tree = root / "trees" / commit
         if not tree.is_dir():
             _unpack(git_dir, commit, tree)

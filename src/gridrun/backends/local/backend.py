@@ -149,7 +149,6 @@ class LocalBackend(Backend):
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
         from gridrun.datastores import local_confinement
-        from gridrun.project import materialize
         from gridrun.runenv import THREAD_VARS, local_environment
 
         if resume_workdir(job):
@@ -160,7 +159,7 @@ class LocalBackend(Backend):
         else:
             if job.workdir.exists():
                 shutil.rmtree(job.workdir)
-            materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
+            self._materialize(job, sink)
         # A Julia script has no virtualenv: the shell's PATH finds its julia.
         venv = None if job.env_ref == NO_PYTHON_ENV else Path(job.env_ref)
         home = self.home.root
@@ -310,6 +309,13 @@ class LocalBackend(Backend):
     def _descendants(self, job: Job) -> list[ProcessRef]:
         """The experiment's processes among ours: all of them in its supervisor."""
         return experiment_descendants(self.home.root, job.experiment_id)
+
+    def _materialize(self, job: Job, sink: LogSink) -> None:
+        """The experiment's working copy, from the run's snapshot. A Slurm task takes
+        it from the run's repository where its node can (backends/slurm/task.py)."""
+        from gridrun.project import materialize
+
+        materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
 
     def _collect(self, job: Job, handle: str | None, keep_workdir: bool) -> list[str]:
         return collect_workdir(job)

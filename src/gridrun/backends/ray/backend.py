@@ -301,6 +301,7 @@ class RayBackend(Backend):
         from gridrun.backends.ray.package import build_package
         from gridrun.backends.ray.settings import load_settings
         from gridrun.config import load_machine_config
+        from gridrun.project.refetch import run_origin
 
         address = req.backend_options.get("ray_address")
         if not address:
@@ -311,6 +312,10 @@ class RayBackend(Backend):
         package = build_package(req.snapshot_manifest, req.objects_dir, where / "package")
         settings = load_settings(self.home.config_path)
         key = self.environment_key(req)
+        # Nodes that reach the repository fetch the commit themselves (node.py). The
+        # package still travels: it is the job's working_dir, which Ray hands every
+        # node before a task starts, and the tree a node falls back on.
+        origin = run_origin(self.home, req.run_name, req.repo, req.commit)
         (package.parent / RAY_JSON).write_text(
             json.dumps(
                 {
@@ -327,10 +332,14 @@ class RayBackend(Backend):
                     "torch_build": req.torch_build.to_dict() if req.torch_build else None,
                     # For a node whose nvidia-smi does not answer (node.node_torch_build).
                     "cuda": load_machine_config(self.home.config_path).cuda,
+                    "origin": origin.to_dict() if origin else None,
+                    "snapshot_hash": req.snapshot_hash,
                 }
             )
         )
         log(f"Snapshot packaged for Ray: {package}")
+        if origin is not None:
+            log(f"Nodes that reach {origin.url} fetch {origin.label} themselves")
         if req.python_env:
             log(f"Environment {key} is built on each Ray node on first use, then cached there")
         else:

@@ -5,8 +5,12 @@ The task is the Ray backend's equivalent of the local backend's supervisor:
 1. builds (or finds) the run's virtualenv in the node's own cache, keyed exactly as
    locally, under a per-key file lock, so a sweep of 100 experiments builds once per
    node and the other 99 reuse it (their ``[build]`` lines say so);
-2. unpacks the snapshot into the experiment's own working copy (modes, symlinks and
-   modification times as in the manifest, so artifact detection works as locally);
+2. makes the experiment's own working copy (modes, symlinks and modification times
+   as in the manifest, so artifact detection works as locally): from the run's
+   repository, fetched by this node into its own cache, when the run has an origin,
+   the node reaches it and the result has the snapshot's digest
+   (:mod:`gridrun.project.refetch`); else from the snapshot package. The
+   experiment's log says which, in one line;
 3. runs ``python SCRIPT ARGS``, ``bash SCRIPT ARGS`` or ``julia SCRIPT ARGS`` in that
    copy, in its own process group, with datastores mounted read-only as the local
    backend mounts them (a Julia script has no virtualenv: the node's julia runs it);
@@ -105,6 +109,45 @@ def unpack_snapshot(package: Path, dest: Path) -> dict[str, Any]:
             except OSError:
                 pass
     return files
+
+
+def working_copy(
+    spec: TaskSpec, package: Path, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The experiment's working copy: fetched from the run's repository where this node
+    can, else the snapshot package's; returns the manifest's files."""
+    if spec.origin is not None and spec.snapshot_digest:
+        from gridrun.project.manifest import load_manifest
+        from gridrun.project.refetch import fetch_working_copy
+
+        files = load_manifest(package / MANIFEST_JSON)
+        outcome = fetch_working_copy(
+            spec.origin,
+            node_dir() / "repos",
+            files,
+            spec.snapshot_digest,
+            workdir,
+            socket.gethostname(),
+            lambda rel, target: _extract_one(package, rel, target),
+        )
+        log(f"gridrun: {outcome.line}")
+        if outcome.fetched:
+            return files
+    return unpack_snapshot(package, workdir)
+
+
+def _extract_one(package: Path, rel: str, target: Path) -> None:
+    """One file of the snapshot package (an untracked file of a checkout) at ``target``."""
+    with tarfile.open(package / SNAPSHOT_TAR) as tar:
+        member = tar.getmember(rel)
+        if member.issym():
+            os.symlink(member.linkname, target)
+            return
+        source = tar.extractfile(member)
+        if source is None:
+            raise OSError(f"{rel} is not a file in the snapshot package")
+        with source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
 
 
 def pack_artifacts(files: dict[str, Any], workdir: Path) -> tuple[bytes, list[str]]:
@@ -211,7 +254,7 @@ def run_experiment(request: dict[str, Any], package: Path, report: Report) -> di
             return _result(143, lines=outbox.take())
         if workdir.exists():
             shutil.rmtree(workdir)
-        files = unpack_snapshot(package, workdir)
+        files = working_copy(spec, package, workdir, lambda line: outbox.put("stderr", line))
         code = _run(spec, env_dir, workdir, outbox, report)
         ran = True
     finally:

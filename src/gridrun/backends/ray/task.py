@@ -9,7 +9,12 @@ makes it from the run's build description (``ray.json``, written from the
 the node, the best-effort flags of inferred requirements included, which a node then
 builds as leniently as the local and Docker backends do.
 
-Imports only the standard library and :mod:`gridrun.specs`: nodes load it.
+A run from a repository carries its origin (:class:`~gridrun.project.refetch.RepoOrigin`:
+URL, commit, a checkout's diff and untracked files; never a credential) and its
+snapshot digest, so that a node that reaches the repository fetches the commit itself.
+
+Imports only the standard library, :mod:`gridrun.specs` and
+:mod:`gridrun.project.refetch`: nodes load it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridrun.project.refetch import RepoOrigin
 from gridrun.specs import Job
 
-TASK_VERSION = 1
+TASK_VERSION = 2  # 2: origin and snapshot_digest
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,14 @@ class TaskSpec:
     cuda: str | None = None  # the head's capacity.cuda, for a node without nvidia-smi
     pip: Any = None  # the submitting user's PipConfig (added by the agent)
     datastores: tuple[TaskDatastore, ...] = ()
+    origin: RepoOrigin | None = None  # the node may fetch the tree from there
+    snapshot_digest: str = ""  # ...and must then get exactly this snapshot hash
     version: int = TASK_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pip"] = self.pip  # kept as is: a PipConfig travels pickled, as before
+        d["origin"] = self.origin.to_dict() if self.origin else None
         return d
 
     @classmethod
@@ -88,6 +97,8 @@ class TaskSpec:
             cuda=d.get("cuda"),
             pip=d.get("pip"),
             datastores=tuple(TaskDatastore(**x) for x in d.get("datastores") or ()),
+            origin=RepoOrigin.from_dict(d["origin"]) if d.get("origin") else None,
+            snapshot_digest=str(d.get("snapshot_digest") or ""),
         )
 
 
@@ -151,6 +162,8 @@ def task_request(
             TaskDatastore(d.name, int(d.version), str(d.source), d.mount_dir)
             for d in job.datastores
         ),
+        origin=RepoOrigin.from_dict(info["origin"]) if info.get("origin") else None,
+        snapshot_digest=str(info.get("snapshot_hash") or ""),
     )
     options = TaskOptions(
         num_cpus=job.cpus,

@@ -33,6 +33,7 @@ from gridrun.backends.base import (
     Job,
     collect_workdir,
 )
+from gridrun.backends.slurm.script import ORIGIN_FILE
 from gridrun.backends.slurm.settings import SlurmSettings, load_settings, resolve
 from gridrun.backends.slurm.squeue import SlurmJob, json_errors, parse_capacity, parse_jobs
 from gridrun.errors import BackendError, UsageError
@@ -127,7 +128,28 @@ class SlurmBackend(Backend):
                 "extra": list(settings.extra),
             },
         )
+        self._write_origin(req, settings, log)
         return self._local._build(req, log)
+
+    def _write_origin(self, req: BuildRequest, settings: SlurmSettings, log: BuildLog) -> None:
+        """The run's repository origin, for its tasks: a node that reaches the
+        repository fetches the commit itself (task.py); the snapshot stays in the
+        shared GRID_HOME for those that cannot."""
+        from gridrun.project.refetch import run_origin
+
+        origin = run_origin(self.home, req.run_name, req.repo, req.commit)
+        path = self.home.run_dir(req.run_name) / ORIGIN_FILE
+        if origin is None:
+            path.unlink(missing_ok=True)
+            return
+        doc = {
+            "origin": origin.to_dict(),
+            "snapshot_hash": req.snapshot_hash,
+            "cache": settings.repo_cache,
+        }
+        atomic_write_json(path, doc)
+        path.chmod(0o600)  # a checkout's uncommitted diff is the user's own
+        log(f"Nodes that reach {origin.url} fetch {origin.label} themselves")
 
     def _run_settings(self, job: Job) -> SlurmSettings:
         try:

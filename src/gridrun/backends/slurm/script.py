@@ -21,6 +21,7 @@ from gridrun.specs import Job
 JOB_FILE = "slurm-job.json"  # the Job the task runs, written by the backend at launch
 OUTPUT = "slurm-%j.out"  # Slurm's own messages about the job; the script's go to its log
 ARRAY_OUTPUT = "slurm-%A_%a.out"  # in the run's folder, one per array task
+ORIGIN_FILE = "slurm-origin.json"  # in the run's folder: where nodes may fetch its tree
 
 
 def sbatch_args(job: Job, settings: SlurmSettings) -> list[str]:

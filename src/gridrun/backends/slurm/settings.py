@@ -8,6 +8,8 @@
       time: "4:00:00"               # --time of every job (Slurm's formats)
       account: mylab                # --account
       extra: ["--qos=normal"]       # more sbatch arguments, as given
+      repo_cache: /shared/repos     # where nodes keep the repositories they fetch
+                                    # (default: node-local, under the node's tmp)
 
 ``--slurm_partition`` and ``--slurm_time`` on ``grid run`` win over the file. Options
 are resolved once, at submission, and kept in the run's spec.
@@ -24,7 +26,7 @@ from typing import Any
 
 from gridrun.errors import ConfigError, UsageError
 
-KEYS = {"conf", "partition", "time", "account", "extra"}
+KEYS = {"conf", "partition", "time", "account", "extra", "repo_cache"}
 # Slurm's --time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or
 # UNLIMITED/INFINITE.
 _TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
@@ -38,6 +40,7 @@ class SlurmSettings:
     time: str | None = None
     account: str | None = None
     extra: tuple[str, ...] = field(default_factory=tuple)
+    repo_cache: str | None = None  # None: each node's own (task.py)
 
     def client_env(self) -> dict[str, str]:
         """The environment for Slurm's client commands: this cluster's SLURM_CONF."""
@@ -71,6 +74,9 @@ def parse_section(raw: Any, where: str = "GRID_HOME/config.yaml") -> SlurmSettin
         time=check_time(str(raw["time"]), f"slurm.time in {where}") if raw.get("time") else None,
         account=str(raw["account"]) if raw.get("account") else None,
         extra=tuple(extra),
+        repo_cache=str(Path(str(raw["repo_cache"])).expanduser())
+        if raw.get("repo_cache")
+        else None,
     )
 
 

@@ -7,6 +7,12 @@ hidden, datastores read-only, the exit witness and the experiment's own PID name
 with output lines written straight to the experiment's log, then writes its exit
 record (:data:`EXIT_FILE`) for the agent, and exits with the experiment's code.
 
+A run from a repository (its folder holds ``slurm-origin.json``) gets its working copy
+from the repository where this node reaches it: the commit fetched into the node's
+own cache (or ``slurm.repo_cache``, a shared one), checked against the run's snapshot
+digest (:mod:`gridrun.project.refetch`); else from the snapshot in the shared
+GRID_HOME, as any run. The experiment's log says which, in one line.
+
 SIGTERM (``scancel --signal=TERM``, a time limit's ``--signal``) stops the experiment
 as ``grid stop`` does: SIGTERM to its processes, SIGKILL after the grace period.
 The GPUs are those Slurm granted (its ``CUDA_VISIBLE_DEVICES``), not the agent's, and
@@ -23,6 +29,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gridrun.logs import LogSink
+    from gridrun.specs import Job
 
 EXIT_FILE = "slurm-exit.json"
 
@@ -38,8 +49,61 @@ def write_record(exp_dir: Path, record: dict) -> None:
     atomic_write_json(exp_dir / EXIT_FILE, record, fsync=True)
 
 
-def main(argv: list[str]) -> int:
+def node_backend(home: Any) -> Any:
+    """The local backend, making its working copies from the run's repository where
+    this node can (see the module docstring)."""
     from gridrun.backends.local import LocalBackend
+
+    class NodeBackend(LocalBackend):
+        def _materialize(self, job: Job, sink: LogSink) -> None:
+            if not fetch_working_copy(self.home, job, sink):
+                super()._materialize(job, sink)
+
+    return NodeBackend(home)
+
+
+def fetch_working_copy(home: Any, job: Job, sink: LogSink) -> bool:
+    """Whether the working copy came from the run's repository (else: none made)."""
+    import shutil
+    import socket
+    import tempfile
+
+    from gridrun.backends.slurm.script import ORIGIN_FILE
+    from gridrun.project.manifest import load_manifest, object_path
+    from gridrun.project.refetch import RepoOrigin
+    from gridrun.project.refetch import fetch_working_copy as fetch
+
+    try:
+        doc = json.loads((home.run_dir(job.run_name) / ORIGIN_FILE).read_text())
+    except (OSError, ValueError):
+        return False  # a run from a folder: its snapshot
+    files = load_manifest(job.snapshot_manifest)
+    cache = (
+        doc.get("cache") or Path(tempfile.gettempdir()) / f"gridrun-node-{os.getuid()}" / "repos"
+    )
+
+    def from_snapshot(rel: str, target: Path) -> None:
+        entry = files[rel]
+        if entry.link is not None:
+            os.symlink(entry.link, target)
+        elif entry.sha256 is not None:
+            shutil.copyfile(object_path(job.objects_dir, entry.sha256), target)
+
+    outcome = fetch(
+        RepoOrigin.from_dict(doc["origin"]),
+        Path(cache),
+        files,
+        str(doc["snapshot_hash"]),
+        job.workdir,
+        os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        from_snapshot,
+        fallback="using the run's snapshot",
+    )
+    sink.write("stderr", f"gridrun: {outcome.line}")
+    return outcome.fetched
+
+
+def main(argv: list[str]) -> int:
     from gridrun.datastores.mount import node_isolation_mode
     from gridrun.home import GridHome
     from gridrun.logs import LogSink
@@ -69,7 +133,7 @@ def main(argv: list[str]) -> int:
     home = GridHome.from_env()
     # Probed once per node and boot, not by each of an array's many tasks.
     node_isolation_mode(home.nodes)
-    backend = LocalBackend(home)
+    backend = node_backend(home)
     stopping = threading.Event()
     local: list[str] = []  # the local backend's handle, once launched
 
