@@ -125,6 +125,11 @@ def test_a_session_goes_to_local_only_and_a_cluster_is_deleted_as_grid_did(grid:
     assert again.returncode != 0 and "No cluster named 'lab'" in again.stderr
 
 
+def test_ssh_keys_lists_none_as_json(grid: Any) -> None:
+    proc = grid("-o", "json", "ssh-keys", "list")
+    assert json.loads(proc.stdout) == [] and "sessions use no SSH keys" in proc.stderr
+
+
 def test_the_local_cluster_names_its_largest_node(grid: Any) -> None:
     local = grid.json("clusters")[0]  # type: ignore[index]
     assert local["name"] == "local"

@@ -141,8 +141,18 @@ def ssh_keys() -> None:
 
 @ssh_keys.command("list", short_help="Says why there are none.")
 @click.option("--limit", type=int, help="Accepted, as Grid's; there is nothing to limit.")
-def ssh_keys_list(limit: int | None) -> None:
-    """There are none to list: says what sessions use instead (exit 0)."""
+@click.pass_context
+def ssh_keys_list(ctx: click.Context, limit: int | None) -> None:
+    """There are none to list: says what sessions use instead (exit 0); ``-o json``
+    prints the empty list, and the line goes to stderr."""
+    from gridrun.cli.common import output_of
+
+    if output_of(ctx) == "json":
+        from gridrun.cli.output import emit_json
+
+        emit_json([])
+        click.echo(NO_SSH_KEYS, err=True)
+        return
     click.echo(NO_SSH_KEYS)
 
 
