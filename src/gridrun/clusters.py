@@ -171,6 +171,8 @@ class ClusterState:
 
 def probe(home: GridHome, target: ClusterTarget) -> ClusterState:
     """Ask the cluster what it has; a cluster that does not answer is ``down``."""
+    import socket
+
     from gridrun.errors import GridError
 
     try:
@@ -196,7 +198,10 @@ def probe(home: GridHome, target: ClusterTarget) -> ClusterState:
     if cap is None:
         return ClusterState("up")
     gpus = len(cap.gpus)
-    return ClusterState("up", 1, cap.cpus, cap.memory, gpus, "", cap.cpus, cap.memory, gpus)
+    # One machine (this one, or the Docker engine's): it is its own largest node.
+    where = socket.gethostname() if target.backend == "local" else f"{target.name} engine"
+    label = f"{where} ({cap.cpus:g} CPUs" + (f", {gpus} GPUs)" if gpus else ")")
+    return ClusterState("up", 1, cap.cpus, cap.memory, gpus, label, cap.cpus, cap.memory, gpus)
 
 
 def _listening(address: str, timeout: float = 3.0) -> bool:

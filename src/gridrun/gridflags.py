@@ -21,6 +21,7 @@ the same function, so the CLI and the YAML cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gridrun.errors import UsageError
@@ -43,6 +44,8 @@ FRAMEWORK_IMAGES: dict[str, tuple[str, str]] = {
     "julia": (JULIA_IMAGE, JULIA_IMAGE),
 }
 FRAMEWORKS = tuple(FRAMEWORK_IMAGES)
+#: Grid's ``--framework julia:1.6.1``: a version of Julia, which is that tag of its image.
+JULIA_VERSION = re.compile(r"^julia:\d+\.\d+(\.\d+)?$")
 
 
 @dataclass
@@ -133,9 +136,19 @@ def _framework(
     backend: str,
     script: str,
 ) -> None:
+    pinned = None
+    if framework == "torchelastic":
+        raise UsageError(
+            "--framework torchelastic (Grid's elastic multi-node PyTorch) is not available: "
+            "each experiment is one process tree; pass --framework torch and start "
+            "torchrun in the script."
+        )
+    if JULIA_VERSION.match(framework):  # Grid's julia:1.6.1 ...: that tag of Julia's image
+        framework, pinned = "julia", framework
     if framework not in FRAMEWORKS:
         raise UsageError(
-            f"Unknown framework '{framework}'.", hint=f"Valid frameworks: {', '.join(FRAMEWORKS)}."
+            f"Invalid value for '--framework': '{framework}' is not a framework.",
+            hint=f"Valid frameworks: {', '.join(FRAMEWORKS)}, or julia:VERSION (julia:1.6.1).",
         )
     julia_script = bool(script) and not needs_python_env(script)
     # Each framework's image has one interpreter: a mismatch could only fail inside it.
@@ -167,8 +180,8 @@ def _framework(
         ask.notes.append(f"--framework {framework}: {chosen} is given and chooses the image.")
         return
     cpu_image, gpu_image = FRAMEWORK_IMAGES[framework]
-    ask.base_image = gpu_image if ask.gpus else cpu_image
-    ask.notes.append(f"--framework {framework}: base image {ask.base_image}.")
+    ask.base_image = pinned or (gpu_image if ask.gpus else cpu_image)
+    ask.notes.append(f"--framework {pinned or framework}: base image {ask.base_image}.")
 
 
 __all__ = ["FRAMEWORKS", "FRAMEWORK_IMAGES", "JULIA_IMAGE", "MachineAsk", "read_grid_flags"]

@@ -125,6 +125,9 @@ class EnvSpec:
     conda_file: str | None = None  # environment.yml inside the project
     import_checks: tuple[str, ...] = ()  # names version repair must make importable
     python_env: bool = True  # False for a Julia script (see needs_python_env)
+    # A Julia script's Project.toml (a path inside the project) that its image
+    # instantiates (gridrun.deps.julia); None: no Julia packages are installed.
+    julia_project: str | None = None
     # The oldest Python the code's syntax and standard-library imports allow ("3.8"),
     # set when gridrun chose the Python (inferred requirements, no --python): the build
     # may then step down to an older installed one that an old package needs. "": never.
@@ -149,6 +152,7 @@ class EnvSpec:
             "conda_file": self.conda_file,
             "import_checks": list(self.import_checks),
             "python_env": self.python_env,
+            "julia_project": self.julia_project,
             "oldest_python": self.oldest_python,
             "torch_build": self.torch_build.to_dict() if self.torch_build else None,
         }
@@ -165,6 +169,7 @@ class EnvSpec:
             conda_file=d.get("conda_file"),
             import_checks=tuple(d.get("import_checks") or ()),
             python_env=bool(d.get("python_env", True)),
+            julia_project=d.get("julia_project"),
             oldest_python=str(d.get("oldest_python") or ""),
             torch_build=TorchBuild.from_dict(d.get("torch_build")),
         )
@@ -409,6 +414,7 @@ class BuildRequest:
     best_effort: bool = False  # inferred requirements: drop what cannot be installed
     checks: list[str] | tuple[str, ...] = ()  # names version repair makes resolve
     python_env: bool = True  # False: a Julia script, no virtualenv or Python stage
+    julia_project: str | None = None  # EnvSpec.julia_project
     oldest_python: str = ""  # EnvSpec.oldest_python: how far the build may step down
     torch_build: TorchBuild | None = None  # EnvSpec.torch_build
     # What the backend resolved at submission (Backend.validate), e.g. the Ray address.
@@ -435,6 +441,7 @@ class BuildRequest:
             best_effort=spec.env.best_effort,
             checks=list(spec.env.import_checks),
             python_env=spec.env.python_env,
+            julia_project=spec.env.julia_project,
             oldest_python=spec.env.oldest_python,
             torch_build=spec.env.torch_build,
             backend_options=dict(spec.backend_options),

@@ -313,7 +313,10 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
         warn(w)
 
     python_env = needs_python_env(script)
-    deps = _dependencies(localdir, snapshot.paths(), script, req, home)
+    julia = _julia_project(snapshot.paths(), script, req, backend)
+    if julia.note:
+        notes.append(julia.note)
+    deps = _dependencies(localdir, snapshot.paths(), script, req, home, julia.project_file)
     for w in deps.warnings:
         warn(w)
     oldest_python = ""
@@ -364,6 +367,7 @@ def prepare(req: RunRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Su
             apt_packages=tuple(apt),
             conda_file=conda_file,
             python_env=python_env,
+            julia_project=julia.project_file,
             oldest_python=oldest_python,
             torch_build=torch_build,
         ),
@@ -473,10 +477,32 @@ def _torch_build(
     return torchbuild.choose(gpus, base, cuda)
 
 
+def _julia_project(files: list[str], script: str, req: RunRequest, backend: Any) -> Any:
+    """The Project.toml a Julia script's image instantiates (gridrun.deps.julia); it
+    refuses a Julia file for a Python script and a Python file for a Julia one."""
+    from gridrun.deps.julia import julia_project
+
+    return julia_project(
+        files,
+        script,
+        req.dependency_file,
+        julia_script=not needs_python_env(script),
+        container=backend.capabilities.dockerfile,
+        dockerfile=req.dockerfile,
+        backend=backend.name,
+    )
+
+
 def _dependencies(
-    localdir: Path, files: list[str], script: str, req: RunRequest, home: GridHome
+    localdir: Path,
+    files: list[str],
+    script: str,
+    req: RunRequest,
+    home: GridHome,
+    julia_project: str | None,
 ) -> Any:
-    """The run's Python requirements; none for a Julia script, which gets no virtualenv.
+    """The run's Python requirements; none for a Julia script, which gets no virtualenv
+    (its Project.toml, if any, is instantiated by its image: ``julia_project``).
 
     A Julia project's ``.py`` files (helpers, docs) are not the script's: reading their
     imports would build a Python environment the script never uses.
@@ -487,13 +513,8 @@ def _dependencies(
         return resolve_dependencies(
             localdir, files, script, req.dependency_file, cache_dir=home.cache
         )
-    if req.dependency_file:
-        raise UsageError(
-            f"--dependency_file lists Python packages, and {script} is a Julia script, "
-            "which gets none.",
-            hint="Add Julia packages in the script (using Pkg; Pkg.add(...)) or in a "
-            "--dockerfile, and leave --dependency_file out.",
-        )
+    if julia_project:
+        return DependencyReport(requirements=[], source=f"{julia_project} (Julia packages)")
     return DependencyReport(requirements=[], source=JULIA_SOURCE)
 
 

@@ -48,6 +48,7 @@ def jl_project(tmp_path: Path) -> Path:
     (p / "train.jl").write_text('echo "hello from julia: $*"\n')
     # A Python helper in a Julia project is not the script's: nothing is inferred from it.
     (p / "plot.py").write_text("import matplotlib\n")
+    (p / "Project.toml").write_text('[deps]\nExample = "7876af07-990d-54b4-ab0e-23690620f79a"\n')
     return p
 
 
@@ -73,6 +74,8 @@ def test_a_julia_sweep_runs_locally_with_its_arguments(grid, jl_project: Path, j
     )
     text = " ".join(proc.stderr.split())
     assert "--framework julia: the local backend runs the script with the julia on PATH" in text
+    # Grid would have instantiated the Project.toml it found; the local backend says it won't.
+    assert "Project.toml: the local backend installs no Julia packages" in text
     assert "No requirements.txt" not in text and "matplotlib" not in text  # nothing inferred
     assert re.search(r"^dependencies: +none \(a Julia script\)$", proc.stdout, re.M), proc.stdout
     data = grid.wait("jl")
@@ -112,7 +115,14 @@ def test_no_julia_on_path_is_refused_at_submission(grid, jl_project: Path, tmp_p
     [
         (["--framework", "julia", "plot.py"], "--framework julia runs Julia (.jl) scripts"),
         (["--framework", "torch", "train.jl"], "--framework torch runs Python scripts"),
-        (["--dependency_file", "plot.py", "train.jl"], "is a Julia script, which gets none"),
+        (["--dependency_file", "plot.py", "train.jl"], "lists Python packages, and train.jl"),
+        (["--dependency_file", "Project.toml", "plot.py"], "lists Julia packages, and plot.py"),
+        # Grid's third dependency file: only an image can instantiate it (gridrun.deps.julia).
+        (
+            ["--dependency_file", "Project.toml", "train.jl"],
+            "the local backend runs the julia on PATH and installs no Julia packages; "
+            "pass --backend docker",
+        ),
     ],
 )
 def test_mismatches_are_one_line_errors(

@@ -138,8 +138,22 @@ def test_julia_framework_and_scripts() -> None:
         _read(framework="tensorflow", script="train.jl", container_backend=True)
 
 
+def test_grids_julia_versions_are_that_tag_of_julias_image() -> None:
+    ask = _read(framework="julia:1.6.1", script="train.jl", container_backend=True)
+    assert ask.base_image == "julia:1.6.1"
+    assert ask.notes == ["--framework julia:1.6.1: base image julia:1.6.1."]
+    ask = _read(framework="julia:1.7", script="train.jl", container_backend=True, gpus=1)
+    assert ask.base_image == "julia:1.7"
+    with pytest.raises(UsageError, match="runs Julia"):
+        _read(framework="julia:1.6.1", script="train.py")
+    with pytest.raises(UsageError, match="is not a framework"):
+        _read(framework="julia:latest", script="train.jl")
+
+
 def test_refusals() -> None:
-    with pytest.raises(UsageError, match="Unknown framework"):
+    with pytest.raises(UsageError, match="'jax' is not a framework"):
         _read(framework="jax")
+    with pytest.raises(UsageError, match=r"torchelastic .* not available.*torchrun"):
+        _read(framework="torchelastic", script="train.py")
     with pytest.raises(UsageError, match="--disk_size"):
         _read(disk_size=-5)

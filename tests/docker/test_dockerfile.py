@@ -66,6 +66,16 @@ CASES = {
         deps_hash="0123456789ab",
         python_env=False,
     ),
+    # A Julia script with a Project.toml (Grid's third dependency file), in a folder
+    # whose name has a space: its packages are instantiated in a layer of their own.
+    "julia-project": df.DockerfileSpec(
+        base_image="julia:1.6.1",
+        python="3.12",
+        has_requirements=False,
+        deps_hash="0123456789ab",
+        python_env=False,
+        julia_project="sim code/Project.toml",
+    ),
 }
 
 
@@ -275,6 +285,11 @@ def test_a_julia_run_gets_julias_image_and_its_own_tag(tmp_path: Path) -> None:
     spec = dockerfile_spec(julia, pip).spec
     assert (spec.base_image, spec.python_env, spec.install_python) == ("julia:1.11", False, False)
     assert image_tag(julia, pip) != image_tag(req, pip)  # never a Python image's tag
+    instantiated = dataclass_replace(julia, julia_project="Project.toml")
+    spec = dockerfile_spec(instantiated, pip).spec
+    assert spec.julia_project == "Project.toml" and "Pkg.instantiate()" in df.render(spec)
+    assert "Pkg.instantiate" not in df.render(dockerfile_spec(julia, pip).spec)
+    assert image_tag(instantiated, pip) != image_tag(julia, pip)
 
 
 def test_no_engine_is_one_line_with_next_step(

@@ -151,7 +151,9 @@ def test_a_session_lives_through_create_ssh_pause_resume_delete(
 
 
 def test_an_idle_session_pauses_itself(grid: Any, project: Path) -> None:
-    created = grid.json("session", "create", "--name", "idler", "--idle", "2s", cwd=project)
+    created = grid.json(  # Grid's --cluster: the local one is where sessions run
+        "session", "create", "--cluster", "local", "--name", "idler", "--idle", "2s", cwd=project
+    )
     assert created["status"] == "running"
     _wait_for("the idle pause", lambda: _session(grid, "idler")["status"] == "paused")
     assert "idle for" in (_session(grid, "idler")["message"] or "")
@@ -162,6 +164,7 @@ def test_bad_session_input_is_one_line(grid: Any, project: Path) -> None:
         (("session", "ssh", "nope", "--", "true"), "No session named 'nope'"),
         (("session", "pause", "nope"), "No session named 'nope'"),
         (("session", "create", "--backend", "docker"), "local backend only"),
+        (("session", "create", "--cluster", "docker"), "Sessions run on local only"),
         (("session", "create", "--idle", "soon"), "--idle 'soon' is not a duration"),
         (("session", "create", "--from", "no-such-run"), "No run or experiment named"),
         (("session", "create", str(project / "missing")), "does not exist"),

@@ -45,6 +45,7 @@ COMMANDS = {
     "clusters": "gridrun.cli.clusters:clusters",
     "instance-types": "gridrun.cli.clusters:instance_types",
     "session": "gridrun.cli.session:session",
+    "ssh-keys": "gridrun.cli.gridref:ssh_keys",
 }
 
 

@@ -90,6 +90,28 @@ def rm(ctx: click.Context, name: str) -> None:
     click.echo(f"Cluster {name} removed from this GRID_HOME (nothing was stopped).")
 
 
+def _refusals() -> None:
+    from gridrun.cli.gridref import refusal
+
+    clusters.add_command(
+        refusal(
+            "aws",
+            "A self-hosted gridrun creates no cloud clusters: start Ray or Slurm there "
+            "yourself, then `grid clusters add NAME --backend ray --address HOST:PORT`.",
+        )
+    )
+    clusters.add_command(
+        refusal(
+            "logs",
+            "gridrun keeps no cluster logs: read the engine's own (`ray logs`, slurmctld's "
+            "log, `docker logs`); `grid logs EXPERIMENT` shows an experiment's.",
+        )
+    )
+
+
+_refusals()
+
+
 @click.command("instance-types", short_help="List instance types and whether they fit.")
 @click.option("--cluster", "cluster", help="The cluster to check against (the default).")
 @click.pass_context

@@ -9,6 +9,25 @@ from gridrun.home import GridHome
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run
 
+#: Grid's ``--global`` (everyone in the team): a GRID_HOME has one user, whose runs,
+#: sessions and datastores are all listed anyway, so the flag is accepted and changes
+#: nothing. One option object, so the commands that take it say the same thing.
+global_option = click.option(
+    "--global",
+    "global_",
+    is_flag=True,
+    help="Accepted, as Grid's: a GRID_HOME has one user, so everything is listed anyway.",
+)
+
+
+def cluster_named(ctx: click.Context, name: str | None) -> None:
+    """Check a Grid ``--cluster`` given to a command whose data is the same on every
+    cluster (datastores live in GRID_HOME): an unknown name is refused, listing them."""
+    if name:
+        from gridrun import clusters
+
+        clusters.load(home_of(ctx)).get(name)
+
 
 def home_of(ctx: click.Context) -> GridHome:
     obj = ctx.find_root().obj or {}

@@ -105,15 +105,28 @@ def preempt(ctx: click.Context, names: tuple[str, ...], no_wait: bool) -> None:
 
 
 @click.command(short_help="Delete a run or an experiment with its logs and artifacts.")
-@click.argument("kind", type=KIND)
+@click.argument("kind", type=click.Choice(["run", "experiment", "cluster"]))
 @click.argument("names", nargs=-1, required=True)
-@click.option("--force", is_flag=True, help="Stop it first if it is still active.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Stop it first if it is still active (a cluster: only ever forgotten, as Grid's "
+    "--force did).",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Accepted, as Grid's for a cluster: forgetting one is immediate.",
+)
 @click.pass_context
-def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -> None:
+def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool, wait: bool) -> None:
     """Delete runs or experiments: their records, logs and artifacts.
 
     Then `grid gc` runs: snapshot files, manifests and environments that no remaining
     run uses are removed too, so a deleted run leaves no copy of its files.
+
+    `grid delete cluster NAME` is `grid clusters rm NAME`: gridrun forgets the name and
+    stops nothing, since it created none of the cluster's machines.
     """
     from gridrun.agent.builder import build_log_path
     from gridrun.agent.stopping import stop_experiments
@@ -121,6 +134,13 @@ def delete(ctx: click.Context, kind: str, names: tuple[str, ...], force: bool) -
     from gridrun.config import load_machine_config
 
     home = home_of(ctx)
+    if kind == "cluster":
+        from gridrun import clusters
+
+        for name in names:
+            clusters.remove(home, name)
+            console.print(f"Cluster {name} removed from this GRID_HOME (nothing was stopped).")
+        return
     # Read first, write last: on a disk without a byte left, even opening the store
     # for writing fails (SQLite's -shm and -wal files), so the targets are found with
     # a reader and their folders removed before the store is opened to write. The

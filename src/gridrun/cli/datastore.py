@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from gridrun.cli.common import home_of, open_store, output_of
+from gridrun.cli.common import cluster_named, global_option, home_of, open_store, output_of
 
 
 def _human(size: int | None) -> str:
@@ -129,10 +129,26 @@ def _list(ctx: click.Context) -> None:
             )
 
 
+#: Grid's ``--cluster`` on datastore commands: datastores are kept once, in GRID_HOME,
+#: for every cluster, so the name is checked and selects nothing.
+_CLUSTER_HELP = "Accepted, as Grid's: datastores live in GRID_HOME, one set for every cluster."
+
+
 @click.group(invoke_without_command=True)
+@global_option
+@click.option("--cluster", help=_CLUSTER_HELP)
+@click.option(
+    "--show-incomplete",
+    "show_incomplete",
+    is_flag=True,
+    help="Accepted, as Grid's: interrupted versions are always listed (failed).",
+)
 @click.pass_context
-def datastore(ctx: click.Context) -> None:
+def datastore(
+    ctx: click.Context, global_: bool, cluster: str | None, show_incomplete: bool
+) -> None:
     """Versioned, deduplicated, read-only data to mount into experiments."""
+    cluster_named(ctx, cluster)
     if ctx.invoked_subcommand is None:
         _list(ctx)
 
@@ -162,13 +178,19 @@ def _report(ctx: click.Context, v: Any, verb: str) -> None:
 @click.argument("source", required=False)
 @click.option("--source", "source_opt", help="Same as SOURCE (the 2021 spelling).")
 @click.option("--name", help="Datastore name (default: from SOURCE).")
+@click.option("--cluster", help=_CLUSTER_HELP)
 @click.pass_context
 def create_cmd(
-    ctx: click.Context, source: str | None, source_opt: str | None, name: str | None
+    ctx: click.Context,
+    source: str | None,
+    source_opt: str | None,
+    name: str | None,
+    cluster: str | None,
 ) -> None:
     """Create a new version from a folder, a .zip/.tar/.tar.gz archive or an http(s) URL."""
     from gridrun.datastores import create_datastore
 
+    cluster_named(ctx, cluster)
     src = source or source_opt
     if not src:
         raise click.UsageError("Missing SOURCE (a folder, an archive or an http(s) URL).")
@@ -178,16 +200,36 @@ def create_cmd(
 
 
 @datastore.command("resume")
-@click.option("--name", required=True, help="Datastore whose unfinished version to finish.")
+@click.option(
+    "--name", help="Datastore whose unfinished version to finish (default: the only one)."
+)
 @click.option("--version", "version", type=int, help="Version (default: the latest unfinished).")
 @click.pass_context
-def resume_cmd(ctx: click.Context, name: str, version: int | None) -> None:
-    """Finish a version whose creation was interrupted."""
+def resume_cmd(ctx: click.Context, name: str | None, version: int | None) -> None:
+    """Finish a version whose creation was interrupted (Grid's plain `resume` too)."""
     from gridrun.datastores import resume
 
+    if name is None:
+        name = _only_interrupted(ctx)
     with _RichProgress() as progress:
         v = resume(home_of(ctx), name, version, progress=progress)
     _report(ctx, v, "completed")
+
+
+def _only_interrupted(ctx: click.Context) -> str:
+    """The datastore a plain ``grid datastore resume`` finishes: the one interrupted."""
+    from gridrun.datastores import list_datastores
+    from gridrun.datastores.layout import FAILED, PROCESSING
+    from gridrun.errors import UsageError
+
+    names = sorted(
+        {v.name for v in list_datastores(home_of(ctx)) if v.status in (FAILED, PROCESSING)}
+    )
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("No datastore creation was interrupted: there is nothing to resume.")
+    raise UsageError(f"Several datastores were interrupted ({', '.join(names)}): pass --name NAME.")
 
 
 @datastore.command("clearcache")
@@ -264,12 +306,14 @@ def verify_cmd(ctx: click.Context, name: str, version: int | None) -> None:
 @datastore.command("delete")
 @click.option("--name", required=True, help="Datastore name.")
 @click.option("--version", "version", type=int, required=True, help="Version to delete.")
+@click.option("--cluster", help=_CLUSTER_HELP)
 @click.pass_context
-def delete_cmd(ctx: click.Context, name: str, version: int) -> None:
+def delete_cmd(ctx: click.Context, name: str, version: int, cluster: str | None) -> None:
     """Delete one version (refused while an active run uses it)."""
     from gridrun.cli.output import console, emit_json
     from gridrun.datastores import delete_version
 
+    cluster_named(ctx, cluster)
     store = open_store(ctx)
     try:
         count, freed = delete_version(home_of(ctx), store, name, version)

@@ -99,19 +99,24 @@ def set_default_cluster(ctx: click.Context, name: str) -> None:
 user.add_command(set_default_cluster, "set-cluster-context")  # Grid's older name
 
 
-def _not_here(what: str, instead: str) -> click.Command:
-    """A Grid command with no self-hosted counterpart: one line, exit 2."""
+def refusal(name: str, line: str, short_help: str | None = None) -> click.Command:
+    """A Grid command (or subcommand) with no self-hosted counterpart: whatever
+    arguments and options Grid gave it, it answers ``line`` and exits 2."""
 
     @click.command(
-        name=what,
-        short_help="Not in a self-hosted gridrun (says what to use instead).",
+        name=name,
+        short_help=short_help or "Not in a self-hosted gridrun (says what to use instead).",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
     def command() -> None:
-        raise UsageError(f"A self-hosted gridrun has no `grid {what}`: {instead}")
+        raise UsageError(line)
 
-    command.help = f"Not in a self-hosted gridrun: {instead}"
+    command.help = line
     return command
+
+
+def _not_here(what: str, instead: str) -> click.Command:
+    return refusal(what, f"A self-hosted gridrun has no `grid {what}`: {instead}")
 
 
 team = _not_here("team", "it has no teams; share GRID_HOME's runs with `grid ui --host`.")
@@ -120,6 +125,44 @@ credentials = _not_here(
     "it uses no cloud credentials; engines use their own (RAY_ADDRESS, DOCKER_HOST).",
 )
 edit = _not_here("edit", "it creates no clusters; configure the engine itself (Ray, Docker).")
+
+#: Why `grid ssh-keys` has nothing to manage: what sessions use instead of a key.
+NO_SSH_KEYS = (
+    "gridrun's sessions use no SSH keys: `grid session ssh NAME` opens a shell on this "
+    "machine directly (no sshd), and each session's JupyterLab has its own token "
+    "(`grid session create` and `resume` print it)."
+)
+
+
+@click.group("ssh-keys", short_help="None needed: sessions use no SSH keys (says why).")
+def ssh_keys() -> None:
+    """Grid's SSH keys reached its sessions' nodes; gridrun's sessions need none."""
+
+
+@ssh_keys.command("list", short_help="Says why there are none.")
+@click.option("--limit", type=int, help="Accepted, as Grid's; there is nothing to limit.")
+@click.pass_context
+def ssh_keys_list(ctx: click.Context, limit: int | None) -> None:
+    """There are none to list: says what sessions use instead (exit 0); ``-o json``
+    prints the empty list, and the line goes to stderr."""
+    from gridrun.cli.common import output_of
+
+    if output_of(ctx) == "json":
+        from gridrun.cli.output import emit_json
+
+        emit_json([])
+        click.echo(NO_SSH_KEYS, err=True)
+        return
+    click.echo(NO_SSH_KEYS)
+
+
+ssh_keys.add_command(ssh_keys_list, "authorized_keys")
+ssh_keys.add_command(
+    refusal("add", f"Nothing to add: {NO_SSH_KEYS}", "Refused: sessions use no SSH keys.")
+)
+ssh_keys.add_command(
+    refusal("rm", f"Nothing to remove: {NO_SSH_KEYS}", "Refused: sessions use no SSH keys.")
+)
 
 
 @click.command(short_help="Open the dashboard's page of a run or experiment.")

@@ -52,17 +52,49 @@ class RunCommand(click.Command):
     """``grid run``: options before the script must be grid's own."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = grid_localdir_flag(self.get_params(ctx), args, ctx)
         check_grid_options(self.get_params(ctx), args, ctx)
         return super().parse_args(ctx, args)
 
 
-def check_grid_options(params: list[click.Parameter], args: list[str], ctx: click.Context) -> None:
-    """Raise ``NoSuchOption`` for the first unknown option before the script."""
+def grid_localdir_flag(
+    params: list[click.Parameter], args: list[str], ctx: click.Context
+) -> list[str]:
+    """Grid's ``-l``/``--localdir`` was a flag (upload this folder rather than clone
+    from GitHub), which is what gridrun always does; gridrun's takes a folder. Followed
+    by a file (the script), by an option or by nothing, it is Grid's flag: dropped here,
+    and noted by ``run``."""
+    import os
+
+    takes_value = _takes_value(params)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--" or not token.startswith("-") or token == "-":
+            break  # the script: the rest is the script's
+        if token in ("-l", "--localdir"):
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is None or following.startswith("-") or os.path.isfile(following):
+                ctx.meta["grid_localdir_flag"] = True
+                return args[:i] + args[i + 1 :]
+        name, eq, _ = token.partition("=")
+        i += 2 if takes_value.get(name) and not eq else 1
+    return args
+
+
+def _takes_value(params: list[click.Parameter]) -> dict[str, bool]:
+    """Each option spelling, and whether it takes a value."""
     takes_value: dict[str, bool] = {}
     for p in params:
         if isinstance(p, click.Option):
             for opt in (*p.opts, *p.secondary_opts):
                 takes_value[opt] = not p.is_flag and not p.count
+    return takes_value
+
+
+def check_grid_options(params: list[click.Parameter], args: list[str], ctx: click.Context) -> None:
+    """Raise ``NoSuchOption`` for the first unknown option before the script."""
+    takes_value = _takes_value(params)
     i = 0
     while i < len(args):
         token = args[i]
@@ -280,7 +312,7 @@ def _backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--framework",
     "--grid_framework",
     "framework",
-    type=click.Choice(["lightning", "torch", "tensorflow", "julia"]),
+    metavar="[lightning|torch|tensorflow|julia|julia:VERSION]",
     help="Docker: the framework's base image; elsewhere only noted.",
 )
 @click.option(
@@ -332,6 +364,11 @@ def run(ctx: click.Context, **opts: Any) -> None:
     from gridrun.submission import RunRequest, prepare, record
 
     home = home_of(ctx).ensure()
+    if ctx.meta.get("grid_localdir_flag"):
+        note(
+            "-l/--localdir (Grid's flag): gridrun always snapshots the local folder; "
+            "-l FOLDER names another one."
+        )
     if opts["rerun"]:
         _rerun(ctx, home, opts)
         return

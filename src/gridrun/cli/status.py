@@ -9,7 +9,7 @@ import click
 from rich.console import RenderableType
 from rich.table import Table
 
-from gridrun.cli.common import find_target, home_of, open_store, output_of
+from gridrun.cli.common import find_target, global_option, home_of, open_store, output_of
 from gridrun.home import GridHome
 from gridrun.store.models import Experiment, Run, Status
 
@@ -385,8 +385,11 @@ def summary_line(exps: list[Experiment], shown: int) -> str:
     "running and failed first).",
 )
 @click.option("--all", "show_all", is_flag=True, help="With NAME: show every experiment.")
+@global_option
 @click.pass_context
-def status(ctx: click.Context, name: str | None, limit: int | None, show_all: bool) -> None:
+def status(
+    ctx: click.Context, name: str | None, limit: int | None, show_all: bool, global_: bool
+) -> None:
     """Show active runs; with NAME, the experiments of that run (or one experiment)."""
     from gridrun.cli.output import console, emit_json
 
@@ -491,8 +494,9 @@ def _print_errors(run: Run, exps: list[Experiment], home: GridHome) -> None:
 
 
 @click.command(short_help="List every run, newest first.")
+@global_option
 @click.pass_context
-def history(ctx: click.Context) -> None:
+def history(ctx: click.Context, global_: bool) -> None:
     """Every run, newest first."""
     from gridrun.cli.output import console, emit_json
 

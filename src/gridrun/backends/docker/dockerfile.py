@@ -27,6 +27,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from gridrun.errors import BuildError
 
@@ -70,6 +71,7 @@ class DockerfileSpec:
     install_python: bool = False  # the base has no Python (the CUDA default)
     deps_hash: str = ""
     python_env: bool = True  # False: a Julia script, run with the image's julia
+    julia_project: str = ""  # a Julia script's Project.toml (in the project) to instantiate
     # Inferred requirements: installed by the best-effort installer, which drops what
     # cannot be installed; ``closed``: they are pins resolved on the host, dependencies
     # included (so pip resolves nothing).
@@ -163,6 +165,10 @@ def _render_julia(spec: DockerfileSpec, labels: dict[str, str] | None) -> str:
         lines.append(_apt_install(list(spec.apt_packages)))
     lines += [
         f"RUN command -v julia >/dev/null || {{ echo {shlex.quote(NO_JULIA)} >&2; exit 1; }}",
+    ]
+    if spec.julia_project:
+        lines += _julia_packages(spec.julia_project)
+    lines += [
         "",
         "# 2. The project (the only layer a code change rebuilds).",
         f"WORKDIR {PROJECT_DIR}",
@@ -172,6 +178,32 @@ def _render_julia(spec: DockerfileSpec, labels: dict[str, str] | None) -> str:
         pairs = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
     return "\n".join(lines) + "\n"
+
+
+#: Where a Julia script's packages are instantiated: the project files' copy, and a
+#: depot every user may write (the container may run as the host's uid, not root).
+JULIA_PROJECT_DIR = "/opt/julia-project"
+JULIA_DEPOT = "/opt/julia-depot"
+
+
+def _julia_packages(project_file: str) -> list[str]:
+    """Project.toml (and its Manifest.toml, when there is one) instantiated in a layer
+    of their own, so a code change does not download the packages again."""
+    path = PurePosixPath(project_file)
+    manifest = path.with_name(path.name.replace("Project", "Manifest"))
+    # The manifest as a one-file glob: COPY then takes it when present, and the
+    # Project.toml beside it keeps the instruction from matching nothing.
+    manifest_glob = f"{CTX_PROJECT}/{str(manifest)[:-1]}[{str(manifest)[-1]}]"
+    return [
+        "",
+        f"# 1b. The Julia packages of {project_file}, instantiated apart from the code.",
+        f"ENV JULIA_PROJECT={JULIA_PROJECT_DIR} JULIA_DEPOT_PATH={JULIA_DEPOT}",
+        # The JSON form: a project folder's name may hold spaces.
+        "COPY "
+        + json.dumps([f"{CTX_PROJECT}/{project_file}", manifest_glob, f"{JULIA_PROJECT_DIR}/"]),
+        "RUN julia -e 'using Pkg; Pkg.instantiate(); Pkg.precompile()' \\",
+        f" && chmod -R a+rwX {JULIA_DEPOT}",
+    ]
 
 
 def render(spec: DockerfileSpec, labels: dict[str, str] | None = None) -> str:

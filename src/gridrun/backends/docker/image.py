@@ -267,7 +267,9 @@ def dependency_hash(req: BuildRequest, pip: ContainerPip) -> str:
     as it is for a local environment: a second run with the same inputs reuses the
     image; the pins it holds are recorded (``GRID_HOME/images/builds``) and logged.
     """
-    parts = () if req.python_env else ("julia",)  # existing tags stay as they were
+    parts: tuple[str, ...] = () if req.python_env else ("julia",)  # tags stay as they were
+    if req.julia_project:
+        parts += (f"julia-project:{req.julia_project}",)
     extra: tuple[str, ...] = ()
     if best_effort_build(req):
         extra = ("best-effort", RESOLVE_SCHEME, pip.host_fingerprint, "\n".join(sorted(req.checks)))
@@ -346,6 +348,7 @@ def dockerfile_spec(
         install_python=install_python,
         deps_hash=dependency_hash(req, pip)[:SHORT],
         python_env=req.python_env,
+        julia_project=req.julia_project or "",
         best_effort=wanted.best_effort,
         closed=wanted.closed,
     )

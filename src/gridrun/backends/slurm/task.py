@@ -69,14 +69,15 @@ def fetch_working_copy(home: Any, job: Job, sink: LogSink) -> bool:
     import tempfile
 
     from gridrun.backends.slurm.script import ORIGIN_FILE
-    from gridrun.project.manifest import load_manifest, object_path
-    from gridrun.project.refetch import RepoOrigin
-    from gridrun.project.refetch import fetch_working_copy as fetch
 
     try:
         doc = json.loads((home.run_dir(job.run_name) / ORIGIN_FILE).read_text())
     except (OSError, ValueError):
         return False  # a run from a folder: its snapshot
+    from gridrun.project.manifest import load_manifest, object_path
+    from gridrun.project.refetch import RepoOrigin
+    from gridrun.project.refetch import fetch_working_copy as fetch
+
     files = load_manifest(job.snapshot_manifest)
     cache = (
         doc.get("cache") or Path(tempfile.gettempdir()) / f"gridrun-node-{os.getuid()}" / "repos"
