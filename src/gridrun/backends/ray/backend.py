@@ -370,8 +370,7 @@ class RayBackend(Backend):
         if must_fetch and origin is not None:
             log(
                 f"Packaged for Ray without the committed files ({_size(size)}): {package}; "
-                f"ray.nodes_fetch is always, so every node fetches {origin.label} from "
-                f"{origin.url}"
+                f"ray.nodes_fetch is always, so every node fetches {origin.label}"
             )
         else:
             log(f"Snapshot packaged for Ray ({_size(size)}): {package}")
