@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,30 @@ def test_with_nodes_fetch_never_nodes_run_the_uploaded_snapshot(
     assert "version one" in log, log
     assert "gridrun: fetched" not in log and "unreachable" not in log
     assert list(_packages(ray_grid.home, "never")) == ["package"]
+
+
+def test_with_nodes_fetch_always_a_dirty_checkout_ships_only_its_untracked_files(
+    ray_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    _repo, (_first, second) = make_repo(served)
+    work = tmp_path / "clone"
+    with git_daemon(served) as base:
+        url = f"{base}/repo"
+        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
+        (work / "src" / "train.py").write_text(
+            "print('uncommitted', open('src/data.txt').read())\n"
+        )
+        (work / "src" / "data.txt").write_text("untracked data")
+        ray_grid(
+            "run", "--backend", "ray", "--ray_nodes_fetch", "always", "--name", "dirtyalways",
+            "src/train.py", cwd=work,
+        )  # fmt: skip
+        data = ray_grid.wait("dirtyalways", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "dirtyalways-exp0").stdout
+    assert re.search(rf"gridrun: (fetched|took) {re.escape(url)}@{second[:12]} with its", log), log
+    assert "uncommitted untracked data" in log, log
+    tar = next(ray_grid.home.glob("**/dirtyalways/ray/*/package-fetch/snapshot.tar"))
+    with tarfile.open(tar) as t:  # the diff travels in the task's message, not here
+        assert t.getnames() == ["src/data.txt"]
