@@ -3,7 +3,9 @@ it, else the run's uploaded snapshot (gridrun.project.refetch, backends/ray/node
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,124 @@ def test_a_dirty_checkout_is_fetched_with_its_diff_and_untracked_files(
     log = ray_grid("logs", "dirty-exp0").stdout
     assert f"gridrun: fetched {url}@{second[:12]} with its uncommitted changes on node " in log
     assert "uncommitted untracked data" in log, log
+
+
+# ------------------------------------------------------- ray.nodes_fetch: always, never
+def _add_big_file(repo: Path) -> str:
+    """A third commit: a 5 MiB data file (random bytes: no compression hides it) that the
+    script reads; returns its SHA."""
+    import random
+
+    (repo / "data").mkdir()
+    (repo / "data" / "big.bin").write_bytes(random.Random(24).randbytes(BIG))
+    (repo / "src" / "train.py").write_text(
+        "print('big file of', len(open('data/big.bin', 'rb').read()), 'bytes')\n"
+    )
+    for args in (["add", "."], ["commit", "-q", "-m", "big"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    return subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+BIG = 5 * 2**20
+
+
+def _packages(home: Path, run: str) -> dict[str, int]:
+    """The run's Ray packages on disk: folder name -> size of its snapshot tar."""
+    found = home.glob(f"**/{run}/ray/*/package*/snapshot.tar")
+    return {p.parent.name: p.stat().st_size for p in found}
+
+
+def test_with_nodes_fetch_always_the_committed_files_are_not_shipped(
+    ray_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    repo, _shas = make_repo(served)
+    tip = _add_big_file(repo)
+    with git_daemon(served) as base:
+        url = f"{base}/repo"
+        ray_grid(
+            "run", "--backend", "ray", "--ray_nodes_fetch", "always", "--name", "always",
+            "--repo", url, "--ref", tip, "src/train.py",
+        )  # fmt: skip
+        data = ray_grid.wait("always", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "always-exp0").stdout
+    # "took ... from the node's repository cache" if an earlier test left that commit.
+    assert re.search(rf"gridrun: (fetched|took) {re.escape(url)}@{tip[:12]} ", log), log
+    assert f"big file of {BIG} bytes" in log  # the fetched tree has it
+    packages = _packages(ray_grid.home, "always")
+    assert list(packages) == ["package-fetch"], packages  # never the whole snapshot
+    assert packages["package-fetch"] < 64 * 2**10, packages
+    tar = next(ray_grid.home.glob("**/always/ray/*/package-fetch/snapshot.tar"))
+    assert (repo / "data" / "big.bin").read_bytes()[:4096] not in tar.read_bytes()
+
+
+def test_with_nodes_fetch_always_an_unreachable_repository_fails_in_one_line(
+    ray_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    make_repo(served)
+    work = tmp_path / "clone"
+    with git_daemon(served) as base:
+        subprocess.run(["git", "clone", "-q", f"{base}/repo", str(work)], check=True)
+    # The server has stopped; the setting comes from GRID_HOME/config.yaml this time.
+    config = ray_grid.home / "config.yaml"
+    config.write_text(config.read_text() + "ray:\n  nodes_fetch: always\n")
+    ray_grid("run", "--backend", "ray", "--name", "unreachable", "src/train.py", cwd=work)
+    data = ray_grid.wait("unreachable", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["failed"], data
+    log = ray_grid("logs", "unreachable-exp0").stdout
+    lines = [line for line in log.splitlines() if "repository unreachable" in line]
+    assert len(lines) == 1, log
+    assert " from node " in lines[0]
+    assert ": ray.nodes_fetch is always and no snapshot was shipped (" in lines[0], lines
+    assert "version two" not in log  # nothing ran
+    assert "Traceback" not in log
+
+
+def test_with_nodes_fetch_never_nodes_run_the_uploaded_snapshot(
+    ray_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    _repo, (first, _second) = make_repo(served)
+    with git_daemon(served) as base:
+        url = f"{base}/repo"
+        ray_grid(
+            "run", "--backend", "ray", "--ray_nodes_fetch", "never", "--name", "never",
+            "--repo", url, "--ref", first, "src/train.py",
+        )  # fmt: skip
+        data = ray_grid.wait("never", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "never-exp0").stdout
+    assert "version one" in log, log
+    assert "gridrun: fetched" not in log and "unreachable" not in log
+    assert list(_packages(ray_grid.home, "never")) == ["package"]
+
+
+def test_with_nodes_fetch_always_a_dirty_checkout_ships_only_its_untracked_files(
+    ray_grid: Any, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    _repo, (_first, second) = make_repo(served)
+    work = tmp_path / "clone"
+    with git_daemon(served) as base:
+        url = f"{base}/repo"
+        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
+        (work / "src" / "train.py").write_text(
+            "print('uncommitted', open('src/data.txt').read())\n"
+        )
+        (work / "src" / "data.txt").write_text("untracked data")
+        ray_grid(
+            "run", "--backend", "ray", "--ray_nodes_fetch", "always", "--name", "dirtyalways",
+            "src/train.py", cwd=work,
+        )  # fmt: skip
+        data = ray_grid.wait("dirtyalways", timeout=600)
+    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
+    log = ray_grid("logs", "dirtyalways-exp0").stdout
+    assert re.search(rf"gridrun: (fetched|took) {re.escape(url)}@{second[:12]} with its", log), log
+    assert "uncommitted untracked data" in log, log
+    tar = next(ray_grid.home.glob("**/dirtyalways/ray/*/package-fetch/snapshot.tar"))
+    with tarfile.open(tar) as t:  # the diff travels in the task's message, not here
+        assert t.getnames() == ["src/data.txt"]

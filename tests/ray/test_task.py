@@ -48,7 +48,8 @@ RECORDED = {
     ],
     "origin": None,
     "snapshot_digest": "",
-    "version": 2,
+    "must_fetch": False,
+    "version": 3,
 }
 
 
@@ -94,9 +95,10 @@ def test_a_run_from_a_repository_sends_its_origin_and_digest_never_a_token(
 
     monkeypatch.setenv("GIT_TOKEN", "secret-token-value")
     origin = RepoOrigin("https://example.invalid/o/r.git", "c" * 40, "sub", b"diff", ("u.txt",))
-    info = {**INFO, "origin": origin.to_dict(), "snapshot_hash": "d" * 64}
+    info = {**INFO, "origin": origin.to_dict(), "snapshot_hash": "d" * 64, "must_fetch": True}
     spec, _ = task_request(tmp_path, _job(tmp_path), info, "gridrun-abcdef0123-run-x", "a")
     assert spec.origin == origin and spec.snapshot_digest == "d" * 64
+    assert spec.must_fetch  # ray.nodes_fetch: always, no snapshot shipped
     wire = spec.to_dict()
     assert wire["origin"] == {
         "url": "https://example.invalid/o/r.git",

@@ -27,6 +27,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "Ray cluster (host:port or http://host:8265); else RAY_ADDRESS, else ray.address "
         "in GRID_HOME/config.yaml.",
     ),
+    "ray_nodes_fetch": (
+        "ray",
+        "How a run from a repository reaches Ray nodes: auto (ship the snapshot, nodes "
+        "fetch the commit when they can), always (nodes fetch; what the repository holds "
+        "is not shipped), never (ship it, nodes never fetch); else ray.nodes_fetch in "
+        "GRID_HOME/config.yaml, else auto.",
+    ),
 }
 
 OPTIONS.update(

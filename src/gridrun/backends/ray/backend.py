@@ -219,6 +219,10 @@ def _read_offset(path: Path, key: str) -> int:
         return 0
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text()
@@ -271,14 +275,22 @@ class RayBackend(Backend):
         Returns the backend options to keep in the run's spec.
         """
         from gridrun.backends.ray.package import check_package_size
-        from gridrun.backends.ray.settings import load_settings, resolve_address
+        from gridrun.backends.ray.settings import (
+            load_settings,
+            resolve_address,
+            resolve_nodes_fetch,
+        )
 
         settings = load_settings(self.home.config_path)
         address = resolve_address(spec.backend_options.get("ray_address"), settings)
-        if spec.snapshot_manifest.name:  # a draft spec has no snapshot yet
+        nodes_fetch = resolve_nodes_fetch(spec.backend_options.get("ray_nodes_fetch"), settings)
+        # With nodes that fetch, the committed files do not travel: the package's size
+        # is checked when it is built (_build), once the untracked files are known.
+        fetched = nodes_fetch == "always" and spec.repo is not None
+        if spec.snapshot_manifest.name and not fetched:  # a draft spec has no snapshot yet
             check_package_size(spec.snapshot_manifest)
         check_request(address, spec.cpus, spec.gpus, spec.memory, settings, list(spec.datastores))
-        return {"ray_address": address}
+        return {"ray_address": address, "ray_nodes_fetch": nodes_fetch}
 
     def _capacity(self) -> Capacity | None:
         return None  # the cluster's largest node is checked in _validate
@@ -298,7 +310,8 @@ class RayBackend(Backend):
 
     def _build(self, req: BuildRequest, log: BuildLog) -> str:
         """Write the run's package; the environment is built on each node on first use."""
-        from gridrun.backends.ray.package import build_package
+        from gridrun.backends.ray.node import SNAPSHOT_TAR
+        from gridrun.backends.ray.package import build_package, check_package_size
         from gridrun.backends.ray.settings import load_settings
         from gridrun.config import load_machine_config
         from gridrun.project.refetch import run_origin
@@ -306,16 +319,31 @@ class RayBackend(Backend):
         address = req.backend_options.get("ray_address")
         if not address:
             raise BackendError("The run has no Ray address; submit it again.")
+        # A run submitted before ray.nodes_fetch existed has none: auto, as it ran then.
+        nodes_fetch = req.backend_options.get("ray_nodes_fetch") or "auto"
+        # Nodes that reach the repository fetch the commit themselves (node.py). With
+        # auto the whole snapshot still travels: it is the job's working_dir, which Ray
+        # hands every node before a task starts, and the tree a node falls back on.
+        # With always only what the repository cannot give travels, and a node that
+        # cannot fetch fails; with never, no node fetches.
+        origin = None
+        if nodes_fetch != "never":
+            origin = run_origin(self.home, req.run_name, req.repo, req.commit)
+        must_fetch = nodes_fetch == "always" and origin is not None
+        only = set(origin.untracked) if must_fetch and origin is not None else None
         # One package per snapshot (a run has one; a rebuild after a crash reuses it),
         # with its settings beside it: what each of its tasks runs is its own job's.
         where = self.home.run_dir(req.run_name) / "ray" / (req.snapshot_hash[:16] or "snapshot")
-        package = build_package(req.snapshot_manifest, req.objects_dir, where / "package")
+        if only is not None:
+            check_package_size(req.snapshot_manifest, only=only)
+        package = build_package(
+            req.snapshot_manifest,
+            req.objects_dir,
+            where / ("package-fetch" if must_fetch else "package"),
+            only=only,
+        )
         settings = load_settings(self.home.config_path)
         key = self.environment_key(req)
-        # Nodes that reach the repository fetch the commit themselves (node.py). The
-        # package still travels: it is the job's working_dir, which Ray hands every
-        # node before a task starts, and the tree a node falls back on.
-        origin = run_origin(self.home, req.run_name, req.repo, req.commit)
         (package.parent / RAY_JSON).write_text(
             json.dumps(
                 {
@@ -334,11 +362,26 @@ class RayBackend(Backend):
                     "cuda": load_machine_config(self.home.config_path).cuda,
                     "origin": origin.to_dict() if origin else None,
                     "snapshot_hash": req.snapshot_hash,
+                    "must_fetch": must_fetch,
                 }
             )
         )
-        log(f"Snapshot packaged for Ray: {package}")
-        if origin is not None:
+        size = (package / SNAPSHOT_TAR).stat().st_size
+        if must_fetch and origin is not None:
+            log(
+                f"Packaged for Ray without the committed files ({_size(size)}): {package}; "
+                f"ray.nodes_fetch is always, so every node fetches {origin.label}"
+            )
+        else:
+            log(f"Snapshot packaged for Ray ({_size(size)}): {package}")
+        if nodes_fetch == "always" and origin is None:
+            log(
+                "ray.nodes_fetch is always, but this run cannot be fetched from a repository "
+                "(a folder, or a commit on no remote branch): its snapshot travels"
+            )
+        elif nodes_fetch == "never" and (req.repo or req.commit):
+            log("ray.nodes_fetch is never: every node runs the uploaded snapshot")
+        elif origin is not None and not must_fetch:
             log(f"Nodes that reach {origin.url} fetch {origin.label} themselves")
         if req.python_env:
             log(f"Environment {key} is built on each Ray node on first use, then cached there")

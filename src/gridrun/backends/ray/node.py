@@ -9,8 +9,9 @@ The task is the Ray backend's equivalent of the local backend's supervisor:
    as in the manifest, so artifact detection works as locally): from the run's
    repository, fetched by this node into its own cache, when the run has an origin,
    the node reaches it and the result has the snapshot's digest
-   (:mod:`gridrun.project.refetch`); else from the snapshot package. The
-   experiment's log says which, in one line;
+   (:mod:`gridrun.project.refetch`); else from the snapshot package, or, when none
+   was shipped (``ray.nodes_fetch: always``), the attempt fails. The experiment's
+   log says which, in one line;
 3. runs ``python SCRIPT ARGS``, ``bash SCRIPT ARGS`` or ``julia SCRIPT ARGS`` in that
    copy, in its own process group, with datastores mounted read-only as the local
    backend mounts them (a Julia script has no virtualenv: the node's julia runs it);
@@ -111,14 +112,26 @@ def unpack_snapshot(package: Path, dest: Path) -> dict[str, Any]:
     return files
 
 
+# What a node that must fetch says instead of falling back (refetch.Outcome's line).
+NOT_SHIPPED = "ray.nodes_fetch is always and no snapshot was shipped"
+
+
+class NoWorkingCopy(Exception):
+    """The run's tree could not be fetched and its snapshot was not shipped."""
+
+
 def working_copy(
     spec: TaskSpec, package: Path, workdir: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """The experiment's working copy: fetched from the run's repository where this node
-    can, else the snapshot package's; returns the manifest's files."""
+    can, else the snapshot package's; returns the manifest's files.
+
+    Raises :class:`NoWorkingCopy` with the one line that says why when the fetch fails
+    and the package holds no committed file (``spec.must_fetch``).
+    """
     if spec.origin is not None and spec.snapshot_digest:
         from gridrun.project.manifest import load_manifest
-        from gridrun.project.refetch import fetch_working_copy
+        from gridrun.project.refetch import FALLBACK, fetch_working_copy
 
         files = load_manifest(package / MANIFEST_JSON)
         outcome = fetch_working_copy(
@@ -129,10 +142,14 @@ def working_copy(
             workdir,
             socket.gethostname(),
             lambda rel, target: _extract_one(package, rel, target),
+            fallback=NOT_SHIPPED if spec.must_fetch else FALLBACK,
         )
-        log(f"gridrun: {outcome.line}")
         if outcome.fetched:
+            log(f"gridrun: {outcome.line}")
             return files
+        if spec.must_fetch:
+            raise NoWorkingCopy(outcome.line)
+        log(f"gridrun: {outcome.line}")
     return unpack_snapshot(package, workdir)
 
 
@@ -254,7 +271,11 @@ def run_experiment(request: dict[str, Any], package: Path, report: Report) -> di
             return _result(143, lines=outbox.take())
         if workdir.exists():
             shutil.rmtree(workdir)
-        files = working_copy(spec, package, workdir, lambda line: outbox.put("stderr", line))
+        try:
+            files = working_copy(spec, package, workdir, lambda line: outbox.put("stderr", line))
+        except NoWorkingCopy as exc:  # as a failed build: the attempt fails, saying why
+            outbox.put("stderr", f"gridrun: {exc}")
+            return _result(-1, error=str(exc), lines=outbox.take())
         code = _run(spec, env_dir, workdir, outbox, report)
         ran = True
     finally:

@@ -5,6 +5,11 @@ modification time and symlink target) and the manifest beside it. A tar, not the
 files themselves, because Ray applies its own ignore rules (``.gitignore``, ``.git``,
 ``.venv``) to a ``working_dir``: the snapshot's rules (``.gridignore`` first) have
 already decided what travels, and a tar keeps Ray from deciding again.
+
+When the nodes fetch a run's commit themselves (``ray.nodes_fetch: always``), the tar
+holds only what the repository cannot give them: a checkout's untracked files. The
+manifest still travels whole: it is what a node copies out of the fetched tree and
+checks the digest of.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+from collections.abc import Collection
 from pathlib import Path
 
 from gridrun.backends.ray.node import MANIFEST_JSON, SNAPSHOT_TAR
@@ -28,12 +34,19 @@ def ray_package_limit() -> int:
         return 100 * 2**20  # what older Ray versions accepted
 
 
-def check_package_size(manifest: Path, limit: int | None = None) -> None:
-    """Refuse a snapshot Ray would not accept, naming its largest files."""
+def check_package_size(
+    manifest: Path, limit: int | None = None, only: Collection[str] | None = None
+) -> None:
+    """Refuse a snapshot Ray would not accept, naming its largest files.
+
+    ``only``: the files that travel (a package for nodes that fetch); all by default.
+    """
     from gridrun.project.manifest import load_manifest
 
     limit = ray_package_limit() if limit is None else limit
     files = load_manifest(manifest)
+    if only is not None:
+        files = {rel: e for rel, e in files.items() if rel in only}
     total = sum(e.size for e in files.values())
     if total < limit:
         return
@@ -46,8 +59,14 @@ def check_package_size(manifest: Path, limit: int | None = None) -> None:
     )
 
 
-def build_package(manifest: Path, objects_dir: Path, dest: Path) -> Path:
-    """Write ``dest/snapshot.tar`` and ``dest/manifest.json`` (once: reused if there)."""
+def build_package(
+    manifest: Path, objects_dir: Path, dest: Path, only: Collection[str] | None = None
+) -> Path:
+    """Write ``dest/snapshot.tar`` and ``dest/manifest.json`` (once: reused if there).
+
+    ``only``: the files whose contents go in the tar (the untracked files of a run the
+    nodes fetch); every file of the manifest by default.
+    """
     from gridrun.project.manifest import load_manifest, object_path
 
     if (dest / SNAPSHOT_TAR).is_file() and (dest / MANIFEST_JSON).is_file():
@@ -58,6 +77,8 @@ def build_package(manifest: Path, objects_dir: Path, dest: Path) -> Path:
     files = load_manifest(manifest)
     with tarfile.open(tmp / SNAPSHOT_TAR, "w", format=tarfile.PAX_FORMAT) as tar:
         for rel, entry in sorted(files.items()):
+            if only is not None and rel not in only:
+                continue
             info = tarfile.TarInfo(rel)
             info.mode = entry.mode
             info.mtime = entry.mtime_ns / 1e9 if entry.mtime_ns else 0

@@ -13,6 +13,15 @@ started from another shell.
       address: 10.0.0.1:6379        # or http://10.0.0.1:8265
       resources: {special: 1}       # custom Ray resources every experiment asks for
       shared_paths: [/mnt/shared]   # filesystems every node sees at the same path
+      nodes_fetch: auto             # auto | always | never (below)
+
+``nodes_fetch`` (or ``--ray_nodes_fetch``) says how a run whose tree can be rebuilt from
+its repository reaches the nodes. ``auto``: its snapshot travels as the Ray job's
+``working_dir``, and a node that reaches the repository fetches the commit, else runs
+the snapshot. ``always``: the nodes reach the repository, so only what it cannot give
+travels (the manifest and a checkout's untracked files; the diff rides in each task's
+message), and a node that cannot fetch fails the attempt saying so. ``never``: the
+snapshot travels and no node fetches.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from typing import Any
 
 from gridrun.errors import ConfigError, UsageError
 
-KEYS = {"address", "resources", "shared_paths"}
+KEYS = {"address", "resources", "shared_paths", "nodes_fetch"}
+NODES_FETCH = ("auto", "always", "never")
 _HOST_PORT = re.compile(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
 
@@ -34,6 +44,7 @@ class RaySettings:
     address: str | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
     shared_paths: tuple[str, ...] = ()
+    nodes_fetch: str = "auto"  # one of NODES_FETCH
 
 
 def parse_section(raw: Any, where: str = "GRID_HOME/config.yaml") -> RaySettings:
@@ -59,11 +70,36 @@ def parse_section(raw: Any, where: str = "GRID_HOME/config.yaml") -> RaySettings
     if isinstance(shared, str):
         shared = [shared]
     address = raw.get("address")
+    nodes_fetch = raw.get("nodes_fetch")
     return RaySettings(
         address=check_address(str(address), f"ray.address in {where}") if address else None,
         resources={str(k): float(v) for k, v in resources.items()},
         shared_paths=tuple(os.path.abspath(str(p)) for p in shared),
+        nodes_fetch=(
+            check_nodes_fetch(nodes_fetch, f"ray.nodes_fetch in {where}")
+            if nodes_fetch is not None
+            else "auto"
+        ),
     )
+
+
+def check_nodes_fetch(value: Any, source: str) -> str:
+    """One of :data:`NODES_FETCH`, or a one-line error naming where the bad one came from."""
+    mode = str(value).strip().lower()
+    if mode in NODES_FETCH:
+        return mode
+    raise ConfigError(
+        f"{source} is '{value}'; it must be one of {', '.join(NODES_FETCH)}.",
+        hint="auto: ship the snapshot, nodes fetch when they can; always: nodes fetch, "
+        "nothing the repository holds is shipped; never: ship it, nodes never fetch.",
+    )
+
+
+def resolve_nodes_fetch(flag: str | None, settings: RaySettings) -> str:
+    """``--ray_nodes_fetch``, else ``ray.nodes_fetch`` in the config, else ``auto``."""
+    if flag:
+        return check_nodes_fetch(flag, "--ray_nodes_fetch")
+    return settings.nodes_fetch
 
 
 def check_address(address: str, source: str) -> str:

@@ -11,7 +11,9 @@ builds as leniently as the local and Docker backends do.
 
 A run from a repository carries its origin (:class:`~gridrun.project.refetch.RepoOrigin`:
 URL, commit, a checkout's diff and untracked files; never a credential) and its
-snapshot digest, so that a node that reaches the repository fetches the commit itself.
+snapshot digest, so that a node that reaches the repository fetches the commit itself;
+``must_fetch`` says the package holds no committed file (``ray.nodes_fetch: always``),
+so a node that cannot fetch has nothing to fall back on.
 
 Imports only the standard library, :mod:`gridrun.specs` and
 :mod:`gridrun.project.refetch`: nodes load it.
@@ -26,7 +28,7 @@ from typing import Any
 from gridrun.project.refetch import RepoOrigin
 from gridrun.specs import Job
 
-TASK_VERSION = 2  # 2: origin and snapshot_digest
+TASK_VERSION = 3  # 2: origin and snapshot_digest; 3: must_fetch
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class TaskSpec:
     datastores: tuple[TaskDatastore, ...] = ()
     origin: RepoOrigin | None = None  # the node may fetch the tree from there
     snapshot_digest: str = ""  # ...and must then get exactly this snapshot hash
+    must_fetch: bool = False  # the package lacks the committed files: no fallback
     version: int = TASK_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class TaskSpec:
             datastores=tuple(TaskDatastore(**x) for x in d.get("datastores") or ()),
             origin=RepoOrigin.from_dict(d["origin"]) if d.get("origin") else None,
             snapshot_digest=str(d.get("snapshot_digest") or ""),
+            must_fetch=bool(d.get("must_fetch", False)),
         )
 
 
@@ -164,6 +168,7 @@ def task_request(
         ),
         origin=RepoOrigin.from_dict(info["origin"]) if info.get("origin") else None,
         snapshot_digest=str(info.get("snapshot_hash") or ""),
+        must_fetch=bool(info.get("must_fetch", False)),
     )
     options = TaskOptions(
         num_cpus=job.cpus,
