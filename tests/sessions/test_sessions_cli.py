@@ -163,8 +163,9 @@ def test_bad_session_input_is_one_line(grid: Any, project: Path) -> None:
     for args, words in [
         (("session", "ssh", "nope", "--", "true"), "No session named 'nope'"),
         (("session", "pause", "nope"), "No session named 'nope'"),
-        (("session", "create", "--backend", "docker"), "local backend only"),
-        (("session", "create", "--cluster", "docker"), "Sessions run on local only"),
+        (("session", "create", "--backend", "ray"), "local and docker backends only"),
+        (("session", "create", "--base_image", "x"), "pass --backend docker with it"),
+        (("session", "create", "--backend", "docker", "--vscode"), "VS Code runs in local"),
         (("session", "create", "--idle", "soon"), "--idle 'soon' is not a duration"),
         (("session", "create", "--from", "no-such-run"), "No run or experiment named"),
         (("session", "create", str(project / "missing")), "does not exist"),
