@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -57,6 +58,14 @@ def dashboard(grid: Any) -> Any:
     d = start_dashboard(grid)
     yield d
     stop_dashboard(d)
+
+
+def _wait_for(what: str, cond: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
 
 
 def _session(grid: Any, name: str) -> dict[str, Any]:
@@ -194,6 +203,39 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     assert "PREFIX /opt/venv NUMPY True DATA x,42" in out, out
     assert "WRITE Read-only file system" in out, out
     assert not (datastore / "new.txt").exists()
+
+    # Pause removes the container; the working copy (with what the kernel wrote in it)
+    # stays on the host, and resume starts a new container on it.
+    _execute(dashboard, "dk", kernel, "open('notes.txt', 'w').write('kept')")
+    grid("session", "pause", "dk")
+    assert _session(grid, "dk")["status"] == "paused"
+    assert api.containers(all=True, filters={"label": ours}) == []
+    assert (grid.home / "sessions" / "dk" / "work" / "notes.txt").read_text() == "kept"
+    status, _ = dashboard.get("/sessions/dk/api/status")
+    assert status == 404
+    assert "paused" in next(ln for ln in grid("status").stdout.splitlines() if "│ dk" in ln)
+    resumed = grid("session", "resume", "dk").stdout
+    assert "/sessions/dk/lab?token=" in resumed and _session(grid, "dk")["status"] == "running"
+    [again] = api.containers(filters={"label": ours})
+    assert again["Id"] != c["Id"]
+    kernel = _post(dashboard, "/sessions/dk/api/kernels", {"name": "python3"})["id"]
+    assert _execute(dashboard, "dk", kernel, "print(open('notes.txt').read())") == "kept\n"
+
+    # A container removed behind gridrun's back: the session is recorded as paused.
+    api.remove_container(again["Id"], force=True)
+    assert _session(grid, "dk")["status"] == "paused"
+    assert "stopped" in (_session(grid, "dk")["message"] or "")
+
+    # An idle one pauses itself (Jupyter's /api/status, as on local); the session image
+    # is cached now, so this one starts without a build.
+    idler = grid(
+        "session", "create", "--backend", "docker", "--base_image", BASE, "--name", "idler",
+        "--idle", "2s", cwd=project,
+    ).stderr  # fmt: skip
+    assert "Reusing cached session image" in idler and "Building" not in idler
+    _wait_for("the idle pause", lambda: _session(grid, "idler")["status"] == "paused")
+    assert "idle for" in (_session(grid, "idler")["message"] or "")
+    grid("session", "delete", "idler")
 
     grid("session", "delete", "dk")
     assert grid.json("session", "list") == []
