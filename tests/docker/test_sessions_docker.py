@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import sys
 import time
 import urllib.error
@@ -204,6 +206,30 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     assert "WRITE Read-only file system" in out, out
     assert not (datastore / "new.txt").exists()
 
+    # `grid session ssh` is `docker exec` in the container, in the working copy, with
+    # the image's environment first on PATH; the datastore is read-only there too.
+    shown = grid(
+        "session", "ssh", "dk", "--", "python", "-c",
+        "import numpy, os, sys; print(sys.prefix); print(os.getcwd());"
+        "print(open(os.environ['GRID_DATASTORE_MYDATA_DIR'] + '/data.csv').read())",
+    ).stdout.splitlines()  # fmt: skip
+    assert shown[:3] == ["/opt/venv", "/gridai/project", "x,42"]
+    refused = grid(
+        "session", "ssh", "dk", "--", "sh", "-c", 'touch "$GRID_DATASTORE_MYDATA_DIR/x"',
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    # A shell reading its commands from stdin; its exit status is the command's.
+    piped = grid("session", "ssh", "dk", input="echo $PWD; exit 3\n", check=False)
+    assert piped.returncode == 3 and piped.stdout.strip() == "/gridai/project"
+    # In a terminal (util-linux's script gives it one) docker exec -t gives one on.
+    assert shutil.which("script"), "script (Debian's essential bsdutils) is needed"
+    tty = subprocess.run(
+        ["script", "-qec", f"{sys.executable} -m gridrun session ssh dk -- tty", "/dev/null"],
+        env=grid.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert tty.returncode == 0 and "/dev/pts/" in tty.stdout, tty
+
     # Pause removes the container; the working copy (with what the kernel wrote in it)
     # stays on the host, and resume starts a new container on it.
     _execute(dashboard, "dk", kernel, "open('notes.txt', 'w').write('kept')")
@@ -213,6 +239,9 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     assert (grid.home / "sessions" / "dk" / "work" / "notes.txt").read_text() == "kept"
     status, _ = dashboard.get("/sessions/dk/api/status")
     assert status == 404
+    nothing = grid("session", "ssh", "dk", "--", "true", check=False)
+    assert nothing.returncode != 0 and "grid session resume dk" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
     assert "paused" in next(ln for ln in grid("status").stdout.splitlines() if "│ dk" in ln)
     resumed = grid("session", "resume", "dk").stdout
     assert "/sessions/dk/lab?token=" in resumed and _session(grid, "dk")["status"] == "running"
