@@ -179,6 +179,10 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     grid("run", "--backend", "docker", "--base_image", BASE, "--name", "same", "analyse.py",
          cwd=project, timeout=600)  # fmt: skip
     assert grid.wait("same", timeout=300)["env_ref"] == image
+    # --from a docker run: a session where it ran, in its image (nothing built).
+    frm = grid.json("session", "create", "--from", "same", "--name", "dbg")
+    assert (frm["backend"], frm["environment"], frm["from_run"]) == ("docker", image, "same")
+    grid("session", "delete", "dbg")
 
     # Its container: the session image (derived from the run's), labelled, published
     # on loopback only.
@@ -265,6 +269,18 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     _wait_for("the idle pause", lambda: _session(grid, "idler")["status"] == "paused")
     assert "idle for" in (_session(grid, "idler")["message"] or "")
     grid("session", "delete", "idler")
+
+    # Changed code is a new run image; JupyterLab's install is not done again for it:
+    # the tools stage starts from the run's dependencies, which the engine has cached.
+    (project / "analyse.py").write_text("import numpy\nprint('changed')\n")
+    changed = grid(
+        "session", "create", "--backend", "docker", "--base_image", BASE, "--name", "changed",
+        cwd=project, timeout=600,
+    ).stderr  # fmt: skip
+    assert "Building session image" in changed and "Using cache" in changed
+    assert "Successfully installed" not in changed  # pip did not run
+    assert grid("session", "ssh", "changed", "--", "python", "analyse.py").stdout == "changed\n"
+    grid("session", "delete", "changed")
 
     grid("session", "delete", "dk")
     assert grid.json("session", "list") == []
