@@ -53,11 +53,19 @@ def test_the_container_request() -> None:
     _check("container.session.json", json.dumps(cs.to_dict(), indent=1, sort_keys=True) + "\n")
     assert "JUPYTER_TOKEN" not in cs.environment  # added at start, never recorded
 
+    # A non-root user runs it as itself: what it writes in the working copy is its own.
+    mine = container.container_spec(HOME, "nb", 7, spec, "i", layout, user="1000:1000")
+    assert mine.user == "1000:1000" and "--allow-root" not in mine.command
+    assert mine.environment["HOME"] == "/gridai/jupyter/home"
+    assert "--allow-root" in cs.command and cs.user is None and "HOME" not in cs.environment
+
 
 def test_ssh_is_docker_exec_in_the_working_copy() -> None:
     name = container.container_name(HOME, "nb")
     assert container.exec_argv(HOME, "nb", ["python", "-V"], tty=False) == [
         "docker", "exec", "-i", "-w", "/gridai/project", name, "python", "-V",
     ]  # fmt: skip
+    as_user = container.exec_argv(HOME, "nb", ["id"], tty=False, user="1000:1000")
+    assert as_user[2:5] == ["-i", "-u", "1000:1000"]
     shell = container.exec_argv(HOME, "nb", [], tty=True)
     assert shell[:4] == ["docker", "exec", "-i", "-t"] and shell[-3:-1] == ["/bin/sh", "-c"]

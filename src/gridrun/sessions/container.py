@@ -19,6 +19,7 @@ session and GRID_HOME, which is how gridrun finds it again.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class ContainerSpec:
     nano_cpus: int | None = None
     mem_limit: int | None = None  # bytes
     gpus: int = 0
+    user: str | None = None  # "uid:gid" of a non-root host user; None: the image's (root)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -73,14 +75,25 @@ def session_labels(home_root: Path, name: str, session_id: int) -> dict[str, str
     }
 
 
-def server_command(name: str) -> list[str]:
+def host_user() -> str | None:
+    """Who the container runs as: this user's uid:gid, unless that is root.
+
+    The working copy is bound from the host, so what JupyterLab and the kernel write
+    there must belong to whoever runs gridrun, or `grid session delete` could not
+    remove it. Root keeps the image's user (root), as an experiment's container does.
+    """
+    uid = os.geteuid()
+    return None if uid == 0 else f"{uid}:{os.getegid()}"
+
+
+def server_command(name: str, root: bool = True) -> list[str]:
     """JupyterLab's command line in the container (as ``server.server_argv`` on local)."""
     return [
         f"{JUPYTERLAB}/bin/python",
         "-m",
         "jupyterlab",
         "--no-browser",
-        "--allow-root",  # the container's root, confined as an experiment's
+        *(["--allow-root"] if root else []),  # the container's root, confined as an experiment's
         "--ServerApp.ip=0.0.0.0",  # the container's side; the host publishes on loopback
         f"--ServerApp.port={PORT}",
         "--ServerApp.port_retries=0",
@@ -103,28 +116,40 @@ def jupyter_environment() -> dict[str, str]:
 
 
 def container_spec(
-    home_root: Path, name: str, session_id: int, spec: RunSpec, image: str, layout: Layout
+    home_root: Path,
+    name: str,
+    session_id: int,
+    spec: RunSpec,
+    image: str,
+    layout: Layout,
+    user: str | None = None,
 ) -> ContainerSpec:
-    """The session container's request; the token is added at start, never recorded."""
+    """The session container's request; the token is added at start, never recorded.
+
+    ``user``: :func:`host_user`; such a user gets ``HOME`` in the session's Jupyter
+    folder, the one place it may write besides the working copy."""
     from gridrun.backends.docker.backend import datastore_mounts
 
     binds, env = datastore_mounts(list(spec.datastores))
     binds[str(layout.work.absolute())] = {"bind": PROJECT_DIR, "mode": "rw"}
     binds[str(layout.jupyter.absolute())] = {"bind": JUPYTER_DIR, "mode": "rw"}
     env.update(jupyter_environment())
+    if user is not None:
+        env["HOME"] = f"{JUPYTER_DIR}/home"
     gpus = spec.resources.gpus
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(gpus)) if gpus else ""
     cpus = spec.resources.cpus
     return ContainerSpec(
         name=container_name(home_root, name),
         image=image,
-        command=server_command(name),
+        command=server_command(name, root=user is None),
         environment=dict(sorted(env.items())),
         labels=session_labels(home_root, name, session_id),
         binds=binds,
         nano_cpus=int(cpus * 1e9) if cpus else None,
         mem_limit=spec.resources.memory or None,
         gpus=gpus,
+        user=user,
     )
 
 
@@ -157,6 +182,7 @@ def start(api: Any, cs: ContainerSpec, token: str) -> tuple[str, int]:
             host_config=host_config,
             name=cs.name,
             ports=[PORT],
+            user=cs.user or "",
             stdin_open=False,
             tty=False,
         )
@@ -251,12 +277,12 @@ def start_session(
 
     DockerBackend(home).check_available()
     layout = Layout.of(home, name)
-    for sub in ("config", "data", "runtime", "ipython"):
+    for sub in ("config", "data", "runtime", "ipython", "home"):
         (layout.jupyter / sub).mkdir(parents=True, exist_ok=True)
     api = connect()
     try:
         image = build_session_image(api, run_tag, home.root, log)
-        cs = container_spec(home.root, name, session_id, spec, image, layout)
+        cs = container_spec(home.root, name, session_id, spec, image, layout, host_user())
         cid, port = start(api, cs, token)
         wait_ready(api, name, cid, port, token)
     finally:
@@ -264,10 +290,15 @@ def start_session(
     return HANDLE + cid, port
 
 
-def exec_argv(home_root: Path, name: str, argv: list[str], tty: bool) -> list[str]:
-    """``docker exec`` of ``argv`` (a shell when empty) in the session's container."""
+def exec_argv(
+    home_root: Path, name: str, argv: list[str], tty: bool, user: str | None = None
+) -> list[str]:
+    """``docker exec`` of ``argv`` (a shell when empty) in the session's container, as
+    the user its JupyterLab runs as."""
     shell = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
     flags = ["-i", "-t"] if tty else ["-i"]
+    if user is not None:
+        flags += ["-u", user]
     return [
         "docker",
         "exec",

@@ -70,7 +70,7 @@ def _docker_exec(home: GridHome, name: str, status: SessionStatus, argv: list[st
     import shutil
     import sys
 
-    from gridrun.sessions.container import exec_argv
+    from gridrun.sessions.container import exec_argv, host_user
 
     if status != SessionStatus.RUNNING:
         raise UsageError(
@@ -84,4 +84,4 @@ def _docker_exec(home: GridHome, name: str, status: SessionStatus, argv: list[st
             hint="Install Docker's CLI (Debian: docker.io or docker-cli).",
         )
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    return subprocess.call(exec_argv(home.root, name, argv, tty))
+    return subprocess.call(exec_argv(home.root, name, argv, tty, host_user()))
