@@ -87,14 +87,32 @@ def _post(d: Dashboard, path: str, body: dict[str, Any]) -> Any:
         return json.loads(resp.read())
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _post_form(d: Dashboard, path: str) -> str:
+    """POST as a script does (the token, no cookie, so no CSRF); the redirect's target."""
+    req = urllib.request.Request(
+        d.url.rstrip("/") + path,
+        data=b"",
+        headers={"Authorization": f"token {d.token}"},
+        method="POST",
+    )
+    try:
+        resp = urllib.request.build_opener(_NoRedirect).open(req, timeout=600)
+    except urllib.error.HTTPError as exc:  # the 303 itself
+        resp = exc
+    with resp:
+        assert resp.status == 303, (resp.status, resp.read())
+        return str(resp.headers["Location"])
+
+
 def _cookie(d: Dashboard) -> str:
     """The dashboard's session cookie, as a browser gets it from the login address."""
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
+    opener = urllib.request.build_opener(_NoRedirect)
     try:
         resp = opener.open(d.login(""), timeout=30)
     except urllib.error.HTTPError as exc:  # the 30x itself
@@ -183,6 +201,13 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     frm = grid.json("session", "create", "--from", "same", "--name", "dbg")
     assert (frm["backend"], frm["environment"], frm["from_run"]) == ("docker", image, "same")
     grid("session", "delete", "dbg")
+    # The dashboard's "Open a session in this environment" on a docker experiment.
+    exp = grid.json("status", "same")["experiments"][0]["name"]
+    where = _post_form(dashboard, f"/experiments/{exp}/session")
+    opened = where.split("/sessions/")[1].split("/")[0]
+    frm = _session(grid, opened)
+    assert (frm["backend"], frm["environment"], frm["from_run"]) == ("docker", image, "same")
+    grid("session", "delete", opened)
 
     # Its container: the session image (derived from the run's), labelled, published
     # on loopback only.
