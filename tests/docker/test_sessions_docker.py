@@ -272,7 +272,14 @@ def test_a_docker_session_serves_jupyterlab_in_the_runs_image(
     assert nothing.returncode != 0 and "grid session resume dk" in nothing.stderr
     assert "Traceback" not in nothing.stderr
     assert "paused" in next(ln for ln in grid("status").stdout.splitlines() if "│ dk" in ln)
-    resumed = grid("session", "resume", "dk").stdout
+    # The run's image, pruned while the session is paused, comes back on resume; while
+    # the session lives, `grid images` counts it in use.
+    listed = {i["tag"]: i for i in grid.json("images")}
+    assert listed[image]["in_use"], listed
+    api.remove_image(image)  # untagged: the session image is its child
+    done = grid("session", "resume", "dk")
+    resumed = done.stdout
+    assert api.inspect_image(image)["Id"] and "Reusing cached session image" in done.stderr
     assert "/sessions/dk/lab?token=" in resumed and _session(grid, "dk")["status"] == "running"
     [again] = api.containers(filters={"label": ours})
     assert again["Id"] != c["Id"]

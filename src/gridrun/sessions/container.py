@@ -268,6 +268,19 @@ def wait_ready(api: Any, name: str, cid: str, port: int, token: str) -> None:
     )
 
 
+def image_present(tag: str) -> bool:
+    """Whether the engine has ``tag`` (an engine that does not answer says so itself)."""
+    from gridrun.backends.docker.backend import DockerBackend, connect
+    from gridrun.backends.docker.image import find_image
+
+    DockerBackend().check_available()
+    api = connect()
+    try:
+        return bool(tag) and find_image(api, tag) is not None
+    finally:
+        api.close()
+
+
 def start_session(
     home: GridHome, name: str, session_id: int, spec: RunSpec, run_tag: str, token: str, log: Any
 ) -> tuple[str, int]:

@@ -108,9 +108,19 @@ def _start_container(
 ) -> None:
     from gridrun.sessions import container
 
+    run_tag = session.env_ref or ""
+    if not container.image_present(run_tag):
+        # `grid images prune` removed the run's image while the session was paused:
+        # built again from the session's spec (its snapshot is kept for live sessions).
+        from gridrun.backends import get_backend
+        from gridrun.specs import BuildRequest
+
+        req = BuildRequest.for_run(session.name, spec, home.objects)
+        run_tag = get_backend("docker", home).build(req, log)
+        table.set_fields(store, session.id, env_ref=run_tag)
     token = secrets.token_urlsafe(24)
     handle, port = container.start_session(
-        home, session.name, session.id, spec, session.env_ref or "", token, log
+        home, session.name, session.id, spec, run_tag, token, log
     )
     table.set_fields(store, session.id, pid=handle, port=port, token=token)
 
