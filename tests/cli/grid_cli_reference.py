@@ -355,7 +355,7 @@ ROWS: list[Row] = [
     Row(
         "session create",
         "--cluster",
-        "implemented: local; any other cluster is refused in one line (sessions run on local)",
+        "implemented: local or docker; a Ray or Slurm cluster is refused in one line",
         ("session", "create", "--cluster", "local"),
     ),
     Row(

@@ -112,11 +112,11 @@ def test_clusters_are_named_listed_and_refused_in_one_line(grid: Any) -> None:
     assert next(t for t in local["instance_types"] if t["name"] == "t2.nano")["fits"]
 
 
-def test_a_session_goes_to_local_only_and_a_cluster_is_deleted_as_grid_did(grid: Any) -> None:
+def test_a_session_goes_to_local_or_docker_and_a_cluster_is_deleted_as_grid_did(grid: Any) -> None:
     grid("clusters", "add", "lab", "--backend", "ray", "--address", "127.0.0.1:9")
     refused = grid("session", "create", "--cluster", "lab", check=False)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
-    assert "Sessions run on local only, and --cluster lab is a ray cluster" in refused.stderr
+    assert "Sessions run on local and docker only, and --cluster lab is a ray" in refused.stderr
     assert grid.json("session", "list") == []  # nothing was recorded
     gone = grid("delete", "cluster", "lab", "--wait", "--force")
     assert "Cluster lab removed" in gone.stdout

@@ -163,8 +163,9 @@ def test_bad_session_input_is_one_line(grid: Any, project: Path) -> None:
     for args, words in [
         (("session", "ssh", "nope", "--", "true"), "No session named 'nope'"),
         (("session", "pause", "nope"), "No session named 'nope'"),
-        (("session", "create", "--backend", "docker"), "local backend only"),
-        (("session", "create", "--cluster", "docker"), "Sessions run on local only"),
+        (("session", "create", "--backend", "ray"), "local and docker backends only"),
+        (("session", "create", "--base_image", "x"), "pass --backend docker with it"),
+        (("session", "create", "--backend", "docker", "--vscode"), "VS Code runs in local"),
         (("session", "create", "--idle", "soon"), "--idle 'soon' is not a duration"),
         (("session", "create", "--from", "no-such-run"), "No run or experiment named"),
         (("session", "create", str(project / "missing")), "does not exist"),
@@ -173,3 +174,17 @@ def test_bad_session_input_is_one_line(grid: Any, project: Path) -> None:
         assert done.returncode != 0, args
         assert words in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_a_docker_session_without_an_engine_is_one_line(grid: Any, project: Path) -> None:
+    import subprocess
+    import sys
+
+    env = dict(grid.env, DOCKER_HOST=f"unix://{project}/no-engine.sock")
+    done = subprocess.run(
+        [sys.executable, "-m", "gridrun", "session", "create", "--backend", "docker"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0 and "No Docker engine answers at" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert grid.json("session", "list") == []  # nothing recorded

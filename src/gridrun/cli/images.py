@@ -26,6 +26,12 @@ def _active_refs(ctx: click.Context) -> set[str]:
         for run in store.list_runs():
             if run.derived_status().active:
                 refs.update(r for r in (run.env_ref, run.env_key) if r)
+        # A live docker session (gridrun.sessions) holds its run's image, paused or not.
+        from gridrun.store.sessions import live
+
+        for s in live(store):
+            if s.backend == "docker":
+                refs.update(r for r in (s.env_ref, s.env_key) if r)
         return refs
     finally:
         store.close()

@@ -439,7 +439,7 @@ def status(
     from gridrun.sessions.reconcile import reconcile
 
     console.print("Interactive Nodes", markup=False)
-    console.print(sessions_table(reconcile(store)))
+    console.print(sessions_table(reconcile(store, home_of(ctx).root)))
 
 
 def _build_warnings(ctx: click.Context, run: Run) -> list[str]:

@@ -1,13 +1,15 @@
 """A session's lifecycle: create, pause, resume, delete, and idle pause.
 
 Each step is a named transition of the store (``store/sessions.py``); the
-mechanics (JupyterLab's process) live in ``server.py``. ``pause`` stops the
-processes and keeps the working copy, the Jupyter folders and the environment
+mechanics live in ``server.py`` (local: JupyterLab's process) and ``container.py``
+(docker: a container of the run's image, removed on pause, started anew on resume).
+``pause`` stops the processes and keeps the working copy, the Jupyter folders and the environment
 layer, so ``resume`` finds the notebooks and the packages installed in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -54,7 +56,7 @@ def create(
     session = table.create(
         store,
         name=name,
-        backend=req.backend,
+        backend=prepared.backend,
         spec=data,
         env_key=prepared.env_key,
         from_run=prepared.from_run,
@@ -75,34 +77,15 @@ def create(
 
 
 def _start(store: Store, home: GridHome, session: Session, log: Log) -> Session:
-    from gridrun.sessions import tools
-
     spec = RunSpec.from_dict(session.spec)
     try:
-        venv = Path(session.env_ref or "")
-        if not venv.is_dir():
-            raise UsageError(
-                f"Session {session.name}'s environment {venv} is gone.",
-                hint="Delete the session and create it again.",
-            )
-        code_server = None
-        if wants_vscode(session):
-            from gridrun.sessions import vscode
-
-            tool = tools.jupyterlab_env(home.root, log, proxy=vscode.JUPYTER_SERVER_PROXY_VERSION)
-            code_server = vscode.code_server_tool(home.root, log)
+        if session.backend == "docker":
+            _start_container(store, home, session, spec, log)
         else:
-            tool = tools.jupyterlab_env(home.root, log)
-        python = venv / "bin" / "python"
-        packages = tools.kernel_packages(home.root, python, server.python_minor(venv), log)
-        token = secrets.token_urlsafe(24)
-        handle, port = server.start(
-            home, session.name, session.id, spec, venv, tool, packages, token, code_server
-        )
-        table.set_fields(store, session.id, pid=handle, port=port, token=token)
-        server.wait_ready(home, session.name, handle, port, token)
+            _start_process(store, home, session, spec, log)
     except GridError as exc:
-        server.stop(home, session.id, table.get_by_id(store, session.id).pid, grace=2.0)
+        with contextlib.suppress(GridError):  # an engine gone away says so above already
+            stop_server(home, table.get_by_id(store, session.id), grace=2.0)
         table.move(
             store, session.id, "session_start_failed", SessionStatus.FAILED, message=exc.message
         )
@@ -118,6 +101,65 @@ def _start(store: Store, home: GridHome, session: Session, log: Log) -> Session:
     if session.idle_seconds:
         start_monitor(home, session.name)
     return table.get_by_id(store, session.id)
+
+
+def _start_container(
+    store: Store, home: GridHome, session: Session, spec: RunSpec, log: Log
+) -> None:
+    from gridrun.sessions import container
+
+    run_tag = session.env_ref or ""
+    if not container.image_present(run_tag):
+        # `grid images prune` removed the run's image while the session was paused:
+        # built again from the session's spec (its snapshot is kept for live sessions).
+        from gridrun.backends import get_backend
+        from gridrun.specs import BuildRequest
+
+        req = BuildRequest.for_run(session.name, spec, home.objects)
+        run_tag = get_backend("docker", home).build(req, log)
+        table.set_fields(store, session.id, env_ref=run_tag)
+    token = secrets.token_urlsafe(24)
+    handle, port = container.start_session(
+        home, session.name, session.id, spec, run_tag, token, log
+    )
+    table.set_fields(store, session.id, pid=handle, port=port, token=token)
+
+
+def _start_process(store: Store, home: GridHome, session: Session, spec: RunSpec, log: Log) -> None:
+    from gridrun.sessions import tools
+
+    venv = Path(session.env_ref or "")
+    if not venv.is_dir():
+        raise UsageError(
+            f"Session {session.name}'s environment {venv} is gone.",
+            hint="Delete the session and create it again.",
+        )
+    code_server = None
+    if wants_vscode(session):
+        from gridrun.sessions import vscode
+
+        tool = tools.jupyterlab_env(home.root, log, proxy=vscode.JUPYTER_SERVER_PROXY_VERSION)
+        code_server = vscode.code_server_tool(home.root, log)
+    else:
+        tool = tools.jupyterlab_env(home.root, log)
+    python = venv / "bin" / "python"
+    packages = tools.kernel_packages(home.root, python, server.python_minor(venv), log)
+    token = secrets.token_urlsafe(24)
+    handle, port = server.start(
+        home, session.name, session.id, spec, venv, tool, packages, token, code_server
+    )
+    table.set_fields(store, session.id, pid=handle, port=port, token=token)
+    server.wait_ready(home, session.name, handle, port, token)
+
+
+def stop_server(home: GridHome, session: Session, grace: float = 10.0) -> None:
+    """Stop what serves the session: its processes, or its container (removed)."""
+    if session.backend == "docker":
+        from gridrun.sessions import container
+
+        container.remove(home.root, session.id, grace)
+    else:
+        server.stop(home, session.id, session.pid, grace)
 
 
 def wants_vscode(session: Session) -> bool:
@@ -142,7 +184,7 @@ def pause(store: Store, home: GridHome, name: str, reason: str = "") -> Session:
         pid=None,
         message=reason or None,
     )
-    server.stop(home, session.id, session.pid)
+    stop_server(home, session)
     return table.get_by_id(store, session.id)
 
 
@@ -160,7 +202,7 @@ def delete(store: Store, home: GridHome, name: str) -> None:
     from gridrun.datastores.mount import remove_env_layer
 
     session = table.get(store, name)
-    server.stop(home, session.id, session.pid, grace=5.0)
+    stop_server(home, session, grace=5.0)
     table.move(store, session.id, "session_delete", SessionStatus.DELETED, deleted_at=time.time())
     layout = server.Layout.of(home, name)
     for layer in (layout.layer, layout.shell_layer):

@@ -18,8 +18,8 @@ POLL = 15.0  # seconds between looks; --idle is minutes or hours in practice
 
 def main(argv: list[str]) -> int:
     from gridrun.home import GridHome
-    from gridrun.processes import ProcessRef
     from gridrun.sessions.lifecycle import idle_for, pause
+    from gridrun.sessions.reconcile import server_alive
     from gridrun.store import sessions as table
     from gridrun.store.db import Store
     from gridrun.store.models import SessionStatus
@@ -32,8 +32,7 @@ def main(argv: list[str]) -> int:
             session = table.find(store, name)
             if session is None or session.status != SessionStatus.RUNNING:
                 return 0
-            server = ProcessRef.parse(session.pid) if session.pid else None
-            if server is None or not server.alive():
+            if server_alive(home.root, session) is False:
                 return 0  # died on its own: `grid session list` records it as paused
             limit = session.idle_seconds or 0
             idle = idle_for(session)

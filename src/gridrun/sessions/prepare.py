@@ -22,7 +22,10 @@ from gridrun.home import GridHome
 from gridrun.specs import BuildRequest, RunSpec
 from gridrun.submission import Confirm, RunRequest, Warn
 
-BACKENDS = ("local",)
+# Where a session can run: this machine's processes, or a container of the run's image
+# (``sessions/container.py``). Ray and Slurm would need a server on a node and a
+# tunnel to it; they are refused at submission.
+BACKENDS = ("local", "docker")
 
 
 @dataclass
@@ -31,7 +34,7 @@ class SessionRequest:
 
     target: str | None = None  # a script or a folder; None: the current folder
     name: str | None = None
-    backend: str = "local"
+    backend: str | None = None  # None: local, or the backend of the run given --from
     from_ref: str | None = None  # a run or an experiment name
     cpus: float | None = None
     gpus: int | None = None
@@ -40,6 +43,7 @@ class SessionRequest:
     datastores: list[tuple[str, int | None, str | None]] = field(default_factory=list)
     idle_seconds: float | None = None
     vscode: bool = False  # VS Code in the browser too (code-server, ``vscode.py``)
+    base_image: str | None = None  # docker: the run image's base, as ``grid run --base_image``
 
 
 @dataclass
@@ -51,19 +55,28 @@ class Prepared:
     env_ref: str | None  # the run's environment, already built (--from)
     from_run: str | None
     from_workdir: Path | None  # an experiment's working directory to start from
+    backend: str = "local"
 
 
 def check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise UnsupportedError(
-            f"Sessions run on the local backend only; '{name}' cannot host one yet.",
-            hint="Pass --backend local (the default).",
+            f"Sessions run on the local and docker backends only; '{name}' cannot host one yet.",
+            hint="Pass --backend local (the default) or --backend docker.",
         )
 
 
 def prepare(req: SessionRequest, home: GridHome, warn: Warn, confirm: Confirm) -> Prepared:
     """Resolve the session's spec; build nothing, record nothing."""
-    check_backend(req.backend)
+    if req.backend is not None:
+        check_backend(req.backend)
+    if req.vscode and req.backend == "docker":
+        raise UnsupportedError(
+            "--vscode: VS Code runs in local sessions only, not yet in a container.",
+            hint="Leave out --vscode, or pass --backend local.",
+        )
+    if req.base_image and req.backend != "docker":
+        raise UsageError("--base_image names a Docker image: pass --backend docker with it.")
     if req.from_ref:
         if req.target:
             raise UsageError("Give either --from or a script or folder, not both.")
@@ -81,16 +94,17 @@ def prepare(req: SessionRequest, home: GridHome, warn: Warn, confirm: Confirm) -
         script=script,
         script_args=[],
         localdir=str(localdir),
-        backend=req.backend,
+        backend=req.backend or "local",
         cpus=req.cpus if req.cpus is not None or req.gpus else 1,
         gpus=req.gpus,
         memory=req.memory,
         instance_type=req.instance_type,
         datastores=list(req.datastores),
         ignore_warnings=True,
+        base_image=req.base_image,
     )
     sub = prepare_run(run_req, home, warn, confirm)
-    return Prepared(sub.spec, sub.env_key, None, None, None)
+    return Prepared(sub.spec, sub.env_key, None, None, None, run_req.backend)
 
 
 def _from_run(req: SessionRequest, home: GridHome) -> Prepared:
@@ -123,27 +137,39 @@ def _from_run(req: SessionRequest, home: GridHome) -> Prepared:
                     break
     finally:
         store.close()
-    if run.backend not in BACKENDS:
+    backend = req.backend or run.backend
+    if run.backend not in BACKENDS or backend != run.backend:
         raise UnsupportedError(
-            f"Run {run.name} ran on {run.backend}; sessions run on the local backend only."
+            f"Run {run.name} ran on {run.backend}; a session from it runs where it ran, "
+            "on the local or docker backend only.",
+            hint=f"Leave out --backend, or pass --backend {run.backend}."
+            if run.backend in BACKENDS
+            else None,
         )
+    if req.base_image:
+        raise UsageError("--base_image with --from: the run's image is used as it is.")
     spec = run.spec
     extra = [resolve(home, n, v, m) for n, v, m in req.datastores]
     if extra:
         spec = replace(spec, datastores=(*spec.datastores, *extra))
-    backend = get_backend(req.backend, home)
-    key = backend.environment_key(BuildRequest.for_run(run.name, spec, home.objects))
-    env_ref = run.env_ref if run.env_ref and Path(run.env_ref).is_dir() else None
-    return Prepared(spec, key, env_ref, run.name, workdir)
+    key = get_backend(backend, home).environment_key(
+        BuildRequest.for_run(run.name, spec, home.objects)
+    )
+    # A local run's environment is reused while its folder exists; an image is found
+    # (or rebuilt) by its tag when the session starts.
+    reusable = backend == "local" and run.env_ref and Path(run.env_ref).is_dir()
+    env_ref = run.env_ref if reusable else None
+    return Prepared(spec, key, env_ref, run.name, workdir, backend)
 
 
 def build_environment(home: GridHome, name: str, prepared: Prepared, log: Warn) -> str:
-    """The session's environment: the run's own, or built (or found cached) as a run's."""
+    """The session's environment: the run's own, or built (or found cached) as a run's:
+    a virtualenv's folder on local, the run's image tag on docker."""
     if prepared.env_ref:
         return prepared.env_ref
     from gridrun.backends import get_backend
 
-    backend = get_backend("local", home)
+    backend = get_backend(prepared.backend, home)
     return backend.build(BuildRequest.for_run(name, prepared.spec, home.objects), log)
 
 

@@ -124,6 +124,19 @@ def job_labels(job: Job, home_root: Path) -> dict[str, str]:
     }
 
 
+def datastore_mounts(datastores: list[Any]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Read-only binds of a job's (or a session's) datastores, and the variables that
+    name where each is inside the container."""
+    binds: dict[str, dict[str, str]] = {}
+    env: dict[str, str] = {}
+    for d in datastores:
+        inside = d.mount_dir if d.mount_dir.startswith("/") else f"{PROJECT_DIR}/{d.mount_dir}"
+        binds[str(Path(d.source).absolute())] = {"bind": inside, "mode": "ro"}
+        # The experiment finds each datastore as on every backend (gridrun.datastores).
+        env[env_var(d.name)] = inside
+    return binds, env
+
+
 def parse_timestamp(stamp: str) -> float | None:
     """Epoch seconds of the engine's RFC 3339 (nanosecond) log timestamps."""
     try:
@@ -277,12 +290,8 @@ class DockerBackend(Backend):
             ]
             # Inside the container the granted GPUs are numbered from 0.
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(ids) or job.gpus))
-        binds = {}
-        for d in job.datastores:
-            inside = d.mount_dir if d.mount_dir.startswith("/") else f"{PROJECT_DIR}/{d.mount_dir}"
-            binds[str(Path(d.source).absolute())] = {"bind": inside, "mode": "ro"}
-            # The experiment finds each datastore as on every backend (gridrun.datastores).
-            env[env_var(d.name)] = inside
+        binds, found = datastore_mounts(list(job.datastores))
+        env.update(found)
         if job.scratch_bytes:
             env["GRID_SCRATCH_DIR"] = job.scratch_path
         host_config = api.create_host_config(
