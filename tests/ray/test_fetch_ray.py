@@ -11,68 +11,34 @@ from typing import Any
 
 import pytest
 
+from enginefetch import (
+    fetch_a_dirty_checkout,
+    fetch_a_non_tip_commit,
+    make_dirty,
+    run_the_snapshot_when_unreachable,
+    served_clone,
+)
 from gitservers import git_daemon, make_repo
 
 pytestmark = pytest.mark.ray
 
 
 def test_a_node_fetches_a_non_tip_commit_from_the_repository(ray_grid: Any, tmp_path: Path) -> None:
-    served = tmp_path / "served"
-    _repo, (first, _second) = make_repo(served)
-    with git_daemon(served) as base:
-        url = f"{base}/repo"
-        ray_grid(
-            "run", "--backend", "ray", "--name", "fetched", "--repo", url, "--ref", first,
-            "src/train.py", "--lr", "0.1",
-        )  # fmt: skip
-        data = ray_grid.wait("fetched", timeout=600)
-    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
-    log = ray_grid("logs", "fetched-exp0").stdout
-    assert f"gridrun: fetched {url}@{first[:12]} on node " in log, log
-    assert "version one ['--lr', '0.1']" in log  # the first commit's script, not the tip's
+    _url, _first, log = fetch_a_non_tip_commit(ray_grid, "ray", tmp_path, 600)
     assert "unreachable" not in log
 
 
 def test_a_node_that_cannot_reach_the_repository_runs_the_uploaded_snapshot(
     ray_grid: Any, tmp_path: Path
 ) -> None:
-    served = tmp_path / "served"
-    _repo, (_first, second) = make_repo(served)
-    work = tmp_path / "clone"
-    with git_daemon(served) as base:
-        url = f"{base}/repo"
-        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
-    # The server has stopped: the checkout still records (url, commit), which its
-    # remote branch holds, but no node can fetch it.
-    ray_grid("run", "--backend", "ray", "--name", "fallback", "src/train.py", cwd=work)
-    data = ray_grid.wait("fallback", timeout=600)
-    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
-    assert data["repo"] == f"{url}@{second}", data
-    log = ray_grid("logs", "fallback-exp0").stdout
-    assert "gridrun: repository unreachable from node " in log, log
+    log = run_the_snapshot_when_unreachable(ray_grid, "ray", tmp_path, 600)
     assert ": using the uploaded snapshot (" in log
-    assert "version two" in log
 
 
 def test_a_dirty_checkout_is_fetched_with_its_diff_and_untracked_files(
     ray_grid: Any, tmp_path: Path
 ) -> None:
-    served = tmp_path / "served"
-    _repo, (_first, second) = make_repo(served)
-    work = tmp_path / "clone"
-    with git_daemon(served) as base:
-        url = f"{base}/repo"
-        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
-        (work / "src" / "train.py").write_text(
-            "print('uncommitted', open('src/data.txt').read())\n"
-        )
-        (work / "src" / "data.txt").write_text("untracked data")
-        ray_grid("run", "--backend", "ray", "--name", "dirty", "src/train.py", cwd=work)
-        data = ray_grid.wait("dirty", timeout=600)
-    assert [e["status"] for e in data["experiments"]] == ["succeeded"], data
-    log = ray_grid("logs", "dirty-exp0").stdout
-    assert f"gridrun: fetched {url}@{second[:12]} with its uncommitted changes on node " in log
-    assert "uncommitted untracked data" in log, log
+    fetch_a_dirty_checkout(ray_grid, "ray", tmp_path, 600)
 
 
 # ------------------------------------------------------- ray.nodes_fetch: always, never
@@ -130,11 +96,8 @@ def test_with_nodes_fetch_always_the_committed_files_are_not_shipped(
 def test_with_nodes_fetch_always_an_unreachable_repository_fails_in_one_line(
     ray_grid: Any, tmp_path: Path
 ) -> None:
-    served = tmp_path / "served"
-    make_repo(served)
-    work = tmp_path / "clone"
-    with git_daemon(served) as base:
-        subprocess.run(["git", "clone", "-q", f"{base}/repo", str(work)], check=True)
+    with served_clone(tmp_path) as (_url, work, _sha):
+        pass
     # The server has stopped; the setting comes from GRID_HOME/config.yaml this time.
     config = ray_grid.home / "config.yaml"
     config.write_text(config.read_text() + "ray:\n  nodes_fetch: always\n")
@@ -172,16 +135,8 @@ def test_with_nodes_fetch_never_nodes_run_the_uploaded_snapshot(
 def test_with_nodes_fetch_always_a_dirty_checkout_ships_only_its_untracked_files(
     ray_grid: Any, tmp_path: Path
 ) -> None:
-    served = tmp_path / "served"
-    _repo, (_first, second) = make_repo(served)
-    work = tmp_path / "clone"
-    with git_daemon(served) as base:
-        url = f"{base}/repo"
-        subprocess.run(["git", "clone", "-q", url, str(work)], check=True)
-        (work / "src" / "train.py").write_text(
-            "print('uncommitted', open('src/data.txt').read())\n"
-        )
-        (work / "src" / "data.txt").write_text("untracked data")
+    with served_clone(tmp_path) as (url, work, second):
+        make_dirty(work)
         ray_grid(
             "run", "--backend", "ray", "--ray_nodes_fetch", "always", "--name", "dirtyalways",
             "src/train.py", cwd=work,
