@@ -182,7 +182,15 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             # SIGTERM to the supervisor that `grid stop` did not send: a machine going
             # down, a node drain, or `grid preempt` rehearsing one.
             preempted = _preempt_reason(exp_dir) or "its supervisor got SIGTERM"
-        result = conclude(result, stop_requested=stop_requested, preempted=preempted)
+        # ``stopping``: the stop was sent to the script while it ran. One requested
+        # only after it had exited 0 on its own (a pruner judging its last step, a
+        # late `grid stop`) leaves it succeeded.
+        result = conclude(
+            result,
+            stop_requested=stop_requested,
+            stop_sent=stopping.is_set(),
+            preempted=preempted,
+        )
         result = wrap_up(
             backend,
             job,
