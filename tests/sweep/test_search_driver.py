@@ -157,3 +157,12 @@ def test_a_search_without_pruning_has_no_quick_passes(tmp_path: Path) -> None:
     force_experiment(store, exp.id, status=Status.RUNNING)
     driver.step()
     assert not driver.pruning
+
+
+def test_hyperband_is_the_pruner_whose_sampler_sees_every_trial(tmp_path: Path) -> None:
+    from gridrun.sweep.pruners import SharedHyperband
+
+    _store, driver = _search(tmp_path, prune="hyperband")
+    driver.step()
+    ((study, _journal),) = driver._studies.values()
+    assert isinstance(study.pruner, SharedHyperband)

@@ -104,7 +104,9 @@ def open_study(path: Path, run: Run) -> tuple[optuna.Study, SearchJournal]:
     if search.prune == "median":
         pruner = optuna.pruners.MedianPruner()
     elif search.prune == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner()
+        from gridrun.sweep.pruners import SharedHyperband
+
+        pruner = SharedHyperband()
     else:
         pruner = optuna.pruners.NopPruner()
     with warnings.catch_warnings():
