@@ -24,6 +24,10 @@ same trials; pruning saves at least 30 % of the experiment time with no loss in 
 best found; under 50 ms of overhead per trial.
 
     python benchmarks/bench_search.py [--seeds 5] [--trials 30] [--slots 4]
+        [--kinds random,bayesian,hyperband] [--no_overhead]
+
+``--kinds bayesian,hyperband --seeds 10`` measures what pruning costs in the best
+found alone, paired seed by seed (the same seed draws the same first points).
 """
 
 from __future__ import annotations
@@ -193,7 +197,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--slots", type=int, default=4, help="trials at once (capacity cpus)")
+    ap.add_argument(
+        "--kinds",
+        default="random,bayesian,hyperband",
+        help="the searches to run, comma-separated (bayesian,hyperband: pruning's cost alone)",
+    )
+    ap.add_argument("--no_overhead", action="store_true", help="skip the overhead measurement")
     args = ap.parse_args()
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = set(kinds) - {"random", "bayesian", "hyperband"}
+    if unknown or not kinds:
+        raise SystemExit(f"--kinds takes random, bayesian, hyperband; not {args.kinds!r}")
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-search-"))
     try:
         home = tmp / "home"
@@ -205,7 +219,7 @@ def main() -> None:
         project.mkdir()
         (project / "synth.py").write_text(SYNTH)
         grid = Grid(home, project)
-        results: dict[str, list[dict]] = {"random": [], "bayesian": [], "hyperband": []}
+        results: dict[str, list[dict]] = {k: [] for k in kinds}
         for seed in range(args.seeds):
             common = ["--num_trials", str(args.trials), "--seed", str(seed)]
             bayes = ["--strategy", "bayesian", *common, "--objective", "val_loss:min"]
@@ -216,6 +230,8 @@ def main() -> None:
                 "hyperband": [*bayes, "--prune", "hyperband", "synth.py", *SPACE_BAYES],
             }  # fmt: skip
             for kind, run_args in runs.items():
+                if kind not in results:
+                    continue
                 t0 = time.perf_counter()
                 r = run_search(grid, f"{kind}-{seed}", run_args)
                 results[kind].append(r)
@@ -233,18 +249,33 @@ def main() -> None:
             print(f"  {kind:9s}: median best val_loss {median:.4f} (mean {mean:.4f})")
         # Seed by seed, the same seed for both: a median of 5 best-of-30 values moves
         # with one lucky draw, the paired count shows how often it is more than that.
-        wins = sum(
-            b["best"] < r["best"]
-            for b, r in zip(results["bayesian"], results["random"], strict=True)
-        )
-        print(f"  bayesian found a better best than random search on {wins} of {args.seeds} seeds")
-        busy_b = sum(r["busy"] for r in results["bayesian"])
-        busy_h = sum(r["busy"] for r in results["hyperband"])
-        print(
-            f"  experiment time: bayesian {busy_b:.0f}s, with hyperband pruning {busy_h:.0f}s: "
-            f"{100 * (1 - busy_h / busy_b):.0f}% saved "
-            f"({sum(r['pruned'] for r in results['hyperband'])} trials pruned)"
-        )
+        if "bayesian" in results and "random" in results:
+            wins = sum(
+                b["best"] < r["best"]
+                for b, r in zip(results["bayesian"], results["random"], strict=True)
+            )
+            print(f"  bayesian found a better best than random search on {wins} of {args.seeds}"
+                  " seeds")  # fmt: skip
+        if "bayesian" in results and "hyperband" in results:
+            pairs = list(zip(results["bayesian"], results["hyperband"], strict=True))
+            # Paired, seed by seed: what pruning costs in the best found, apart from
+            # how lucky each seed's draws were.
+            diffs = [h["best"] - b["best"] for b, h in pairs]
+            worse = sum(d > 0 for d in diffs)
+            print(
+                f"  hyperband minus bayesian, same seed: median {statistics.median(diffs):+.4f}, "
+                f"mean {statistics.mean(diffs):+.4f}; worse on {worse} of {len(diffs)} seeds"
+            )
+            busy_b = sum(r["busy"] for r in results["bayesian"])
+            busy_h = sum(r["busy"] for r in results["hyperband"])
+            print(
+                f"  experiment time: bayesian {busy_b:.0f}s, with hyperband pruning "
+                f"{busy_h:.0f}s: {100 * (1 - busy_h / busy_b):.0f}% saved "
+                f"({sum(r['pruned'] for r in results['hyperband'])} trials pruned)"
+            )
+        print(f"  load average {os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
+        if args.no_overhead:
+            return
         load = os.getloadavg()[0]
         per_trial, bare = overhead(grid, args.trials)
         print(

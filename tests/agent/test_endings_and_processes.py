@@ -45,6 +45,21 @@ def test_conclude_adds_what_the_supervisor_knows() -> None:
     assert conclude(plain, stop_requested=False) == plain
 
 
+@pytest.mark.unit
+def test_a_stop_never_sent_leaves_an_exit_0_succeeded() -> None:
+    # Requested (a pruner judging the last step, a late `grid stop`) after the script
+    # had exited 0 on its own: it succeeded.
+    done = AttemptResult.exited(0)
+    assert conclude(done, stop_requested=True, stop_sent=False) == done
+    # Sent while it ran: an exit 0 is the script obeying the stop.
+    obeyed = conclude(done, stop_requested=True, stop_sent=True)
+    assert obeyed.reason == TerminationReason.STOPPED and obeyed.exit_code == 0
+    # Any other end is the stop's, sent or not (a requeue never follows a stop).
+    for other in (AttemptResult.exited(1), AttemptResult.exited(-15)):
+        ended = conclude(other, stop_requested=True, stop_sent=False)
+        assert ended.reason == TerminationReason.STOPPED
+
+
 def test_every_reason_has_an_ending() -> None:
     assert set(ENDINGS) == set(TerminationReason)
     for reason in TerminationReason:

@@ -81,6 +81,36 @@ def test_an_experiment_goes_through_its_life_by_named_moves_only(store: Store) -
     assert kinds[:6] == ["claim", "expire_claim", "claim", "start", "request_stop", "finish"]
 
 
+def _running(store: Store, n: int) -> list[int]:
+    run = _run(store, n)
+    store.mark_built(run.id, "/envs/k")
+    for e in run.experiments:
+        assert store.claim(e.id, f"t{e.id}", [])
+        assert store.start(e.id, f"t{e.id}", supervisor_pid=1, supervisor_started=1,
+                           gpu_ids=[], started_at=1.0)  # fmt: skip
+    return [e.id for e in run.experiments]
+
+
+def test_a_success_stands_against_a_stop_or_a_prune_requested_meanwhile(store: Store) -> None:
+    pruned, stopped, finished, user = _running(store, 4)
+    success = Decision(Status.SUCCEEDED, Ending.SUCCEEDED, None)
+    obeyed = Decision(Status.STOPPED, Ending.STOPPED, None)
+    assert store.request_prune(pruned, "val_loss 0.9 at step 3 worse than the median")
+    assert store.request_prune(finished, "val_loss 0.2 at step 12 worse than the median")
+    assert store.request_stop(stopped) and store.request_stop(user)
+    # Ended by the stop (its supervisor sent it): pruned with the reason, or stopped.
+    stop = AttemptResult.exited(-15).because(TerminationReason.STOPPED, "")
+    assert store.settle(pruned, obeyed, stop) == Status.PRUNED
+    assert store.get_experiment(pruned).prune_reason.startswith("val_loss 0.9")
+    assert store.settle(stopped, obeyed, stop) == Status.STOPPED
+    # Exited 0 on its own before the stop was sent (``endings.conclude`` said so).
+    assert store.settle(finished, success, AttemptResult.exited(0)) == Status.SUCCEEDED
+    assert store.settle(user, success, AttemptResult.exited(0)) == Status.SUCCEEDED
+    assert store.get_experiment(finished).prune_reason is None  # no reason for a success
+    (attempt,) = store.attempts(finished)
+    assert attempt.result.reason == TerminationReason.SUCCEEDED
+
+
 def test_a_failed_build_fails_only_what_still_builds(store: Store) -> None:
     run = _run(store, 2)
     assert store.stop_not_started(run.experiments[0].id, 1.0)

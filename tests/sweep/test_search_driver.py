@@ -121,3 +121,48 @@ def test_the_journal_reads_back_what_optuna_wrote_and_skips_a_torn_line(tmp_path
     ours = optuna.load_study(study_name="j", storage=JournalStorage(SearchJournal(path)))
     [t] = ours.trials
     assert (t.params, t.value, t.intermediate_values) == ({"x": 0.25}, 0.4, {1: 0.5})
+
+
+def test_the_quick_pass_reports_a_running_trials_new_values_and_only_that(
+    tmp_path: Path,
+) -> None:
+    store, driver = _search(tmp_path)
+    driver.report()  # nothing opened yet: nothing to do
+    assert not driver.pruning
+    driver.step()
+    exp = store.get_run("s").experiments[0]
+    assert not driver.pruning  # queued, not running: no quick passes
+    force_experiment(store, exp.id, status=Status.RUNNING)
+    driver.step()
+    assert driver.pruning
+    src = SourceState()
+    commit_batch(store, exp.id, "log", src, 1, {}, {"val_loss": [(1, 1.0, 0.9)]})
+    driver.report()
+    assert _study(tmp_path).trials[0].intermediate_values == {1: 0.9}
+    commit_batch(store, exp.id, "log", src, 2, {}, {"val_loss": [(2, 2.0, 0.8)]})
+    force_experiment(store, exp.id, status=Status.SUCCEEDED)
+    driver.report()  # ended: told by the next step, not here
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["RUNNING"]
+    assert trials[0].intermediate_values == {1: 0.9}
+    driver.step()
+    assert _study(tmp_path).trials[0].state.name == "COMPLETE"
+    assert not driver.pruning
+
+
+def test_a_search_without_pruning_has_no_quick_passes(tmp_path: Path) -> None:
+    store, driver = _search(tmp_path, prune="none")
+    driver.step()
+    exp = store.get_run("s").experiments[0]
+    force_experiment(store, exp.id, status=Status.RUNNING)
+    driver.step()
+    assert not driver.pruning
+
+
+def test_hyperband_is_the_pruner_whose_sampler_sees_every_trial(tmp_path: Path) -> None:
+    from gridrun.sweep.pruners import SharedHyperband
+
+    _store, driver = _search(tmp_path, prune="hyperband")
+    driver.step()
+    ((study, _journal),) = driver._studies.values()
+    assert isinstance(study.pruner, SharedHyperband)

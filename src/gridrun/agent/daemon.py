@@ -31,7 +31,7 @@ from gridrun.home import GridHome
 from gridrun.processes import ProcessRef, read_ref, write_ref
 from gridrun.store.db import Store
 from gridrun.store.models import Experiment, Run, Status
-from gridrun.sweep.search import SearchDriver
+from gridrun.sweep.search import SEARCH_POLL_SECONDS, SearchDriver
 
 log = logging.getLogger("gridrun.agent")
 POLL_SECONDS = 1.0
@@ -279,12 +279,37 @@ def _serve(agent: Agent, rfd: int) -> None:
                 return
         else:
             idle_since = None
-        ready, _, _ = select.select([rfd], [], [], POLL_SECONDS)
+        _wait(agent, rfd)
+
+
+def _wait(agent: Agent, rfd: int) -> None:
+    """Until the next pass: ``POLL_SECONDS``, or less when woken.
+
+    While a search prunes running trials, its quick pass (only their new values and
+    whether to prune them) runs every ``SEARCH_POLL_SECONDS`` meanwhile: a trial is
+    judged soon after each value, and not after the rest of the agent's work. Other
+    runs cost nothing more: without such a search this is one wait.
+    """
+    deadline = time.monotonic() + POLL_SECONDS
+    while not agent.exiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        pruning = agent.search.pruning
+        ready, _, _ = select.select(
+            [rfd], [], [], min(left, SEARCH_POLL_SECONDS) if pruning else left
+        )
         if ready:
             try:
                 os.read(rfd, 4096)
             except BlockingIOError:
                 pass
+            return
+        if pruning and time.monotonic() < deadline:
+            try:
+                agent.search.report()
+            except Exception:
+                log.exception("search report failed")
 
 
 def main(argv: list[str]) -> int:

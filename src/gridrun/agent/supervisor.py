@@ -157,7 +157,15 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
     from gridrun.metrics.ingest import LiveIngest, target_for
 
     metrics = target_for(home, job, run.spec, machine)
-    live = LiveIngest(home.db_path, metrics).start()
+    if run.spec.search is not None and run.spec.search.prune != "none":
+        # Its pruner judges each value as it comes (SearchDriver.report): read them as
+        # often, the files no more often than any experiment's.
+        from gridrun.sweep.search import SEARCH_POLL_SECONDS
+
+        every = max(1, round(1.0 / SEARCH_POLL_SECONDS))
+        live = LiveIngest(home.db_path, metrics, SEARCH_POLL_SECONDS, 3 * every).start()
+    else:
+        live = LiveIngest(home.db_path, metrics).start()
 
     started_at = time.time()
     with LogSink(job.log_path) as sink:
@@ -182,7 +190,15 @@ def supervise(home: GridHome, exp_id: int, token: str) -> int:
             # SIGTERM to the supervisor that `grid stop` did not send: a machine going
             # down, a node drain, or `grid preempt` rehearsing one.
             preempted = _preempt_reason(exp_dir) or "its supervisor got SIGTERM"
-        result = conclude(result, stop_requested=stop_requested, preempted=preempted)
+        # ``stopping``: the stop was sent to the script while it ran. One requested
+        # only after it had exited 0 on its own (a pruner judging its last step, a
+        # late `grid stop`) leaves it succeeded.
+        result = conclude(
+            result,
+            stop_requested=stop_requested,
+            stop_sent=stopping.is_set(),
+            preempted=preempted,
+        )
         result = wrap_up(
             backend,
             job,

@@ -320,7 +320,12 @@ class EngineWatcher:
             if result.state == PollState.GONE:
                 sink.write("stderr", f"gridrun: {result.detail}")
             preempted = None if exp.stop_requested else w.preempted
-            result = conclude(result, stop_requested=exp.stop_requested, preempted=preempted)
+            result = conclude(
+                result,
+                stop_requested=exp.stop_requested,
+                stop_sent=w.stop_sent,
+                preempted=preempted,
+            )
             result = wrap_up(
                 backend,
                 job,

@@ -538,9 +538,10 @@ class Store:
 
         One transaction, only from ``running`` (and only for ``attempt``, when given, so
         an old exit record never settles a newer attempt). A requeue loses to a stop
-        requested meanwhile: the experiment is then ``stopped``, never back in the
-        queue. ``result`` is kept in the attempt's row of ``attempts``. Returns the
-        status set, or None when another process settled it first.
+        requested meanwhile: the experiment is then ``stopped`` (``pruned`` when its
+        search asked), never back in the queue; only a success stands against it.
+        ``result`` is kept in the attempt's row of ``attempts``. Returns the status set,
+        or None when another process settled it first.
         """
         exit_code = result.exit_code
         finished_at = result.finished_at or time.time()
@@ -555,13 +556,20 @@ class Store:
                 return None
             if attempt is not None and row["restarts"] + row["retries"] != attempt:
                 return None
-            if row["stop_requested"] and row["prune_reason"]:
-                # Stopped by its search, not by a user: whatever the exit, it was pruned.
+            # A succeeded attempt stands: its supervisor found that the script exited 0
+            # on its own before the stop reached it (``endings.conclude``). Any other
+            # ending loses to a stop requested meanwhile.
+            stopped = row["stop_requested"] and decision.status != Status.SUCCEEDED
+            if stopped and row["prune_reason"]:
+                # Stopped by its search, not by a user: it was pruned.
                 decision = Decision(Status.PRUNED, Ending.STOPPED, row["prune_reason"])
                 result = result.because(TerminationReason.STOPPED, row["prune_reason"])
-            elif row["stop_requested"] and decision.status != Status.STOPPED:
+            elif stopped and decision.status != Status.STOPPED:
                 decision = Decision(Status.STOPPED, Ending.STOPPED, None)
                 result = result.because(TerminationReason.STOPPED, "")
+            elif row["prune_reason"] and not stopped:
+                # The prune came too late to stop it: no reason is shown for a success.
+                c.execute("UPDATE experiments SET prune_reason = NULL WHERE id = ?", (exp_id,))
             _close_attempt(c, exp_id, row["restarts"] + row["retries"], result, finished_at)
             name = "requeue" if decision.requeue else "finish"
             check(name, decision.status)

@@ -10,7 +10,10 @@ itself (the experiment's ``ending``), with its reason, and counted apart:
   the reason "preempted".
 - a **code failure**: a non-zero exit on the script's own. Retried, counted apart,
   only with ``--retries_on_failure N``.
-- a **stop**: a user's ``grid stop``. Always final, and it wins over a requeue.
+- a **stop**: a user's ``grid stop`` (or a search pruning a trial). Always final,
+  and it wins over a requeue; but not over an exit 0 the script reached before the
+  stop was sent to it: a script that finished on its own succeeded, whatever stop
+  was requested meanwhile.
 
 Why an attempt ended is a :class:`~gridrun.attempts.TerminationReason`; each reason
 has its ending (``gridrun.attempts.ENDINGS``), and each ending its rule below (final,
@@ -72,15 +75,23 @@ class Decision:
 
 
 def conclude(
-    result: AttemptResult, *, stop_requested: bool, preempted: str | None = None
+    result: AttemptResult,
+    *,
+    stop_requested: bool,
+    stop_sent: bool = True,
+    preempted: str | None = None,
 ) -> AttemptResult:
     """The final reason of an ended attempt, with what its supervisor knows besides.
 
     ``preempted`` is the reason when gridrun knows the attempt was preempted (its
     supervisor got SIGTERM): then even an exit 0 within the grace period is a
-    preemption, since the script only saved its state and left. A stop wins over all.
+    preemption, since the script only saved its state and left. A stop wins over all,
+    except an exit 0 when the stop was never sent to the script (``stop_sent``): it
+    was requested (``grid stop``, a search's pruner) after the script had finished on
+    its own, and the script's own success stands. Once sent, even an exit 0 is the
+    script obeying it (saving its state and leaving), so the attempt was stopped.
     """
-    if stop_requested:
+    if stop_requested and (stop_sent or result.reason != TerminationReason.SUCCEEDED):
         return result.because(TerminationReason.STOPPED, "")
     if preempted:
         return result.because(TerminationReason.SUPERVISOR_SIGNALLED, preempted)

@@ -10,7 +10,11 @@ each run whose search is open it
    TensorBoard, CSV), ``pruned``, or failed when there is no value;
 3. reports each running experiment's new values of the objective with their steps,
    and prunes it when the pruner says so: the store records why, and the supervisor
-   stops it gracefully, as ``grid stop`` does; it ends ``pruned``;
+   stops it gracefully, as ``grid stop`` does; it ends ``pruned`` (unless it had
+   already exited 0 on its own: then it succeeded). Between its passes the agent
+   calls :meth:`SearchDriver.report` for this alone, every
+   ``SEARCH_POLL_SECONDS``, and the supervisors of such trials read their metrics as
+   often, so a trial is judged within a fraction of a second of each value;
 4. asks for new trials while fewer than ``slots`` of the run's are queued or running
    and the run has trials left (``--num_trials``);
 5. closes the search once every trial was asked and told.
@@ -52,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridrun.agent")
 
 DEFAULT_TRIALS = 20  # a search is bounded even when --num_trials is left out
+# How often a pruning search's running trials are read and judged: by their
+# supervisors (metrics) and by the agent (SearchDriver.report), both only for them.
+SEARCH_POLL_SECONDS = 0.2
 PRUNERS = ("median", "hyperband", "none")
 
 
@@ -97,7 +104,9 @@ def open_study(path: Path, run: Run) -> tuple[optuna.Study, SearchJournal]:
     if search.prune == "median":
         pruner = optuna.pruners.MedianPruner()
     elif search.prune == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner()
+        from gridrun.sweep.pruners import SharedHyperband
+
+        pruner = SharedHyperband()
     else:
         pruner = optuna.pruners.NopPruner()
     with warnings.catch_warnings():
@@ -223,13 +232,48 @@ class SearchDriver:
         self.slots = slots  # how many of a run's trials may be queued or running at once
         self.stop = stop  # signals a running experiment's supervisor to stop it
         self._studies: dict[int, tuple[Any, SearchJournal]] = {}
+        self._pruning = False  # a search prunes trials that were running at the last step
+
+    @property
+    def pruning(self) -> bool:
+        """Whether a search prunes trials that were running at the last pass: then the
+        agent calls :meth:`report` between its passes (``gridrun.agent.daemon``)."""
+        return self._pruning
 
     def step(self) -> None:
+        self._pruning = False
         for run in self.store.open_searches():
             try:
                 self._step_run(run)
             except Exception:
                 log.exception("search of %s failed a step", run.name)
+
+    def report(self) -> None:
+        """Only the running trials' new values, and their pruning: the quick pass.
+
+        A trial printing an epoch every fraction of a second would otherwise be judged
+        one agent pass (a second or more, with all of the agent's other work in it)
+        after each value, and pruned epochs late. Nothing is asked or told here; a
+        trial that ended waits for the next :meth:`step`.
+        """
+        from optuna.trial import TrialState
+
+        if not self._pruning:
+            return
+        for run in self.store.open_searches():
+            search = run.spec.search
+            opened = self._studies.get(run.id)
+            if search is None or opened is None or search.prune == "none":
+                continue
+            study = opened[0]
+            try:
+                running = {e.index: e for e in run.experiments if e.status == Status.RUNNING}
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    exp = running.get(t.number)
+                    if exp is not None:
+                        self._report(study, search, t, exp)
+            except Exception:
+                log.exception("search of %s failed a report", run.name)
 
     def _step_run(self, run: Run) -> None:
         from optuna.trial import TrialState
@@ -263,6 +307,7 @@ class SearchDriver:
             elif exp.status.finished:
                 self._tell(study, search, t, exp)
             elif exp.status == Status.RUNNING and search.prune != "none":
+                self._pruning = True
                 self._report(study, search, t, exp)
         total = len(trials)
         wanted = run.spec.num_trials or DEFAULT_TRIALS
