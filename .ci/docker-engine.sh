@@ -12,6 +12,10 @@
 #
 #     eval "$(bash .ci/docker-engine.sh | tail -n 1)"
 #
+# When this run started the engine (rather than finding one answering), that line also
+# sets GRIDRUN_CI_DOCKER_STARTED to dockerd's pid, so the caller stops exactly the
+# engine it started (`scripts/test` does, on exit) and never one that was there before.
+#
 # Environment overrides: GRIDRUN_CI_DOCKER_DIR (socket, exec root, pidfile, log),
 # GRIDRUN_CI_DOCKER_DATA (data root), GRIDRUN_CI_CACHE (rootfs tarball cache),
 # GRIDRUN_CI_MIRROR (Debian mirror for debootstrap; default: the one apt uses here).
@@ -54,6 +58,8 @@ debian_mirror() {
     echo "${url:-http://deb.debian.org/debian}"
 }
 
+STARTED=""  # dockerd's pid when this run started it
+
 start_engine() {
     mkdir -p "$RUN_DIR" "$DATA_ROOT"
     if answers; then
@@ -73,9 +79,13 @@ start_engine() {
             --exec-root "$RUN_DIR/exec" \
             --pidfile "$pidfile" \
             >"$RUN_DIR/dockerd.log" 2>&1 </dev/null &
+        STARTED=pending
     fi
     for _ in $(seq 1 60); do
-        if answers; then return; fi
+        if answers; then
+            if [ "$STARTED" = pending ]; then STARTED=$(cat "$pidfile"); fi
+            return
+        fi
         sleep 1
     done
     log "dockerd did not answer within 60 s; last lines of its log:"
@@ -123,7 +133,11 @@ main() {
     install_tools
     start_engine
     import_base_image
-    echo "export DOCKER_HOST=$HOST"
+    if [ -n "$STARTED" ]; then
+        echo "export DOCKER_HOST=$HOST GRIDRUN_CI_DOCKER_STARTED=$STARTED"
+    else
+        echo "export DOCKER_HOST=$HOST"
+    fi
 }
 
 main "$@"
