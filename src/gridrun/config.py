@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ def _load_yaml(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _check_keys(data: dict[str, Any], valid: set[str], where: str) -> None:
+def check_keys(data: Mapping[str, Any], valid: set[str] | frozenset[str], where: str) -> None:
+    """Every key of a config section is known, or one line lists the valid ones."""
     unknown = sorted(set(data) - valid)
     if unknown:
         raise ConfigError(
@@ -116,7 +118,7 @@ def _include_secrets(data: dict[str, Any], path: Path) -> list[str]:
         return []
     if not isinstance(section, dict):
         raise ConfigError(f"'snapshot' in {path} must be a mapping.")
-    _check_keys(section, SNAPSHOT_KEYS, f"{path} snapshot")
+    check_keys(section, SNAPSHOT_KEYS, f"{path} snapshot")
     paths = section.get("include_secrets") or []
     if isinstance(paths, str):
         paths = [paths]
@@ -157,12 +159,12 @@ def load_machine_config(path: Path) -> MachineConfig:
 
 def _parse_machine_config(path: Path) -> MachineConfig:
     data = _load_yaml(path, "Config file")
-    _check_keys(data, MACHINE_KEYS, str(path))
+    check_keys(data, MACHINE_KEYS, str(path))
     cfg = MachineConfig()
     cap = data.get("capacity") or {}
     if not isinstance(cap, dict):
         raise ConfigError(f"'capacity' in {path} must be a mapping.")
-    _check_keys(cap, CAPACITY_KEYS, f"{path} capacity")
+    check_keys(cap, CAPACITY_KEYS, f"{path} capacity")
     try:
         if "cpus" in cap:
             cfg.cpus = float(cap["cpus"])
@@ -253,11 +255,11 @@ class RunConfig:
 
 def load_run_config(path: Path) -> RunConfig:
     data = _load_yaml(path, "Config file")
-    _check_keys(data, TOP_KEYS, str(path))
+    check_keys(data, TOP_KEYS, str(path))
     compute = data.get("compute") or {}
     if not isinstance(compute, dict):
         raise ConfigError(f"'compute' in {path} must be a mapping.")
-    _check_keys(compute, COMPUTE_KEYS, f"{path} compute")
+    check_keys(compute, COMPUTE_KEYS, f"{path} compute")
     notes = []
     if compute.get("provider"):
         notes.append(
@@ -267,7 +269,7 @@ def load_run_config(path: Path) -> RunConfig:
     train = compute.get("train") or {}
     if not isinstance(train, dict):
         raise ConfigError(f"'compute.train' in {path} must be a mapping.")
-    _check_keys(train, TRAIN_KEYS, f"{path} compute.train")
+    check_keys(train, TRAIN_KEYS, f"{path} compute.train")
     for key, why in REFUSED_TRAIN_KEYS.items():
         if train.get(key) not in (None, "", [], {}):
             raise ConfigError(f"compute.train.{key} in {path} is not supported: {why}.")

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridrun.config import check_keys
 from gridrun.errors import ConfigError, UsageError
 
 KEYS = {"address", "resources", "shared_paths", "nodes_fetch"}
@@ -53,12 +54,7 @@ def parse_section(raw: Any, where: str = "GRID_HOME/config.yaml") -> RaySettings
         return RaySettings()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"'ray' in {where} must be a mapping.")
-    unknown = sorted(set(raw) - KEYS)
-    if unknown:
-        raise ConfigError(
-            f"Unknown key(s) {', '.join(unknown)} in {where} ray.",
-            hint=f"Valid keys: {', '.join(sorted(KEYS))}.",
-        )
+    check_keys(raw, KEYS, f"{where} ray")
     resources = raw.get("resources") or {}
     if not isinstance(resources, Mapping) or not all(
         isinstance(v, int | float) and v > 0 for v in resources.values()

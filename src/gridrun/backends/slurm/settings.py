@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridrun.config import check_keys
 from gridrun.errors import ConfigError, UsageError
 
 KEYS = {"conf", "partition", "time", "account", "extra", "repo_cache"}
@@ -56,12 +57,7 @@ def parse_section(raw: Any, where: str = "GRID_HOME/config.yaml") -> SlurmSettin
         return SlurmSettings()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"'slurm' in {where} must be a mapping.")
-    unknown = sorted(set(raw) - KEYS)
-    if unknown:
-        raise ConfigError(
-            f"Unknown key(s) {', '.join(unknown)} in {where} slurm.",
-            hint=f"Valid keys: {', '.join(sorted(KEYS))}.",
-        )
+    check_keys(raw, KEYS, f"{where} slurm")
     extra = raw.get("extra") or []
     if isinstance(extra, str) or not all(isinstance(x, str) for x in extra):
         raise ConfigError(f"'slurm.extra' in {where} must be a list of sbatch arguments.")
