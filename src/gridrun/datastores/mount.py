@@ -56,12 +56,18 @@ _probed: str | None = None  # this process's probe, made once
 def isolation_mode() -> str:
     """``root``, ``user`` (a private mount namespace works) or ``none``."""
     global _probed
-    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
-    if forced in MODES:
+    forced = _forced_mode()
+    if forced is not None:
         return forced
     if _probed is None:
         _probed = _probe()
     return _probed
+
+
+def _forced_mode() -> str | None:
+    """``GRIDRUN_DATASTORE_ISOLATION``, when it names a mode."""
+    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
+    return forced if forced in MODES else None
 
 
 def _probe() -> str:
@@ -96,8 +102,8 @@ def node_isolation_mode(folder: Path) -> str:
     whoever writes the record decides how experiments are confined.
     """
     global _probed
-    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
-    if forced in MODES:
+    forced = _forced_mode()
+    if forced is not None:
         return forced
     key = {
         "node": os.uname().nodename,
