@@ -47,6 +47,16 @@ def vscode_url(session: Any, with_token: bool = False) -> str | None:
     return session_url(session, with_token, page=f"{PATH_PREFIX}/")
 
 
+def print_urls(session: Any) -> None:
+    """Where a running session answers, with its token: JupyterLab, and VS Code if asked."""
+    from gridrun.cli.output import console
+
+    lab = session_url(session, with_token=True)
+    console.print(f"JupyterLab: {lab}", markup=False, soft_wrap=True)
+    if vscode := vscode_url(session, with_token=True):
+        console.print(f"VS Code: {vscode}", markup=False, soft_wrap=True)
+
+
 def instance_type(session: Any) -> str:
     chosen = (session.spec.get("session") or {}).get("instance_type")
     if chosen:
@@ -245,9 +255,7 @@ def create(ctx: click.Context, target: str | None, **opts: Any) -> None:
         emit_json({**session_json(s), **urls})
         return
     console.print(f"Session {s.name} is running ({time.monotonic() - started:.1f}s).", markup=False)
-    console.print(f"JupyterLab: {session_url(s, with_token=True)}", markup=False, soft_wrap=True)
-    if vscode := vscode_url(s, with_token=True):
-        console.print(f"VS Code: {vscode}", markup=False, soft_wrap=True)
+    print_urls(s)
     console.print(f"Shell: grid session ssh {s.name}", markup=False)
 
 
@@ -289,9 +297,7 @@ def resume(ctx: click.Context, name: str) -> None:
 
     s = resume_session(open_store(ctx), home_of(ctx), name, log)
     console.print(f"Session {s.name} is {s.status.value}.", markup=False)
-    console.print(f"JupyterLab: {session_url(s, with_token=True)}", markup=False, soft_wrap=True)
-    if vscode := vscode_url(s, with_token=True):
-        console.print(f"VS Code: {vscode}", markup=False, soft_wrap=True)
+    print_urls(s)
 
 
 @session.command(short_help="Stop a session and remove its working copy.")
