@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from uihelpers import Dashboard
 
+from gridrun.processes import marked_processes
 from gridrun.sessions.vscode import BUILD_PACKAGES
 
 pytestmark = pytest.mark.slow
@@ -80,14 +81,13 @@ def test_vscode_opens_through_the_dashboard(
 
     # code-server is the session's: confined with it, and gone when it pauses.
     servers = [
-        p for p in Path("/proc").iterdir()
-        if p.name.isdigit() and b"code-server" in _read(p / "cmdline")
-        and f"GRID_HOME={grid.home}".encode() in _read(p / "environ")
+        ref for ref in marked_processes({"GRID_HOME": str(grid.home)})
+        if b"code-server" in _read(Path(f"/proc/{ref.pid}/cmdline"))
     ]  # fmt: skip
     assert servers, "no code-server process of this session"
-    assert os.readlink(servers[0] / "ns" / "mnt") != os.readlink("/proc/self/ns/mnt")
+    assert os.readlink(f"/proc/{servers[0].pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
     grid("session", "pause", "code")
-    assert not any(b"code-server" in _read(p / "cmdline") for p in servers)
+    assert not any(ref.alive() for ref in servers)
     grid("session", "delete", "code")
 
 
