@@ -35,13 +35,34 @@ def _free(port: int) -> bool:
             return False
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel starts picking source ports for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def port_block(count: int, every: int = 1) -> int:
+    """A base port with ``count`` ports after it free (the first two, the last and
+    every ``every``-th one checked).
+
+    Below the ephemeral range: a port found free there can be taken a moment later as
+    the source port of any outgoing connection on the machine (a slurmd failed to bind
+    one that way), while no connection is ever given a port below it.
+    """
+    high = _ephemeral_low() - count
+    for _ in range(200):
+        base = random.randrange(20000, high)
+        checked = {*range(0, count, every), min(1, count - 1), count - 1}
+        if all(_free(base + i) for i in checked):
+            return base
+    raise RuntimeError("no free block of ports below the ephemeral range")
+
+
 def _port_block() -> int:
     """A base port with ``PORTS_PER_NODE`` free ports after it."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - PORTS_PER_NODE)
-        if all(_free(base + i) for i in range(0, PORTS_PER_NODE, 7)) and _free(base + 1):
-            return base
-    raise RuntimeError("no free block of ports")
+    return port_block(PORTS_PER_NODE, every=7)
 
 
 def _node_ports(base: int) -> list[str]:

@@ -14,7 +14,6 @@ Stopping the cluster ends exactly the daemons it started (never a machine-wide
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raycluster import _free  # a port nothing listens on, as the Ray clusters pick theirs
+from raycluster import port_block  # private ports, as the Ray clusters pick theirs
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -44,14 +43,6 @@ def ensure_installed() -> None:
 
 def _sbin(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
-
-
-def _port_block(count: int) -> int:
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - count)
-        if all(_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 @dataclass
@@ -171,7 +162,7 @@ class LocalSlurmCluster:
 
     def start(self, timeout: float = 60.0) -> LocalSlurmCluster:
         ensure_installed()
-        self.base_port = _port_block(self.nodes + 1)
+        self.base_port = port_block(self.nodes + 1)
         key = self._write_munge_key()
         self._write_conf()
         m = self.root / "munge"
