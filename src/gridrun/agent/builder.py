@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gridrun.backends import get_backend
-from gridrun.backends.base import BuildRequest
 from gridrun.errors import GridError
 from gridrun.fsutil import atomic_write_json
 from gridrun.home import GridHome
 from gridrun.logs import LogSink
 from gridrun.store.db import Store
 from gridrun.store.models import Run, Status
+
+if TYPE_CHECKING:  # the backends are imported where a build needs them: `grid status`
+    from gridrun.backends.base import BuildRequest  # reads build warnings from here
 
 
 def build_log_path(home: GridHome, run_name: str) -> Path:
@@ -38,6 +40,8 @@ def load_build_warnings(home: GridHome, run_name: str) -> list[str]:
 
 
 def build_request(home: GridHome, run: Run) -> BuildRequest:
+    from gridrun.backends.base import BuildRequest
+
     return BuildRequest.for_run(run.name, run.spec, home.objects)
 
 
@@ -62,6 +66,8 @@ def build_run(home: GridHome, run_id: int) -> None:
 
             started = time.monotonic()
             try:
+                from gridrun.backends import get_backend
+
                 backend = get_backend(run.backend, home)
                 env_ref = backend.build(build_request(home, run), log)
             except GridError as exc:

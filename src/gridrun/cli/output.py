@@ -8,8 +8,6 @@ small terminals (``grid status``) checks with :func:`fits` before choosing one.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from gridrun.cli.jsonout import emit_json as emit_json  # one way to print JSON: re-exported
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -119,10 +119,6 @@ def table(
 def status_text(status: str) -> str:
     style = STATUS_STYLE.get(status)
     return f"[{style}]{status}[/{style}]" if style else status
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def duration(seconds: float | None) -> str:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import RenderableType
-from rich.table import Table
 
 from gridrun.cli.common import find_target, global_option, home_of, open_store, output_of
 from gridrun.home import GridHome
 from gridrun.store.models import Experiment, Run, Status
+
+if TYPE_CHECKING:  # `grid -o json status` imports no rich (gridrun.cli.jsonout)
+    from rich.console import RenderableType
+    from rich.table import Table
 
 
 def node_of(exp: Experiment) -> str | None:
@@ -391,7 +393,7 @@ def status(
     ctx: click.Context, name: str | None, limit: int | None, show_all: bool, global_: bool
 ) -> None:
     """Show active runs; with NAME, the experiments of that run (or one experiment)."""
-    from gridrun.cli.output import console, emit_json
+    from gridrun.cli.jsonout import emit_json
 
     store = open_store(ctx, read_only=True)
     as_json = output_of(ctx) == "json"
@@ -406,6 +408,8 @@ def status(
             data["search"] = search_json(run, store)
             emit_json(data)
             return
+        from gridrun.cli.output import console
+
         shown = exps if show_all else page_of(exps, limit or DEFAULT_LIMIT)
         console.print(experiments_table(run, shown, console.width), soft_wrap=False)
         if len(shown) < len(exps):
@@ -428,6 +432,8 @@ def status(
     if as_json:
         emit_json([run_json(r) for r in active])
         return
+    from gridrun.cli.output import console
+
     console.print(runs_table(active, console.width))
     inactive = len(runs) - len(active)
     console.print(
