@@ -247,25 +247,29 @@ def test_non_root_user_namespace(tmp_path: Path) -> None:
 def test_node_isolation_mode_probes_once_per_node_and_boot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Slurm task reads the node's record instead of starting a probe of its own; a
-    record of another boot (or user, or Python) is probed again and replaced."""
-    import json
-
-    from gridrun.datastores import mount
+    """A Slurm task reads the node's record instead of starting a probe of its own (the
+    runner reads it with nsexec alone); a record of another boot (or user, or Python)
+    is probed again and replaced."""
+    from gridrun.datastores import mount, nsexec
 
     monkeypatch.delenv("GRIDRUN_DATASTORE_ISOLATION", raising=False)
     monkeypatch.setattr(mount, "_probed", None)
     probed = mount.node_isolation_mode(tmp_path)
-    record = tmp_path / f"isolation-{os.uname().nodename}.json"
-    kept = json.loads(record.read_text())
-    assert kept["mode"] == probed and kept["key"]["uid"] == os.geteuid()
+    record = tmp_path / f"isolation-{os.uname().nodename}"
+    kept = record.read_text()
+    mode, node, boot, uid, python, end = kept.split("\n")
+    assert (mode, node, uid, python, end) == (probed, os.uname().nodename, str(os.geteuid()),
+                                              sys.executable, "")  # fmt: skip
+    assert boot and nsexec.read_node_mode(str(tmp_path)) == probed
     # The record decides: a mode no probe here would find proves it was read.
     other = "none" if probed != "none" else "user"
-    record.write_text(json.dumps({"key": kept["key"], "mode": other}))
+    record.write_text(kept.replace(probed, other, 1))
     monkeypatch.setattr(mount, "_probed", None)
     assert mount.node_isolation_mode(tmp_path) == other
+    assert nsexec.read_node_mode(str(tmp_path)) == other
     # Another boot's record is stale: probed again, and rewritten.
-    record.write_text(json.dumps({"key": {**kept["key"], "boot": "earlier"}, "mode": other}))
+    record.write_text(kept.replace(probed, other, 1).replace(boot, "earlier"))
+    assert nsexec.read_node_mode(str(tmp_path)) is None
     monkeypatch.setattr(mount, "_probed", None)
     assert mount.node_isolation_mode(tmp_path) == probed
-    assert json.loads(record.read_text()) == kept
+    assert record.read_text() == kept

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from gridrun.datastores.names import env_var
 from gridrun.errors import DatastoreError
-from gridrun.fsutil import atomic_write_json
+from gridrun.fsutil import atomic_write_text
 from gridrun.specs import DatastoreMount
 
 NSEXEC = Path(__file__).with_name("nsexec.py")
@@ -95,43 +94,28 @@ def node_isolation_mode(folder: Path) -> str:
     """:func:`isolation_mode`, probed once per node and boot, remembered in ``folder``.
 
     For processes that each run one experiment and then exit (a Slurm task): the probe
-    starts a Python of its own, a sixth of such a task's CPU time. The record is keyed
-    by the node's name, its boot, the user and the Python, so a node rebooted into
-    another kernel, or a cluster that shares ``folder`` between nodes, probes again.
-    ``folder`` must be private to its owner (GRID_HOME is; experiments never see it):
-    whoever writes the record decides how experiments are confined.
+    starts a Python of its own, more CPU than the rest of such a task. The record
+    (``nsexec.node_record``) is keyed by the node's name, its boot, the user and the
+    Python. ``folder`` must be private to its owner (GRID_HOME is; experiments never
+    see it): whoever writes the record decides how experiments are confined.
     """
+    from gridrun.datastores import nsexec
+
     global _probed
     forced = _forced_mode()
     if forced is not None:
         return forced
-    key = {
-        "node": os.uname().nodename,
-        "boot": _boot_id(),
-        "uid": os.geteuid(),
-        "python": sys.executable,
-    }
-    record = folder / f"isolation-{key['node']}.json"
-    try:
-        known = json.loads(record.read_text())
-        if isinstance(known, dict) and known.get("key") == key and known.get("mode") in MODES:
-            _probed = str(known["mode"])
-            return _probed
-    except (OSError, ValueError):
-        pass
+    known = nsexec.read_node_mode(str(folder))
+    if known is not None:
+        _probed = known
+        return known
     mode = isolation_mode()
-    if key["boot"]:  # without a boot id, a record could outlive a change: probe each time
+    path, key = nsexec.node_record(str(folder))
+    if key.split("\n")[1]:  # without a boot id, a record could outlive a change
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write_json(record, {"key": key, "mode": mode}, fsync=False)
+            atomic_write_text(Path(path), f"{mode}\n{key}\n", fsync=False)
     return mode
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _make_dir(path: Path) -> bool:
@@ -193,6 +177,30 @@ def local_confinement(
     """
     from gridrun.datastores import nsexec
 
+    args, env = confinement_args(
+        argv, mounts, workdir, mode=mode, hide=hide, keep_ro=keep_ro, keep_rw=keep_rw,
+        env_layer=env_layer, pidns=pidns, scratch=scratch,
+    )  # fmt: skip
+    if args is None:
+        return None, env
+    return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv])), env
+
+
+def confinement_args(
+    argv: list[str],
+    mounts: list[DatastoreMount],
+    workdir: Path,
+    *,
+    mode: str | None = None,
+    hide: Path | None = None,
+    keep_ro: list[Path] | None = None,
+    keep_rw: list[Path] | None = None,
+    env_layer: tuple[Path, Path] | None = None,
+    pidns: bool = False,
+    scratch: tuple[str, int] | None = None,
+) -> tuple[list[str] | None, dict[str, str]]:
+    """``nsexec``'s options for :func:`local_confinement` (``--mode`` first; None:
+    nothing to confine) and the variables the experiment gets with them."""
     args, env = _plan(argv, mounts, workdir, mode, hide, keep_ro, keep_rw, env_layer)
     if args is None:
         return None, env
@@ -201,7 +209,7 @@ def local_confinement(
     if scratch is not None:  # a size-capped tmpfs at that path (Grid's scratch space)
         args += ["--scratch", scratch[0], str(scratch[1])]
         env["GRID_SCRATCH_DIR"] = scratch[0]
-    return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv])), env
+    return args, env
 
 
 def _plan(

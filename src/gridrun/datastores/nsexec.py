@@ -69,8 +69,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import signal
 import sys
+
+# The signal module without its enums: ``signal`` imports ``enum`` (and ``typing``
+# would import ``re``), a third of the start of the interpreters this module runs in.
+TYPE_CHECKING = False  # mypy takes any TYPE_CHECKING for true
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -259,6 +266,37 @@ def become_init() -> str | None:
         refused = str(exc)
     drop_privileges()
     return refused
+
+
+def node_record(folder: str) -> tuple[str, str]:
+    """Where a node's probed isolation mode is kept, and what it is kept for.
+
+    The key is the node's name, its boot, the user and the Python (one a line), so a
+    node rebooted into another kernel, or a cluster that shares ``folder`` between
+    nodes, probes again. Plain lines, not JSON: the Slurm runner reads it in an
+    interpreter that imports as little as it can.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+    except OSError:
+        boot = ""
+    node = os.uname().nodename
+    key = "\n".join([node, boot, str(os.geteuid()), sys.executable])
+    return os.path.join(folder, f"isolation-{node}"), key
+
+
+def read_node_mode(folder: str) -> str | None:
+    """The mode recorded for this node, boot, user and Python (:func:`node_record`)."""
+    path, key = node_record(folder)
+    try:
+        with open(path) as fh:
+            mode, _, recorded = fh.read().partition("\n")
+    except OSError:
+        return None
+    if recorded != key + "\n" or not key.split("\n")[1] or mode not in ("root", "user", "none"):
+        return None  # another boot, user or Python's; or a boot that cannot be told
+    return mode
 
 
 def probe(mode: str, folder: str) -> int:

@@ -19,6 +19,7 @@ in the working directory it left). The witness costs each start an interpreter
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,61 +150,14 @@ class LocalBackend(Backend):
 
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
-        from gridrun.datastores import local_confinement
-        from gridrun.runenv import THREAD_VARS, local_environment
+        working_copy(job, sink, lambda: self._materialize(job, sink))
+        spec = launch_spec(self.home.root, job)
+        confine = None
+        if spec.confine is not None:
+            from gridrun.datastores import nsexec
 
-        if resume_workdir(job):
-            sink.write(
-                "stderr",
-                f"gridrun: restart {job.restart_count}, in the same working directory",
-            )
-        else:
-            if job.workdir.exists():
-                shutil.rmtree(job.workdir)
-            self._materialize(job, sink)
-        # A Julia script has no virtualenv: the shell's PATH finds its julia.
-        venv = None if job.env_ref == NO_PYTHON_ENV else Path(job.env_ref)
-        home = self.home.root
-        # The submitting shell's environment, never the agent's (gridrun.runenv).
-        env = local_environment(home, job.run_name)
-        for var in ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__"):
-            env.pop(var, None)
-        # gridrun's own variables win, but thread caps the shell chose are kept.
-        env.update({k: v for k, v in job.env.items() if not (k in THREAD_VARS and k in env)})
-        # GPU visibility is this backend's business: the ids the agent granted, and
-        # without GPUs an empty value, which hides every device (CUDA's documented rule).
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpu_ids)
-        if venv is not None:
-            env["VIRTUAL_ENV"] = str(venv)
-            env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        # What experiment_processes() finds the experiment's processes by, should its
-        # supervisor die: every descendant inherits it, whatever session it starts.
-        env["GRID_HOME"] = str(home)
-        env["GRID_EXPERIMENT_ID"] = str(job.experiment_id)
-        python = str(venv / "bin" / "python") if venv is not None else "python"
-        argv = [*script_command(job.script, python), *job.args]
-        # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
-        # remounting is impossible, when a private namespace can be made (nsexec.py):
-        # set up in the forked child before it execs the script, not by a wrapper.
-        confine, extra = local_confinement(
-            # The cached environment is shared by runs with the same key: each run gets
-            # a writable layer over it, so its `pip install` reaches only itself.
-            argv,
-            job.datastores,
-            job.workdir,
-            hide=home,
-            env_layer=(venv, job.exp_dir / ENV_LAYER) if venv is not None else None,
-            # A PID namespace of its own, with its own /proc: no experiment reaches
-            # another's working copy through /proc/PID/cwd (the witness forks its init).
-            pidns=True,
-            scratch=(job.scratch_path, job.scratch_bytes) if job.scratch_bytes else None,
-        )
-        if job.scratch_bytes and confine is None:
-            raise UsageError(
-                "--scratch_size needs a private mount namespace, which cannot be made here.",
-                hint="Run without --scratch_size, or with --backend docker.",
-            )
-        env.update(extra)
+            plan = nsexec.Plan([*spec.confine, "--", *spec.argv])
+            confine = functools.partial(nsexec.child_setup, plan)
         # Descendants that outlive their parents come back to the supervisor (this
         # process), so none escapes, not even one that starts its own session.
         become_subreaper()
@@ -221,10 +176,10 @@ class LocalBackend(Backend):
                     str(os.getpid()),
                     *(["--init"] if confine is not None else []),
                     "--",
-                    *argv,
+                    *spec.argv,
                 ],
                 cwd=job.workdir,
-                env=env,
+                env=spec.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -311,8 +266,7 @@ class LocalBackend(Backend):
         return experiment_descendants(self.home.root, job.experiment_id)
 
     def _materialize(self, job: Job, sink: LogSink) -> None:
-        """The experiment's working copy, from the run's snapshot. A Slurm task takes
-        it from the run's repository where its node can (backends/slurm/task.py)."""
+        """The experiment's working copy, from the run's snapshot."""
         from gridrun.project import materialize
 
         materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
@@ -330,6 +284,73 @@ class LocalBackend(Backend):
         shutil.rmtree(job.workdir, ignore_errors=True)
         if not job.resume_dir.is_dir():  # a parked working copy keeps its layer
             remove_env_layer(job.exp_dir / ENV_LAYER)
+
+
+@dataclass
+class LaunchSpec:
+    """How an experiment starts where GRID_HOME is at hand (here, or a Slurm node).
+
+    ``confine``: ``nsexec``'s options (``--mode`` first), None when it runs unconfined.
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    confine: list[str] | None
+
+
+def launch_spec(home: Path, job: Job, *, mode: str | None = None) -> LaunchSpec:
+    """The command, environment and confinement of ``job``'s experiment.
+
+    ``mode``: the isolation mode (default: probed here). Datastores' mount points are
+    made in the working copy, which must exist already.
+    """
+    from gridrun.datastores.mount import confinement_args
+    from gridrun.runenv import THREAD_VARS, local_environment
+
+    # A Julia script has no virtualenv: the shell's PATH finds its julia.
+    venv = None if job.env_ref == NO_PYTHON_ENV else Path(job.env_ref)
+    # The submitting shell's environment, never the agent's (gridrun.runenv).
+    env = local_environment(home, job.run_name)
+    for var in ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__"):
+        env.pop(var, None)
+    # gridrun's own variables win, but thread caps the shell chose are kept.
+    env.update({k: v for k, v in job.env.items() if not (k in THREAD_VARS and k in env)})
+    # GPU visibility is this backend's business: the ids the agent granted, and
+    # without GPUs an empty value, which hides every device (CUDA's documented rule).
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpu_ids)
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # What experiment_processes() finds the experiment's processes by, should its
+    # supervisor die: every descendant inherits it, whatever session it starts.
+    env["GRID_HOME"] = str(home)
+    env["GRID_EXPERIMENT_ID"] = str(job.experiment_id)
+    python = str(venv / "bin" / "python") if venv is not None else "python"
+    argv = [*script_command(job.script, python), *job.args]
+    # Every experiment, with datastores or not, runs where GRID_HOME is hidden and
+    # remounting is impossible, when a private namespace can be made (nsexec.py):
+    # set up in the forked child before it execs the script, not by a wrapper.
+    confine, extra = confinement_args(
+        argv,
+        job.datastores,
+        job.workdir,
+        mode=mode,
+        hide=home,
+        # The cached environment is shared by runs with the same key: each run gets
+        # a writable layer over it, so its `pip install` reaches only itself.
+        env_layer=(venv, job.exp_dir / ENV_LAYER) if venv is not None else None,
+        # A PID namespace of its own, with its own /proc: no experiment reaches
+        # another's working copy through /proc/PID/cwd (the witness forks its init).
+        pidns=True,
+        scratch=(job.scratch_path, job.scratch_bytes) if job.scratch_bytes else None,
+    )
+    if job.scratch_bytes and confine is None:
+        raise UsageError(
+            "--scratch_size needs a private mount namespace, which cannot be made here.",
+            hint="Run without --scratch_size, or with --backend docker.",
+        )
+    env.update(extra)
+    return LaunchSpec(argv, env, confine)
 
 
 WITNESS_GRACE = 5.0  # seconds a witness has to end the experiment and write its record
@@ -355,6 +376,17 @@ def read_witness(job: Job, handle: str) -> dict | None:
     if not isinstance(record, dict) or record.get("witness") != handle:
         return None  # an earlier attempt's
     return record
+
+
+def working_copy(job: Job, sink: LogSink, make: Callable[[], None]) -> None:
+    """The attempt's working directory: the one an earlier attempt left (a restart),
+    else a fresh one, which ``make`` writes."""
+    if resume_workdir(job):
+        sink.write("stderr", f"gridrun: restart {job.restart_count}, in the same working directory")
+        return
+    if job.workdir.exists():
+        shutil.rmtree(job.workdir)
+    make()
 
 
 def resume_workdir(job: Job) -> bool:

@@ -31,16 +31,25 @@ child, reaps what is orphaned in the namespace, and when the command ends, ends 
 rest (SIGTERM, SIGKILL after :data:`LEFTOVER_GRACE`; the kernel kills whatever is left
 when an init exits). It sends the command's raw wait status to the witness over a pipe,
 so a signal death is recorded as itself (an init cannot die of its own signals).
-Usage: ``witness.py RECORD_FD SUPERVISOR_PID [--init] -- COMMAND...``.
+Usage: ``witness.py RECORD_FD SUPERVISOR_PID [--init] -- COMMAND...``; a RECORD_FD of -1
+writes no record: the Slurm runner (``backends/slurm/runner.py``) calls :func:`main` in a
+child it forked, and records the exit status it reaps itself.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import sys
 import time
+
+# The signal module without its enums: ``signal`` imports ``enum`` (and ``typing``
+# would import ``re``), a third of the start of the interpreters this module runs in.
+TYPE_CHECKING = False  # mypy takes any TYPE_CHECKING for true
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 DEATH_SIGNAL = signal.SIGUSR2  # sent by the kernel when the supervisor dies
@@ -132,6 +141,8 @@ def _me() -> str:
 
 
 def _record(fd: int, code: int | None, died: bool) -> None:
+    if fd < 0:  # its caller keeps the record (a Slurm task's runner: its exit status)
+        return
     text = (
         f'{{"witness": "{ME[0] or _me()}", "exit_code": {"null" if code is None else code}, '
         f'"supervisor_died": {"true" if died else "false"}, "finished_at": {time.time()!r}}}\n'
@@ -234,7 +245,8 @@ def main(argv: list[str]) -> int:
         print("usage: witness.py RECORD_FD SUPERVISOR_PID -- COMMAND...", file=sys.stderr)
         return 2
     SUPERVISOR[0] = supervisor
-    os.set_inheritable(fd, False)  # the experiment never gets its own record
+    if fd >= 0:
+        os.set_inheritable(fd, False)  # the experiment never gets its own record
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     for sig in FORWARDED:
@@ -261,7 +273,8 @@ def main(argv: list[str]) -> int:
     if pid == 0:
         if init:
             os.close(status_r)
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             run_init(command, status_w)
         elif "--init" in argv[2 : argv.index("--")]:
             _drop_privileges_or_exit()  # the init would have: nothing runs with them
@@ -310,12 +323,12 @@ def main(argv: list[str]) -> int:
         return 137
     assert status is not None
     if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status))
-        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # these two take no handler
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
-        os.kill(os.getpid(), sig)
-        return 128 + sig  # a signal that does not end a process (not reached usually)
+        killer = os.WTERMSIG(status)
+        if killer not in (signal.SIGKILL, signal.SIGSTOP):  # these two take no handler
+            signal.signal(killer, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [killer])
+        os.kill(os.getpid(), killer)
+        return 128 + killer  # a signal that does not end a process (not reached usually)
     return os.WEXITSTATUS(status)
 
 
