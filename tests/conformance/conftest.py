@@ -245,7 +245,7 @@ class SlurmCase(Case):
         self.cluster.procs["slurmctld"].send_signal(signal.SIGCONT)
 
     def lose(self, backend: Backend, job: Job, handle: str) -> None:
-        # Its task killed outright, as a node's sudden death would (the experiment dies
+        # Its runner killed outright, as a node's sudden death would (the experiment dies
         # with it: its witness follows its parent), then the job: no exit record.
         import subprocess
 
@@ -253,7 +253,7 @@ class SlurmCase(Case):
 
         for p in psutil.process_iter(["cmdline"]):
             cmd = " ".join(p.info["cmdline"] or [])
-            if "gridrun.backends.slurm.task" in cmd and str(job.exp_dir) in cmd:
+            if "import runner" in cmd and str(job.exp_dir) in cmd:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
         subprocess.run(

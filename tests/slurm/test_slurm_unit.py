@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gridrun.backends.slurm.script import array_args, array_script, batch_script, sbatch_args
+from gridrun.backends.slurm.script import (
+    array_args,
+    array_script,
+    batch_script,
+    runner_command,
+    sbatch_args,
+)
 from gridrun.backends.slurm.settings import SlurmSettings, parse_section, resolve
 from gridrun.backends.slurm.squeue import parse_capacity, parse_jobs
 from gridrun.errors import ConfigError, UsageError
@@ -21,6 +27,7 @@ from gridrun.specs import Job
 pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).parent
+PACKAGE = Path("/opt/venv/lib/python3.11/site-packages/gridrun")  # where gridrun is installed
 UPDATE = os.environ.get("GRIDRUN_UPDATE_EXPECTED") == "1"
 
 
@@ -61,7 +68,7 @@ def test_the_sbatch_command_and_script_are_a_pure_function_of_the_specs() -> Non
     text = "\n".join(sbatch_args(job, settings)) + "\n"
     _compare("sbatch-gpu.txt", text)
     assert sbatch_args(job, settings) == sbatch_args(_job(), settings)  # pure
-    script = batch_script(job, "/opt/venv/bin/python", Path("/home/u/.grid"))
+    script = batch_script(job, "/opt/venv/bin/python", Path("/home/u/.grid"), PACKAGE)
     _compare("batch-gpu.sh", script)
 
 
@@ -74,14 +81,17 @@ def test_a_cpu_job_asks_for_no_gres_partition_or_time() -> None:
 
 def test_a_path_with_spaces_and_quotes_survives_the_batch_script() -> None:
     exp = Path("/tmp/we ird 'quo\"ted'/experiments/e")
-    script = batch_script(_job(exp_dir=exp), "/opt/py thon/bin/python", Path("/tmp/we ird"))
+    package = Path("/opt/we ird/gridrun")
+    script = batch_script(
+        _job(exp_dir=exp), "/opt/py thon/bin/python", Path("/tmp/we ird"), package
+    )
     import shlex
 
     line = script.splitlines()[-1]
     assert shlex.split(line)[1:] == [
-        "/opt/py thon/bin/python", "-m", "gridrun.backends.slurm.task",
-        str(exp / "slurm-job.json"),
+        *runner_command("/opt/py thon/bin/python", package), str(exp / "slurm-plan.bin"),
     ]  # fmt: skip
+    assert runner_command("/opt/py thon/bin/python", package)[-1] == str(package)
 
 
 def test_squeue_json_running_pending_and_a_node_failure() -> None:
@@ -141,7 +151,7 @@ def test_a_sweep_is_one_job_array_reading_its_manifest() -> None:
     _compare("sbatch-array.txt", "\n".join(args) + "\n")
     assert "--array=0-2" in args and f"--output={run_dir}/slurm-%A_%a.out" in args
     script = array_script(run_dir / "slurm-array-x.txt", "/opt/venv/bin/python",
-                          Path("/home/u/.grid"), "spiffy-sunfish-821")  # fmt: skip
+                          Path("/home/u/.grid"), "spiffy-sunfish-821", PACKAGE)  # fmt: skip
     _compare("batch-array.sh", script)
 
 
@@ -156,3 +166,68 @@ def test_an_arrays_tasks_not_started_yet_wait_as_its_record_says() -> None:
     assert jobs["7_0"].active and not jobs["7_0"].waiting
     assert sorted(jobs) == ["7_0", "7_2", "7_3", "7_4"]
     assert jobs["7_3"].waiting and jobs["7_3"].reason == "Resources"
+
+
+def test_the_runner_stamps_log_lines_as_gridrun_logs_does() -> None:
+    """The runner formats times without ``datetime`` (a third of its start): the same
+    text, to the microsecond, rounding included."""
+    import random
+
+    from gridrun.backends.slurm.runner import stamp
+    from gridrun.logs import timestamp
+
+    rng = random.Random(7)
+    times = [1.5, 1796466221.0, 1796466221.455542, 1796466221.9999996, 1796466221.0000004]
+    times += [rng.uniform(1e9, 2e9) for _ in range(2000)]
+    for ts in times:
+        assert stamp(ts) == timestamp(ts), ts
+
+
+def test_the_runner_writes_json_strings_json_reads() -> None:
+    import json
+
+    from gridrun.backends.slurm.runner import _quote
+
+    for text in ["node1", 'a"b\\c', "tab\there\nnew", "\x00\x1f", "nœud-é", ""]:
+        assert json.loads(_quote(text)) == text
+
+
+def test_a_plan_holds_what_the_runner_needs_and_names_what_needs_task_py(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marshal
+
+    from gridrun.backends.slurm.plan import needs_task, write_plan
+    from gridrun.project.manifest import FileEntry, object_path, write_manifest
+    from gridrun.specs import DatastoreMount
+
+    home = tmp_path / "grid"
+    objects = home / "objects"
+    sha = "ab" * 32
+    object_path(objects, sha).parent.mkdir(parents=True)
+    object_path(objects, sha).write_text("print(1)\n")
+    manifest = home / "snapshots" / "x.json"
+    write_manifest(manifest, "x", {"train.py": FileEntry("train.py", sha, 9, 0o644, None, 5)})
+    monkeypatch.setenv("GRID_HOME", str(home))
+    exp = home / "experiments" / "r-exp0"
+    job = _job(exp_dir=exp, workdir=exp / "workdir", snapshot_manifest=manifest,
+               objects_dir=objects, env_ref=str(tmp_path / "env"), gpus=0)  # fmt: skip
+    run_dir = home / "runs" / "r"
+    exp.mkdir(parents=True)  # as the backend makes it, with the Job beside the plan
+    plan = marshal.loads(write_plan(home, home / "nodes", job, run_dir).read_bytes())
+    assert plan["full"] is False and plan["mode"] is None
+    assert plan["argv"] == [str(tmp_path / "env" / "bin" / "python"), "train.py", "--lr", "0.1"]
+    assert plan["env"]["GRID_EXPERIMENT_ID"] == "4" and plan["own"] == ["GRID_RESTART_COUNT"]
+    assert plan["confine"][:2] == ["--mode", "root"] and "--pidns" in plan["confine"]
+    tree = marshal.loads(Path(plan["tree"]).read_bytes())
+    assert tree == [("train.py", str(object_path(objects, sha)), 0o644, 5, None)]
+    # What the runner cannot do alone goes to task.py on the node.
+    restart = _job(exp_dir=exp, env={"GRID_RESTART_COUNT": "1"})
+    store = DatastoreMount(name="d", version=1, source=tmp_path, mount_dir="/data")
+    assert needs_task(restart, run_dir).startswith("a restart")
+    assert needs_task(_job(exp_dir=exp, datastores=[store]), run_dir).startswith("datastores")
+    assert needs_task(_job(exp_dir=exp, scratch_bytes=1 << 20), run_dir) == "a scratch space"
+    (run_dir / "slurm-origin.json").write_text("{}")
+    assert needs_task(job, run_dir).startswith("a run from a repository")
+    full = marshal.loads(write_plan(home, home / "nodes", restart, run_dir).read_bytes())
+    assert full["full"] is True and "argv" not in full

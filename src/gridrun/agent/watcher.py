@@ -32,6 +32,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gridrun.agent.jobs import make_job, read_job, save_job
@@ -44,9 +45,10 @@ from gridrun.logs import LogSink
 from gridrun.processes import ProcessRef
 from gridrun.store.db import Store
 from gridrun.store.endings import conclude
-from gridrun.store.models import Experiment, Status
+from gridrun.store.models import Experiment, Run, Status
 
 if TYPE_CHECKING:
+    from gridrun.config import MachineConfig
     from gridrun.metrics.ingest import IngestTarget
 
 log = logging.getLogger("gridrun.agent.watcher")
@@ -75,6 +77,7 @@ class Watched:
     attempt: int
     started_at: float
     target: IngestTarget | None = None
+    ingested: int = -1  # the log's size at the last metrics pass
     stop_sent: bool = False
     waited: bool = False  # the engine held it queued (no node yet) at some poll
     placed: bool = False
@@ -94,6 +97,8 @@ class EngineWatcher:
         self._launches: list[tuple[int, str]] = []  # (experiment id, claim token)
         self._adopt: list[Experiment] = []
         self._stops: set[int] = set()
+        self._reasons: dict[int, str] = {}  # grid preempt's, by experiment id, until sent
+        self._machine_cache: tuple[int | None, MachineConfig] | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -112,8 +117,14 @@ class EngineWatcher:
         """The store's running experiments of this backend, read by the agent's step.
 
         Those nobody watches (their agent died) are adopted; a stop recorded by
-        ``grid stop``, or a preemption rehearsed by ``grid preempt``, is sent.
+        ``grid stop``, or a preemption rehearsed by ``grid preempt`` (its reason file,
+        read here, at each of the agent's steps, which ``grid preempt`` wakes), is sent.
         """
+        reasons = {
+            exp.id: reason
+            for exp in running
+            if (reason := _read_reason(self.home.experiment(exp.name).preempt_reason))
+        }
         with self._lock:
             known = set(self.watching) | {e.id for e in self._adopt}
             for exp in running:
@@ -121,12 +132,26 @@ class EngineWatcher:
                     self._adopt.append(exp)
                 if exp.stop_requested:
                     self._stops.add(exp.id)
+            self._reasons.update(reasons)
         self._wake.set()
 
     def close(self, timeout: float = 10.0) -> None:
         self._closed.set()
         self._wake.set()
         self._thread.join(timeout)
+
+    def _machine(self) -> MachineConfig:
+        """``GRID_HOME/config.yaml``, read again only when it changed (a hundred
+        experiments launched or ended at once need it a hundred times)."""
+        from gridrun.config import load_machine_config
+
+        try:
+            stamp = self.home.config_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._machine_cache is None or self._machine_cache[0] != stamp:
+            self._machine_cache = (stamp, load_machine_config(self.home.config_path))
+        return self._machine_cache[1]
 
     def _supervised_elsewhere(self, exp: Experiment) -> bool:
         """A live process other than this agent supervises it (an older gridrun's)."""
@@ -161,7 +186,13 @@ class EngineWatcher:
         """Start what the agent claimed, with one request to the engine where it can."""
         with self._lock:
             batch, self._launches = self._launches, []
-        ready = [w for exp_id, token in batch if (w := self._start(store, exp_id, token))]
+        if not batch:
+            return False
+        machine = self._machine()
+        runs: dict[int, Run] = {}  # read once for all of a run's experiments
+        ready = [
+            w for exp_id, token in batch if (w := self._start(store, exp_id, token, machine, runs))
+        ]
         if ready:
             try:
                 handles = self.backend.launch_many([w.job for w in ready])
@@ -171,13 +202,13 @@ class EngineWatcher:
                 self._launched(store, w, handle)
         return bool(batch)
 
-    def _start(self, store: Store, exp_id: int, token: str) -> Watched | None:
+    def _start(
+        self, store: Store, exp_id: int, token: str, machine: MachineConfig, runs: dict[int, Run]
+    ) -> Watched | None:
         """Its job written and its attempt started in the store; None: lost the claim."""
-        from gridrun.config import load_machine_config
-
         exp = store.get_experiment(exp_id)
-        run = store.get_run_by_id(exp.run_id, with_experiments=False)
-        machine = load_machine_config(self.home.config_path)
+        run = runs.get(exp.run_id) or store.get_run_by_id(exp.run_id, with_experiments=False)
+        runs[exp.run_id] = run
         job = make_job(self.home, run, exp, [], machine.stop_grace_seconds)
         save_job(job, run.backend)  # before it is running: stop and reconcile read it
         started = store.start(
@@ -235,13 +266,14 @@ class EngineWatcher:
     def _send_stops(self, store: Store) -> bool:
         with self._lock:
             stops, self._stops = self._stops, set()
+            reasons = dict(self._reasons)
         sent = False
         for w in self.watching.values():
             if w.stop_sent:
                 continue
             reason = None
             if w.exp_id not in stops:
-                reason = _read_reason(w.job)
+                reason = reasons.get(w.exp_id)
                 if reason is None:
                     continue
             w.stop_sent, w.preempted, sent = True, reason, True
@@ -250,13 +282,19 @@ class EngineWatcher:
             except Exception as exc:
                 log.warning("%s watcher: stopping %s: %s", self.backend_name, w.job, exc)
                 w.stop_sent = False  # asked again next round
+                if w.exp_id in stops:
+                    with self._lock:
+                        self._stops.add(w.exp_id)
+                continue
+            with self._lock:
+                self._reasons.pop(w.exp_id, None)
         return sent
 
     def _poll(self, store: Store) -> bool:
         if not self.watching:
             return False
         watched = list(self.watching.values())
-        results = self.backend.poll([(w.job, w.handle) for w in watched])
+        results = self.backend.poll([(w.job, w.handle) for w in watched], fresh=False)
         changed = False
         now = time.monotonic()
         for w, result in zip(watched, results, strict=True):
@@ -290,15 +328,26 @@ class EngineWatcher:
         return changed
 
     def _ingest(self, store: Store) -> None:
-        """Live metrics from each running attempt's log (what its supervisor would do)."""
+        """Live metrics from each running attempt's log (what its supervisor would do).
+
+        Only the logs that grew since the last pass are read: a hundred experiments
+        that print nothing new cost a hundred ``stat`` calls, not a hundred passes.
+        """
         from gridrun.metrics.ingest import ingest_experiment, target_for
 
         for w in list(self.watching.values()):
             try:
+                size = w.job.log_path.stat().st_size
+            except OSError:
+                continue
+            if size == w.ingested or (w.waited and not w.placed):
+                continue  # nothing new; or only gridrun's lines, while its engine queues it
+            try:
                 if w.target is None:
                     run = store.get_run_by_id(store.get_experiment(w.exp_id).run_id, False)
-                    w.target = target_for(self.home, w.job, run.spec)
+                    w.target = target_for(self.home, w.job, run.spec, self._machine())
                 ingest_experiment(store, w.target, files=False)
+                w.ingested = size
             except Exception as exc:  # metrics are never worth failing an experiment for
                 log.warning("metrics of %s: %s", w.job.experiment_name, exc)
 
@@ -308,6 +357,8 @@ class EngineWatcher:
         from gridrun.metrics.ingest import final_ingest, target_for
 
         self.watching.pop(w.exp_id, None)
+        with self._lock:
+            self._reasons.pop(w.exp_id, None)
         job, backend = w.job, self.backend
         exp = store.get_experiment(w.exp_id)
         if exp.status != Status.RUNNING or exp.attempt != w.attempt:
@@ -315,7 +366,7 @@ class EngineWatcher:
         if result.exit_code is None:  # lost by its engine: no exit code to tell
             result = replace(result, exit_code=-1)
         run = store.get_run_by_id(exp.run_id, with_experiments=False)
-        target = w.target or target_for(self.home, job, run.spec)
+        target = w.target or target_for(self.home, job, run.spec, self._machine())
         with LogSink(job.log_path) as sink:
             if result.state == PollState.GONE:
                 sink.write("stderr", f"gridrun: {result.detail}")
@@ -340,9 +391,9 @@ class EngineWatcher:
             shutil.rmtree(job.resume_dir, ignore_errors=True)
 
 
-def _read_reason(job: Job) -> str | None:
+def _read_reason(path: Path) -> str | None:
     """``grid preempt``'s reason, written before it asks: a rehearsed preemption."""
     try:
-        return job.paths.preempt_reason.read_text().strip() or None
+        return path.read_text().strip() or None
     except OSError:
         return None

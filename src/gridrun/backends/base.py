@@ -37,11 +37,13 @@ Two ways an attempt is supervised, chosen by ``Capabilities.shares_machine``:
     experiments (``_launch_many``: one engine request where the engine has one, a
     Slurm job array; by default ``_launch`` each); every handle is persisted before
     it returns. An engine's output reaches ``job.log_path`` when polled;
-  - ``poll([(job, handle), ...]) -> [AttemptResult, ...]``, once a round for every
-    running attempt (backoff 0.1 s to 1 s): ask the engine once (``_poll_many``,
-    one ``sacct``/``squeue`` for Slurm), append new output to each log, and answer
-    ``running``, ``exited`` (exit code, reason), ``gone`` (reason: the engine lost it,
-    its node died) or ``unknown`` (not reachable: never taken for gone);
+  - ``poll([(job, handle), ...], fresh=False) -> [AttemptResult, ...]``, once a round
+    for every running attempt (backoff 0.1 s to 1 s): ask the engine once
+    (``_poll_watched``, by default ``_poll_many``; Slurm reads each task's exit record
+    every round and asks ``squeue`` at most once a second, off the round's path),
+    append new output to each log, and answer ``running``, ``exited`` (exit code,
+    reason), ``gone`` (reason: the engine lost it, its node died) or ``unknown`` (not
+    reachable: never taken for gone);
   - ``stop(job, handle, grace)``, for a ``grid stop`` or a rehearsed preemption;
   - ``collect(job, handle, keep_workdir=...)`` then ``release(job, handle)``, once
     the attempt ended, before the watcher settles it in the store.
@@ -260,16 +262,18 @@ class Backend(ABC):
             on_handle(handle)
         return self.wait(job, handle, sink)
 
-    def poll(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
+    def poll(self, items: Sequence[tuple[Job, str]], *, fresh: bool = True) -> list[AttemptResult]:
         """The state of each launched experiment, in order; one batch for engines.
 
         Any failure to ask becomes ``unknown``: an unreachable engine must never make
-        a running experiment look lost.
+        a running experiment look lost. ``fresh=False`` (the agent's engine watcher,
+        polling the same jobs round after round) lets an engine answer with what it
+        last heard while its next answer is on its way (:meth:`_poll_watched`).
         """
         if not items:
             return []
         try:
-            out = self._poll_many(items)
+            out = self._poll_many(items) if fresh else self._poll_watched(items)
         except Exception as exc:  # the engine, not the experiment, failed
             return [AttemptResult.unknown(f"{type(exc).__name__}: {exc}") for _ in items]
         if len(out) != len(items):
@@ -352,6 +356,10 @@ class Backend(ABC):
     def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
         """Override to ask an engine once for many jobs; default: one ``_poll`` each."""
         return [self._poll(job, handle) for job, handle in items]
+
+    def _poll_watched(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
+        """``poll(fresh=False)``; default: :meth:`_poll_many`."""
+        return self._poll_many(items)
 
     @abstractmethod
     def _poll(self, job: Job, handle: str) -> AttemptResult: ...

@@ -20,8 +20,9 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gridrun.attempts import AttemptResult, PollState, TerminationReason
@@ -44,6 +45,7 @@ from gridrun.specs import Capacity, RunSpec
 SETTINGS_FILE = "slurm.json"  # in the run's folder: the options resolved at submission
 BATCH_FILE = "slurm-batch.sh"
 CLIENT_TIMEOUT = 30.0  # seconds one squeue/sbatch/scancel may take before it is "unknown"
+SQUEUE_EVERY = 1.0  # seconds between two squeue calls of a watcher (exit records: each round)
 
 
 class SlurmBackend(Backend):
@@ -66,6 +68,10 @@ class SlurmBackend(Backend):
 
         self._local = LocalBackend(self.home)  # environments and working copies
         self._waiting_said: dict[str, str] = {}  # handle -> the last reason logged
+        self._last: dict[str, AttemptResult] = {}  # handle -> what squeue last told
+        self._squeue_due = 0.0  # monotonic time of the next squeue call
+        self._call: _SqueueCall | None = None  # the watcher's, in flight
+        self._watch_lock = threading.Lock()
 
     # ------------------------------------------------------------ submission
     def _settings(self, options: dict[str, str] | None = None) -> SlurmSettings:
@@ -200,7 +206,7 @@ class SlurmBackend(Backend):
     def _submit_array(self, jobs: list[Job]) -> list[str]:
         import uuid
 
-        from gridrun.backends.slurm.script import JOB_FILE, array_args, array_script
+        from gridrun.backends.slurm.script import PLAN_FILE, array_args, array_script
 
         settings = self._run_settings(jobs[0])
         run_dir = self.home.run_dir(jobs[0].run_name)
@@ -209,7 +215,7 @@ class SlurmBackend(Backend):
             self._write_job(job)
         tag = uuid.uuid4().hex[:8]
         manifest = run_dir / f"slurm-array-{tag}.txt"
-        atomic_write_text(manifest, "".join(f"{j.exp_dir / JOB_FILE}\n" for j in jobs))
+        atomic_write_text(manifest, "".join(f"{j.exp_dir / PLAN_FILE}\n" for j in jobs))
         batch = run_dir / f"slurm-array-{tag}.sh"
         script = array_script(manifest, sys.executable, self.home.root, jobs[0].run_name)
         atomic_write_text(batch, script)
@@ -221,13 +227,16 @@ class SlurmBackend(Backend):
         return handles
 
     def _write_job(self, job: Job) -> None:
-        """The Job its task will run, beside it; an earlier attempt's exit record gone."""
+        """The Job its task will run and the runner's plan, beside it; an earlier
+        attempt's exit record gone."""
+        from gridrun.backends.slurm.plan import write_plan
+        from gridrun.backends.slurm.runner import EXIT_FILE
         from gridrun.backends.slurm.script import JOB_FILE
-        from gridrun.backends.slurm.task import EXIT_FILE
 
         job.exp_dir.mkdir(parents=True, exist_ok=True)
         (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)
         atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+        write_plan(self.home.root, self.home.nodes, job, self.home.run_dir(job.run_name))
 
     def _sbatch(self, settings: SlurmSettings, args: list[str]) -> str:
         """Submit; the job id sbatch answers (``--parsable``: ``ID`` or ``ID;CLUSTER``)."""
@@ -238,23 +247,85 @@ class SlurmBackend(Backend):
         return job_id
 
     def _poll_many(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
-        # One squeue per cluster for every job on it, those with an exit record too: a
-        # task that a node failure signalled records an exit, and Slurm says why.
-        by_cluster: dict[str | None, tuple[SlurmSettings, list[str]]] = {}
+        """Each job's state now: its task's exit record first, one ``squeue --json``
+        per cluster for the jobs whose end their record does not tell."""
+        records = {handle: _exit_record(job, handle) for job, handle in items}
+        ask = [(job, h) for job, h in items if _slurm_tells(records[h])]
+        answered = _SqueueCall(self._squeue, self._groups(ask), wait=True) if ask else None
+        return self._results(items, records, answered)
+
+    def _poll_watched(self, items: Sequence[tuple[Job, str]]) -> list[AttemptResult]:
+        """The watcher's rounds: :meth:`_poll_many`, with ``squeue`` off their path.
+
+        Records are read every round (a file read each). ``squeue`` is asked at most
+        every :data:`SQUEUE_EVERY` seconds, in a thread of its own
+        (:class:`_SqueueCall`): on a busy machine one call can take seconds, which the
+        records of the jobs ending meanwhile must not wait for. Until it answers, a
+        job is as Slurm last said (queued, running, or unknown when it did not
+        answer). A job Slurm was never asked about waits for its answer, and so does a
+        task that a signal stopped: a node's failure signals the task too, and only
+        Slurm says why.
+        """
+        with self._watch_lock:
+            answered = None
+            if self._call is not None and self._call.done():
+                answered, self._call = self._call, None
+            # Read after the answer: a job that squeue no longer listed had written
+            # its record, if it wrote one, before squeue ran.
+            records = {handle: _exit_record(job, handle) for job, handle in items}
+            ask = [(job, h) for job, h in items if _slurm_tells(records[h])]
+            urgent = [
+                h
+                for _, h in ask
+                if h not in self._last
+                or (records[h] is not None and not _fits(answered, h, records[h]))
+            ]
+            now = time.monotonic()
+            if ask and (urgent or (self._call is None and now >= self._squeue_due)):
+                if self._call is not None:  # in flight, but too old for the urgent ones
+                    self._call.wait()
+                self._call = _SqueueCall(self._squeue, self._groups(ask), wait=bool(urgent))
+                self._squeue_due = now + SQUEUE_EVERY
+                if urgent:
+                    answered, self._call = self._call, None
+            return self._results(items, records, answered)
+
+    def _groups(self, items: list[tuple[Job, str]]) -> list[tuple[SlurmSettings, list[str]]]:
+        """The handles of ``items`` by the cluster they run on: one squeue each."""
+        groups: dict[str | None, tuple[SlurmSettings, list[str]]] = {}
         for job, handle in items:
             settings = self._run_settings(job)
-            by_cluster.setdefault(settings.conf, (settings, []))[1].append(handle)
-        jobs: dict[str, SlurmJob] = {}
-        for settings, handles in by_cluster.values():
-            jobs.update(self._squeue(settings, handles))
+            groups.setdefault(settings.conf, (settings, []))[1].append(handle)
+        return list(groups.values())
+
+    def _results(
+        self,
+        items: Sequence[tuple[Job, str]],
+        records: dict[str, dict | None],
+        answered: _SqueueCall | None,
+    ) -> list[AttemptResult]:
         out = []
         for job, handle in items:
-            out.append(self._one(job, handle, jobs.get(handle)))
+            rec = records[handle]
+            if not _slurm_tells(rec):
+                out.append(self._one(job, handle, None, rec))
+            elif _fits(answered, handle, rec):
+                assert answered is not None
+                if answered.error is not None:  # the controller did not answer: unknown
+                    error = answered.error
+                    result = AttemptResult.unknown(f"{type(error).__name__}: {error}")
+                else:
+                    result = self._one(job, handle, answered.jobs.get(handle), rec)
+                self._last[handle] = result
+                out.append(result)
+            else:  # as Slurm last said, until its next answer
+                out.append(
+                    self._last.get(handle) or AttemptResult(PollState.RUNNING, detail="queued")
+                )
         return out
 
-    def _one(self, job: Job, handle: str, sj: SlurmJob | None) -> AttemptResult:
+    def _one(self, job: Job, handle: str, sj: SlurmJob | None, rec: dict | None) -> AttemptResult:
         """One job's state from its task's exit record and what squeue said of it."""
-        rec = _exit_record(job, handle)
         node = (sj.nodes if sj is not None and not sj.waiting else "") or (
             str(rec.get("node") or "") if rec is not None else ""
         )
@@ -323,12 +394,13 @@ class SlurmBackend(Backend):
         return collect_workdir(job)
 
     def _release(self, job: Job, handle: str | None) -> None:
-        from gridrun.backends.slurm.task import EXIT_FILE
+        from gridrun.backends.slurm.runner import EXIT_FILE
 
         self._local._release(job, None)
         (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)
         if handle is not None:
             self._waiting_said.pop(handle, None)
+            self._last.pop(handle, None)
 
     # --------------------------------------------------------------- helpers
     def _squeue(self, settings: SlurmSettings, handles: list[str]) -> dict[str, SlurmJob]:
@@ -392,6 +464,61 @@ class SlurmBackend(Backend):
         return proc.stdout
 
 
+class _SqueueCall:
+    """``squeue`` for some jobs, one call per cluster, in a thread of its own."""
+
+    def __init__(
+        self,
+        squeue: Callable[[SlurmSettings, list[str]], dict[str, SlurmJob]],
+        groups: list[tuple[SlurmSettings, list[str]]],
+        *,
+        wait: bool,
+    ) -> None:
+        """``wait``: in this thread, answered when this returns."""
+        self.handles = {h for _, handles in groups for h in handles}
+        self.jobs: dict[str, SlurmJob] = {}
+        self.error: Exception | None = None
+        self.at = time.time()  # Slurm's answer is of this moment, or later
+        self._thread: threading.Thread | None = None
+        if wait:
+            self._run(squeue, groups)
+            return
+        self._thread = threading.Thread(target=self._run, args=(squeue, groups), daemon=True)
+        self._thread.start()
+
+    def _run(
+        self,
+        squeue: Callable[[SlurmSettings, list[str]], dict[str, SlurmJob]],
+        groups: list[tuple[SlurmSettings, list[str]]],
+    ) -> None:
+        try:
+            for settings, handles in groups:
+                self.jobs.update(squeue(settings, handles))
+        except Exception as exc:  # a BackendError, or anything else: unknown, never gone
+            self.error = exc
+
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _fits(call: _SqueueCall | None, handle: str, rec: dict | None) -> bool:
+    """Whether ``call`` answered about this job, and can tell about it: not when its
+    task was signalled after squeue was asked (a node's failure would not show yet)."""
+    if call is None or handle not in call.handles:
+        return False
+    return rec is None or float(rec.get("finished_at") or 0) <= call.at
+
+
+def _slurm_tells(rec: dict | None) -> bool:
+    """Whether only Slurm can say how this job stands: no record of its end yet, or
+    its task was signalled (a stop, or its node's failure: Slurm tells which)."""
+    return rec is None or bool(rec.get("stopped"))
+
+
 def _why(handle: str, sj: SlurmJob) -> str:
     where = f" on {sj.nodes}" if sj.nodes else ""
     return f"Slurm job {handle} {sj.state}" + (f" ({sj.reason})" if sj.reason else "") + where
@@ -399,7 +526,7 @@ def _why(handle: str, sj: SlurmJob) -> str:
 
 def _exit_record(job: Job, handle: str) -> dict | None:
     """The task's record of how this job ended, when it is this job's."""
-    from gridrun.backends.slurm.task import EXIT_FILE
+    from gridrun.backends.slurm.runner import EXIT_FILE
 
     try:
         rec = json.loads((job.exp_dir / EXIT_FILE).read_text())

@@ -1,8 +1,9 @@
 """The sbatch command and batch script of one experiment: pure functions of its specs.
 
-Recorded files in ``tests/slurm/expected`` pin them down. The batch script only starts
-``task.py`` with gridrun's own Python (the nodes share its path); everything else an
-experiment needs is in its ``slurm-job.json``, written by the backend before it submits.
+Recorded files in ``tests/slurm/expected`` pin them down. The batch script only execs
+``runner.py`` with gridrun's own Python (the nodes share its path), without ``site``
+and importing nothing of gridrun (see there); everything else an experiment needs is
+in its plan (``plan.py``), written by the backend before it submits.
 
 ``--no-requeue``: gridrun's own ``--auto_resume`` is the requeue. A job Slurm requeued
 itself would race the attempt gridrun starts after the preemption (a run twice), and
@@ -71,9 +72,28 @@ def array_args(jobs: list[Job], settings: SlurmSettings, run_dir: Path) -> list[
     return args
 
 
-def array_script(manifest: Path, python: str, home: Path, run_name: str) -> str:
+PLAN_FILE = "slurm-plan.bin"  # the experiment's plan (plan.py), beside its Job
+PACKAGE = Path(__file__).resolve().parents[2]  # gridrun's folder, which the nodes share
+# runner.py and the three modules it imports, as top-level modules from their folders
+# (last on sys.path: the standard library is never shadowed), for their cached bytecode;
+# no garbage collection in a process that lives for one experiment (runner.run).
+RUNNER_CODE = (
+    "import gc, sys; gc.disable(); p = sys.argv.pop(1); "
+    'sys.path += [p + "/backends/slurm", p + "/backends/local", p + "/datastores", '
+    'p + "/project"]; import runner; runner.run(sys.argv[1:])'
+)
+
+
+def runner_command(python: str, package: Path = PACKAGE) -> list[str]:
+    """How a node starts ``runner.py`` (its arguments follow)."""
+    return [python, "-S", "-I", "-c", RUNNER_CODE, str(package)]
+
+
+def array_script(
+    manifest: Path, python: str, home: Path, run_name: str, package: Path = PACKAGE
+) -> str:
     """The batch script of a job array: each task runs the experiment its index names."""
-    task = shlex.join([python, "-m", "gridrun.backends.slurm.task", "--manifest", str(manifest)])
+    task = shlex.join([*runner_command(python, package), "--manifest", str(manifest)])
     return (
         "#!/bin/sh\n"
         f"# gridrun: experiments of run {run_name}, one per array task\n"
@@ -82,9 +102,9 @@ def array_script(manifest: Path, python: str, home: Path, run_name: str) -> str:
     )
 
 
-def batch_script(job: Job, python: str, home: Path) -> str:
-    """The batch script: exec the task, so it is the step Slurm signals."""
-    task = shlex.join([python, "-m", "gridrun.backends.slurm.task", str(job.exp_dir / JOB_FILE)])
+def batch_script(job: Job, python: str, home: Path, package: Path = PACKAGE) -> str:
+    """The batch script: exec the runner, so it is the step Slurm signals."""
+    task = shlex.join([*runner_command(python, package), str(job.exp_dir / PLAN_FILE)])
     return (
         "#!/bin/sh\n"
         f"# gridrun: experiment {job.experiment_name} of run {job.run_name}\n"

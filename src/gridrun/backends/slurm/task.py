@@ -1,65 +1,49 @@
-"""What runs in a Slurm allocation: one experiment, as the local backend runs it.
+"""What ``runner.py`` hands over: an experiment that needs gridrun on its node.
 
-``python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json``, exec'd by the batch script
-(``script.py``), so it is the process Slurm signals. It runs the experiment exactly as
-the local backend's supervisor would on this node (its own working copy, GRID_HOME
-hidden, datastores read-only, the exit witness and the experiment's own PID namespace)
-with output lines written straight to the experiment's log, then writes its exit
-record (:data:`EXIT_FILE`) for the agent, and exits with the experiment's code.
+``python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json [--began T]``, exec'd
+by the runner in its place for what it cannot do alone (``plan.needs_task``, or a node
+whose isolation mode is not recorded yet). It prepares the experiment here, with
+gridrun at hand, then execs the runner again with the node's own plan
+(``plan.write_prepared``), so an experiment always runs the same way on a node:
 
-A run from a repository (its folder holds ``slurm-origin.json``) gets its working copy
-from the repository where this node reaches it: the commit fetched into the node's
-own cache (or ``slurm.repo_cache``, a shared one), checked against the run's snapshot
-digest (:mod:`gridrun.project.refetch`); else from the snapshot in the shared
-GRID_HOME, as any run. The experiment's log says which, in one line.
+* the node's isolation mode, probed once per node and boot (``node_isolation_mode``);
+* the working copy: the one an earlier attempt left (a restart, under
+  ``--auto_resume``); for a run from a repository (its folder holds
+  ``slurm-origin.json``) the commit fetched into the node's own cache (or
+  ``slurm.repo_cache``, a shared one), checked against the run's snapshot digest
+  (:mod:`gridrun.project.refetch`); else the snapshot in the shared GRID_HOME. The
+  experiment's log says which, in one line;
+* the datastores' mount points, and the scratch space's check.
 
-SIGTERM (``scancel --signal=TERM``, a time limit's ``--signal``) stops the experiment
-as ``grid stop`` does: SIGTERM to its processes, SIGKILL after the grace period.
-The GPUs are those Slurm granted (its ``CUDA_VISIBLE_DEVICES``), not the agent's, and
-the experiment sees Slurm's ``SLURM_*`` variables as any Slurm job does.
+A failure here is the experiment's: one line in its log, and an exit record.
+SIGTERM and SIGINT are held back (blocked) until the runner's own handlers take
+them: a stop that comes meanwhile reaches the runner, never ends this process
+without a record.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gridrun.backends.slurm.runner import EXIT_FILE
 
 if TYPE_CHECKING:
     from gridrun.logs import LogSink
     from gridrun.specs import Job
 
-EXIT_FILE = "slurm-exit.json"
-
-
-def _granted_gpus() -> list[int]:
-    raw = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    return [int(x) for x in raw.split(",") if x.strip().isdigit()]
+__all__ = ["EXIT_FILE", "main"]
 
 
 def write_record(exp_dir: Path, record: dict) -> None:
     from gridrun.fsutil import atomic_write_json
 
-    atomic_write_json(exp_dir / EXIT_FILE, record, fsync=True)
-
-
-def node_backend(home: Any) -> Any:
-    """The local backend, making its working copies from the run's repository where
-    this node can (see the module docstring)."""
-    from gridrun.backends.local import LocalBackend
-
-    class NodeBackend(LocalBackend):
-        def _materialize(self, job: Job, sink: LogSink) -> None:
-            if not fetch_working_copy(self.home, job, sink):
-                super()._materialize(job, sink)
-
-    return NodeBackend(home)
+    atomic_write_json(exp_dir / EXIT_FILE, record, fsync=False)  # as runner._record
 
 
 def fetch_working_copy(home: Any, job: Job, sink: LogSink) -> bool:
@@ -105,81 +89,71 @@ def fetch_working_copy(home: Any, job: Job, sink: LogSink) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    from gridrun.backends.local.backend import launch_spec, working_copy
+    from gridrun.backends.slurm.plan import write_prepared
+    from gridrun.backends.slurm.script import runner_command
     from gridrun.datastores.mount import node_isolation_mode
     from gridrun.home import GridHome
     from gridrun.logs import LogSink
+    from gridrun.project import materialize
     from gridrun.specs import Job
 
-    if len(argv) == 2 and argv[0] == "--manifest":
-        # A job array's task: the experiment on its line of the run's manifest.
-        lines = Path(argv[1]).read_text().splitlines()
-        argv = [lines[int(os.environ["SLURM_ARRAY_TASK_ID"])]]
-    if len(argv) != 1:
+    stops = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # until the runner takes them
+    began = time.time()
+    if len(argv) == 3 and argv[1] == "--began":
+        began = float(argv[2])
+    elif len(argv) != 1:
         usage = "usage: python -m gridrun.backends.slurm.task EXP_DIR/slurm-job.json"
         print(usage, file=sys.stderr)
         return 2
     job = Job.from_dict(json.loads(Path(argv[0]).read_text()))
-    # What Slurm tells its jobs (SLURM_JOB_ID, SLURM_CPUS_PER_TASK, ...) reaches the
-    # experiment as on any Slurm job, beside gridrun's own variables.
-    slurm_env = {k: v for k, v in os.environ.items() if k.startswith("SLURM")}
-    job = dataclasses.replace(job, gpu_ids=_granted_gpus(), env={**slurm_env, **job.env})
-    # The handle the agent keeps: an array task is ARRAY_TASK, a plain job its id.
+    home = GridHome.from_env()
+    try:
+        with LogSink(job.log_path) as sink:
+            try:
+                # Probed once per node and boot, not by each of an array's many tasks.
+                mode = node_isolation_mode(home.nodes)
+
+                def make() -> None:
+                    if not fetch_working_copy(home, job, sink):
+                        materialize(job.snapshot_manifest, job.objects_dir, job.workdir)
+
+                working_copy(job, sink, make)
+                spec = launch_spec(home.root, job, mode=mode)
+                plan = write_prepared(job, spec, mode, began)
+            except Exception as exc:  # the experiment could not start here: its failure
+                sink.write("stderr", f"gridrun: {type(exc).__name__}: {exc}")
+                raise
+    except Exception:
+        write_record(job.exp_dir, _failed(job, began))
+        return 1
+    command = [*runner_command(sys.executable), "--prepared", str(plan)]
+    try:
+        os.execv(sys.executable, command)
+    except OSError as exc:
+        print(f"gridrun: cannot start the runner: {exc}", file=sys.stderr)
+    write_record(job.exp_dir, _failed(job, began))
+    return 1
+
+
+def _failed(job: Job, began: float) -> dict[str, Any]:
+    """The exit record of an experiment that could not start on this node."""
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     slurm_id = (
         f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
         if array
         else os.environ.get("SLURM_JOB_ID", "")
     )
-    began = time.time()  # when Slurm placed it: its run time starts here
-    home = GridHome.from_env()
-    # Probed once per node and boot, not by each of an array's many tasks.
-    node_isolation_mode(home.nodes)
-    backend = node_backend(home)
-    stopping = threading.Event()
-    local: list[str] = []  # the local backend's handle, once launched
-
-    def stop() -> None:
-        if local:
-            backend._stop(job, local[0], job.stop_grace)
-
-    def on_term(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    node = os.environ.get("SLURMD_NODENAME", "")
-    with LogSink(job.log_path) as sink:
-        try:
-            # The hooks, not launch/run: the experiment's backend.ref is the Slurm
-            # job's, which the agent keeps; the local handle stays in this process.
-            if stopping.is_set():
-                code = 143  # stopped before it started, as a shell reports SIGTERM
-            else:
-                local.append(backend._launch(job, sink))
-                if stopping.is_set():
-                    stop()
-                ended = backend._wait(job, local[0], sink)
-                code = ended.exit_code if ended.exit_code is not None else -1
-        except Exception as exc:  # the experiment could not start here: its failure
-            sink.write("stderr", f"gridrun: {type(exc).__name__}: {exc}")
-            code = 1
-    write_record(
-        job.exp_dir,
-        {
-            "slurm_job": slurm_id,
-            "attempt": job.restart_count,
-            "exit_code": code,
-            "stopped": stopping.is_set(),
-            "node": node,
-            "started_at": began,
-            "finished_at": time.time(),
-        },
-    )
-    if code < 0:  # killed by a signal: as a shell reports it
-        return 128 - code
-    return code & 0xFF
+    return {
+        "slurm_job": slurm_id,
+        "attempt": job.restart_count,
+        "exit_code": 1,
+        "stopped": False,
+        "node": os.environ.get("SLURMD_NODENAME", ""),
+        "started_at": began,
+        "finished_at": time.time(),
+    }
 
 
 if __name__ == "__main__":
