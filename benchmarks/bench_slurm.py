@@ -5,8 +5,10 @@ nodes on this machine, each claiming ``--node-cpus`` CPUs), then runs the same N
 experiments three ways and prints the wall time of each, from submission to the last
 one ended:
 
-(a) ``grid run --backend slurm trivial.py --i "range(N)"`` (waits with ``grid status``);
-(b) by hand: one ``sbatch --array=0-(N-1)`` job array, watched with ``squeue``;
+(a) ``grid run --backend slurm trivial.py --i "range(N)"``, watched with
+    ``grid -o json status`` every half second;
+(b) by hand: one ``sbatch --array=0-(N-1)`` job array, watched with ``squeue`` every
+    half second;
 (c) submitit's ``map_array`` (installed from PyPI into this environment if missing).
 
 It also counts, during (a), the processes on this machine that belong to gridrun (its
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -36,6 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from slurmcluster import LocalSlurmCluster
 
 TRIVIAL = "import sys\nprint('task', sys.argv[1:])\n"
+POLL = 0.5  # seconds between two looks at the run (grid status) or the array (squeue)
+
+
+def _every(period: float) -> Iterator[None]:
+    """Ticks ``period`` apart from the first, however long each look takes: both ways
+    of watching look as often, whatever their command costs."""
+    due = time.monotonic()
+    while True:
+        yield
+        due += period
+        time.sleep(max(0.0, due - time.monotonic()))
 
 
 def gridrun_sweep(
@@ -77,7 +91,7 @@ def _grid_run(cluster: LocalSlurmCluster, work: Path, n: int, name: str) -> tupl
 
         while not done.is_set():
             mine = 0
-            for p in psutil.process_iter(["cmdline", "environ"]):
+            for p in psutil.process_iter(["cmdline"]):
                 try:
                     cmd = " ".join(p.info["cmdline"] or [])
                     if "gridrun.agent" in cmd and str(home) in cmd:
@@ -85,7 +99,7 @@ def _grid_run(cluster: LocalSlurmCluster, work: Path, n: int, name: str) -> tupl
                 except psutil.Error:
                     continue
             peak[0] = max(peak[0], mine)
-            time.sleep(0.5)
+            time.sleep(1.0)  # (the count's own CPU is taken from the run it watches)
 
     counter = threading.Thread(target=count, daemon=True)
     counter.start()
@@ -93,13 +107,12 @@ def _grid_run(cluster: LocalSlurmCluster, work: Path, n: int, name: str) -> tupl
     subprocess.run([*grid, "run", "--backend", "slurm", "--name", name, "trivial.py",
                     "--i", f"range({n})"], cwd=project, env=env, check=True,
                    capture_output=True)  # fmt: skip
-    while True:
+    for _ in _every(POLL):
         out = subprocess.run([*grid, "-o", "json", "status", name], env=env,
                              capture_output=True, text=True, check=True).stdout  # fmt: skip
         counts = json.loads(out)["counts"]
         if counts["building"] + counts["pending"] + counts["running"] == 0:
             break
-        time.sleep(0.5)
     wall = time.monotonic() - t0
     done.set()
     assert counts["succeeded"] == n, counts
@@ -118,9 +131,10 @@ def by_hand(cluster: LocalSlurmCluster, work: Path, n: int) -> float:
          "--wrap", f"{sys.executable} {script} $SLURM_ARRAY_TASK_ID"],
         env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    while subprocess.run(["squeue", "-h", "-j", job], env=env, capture_output=True,
-                         text=True).stdout.strip():  # fmt: skip
-        time.sleep(0.5)
+    for _ in _every(POLL):
+        if not subprocess.run(["squeue", "-h", "-j", job], env=env, capture_output=True,
+                              text=True).stdout.strip():  # fmt: skip
+            break
     return time.monotonic() - t0
 
 

@@ -2,15 +2,17 @@
 
 One experiment is one Slurm job (its handle is the job id). The environment is the
 local backend's uv virtualenv, built once per key in GRID_HOME, which the nodes share
-(see the package docstring); each job's task runs the experiment on its node as the
+(see the package docstring); each job's task (``runner.py``, following the plan this
+backend writes beside the job: ``plan.py``) runs the experiment on its node as the
 local backend does, writing its log and exit record into the experiment's folder.
 
-Watching is batched: :meth:`SlurmBackend._poll_many` asks ``squeue --json`` once for
-every job it is given. The task's exit record says how a job ended; Slurm's own state
-says the rest: waiting (with its reason), running, or ended by its node or the
-scheduler (``NODE_FAIL``, ``PREEMPTED``, ``BOOT_FAIL``), which is a preemption, resumed
-by ``--auto_resume`` with a new job. A ``slurmctld`` that does not answer is
-``unknown``, never ``gone``.
+Watching is batched: :meth:`SlurmBackend._poll_many` reads the tasks' exit records
+and asks ``squeue --json`` once for every other job it is given (the agent's watcher
+asks less often, off its rounds: :meth:`SlurmBackend._poll_watched`). The task's exit
+record says how a job ended; Slurm's own state says the rest: waiting (with its
+reason), running, or ended by its node or the scheduler (``NODE_FAIL``,
+``PREEMPTED``, ``BOOT_FAIL``), which is a preemption, resumed by ``--auto_resume``
+with a new job. A ``slurmctld`` that does not answer is ``unknown``, never ``gone``.
 """
 
 from __future__ import annotations
@@ -235,7 +237,11 @@ class SlurmBackend(Backend):
 
         job.exp_dir.mkdir(parents=True, exist_ok=True)
         (job.exp_dir / EXIT_FILE).unlink(missing_ok=True)
-        atomic_write_json(job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name})
+        # Renamed into place, not fsynced, as job.json (agent/jobs.py): an fsync each
+        # was most of the agent's time between a sweep's submission and its sbatch.
+        atomic_write_json(
+            job.exp_dir / JOB_FILE, {**job.to_dict(), "backend": self.name}, fsync=False
+        )
         write_plan(self.home.root, self.home.nodes, job, self.home.run_dir(job.run_name))
 
     def _sbatch(self, settings: SlurmSettings, args: list[str]) -> str:
