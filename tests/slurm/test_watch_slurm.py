@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from gridrun.backends.slurm.backend import SlurmBackend
 from gridrun.home import GridHome
 from gridrun.project import take_snapshot
 from gridrun.specs import Job
+from search_helpers import wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -57,14 +57,6 @@ def _job(home: GridHome, tmp_path: Path, name: str, go: Path) -> Job:
     )
 
 
-def _until(what: str, check, timeout: float = 120):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen in {timeout:.0f} s"
-        time.sleep(0.1)
-    return found
-
-
 def test_a_tasks_record_tells_its_end_while_slurmctld_does_not_answer(
     slurm_cluster, grid_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,8 +70,8 @@ def test_a_tasks_record_tells_its_end_while_slurmctld_does_not_answer(
     assert all(isinstance(h, str) for h in handles), handles
     items = [(job, str(h)) for job, h in zip(jobs, handles, strict=True)]
     assert handles[0].split("_")[0] == handles[1].split("_")[0]  # one job array
-    _until("both scripts started", lambda: all(Path(f"{g}.started").exists() for g in go))
-    _until(
+    wait_until("both scripts started", lambda: all(Path(f"{g}.started").exists() for g in go))
+    wait_until(
         "squeue saw both running",
         lambda: all(s.state == PollState.RUNNING and s.node for s in backend.poll(items)),
     )
@@ -88,7 +80,7 @@ def test_a_tasks_record_tells_its_end_while_slurmctld_does_not_answer(
     try:
         go[0].touch()
         record = jobs[0].exp_dir / "slurm-exit.json"
-        _until("the quick task's exit record", record.exists)
+        wait_until("the quick task's exit record", record.exists)
         for fresh in (False, True):
             quick, slow = backend.poll(items, fresh=fresh)
             assert (quick.state, quick.exit_code) == (PollState.EXITED, 5), quick
@@ -98,9 +90,11 @@ def test_a_tasks_record_tells_its_end_while_slurmctld_does_not_answer(
         assert slow.state == PollState.UNKNOWN and slow.detail  # a fresh answer failed
     finally:
         ctl.send_signal(signal.SIGCONT)
-    _until("squeue answers again", lambda: backend.poll(items[1:])[0].state == PollState.RUNNING)
+    wait_until(
+        "squeue answers again", lambda: backend.poll(items[1:])[0].state == PollState.RUNNING
+    )
     go[1].touch()
-    _until(
+    wait_until(
         "the slow task ended",
         lambda: backend.poll(items[1:], fresh=False)[0].state == PollState.EXITED,
     )

@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gridrun.datastores.names import env_var
 from gridrun.errors import DatastoreError
@@ -154,36 +155,27 @@ def local_mount_command(
 
 
 def local_confinement(
-    argv: list[str],
-    mounts: list[DatastoreMount],
-    workdir: Path,
-    *,
-    mode: str | None = None,
-    hide: Path | None = None,
-    keep_ro: list[Path] | None = None,
-    keep_rw: list[Path] | None = None,
-    env_layer: tuple[Path, Path] | None = None,
-    pidns: bool = False,
-    scratch: tuple[str, int] | None = None,
+    argv: list[str], mounts: list[DatastoreMount], workdir: Path, **options: Any
 ) -> tuple[Callable[[], None] | None, dict[str, str]]:
-    """What :func:`local_mount_command` does, as a ``preexec_fn`` for ``Popen(argv)``.
+    """What :func:`local_mount_command` does, as a ``preexec_fn`` for ``Popen(argv)``:
+    :func:`confinement_args` (whose keywords it takes) made into :func:`preexec`."""
+    args, env = confinement_args(argv, mounts, workdir, **options)
+    return preexec(args, argv), env
+
+
+def preexec(args: list[str] | None, argv: list[str]) -> Callable[[], None] | None:
+    """``nsexec``'s options (:func:`confinement_args`) as a ``preexec_fn`` for ``argv``.
 
     The forked child makes the namespace and mounts itself (``nsexec.child_setup``)
     and then execs the experiment's own command: no second interpreter per start,
     which was most of the CPU each local experiment cost to start (issue 12). None
-    when nothing is to be confined (no namespace can be made here). ``pidns``: the
-    command's first child starts a PID namespace (the local backend's exit witness
-    forks the experiment's init there).
+    when nothing is to be confined (no namespace can be made here).
     """
     from gridrun.datastores import nsexec
 
-    args, env = confinement_args(
-        argv, mounts, workdir, mode=mode, hide=hide, keep_ro=keep_ro, keep_rw=keep_rw,
-        env_layer=env_layer, pidns=pidns, scratch=scratch,
-    )  # fmt: skip
     if args is None:
-        return None, env
-    return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv])), env
+        return None
+    return functools.partial(nsexec.child_setup, nsexec.Plan([*args, "--", *argv]))
 
 
 def confinement_args(
@@ -199,8 +191,10 @@ def confinement_args(
     pidns: bool = False,
     scratch: tuple[str, int] | None = None,
 ) -> tuple[list[str] | None, dict[str, str]]:
-    """``nsexec``'s options for :func:`local_confinement` (``--mode`` first; None:
-    nothing to confine) and the variables the experiment gets with them."""
+    """``nsexec``'s options (``--mode`` first; None: nothing to confine) and the
+    variables the experiment gets with them. ``pidns``: the command's first child
+    starts a PID namespace (the local backend's exit witness forks the experiment's
+    init there)."""
     args, env = _plan(argv, mounts, workdir, mode, hide, keep_ro, keep_rw, env_layer)
     if args is None:
         return None, env

@@ -19,7 +19,6 @@ in the working directory it left). The witness costs each start an interpreter
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import signal
@@ -151,13 +150,10 @@ class LocalBackend(Backend):
     # -------------------------------------------------------------------- run
     def _launch(self, job: Job, sink: LogSink) -> str:
         working_copy(job, sink, lambda: self._materialize(job, sink))
-        spec = launch_spec(self.home.root, job)
-        confine = None
-        if spec.confine is not None:
-            from gridrun.datastores import nsexec
+        from gridrun.datastores.mount import preexec
 
-            plan = nsexec.Plan([*spec.confine, "--", *spec.argv])
-            confine = functools.partial(nsexec.child_setup, plan)
+        spec = launch_spec(self.home.root, job)
+        confine = preexec(spec.confine, spec.argv)
         # Descendants that outlive their parents come back to the supervisor (this
         # process), so none escapes, not even one that starts its own session.
         become_subreaper()
