@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -167,12 +168,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--node-cpus", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3, help="rounds of (a) and (b), alternated")
+    ap.add_argument("--no-submitit", action="store_true", help="skip (c)")
     args = ap.parse_args()
+    # A SIGTERM (a `timeout`) still stops the cluster and the agent this started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="gridrun-bench-slurm-"))
     cluster = LocalSlurmCluster(nodes=2, cpus=args.node_cpus, memory_mb=64000)
+    home = work / "grid-home"
     ours_all: list[float] = []
     hand_all: list[float] = []
     peak = 0
+    print(f"{args.n} trivial experiments on a 2-node Slurm cluster ({args.node_cpus} CPUs each)")
     try:
         cluster.start()
         # Alternated, so that a slower moment of the machine weighs on both alike;
@@ -183,27 +189,32 @@ def main() -> None:
             ours_all.append(wall)
             peak = max(peak, most)
             hand_all.append(by_hand(cluster, work, args.n))
-        home = work / "grid-home"
+            print(f"  round {k + 1}: gridrun {wall:.1f} s, by hand {hand_all[-1]:.1f} s",
+                  flush=True)  # fmt: skip
+        _stop_agent(cluster, home)
+        ours, hand = statistics.median(ours_all), statistics.median(hand_all)
+        print(f"median of {len(ours_all)}:")
+        print(f"  grid run --backend slurm   {ours:7.1f} s  (gridrun processes here,"
+              f" at most: {peak})")  # fmt: skip
+        print(f"  sbatch --array + squeue    {hand:7.1f} s  ({ours / hand:.2f}x for gridrun)",
+              flush=True)  # fmt: skip
+        if not args.no_submitit:
+            sub = with_submitit(cluster, work, args.n)
+            if isinstance(sub, float):
+                print(f"  submitit map_array         {sub:7.1f} s  ({ours / sub:.2f}x for gridrun)")
+            else:
+                print(f"  submitit: {sub}")
+    finally:
+        _stop_agent(cluster, home)
+        cluster.remove()
+    print(f"(load average {os.getloadavg()[0]:.2f})")
+
+
+def _stop_agent(cluster: LocalSlurmCluster, home: Path) -> None:
+    if home.exists():
         subprocess.run([sys.executable, "-m", "gridrun", "agent", "stop"],
                        env={**os.environ, **cluster.env, "GRID_HOME": str(home)},
                        capture_output=True)  # fmt: skip
-        sub = with_submitit(cluster, work, args.n)
-    finally:
-        cluster.remove()
-    ours, hand = statistics.median(ours_all), statistics.median(hand_all)
-    print(f"{args.n} trivial experiments on a 2-node Slurm cluster ({args.node_cpus} CPUs each),"
-          f" median of {len(ours_all)}")  # fmt: skip
-    print(f"  grid run --backend slurm   {ours:7.1f} s  (gridrun processes here, at most: {peak})")
-    print(f"  sbatch --array + squeue    {hand:7.1f} s  ({ours / hand:.2f}x for gridrun)")
-    print(
-        "  each round (gridrun / by hand): "
-        + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(ours_all, hand_all, strict=True))
-    )
-    if isinstance(sub, float):
-        print(f"  submitit map_array         {sub:7.1f} s  ({ours / sub:.2f}x for gridrun)")
-    else:
-        print(f"  submitit: {sub}")
-    print(f"(load average {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":
