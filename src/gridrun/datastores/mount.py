@@ -65,9 +65,11 @@ def isolation_mode() -> str:
 
 
 def _forced_mode() -> str | None:
-    """``GRIDRUN_DATASTORE_ISOLATION``, when it names a mode."""
-    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
-    return forced if forced in MODES else None
+    """``GRIDRUN_DATASTORE_ISOLATION``, when it names a mode (read as the Slurm runner
+    reads it)."""
+    from gridrun.datastores import nsexec
+
+    return nsexec.forced_mode()
 
 
 def _probe() -> str:

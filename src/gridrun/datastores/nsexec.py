@@ -268,6 +268,15 @@ def become_init() -> str | None:
     return refused
 
 
+MODES = ("root", "user", "none")
+
+
+def forced_mode() -> str | None:
+    """``GRIDRUN_DATASTORE_ISOLATION``, when it names a mode (the probe is skipped)."""
+    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
+    return forced if forced in MODES else None
+
+
 def node_record(folder: str) -> tuple[str, str]:
     """Where a node's probed isolation mode is kept, and what it is kept for.
 
@@ -294,7 +303,7 @@ def read_node_mode(folder: str) -> str | None:
             mode, _, recorded = fh.read().partition("\n")
     except OSError:
         return None
-    if recorded != key + "\n" or not key.split("\n")[1] or mode not in ("root", "user", "none"):
+    if recorded != key + "\n" or not key.split("\n")[1] or mode not in MODES:
         return None  # another boot, user or Python's; or a boot that cannot be told
     return mode
 

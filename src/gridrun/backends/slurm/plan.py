@@ -55,7 +55,7 @@ def write_plan(home: Path, nodes: Path, job: Job, run_dir: Path) -> Path:
         # Confined as on a node where a namespace can be made as root; the runner puts
         # the node's own mode in ("--mode" comes first), or none at all.
         spec = launch_spec(home, job, mode="root")
-        plan.update(_run_fields(job, spec))
+        plan.update(_launch_fields(job, spec))
         plan["tree"] = str(_write_tree(job, run_dir))
         plan["mode"] = None
     path = job.exp_dir / PLAN_FILE
@@ -71,7 +71,8 @@ def write_prepared(job: Job, spec: LaunchSpec, mode: str, began: float) -> Path:
         "full": False,
         "mode": mode,
         "began": began,
-        **_run_fields(job, spec),
+        **_where(job),
+        **_launch_fields(job, spec),
     }
     path = job.exp_dir / PREPARED_FILE
     atomic_write_bytes(path, marshal.dumps(plan), fsync=False)
@@ -88,9 +89,8 @@ def _where(job: Job) -> dict:
     }
 
 
-def _run_fields(job: Job, spec: LaunchSpec) -> dict:
+def _launch_fields(job: Job, spec: LaunchSpec) -> dict:
     return {
-        **_where(job),
         "argv": list(spec.argv),
         "env": dict(spec.env),
         "own": sorted(job.env),

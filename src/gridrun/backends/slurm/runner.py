@@ -89,7 +89,6 @@ def main(argv: list[str]) -> int:
         mode = _node_mode(plan["nodes"])
         if (plan["full"] or mode is None) and not stop.requested:
             return _hand_over(plan, began)
-    node = os.environ.get("SLURMD_NODENAME", "")
     log = _Log(plan["log"])
     try:
         if stop.requested:
@@ -103,7 +102,7 @@ def main(argv: list[str]) -> int:
         code = 1
     finally:
         log.close()
-    _record(plan, code, stop.requested, node, began)
+    record_exit(plan["exp_dir"], plan["attempt"], code, stop.requested, began)
     if code < 0:  # killed by a signal: as a shell reports it
         return 128 - code
     return code & 0xFF
@@ -129,10 +128,7 @@ def _load(path: str) -> dict:
 
 def _node_mode(nodes: str) -> str | None:
     """The node's isolation mode: forced, or recorded for this boot; None: not known."""
-    forced = os.environ.get("GRIDRUN_DATASTORE_ISOLATION", "").strip().lower()
-    if forced in ("root", "user", "none"):
-        return forced
-    return nsexec.read_node_mode(nodes)
+    return nsexec.forced_mode() or nsexec.read_node_mode(nodes)
 
 
 def _hand_over(plan: dict, began: float) -> int:
@@ -165,8 +161,8 @@ def _run(plan: dict, mode: str, log: _Log, stop: _Stop) -> int:
     # The GPUs are those Slurm granted (its CUDA_VISIBLE_DEVICES), not the agent's.
     granted = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
     env["CUDA_VISIBLE_DEVICES"] = ",".join(g.strip() for g in granted if g.strip().isdigit())
-    confine = plan["confine"]
-    if confine is not None and not plan.get("mode"):
+    confine = plan["confine"]  # "--mode" first: the node's own (a prepared plan has it)
+    if confine is not None:
         confine = None if mode == "none" else ["--mode", mode, *confine[2:]]
     _become_subreaper()
     out_r, out_w = os.pipe()
@@ -385,9 +381,9 @@ def stamp(ts: float) -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
-def _record(plan: dict, code: int, stopped: bool, node: str, began: float) -> None:
+def record_exit(exp_dir: str, attempt: int, code: int, stopped: bool, began: float) -> None:
     """The exit record the agent reads (``backends/slurm/backend.py``), written whole or
-    not at all (renamed into place).
+    not at all (renamed into place); ``task.py`` writes it with this too.
 
     Not fsynced, as the agent's own exit record (``supervisor.write_exit_record``):
     on a cluster GRID_HOME is a shared file system, where closing the file sends it
@@ -404,12 +400,13 @@ def _record(plan: dict, code: int, stopped: bool, node: str, began: float) -> No
         else os.environ.get("SLURM_JOB_ID", "")
     )
     text = (
-        f'{{"slurm_job": {_quote(handle)}, "attempt": {int(plan["attempt"])}, '
+        f'{{"slurm_job": {_quote(handle)}, "attempt": {int(attempt)}, '
         f'"exit_code": {int(code)}, "stopped": {"true" if stopped else "false"}, '
-        f'"node": {_quote(node)}, "started_at": {began!r}, "finished_at": {time.time()!r}}}'
+        f'"node": {_quote(os.environ.get("SLURMD_NODENAME", ""))}, "started_at": {began!r}, '
+        f'"finished_at": {time.time()!r}}}'
     )
-    path = os.path.join(plan["exp_dir"], EXIT_FILE)
-    tmp = os.path.join(plan["exp_dir"], f".{EXIT_FILE}.{os.getpid()}.tmp")
+    path = os.path.join(exp_dir, EXIT_FILE)
+    tmp = os.path.join(exp_dir, f".{EXIT_FILE}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(text.encode())
     os.replace(tmp, path)

@@ -31,19 +31,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gridrun.backends.slurm.runner import EXIT_FILE
+from gridrun.backends.slurm.runner import record_exit
 
 if TYPE_CHECKING:
     from gridrun.logs import LogSink
     from gridrun.specs import Job
-
-__all__ = ["EXIT_FILE", "main"]
-
-
-def write_record(exp_dir: Path, record: dict) -> None:
-    from gridrun.fsutil import atomic_write_json
-
-    atomic_write_json(exp_dir / EXIT_FILE, record, fsync=False)  # as runner._record
 
 
 def fetch_working_copy(home: Any, job: Job, sink: LogSink) -> bool:
@@ -126,34 +118,15 @@ def main(argv: list[str]) -> int:
                 sink.write("stderr", f"gridrun: {type(exc).__name__}: {exc}")
                 raise
     except Exception:
-        write_record(job.exp_dir, _failed(job, began))
+        record_exit(str(job.exp_dir), job.restart_count, 1, False, began)
         return 1
     command = [*runner_command(sys.executable), "--prepared", str(plan)]
     try:
         os.execv(sys.executable, command)
     except OSError as exc:
         print(f"gridrun: cannot start the runner: {exc}", file=sys.stderr)
-    write_record(job.exp_dir, _failed(job, began))
+    record_exit(str(job.exp_dir), job.restart_count, 1, False, began)
     return 1
-
-
-def _failed(job: Job, began: float) -> dict[str, Any]:
-    """The exit record of an experiment that could not start on this node."""
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    slurm_id = (
-        f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-        if array
-        else os.environ.get("SLURM_JOB_ID", "")
-    )
-    return {
-        "slurm_job": slurm_id,
-        "attempt": job.restart_count,
-        "exit_code": 1,
-        "stopped": False,
-        "node": os.environ.get("SLURMD_NODENAME", ""),
-        "started_at": began,
-        "finished_at": time.time(),
-    }
 
 
 if __name__ == "__main__":
